@@ -11,19 +11,34 @@ from slmlab.errors import BackendError
 from slmlab.generation import DecodingConfig
 
 
+def check_mlx_adapter(adapter: Path, base_dir: Path) -> None:
+    """Refuse a PEFT adapter (mlx-lm cannot read it) with the conversion to run instead."""
+    from slmlab.adapters import AdapterFormatError, check_adapter_base, detect_adapter_format
+
+    found = detect_adapter_format(adapter)
+    if found != "mlx":
+        raise AdapterFormatError(
+            f"{adapter} holds a {found} adapter; the mlx backend needs mlx-lm's format: convert it with "
+            f"slmlab.adapters.convert_adapter('{adapter}', '{adapter}-mlx', to='mlx') or `slmlab adapter convert`."
+        )
+    check_adapter_base(adapter, base_dir)
+
+
 @dataclass(repr=False)
 class MlxModel(LanguageModel):
     """An mlx-lm model and its TokenizerWrapper."""
 
     @classmethod
-    def load(cls, path: Path, label: str | None = None, device: str | None = None) -> MlxModel:
+    def load(cls, path: Path, label: str | None = None, device: str | None = None, adapter: str | None = None) -> MlxModel:
         import mlx.core as mx
         import mlx_lm
 
         if device is not None:
             mx.set_default_device(mx.gpu if device == "gpu" else mx.cpu)
         start = time.perf_counter()
-        model, tokenizer = mlx_lm.load(str(path))
+        if adapter:
+            check_mlx_adapter(Path(adapter), Path(path))
+        model, tokenizer = mlx_lm.load(str(path), adapter_path=str(adapter) if adapter else None)
         return cls(
             name=label or Path(path).name,
             path=Path(path),

@@ -17,7 +17,9 @@ class TorchModel(LanguageModel):
     """A transformers causal LM and its tokenizer."""
 
     @classmethod
-    def load(cls, path: Path, label: str | None = None, device: str = "cpu", dtype: str | None = None) -> TorchModel:
+    def load(
+        cls, path: Path, label: str | None = None, device: str = "cpu", dtype: str | None = None, adapter: str | None = None
+    ) -> TorchModel:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -27,7 +29,10 @@ class TorchModel(LanguageModel):
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         torch_dtype = getattr(torch, dtype or _DTYPES.get(device.split(":")[0], "float32"))
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(device).eval()
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+        if adapter:
+            model = merge_peft_adapter(model, Path(adapter), path)
+        model = model.to(device).eval()
         return cls(
             name=label or Path(path).name,
             path=Path(path),
@@ -71,6 +76,22 @@ class TorchModel(LanguageModel):
             output = self.model.generate(**batch, generation_config=generation_config)
         new_tokens = output[:, batch["input_ids"].shape[1] :].tolist()
         return [_until_eos(row, self.tokenizer.eos_token_id) for row in new_tokens]
+
+
+def merge_peft_adapter(model, adapter: Path, base_dir: Path):
+    """Apply a PEFT LoRA adapter and merge it into the weights (generation then costs nothing extra)."""
+    from peft import PeftModel
+
+    from slmlab.adapters import AdapterFormatError, check_adapter_base, detect_adapter_format
+
+    found = detect_adapter_format(adapter)
+    if found != "peft":
+        raise AdapterFormatError(
+            f"{adapter} holds an {found} adapter; the torch backend needs PEFT: convert it with "
+            f"slmlab.adapters.convert_adapter('{adapter}', '{adapter}-peft', to='peft') or `slmlab adapter convert`."
+        )
+    check_adapter_base(adapter, base_dir)
+    return PeftModel.from_pretrained(model, adapter).merge_and_unload()
 
 
 def _until_eos(ids: list[int], eos: int) -> list[int]:

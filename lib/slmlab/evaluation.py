@@ -1,0 +1,147 @@
+"""Chapter 04: baseline vs tuned on the held-out test set — exact and normalized match, per category.
+
+Entry point: :func:`compare_models`, which writes ``results/comparison.json`` (baseline, tuned,
+improvement) and a per-item CSV, and returns both for the notebook's chart and before/after table.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from slmlab.datagen import load_split
+from slmlab.generation import DecodingConfig
+from slmlab.io import atomic_write_json, save_table
+
+EVAL_DECODING = DecodingConfig(strategy="greedy", max_new_tokens=48, batch_size=16)
+_FENCE = re.compile(r"^```[\w+-]*\n?|\n?```$")
+
+
+def normalize_answer(text: str) -> str:
+    """Forgiving comparison form: no code fences or wrapping quotes, case-folded, single spaces,
+    no trailing punctuation."""
+    text = _FENCE.sub("", text.strip()).strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'`":
+        text = text[1:-1]
+    text = re.sub(r"\s+", " ", text).strip().casefold()
+    return text.rstrip(string.punctuation.replace(")", "").replace("]", "").replace("}", "")).strip()
+
+
+def score_predictions(rows: Sequence[dict], predictions: Sequence[str]):
+    """One DataFrame row per test item: prompt, gold, prediction, exact and normalized match."""
+    import pandas as pd
+
+    records = []
+    for row, prediction in zip(rows, predictions):
+        gold = row["messages"][-1]["content"]
+        records.append({
+            "pattern_id": row.get("pattern_id", ""),
+            "category": row.get("category", ""),
+            "prompt": row["messages"][0]["content"],
+            "gold": gold,
+            "prediction": prediction,
+            "exact": prediction.strip() == gold.strip(),
+            "normalized": normalize_answer(prediction) == normalize_answer(gold),
+        })
+    return pd.DataFrame(records)
+
+
+def evaluate(model, rows: Sequence[dict], decoding: DecodingConfig = EVAL_DECODING, progress: bool = True):
+    """Generate a reply for every test row (batched) and score it."""
+    prompts = [row["messages"][:-1] for row in rows]
+    return score_predictions(rows, model.generate(prompts, decoding, progress=progress))
+
+
+def summarize(scores) -> dict:
+    """Exact / normalized accuracy (in %) overall and per category."""
+    per_category = scores.groupby("category")[["exact", "normalized"]].mean().mul(100).round(1)
+    return {
+        "items": int(len(scores)),
+        "exact_match": round(float(scores["exact"].mean() * 100), 1),
+        "normalized_match": round(float(scores["normalized"].mean() * 100), 1),
+        "per_category": per_category.to_dict(orient="index"),
+    }
+
+
+@dataclass
+class Comparison:
+    summary: dict
+    baseline: object  # DataFrame
+    tuned: object  # DataFrame
+
+
+def compare_models(
+    model: str,
+    adapter_dir: str | Path,
+    data_dir: str | Path = "data",
+    results_dir: str | Path = "results",
+    backend: str = "auto",
+    limit: int | None = None,
+    decoding: DecodingConfig = EVAL_DECODING,
+    progress: bool = True,
+) -> Comparison:
+    """Evaluate the base model and base + adapter on ``test.jsonl``; write comparison.json and a CSV."""
+    from slmlab.models import load_model
+
+    rows = load_split(data_dir, "test")[:limit]
+    baseline = evaluate(load_model(model, backend=backend), rows, decoding, progress)
+    tuned = evaluate(load_model(model, backend=backend, adapter=str(adapter_dir)), rows, decoding, progress)
+    before, after = summarize(baseline), summarize(tuned)
+    summary = {
+        "model": model,
+        "adapter": str(adapter_dir),
+        "test_items": len(rows),
+        "decoding": decoding.as_dict(),
+        "baseline": before,
+        "tuned": after,
+        "improvement": {
+            "exact_match": round(after["exact_match"] - before["exact_match"], 1),
+            "normalized_match": round(after["normalized_match"] - before["normalized_match"], 1),
+        },
+    }
+    results = Path(results_dir)
+    atomic_write_json(results / "comparison.json", summary)
+    both = baseline.assign(model="baseline")._append(tuned.assign(model="tuned"), ignore_index=True)
+    save_table(both, results / "04_pattern_eval" / "predictions.csv")
+    return Comparison(summary, baseline, tuned)
+
+
+def before_after_table(comparison: Comparison, limit: int | None = 12):
+    """Prompt, baseline reply, tuned reply and ✓/✗ per item: the table to show on screen."""
+    import pandas as pd
+
+    base, tuned = comparison.baseline, comparison.tuned
+    mark = lambda ok: "✓" if ok else "✗"  # noqa: E731
+    table = pd.DataFrame({
+        "category": base["category"],
+        "prompt": base["prompt"],
+        "gold": base["gold"],
+        "baseline": base["prediction"].str.slice(0, 80),
+        "": base["normalized"].map(mark),
+        "tuned": tuned["prediction"].str.slice(0, 80),
+        " ": tuned["normalized"].map(mark),
+    })
+    return table.head(limit) if limit else table
+
+
+def plot_comparison(summary: dict):
+    """Grouped bars: baseline vs tuned normalized accuracy per category and overall."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    rows = {cat: {"baseline": summary["baseline"]["per_category"][cat]["normalized"],
+                  "tuned": summary["tuned"]["per_category"].get(cat, {}).get("normalized", 0.0)}
+            for cat in summary["baseline"]["per_category"]}
+    rows["overall"] = {"baseline": summary["baseline"]["normalized_match"], "tuned": summary["tuned"]["normalized_match"]}
+    frame = pd.DataFrame(rows).T
+    axis = frame.plot.bar(figsize=(8, 3.4), color=["#999999", "#2a9d8f"], rot=0)
+    axis.set_ylabel("normalized match (%)")
+    axis.set_ylim(0, 100)
+    axis.set_title(f"held-out test set: {summary['improvement']['normalized_match']:+.1f} points after LoRA")
+    for container in axis.containers:
+        axis.bar_label(container, fmt="%.0f", fontsize=8)
+    axis.figure.tight_layout()
+    return axis.figure

@@ -1,0 +1,388 @@
+"""Chapter 03: LoRA fine-tuning with checkpoints that resume exactly (PEFT on torch; mlx-lm on MLX).
+
+Entry point: :func:`train_lora`. The adapter lands in ``adapters/<name>/`` in its backend's stock format
+(PEFT folder, or mlx-lm ``adapters.safetensors``) with ``training_metrics.json`` beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from slmlab.datagen import load_split
+from slmlab.io import atomic_write_json
+from slmlab.models import DEFAULT_MODEL, resolve_model
+
+IGNORE = -100  # label value the loss skips (prompt tokens and padding)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """LoRA and optimisation settings; the defaults train the 135M default model in minutes on 2 cores."""
+
+    rank: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.0
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    learning_rate: float = 1e-3
+    warmup_steps: int = 10
+    steps: int = 150
+    batch_size: int = 8
+    max_length: int = 256
+    grad_clip: float = 1.0
+    eval_every: int = 25
+    save_every: int = 25
+    keep_checkpoints: int = 2
+    seed: int = 0
+
+
+@dataclass
+class TrainState:
+    """What the progress callbacks see, and what a checkpoint restores."""
+
+    step: int = 0
+    total_steps: int = 0
+    train_loss: list[tuple[int, float]] = field(default_factory=list)
+    valid_loss: list[tuple[int, float]] = field(default_factory=list)
+    trained_tokens: int = 0
+    seconds: float = 0.0
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.trained_tokens / self.seconds if self.seconds else 0.0
+
+
+Callback = Callable[[str, TrainState], None]  # (event, state); events: "step", "eval", "checkpoint", "end"
+
+
+# --- data ---------------------------------------------------------------------------------------
+
+
+def encode_rows(tokenizer, rows: Sequence[dict], max_length: int) -> tuple[list[tuple[list[int], list[int]]], int]:
+    """Token ids and labels (prompt masked) per row, plus how many rows were truncated to ``max_length``."""
+    encoded, truncated = [], 0
+    for row in rows:
+        messages = row["messages"]
+        full = tokenizer.apply_chat_template(messages, tokenize=False)
+        prompt = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
+        ids = tokenizer(full, add_special_tokens=False)["input_ids"]
+        n_prompt = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        # drop the template's trailing newline after the end-of-turn token: nothing to learn there
+        while ids and ids[-1] != tokenizer.eos_token_id and len(ids) > n_prompt + 1:
+            ids = ids[:-1]
+        labels = [IGNORE] * n_prompt + ids[n_prompt:]
+        if len(ids) > max_length:
+            truncated += 1
+            ids, labels = ids[:max_length], labels[:max_length]
+        encoded.append((ids, labels))
+    return encoded, truncated
+
+
+def length_grouped_batches(lengths: Sequence[int], batch_size: int, seed: int) -> list[list[int]]:
+    """Batches of similar length (little padding), in a seeded random order.
+
+    Written by hand: transformers' length grouping lives inside its Trainer's sampler and is not usable
+    from a plain loop.
+    """
+    rng = random.Random(seed)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    window = batch_size * 16
+    batches = []
+    for start in range(0, len(order), window):
+        chunk = sorted(order[start : start + window], key=lambda i: lengths[i])
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def batch_schedule(lengths: Sequence[int], config: TrainConfig) -> list[list[int]]:
+    """The batch of every step: epochs of length-grouped batches, each epoch reseeded; a pure function."""
+    schedule: list[list[int]] = []
+    epoch = 0
+    while len(schedule) < config.steps:
+        schedule += length_grouped_batches(lengths, config.batch_size, config.seed * 1000 + epoch)
+        epoch += 1
+    return schedule[: config.steps]
+
+
+def collate(examples: Sequence[tuple[list[int], list[int]]], pad_id: int):
+    """Right-padded tensors: input_ids, attention_mask, labels."""
+    import torch
+
+    width = max(len(ids) for ids, _ in examples)
+    input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for row, (ids, labs) in enumerate(examples):
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        labels[row, : len(labs)] = torch.tensor(labs)
+        mask[row, : len(ids)] = 1
+    return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+
+
+# --- checkpoints --------------------------------------------------------------------------------
+
+
+def _checkpoint_dirs(out_dir: Path) -> list[Path]:
+    folder = out_dir / "checkpoints"
+    done = [p for p in folder.glob("step-*") if (p / "trainer_state.json").is_file()] if folder.is_dir() else []
+    return sorted(done, key=lambda p: int(p.name.split("-")[1]))
+
+
+def latest_checkpoint(out_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint of a run folder, or None."""
+    found = _checkpoint_dirs(Path(out_dir))
+    return found[-1] if found else None
+
+
+def _save_checkpoint(out_dir: Path, model, optimizer, scheduler, state: TrainState, config: TrainConfig) -> Path:
+    """Write adapter + optimizer + scheduler + RNG + state into a temp folder, then rename it into place."""
+    import torch
+
+    final = out_dir / "checkpoints" / f"step-{state.step:06d}"
+    partial = final.with_name(final.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        model.save_pretrained(partial)
+        torch.save(
+            {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state()},
+            partial / "optimizer.pt",
+        )
+        (partial / "trainer_state.json").write_text(json.dumps({"state": asdict(state), "config": asdict(config)}))
+        shutil.rmtree(final, ignore_errors=True)
+        partial.rename(final)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    for old in _checkpoint_dirs(out_dir)[: -config.keep_checkpoints]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _restore_checkpoint(checkpoint: Path, model, optimizer, scheduler) -> TrainState:
+    import torch
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    set_peft_model_state_dict(model, load_file(checkpoint / "adapter_model.safetensors"))
+    saved = torch.load(checkpoint / "optimizer.pt", weights_only=False)
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    torch.set_rng_state(saved["torch_rng"])
+    data = json.loads((checkpoint / "trainer_state.json").read_text())["state"]
+    data["train_loss"] = [tuple(x) for x in data["train_loss"]]
+    data["valid_loss"] = [tuple(x) for x in data["valid_loss"]]
+    return TrainState(**data)
+
+
+# --- the torch loop -----------------------------------------------------------------------------
+
+
+def _valid_loss(model, encoded, pad_id: int, batch_size: int) -> float:
+    import torch
+
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(encoded), batch_size):
+            batch = collate(encoded[start : start + batch_size], pad_id)
+            n = int((batch["labels"][:, 1:] != IGNORE).sum())
+            total += float(model(**batch).loss) * n
+            count += n
+    model.train()
+    return total / max(count, 1)
+
+
+@dataclass
+class TrainResult:
+    adapter_dir: Path
+    state: TrainState
+    resumed_from: int
+    truncated: int
+    metrics_path: Path
+
+
+def train_lora(
+    data_dir: str | Path = "data",
+    out_dir: str | Path = "adapters/lora",
+    model: str = DEFAULT_MODEL,
+    config: TrainConfig = TrainConfig(),
+    backend: str = "auto",
+    resume: bool = True,
+    callbacks: Sequence[Callback] = (),
+    progress: bool = True,
+) -> TrainResult:
+    """Train a LoRA adapter on ``data_dir/{train,valid}.jsonl`` and save it to ``out_dir``.
+
+    With ``resume`` (the default) a run folder holding checkpoints continues from the newest one, with
+    the same optimizer, scheduler and data order, so an interrupted run ends where an uninterrupted one
+    would have. ``backend`` "auto" picks mlx-lm on Apple silicon and PEFT on torch elsewhere.
+    """
+    from slmlab.backends import select_backend
+
+    if select_backend(backend) == "mlx":
+        from slmlab.mlx_training import train_lora_mlx
+
+        return train_lora_mlx(data_dir, out_dir, model, config, resume=resume, callbacks=callbacks, progress=progress)
+    return _train_lora_torch(Path(data_dir), Path(out_dir), model, config, resume, callbacks, progress)
+
+
+def _train_lora_torch(data_dir, out_dir, model_name, config, resume, callbacks, progress) -> TrainResult:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer, get_cosine_schedule_with_warmup
+
+    torch.manual_seed(config.seed)
+    base_dir = resolve_model(model_name)
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    train_rows, valid_rows = load_split(data_dir, "train"), load_split(data_dir, "valid")
+    train, truncated = encode_rows(tokenizer, train_rows, config.max_length)
+    valid, _ = encode_rows(tokenizer, valid_rows, config.max_length)
+    if truncated:
+        warnings.warn(f"{truncated} of {len(train)} training rows were longer than max_length={config.max_length} "
+                      "tokens and were truncated", stacklevel=2)
+
+    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
+                      target_modules=list(config.target_modules), task_type="CAUSAL_LM")
+    model = get_peft_model(base, lora)
+    model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.steps)
+
+    state = TrainState(total_steps=config.steps)
+    checkpoint = latest_checkpoint(out_dir) if resume else None
+    if not resume:
+        shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
+    if checkpoint is not None:
+        state = _restore_checkpoint(checkpoint, model, optimizer, scheduler)
+    resumed_from = state.step
+
+    schedule = batch_schedule([len(ids) for ids, _ in train], config)
+    bar = tqdm(total=config.steps, initial=state.step, desc="LoRA", unit="step", disable=not progress)
+    try:
+        while state.step < config.steps:
+            start = time.perf_counter()
+            batch = collate([train[i] for i in schedule[state.step]], pad_id)
+            loss = model(**batch).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            state.step += 1
+            state.trained_tokens += int(batch["attention_mask"].sum())
+            state.seconds += time.perf_counter() - start
+            loss_value = loss.item()
+            state.train_loss.append((state.step, loss_value))
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{state.tokens_per_second:.0f}")
+            _emit(callbacks, "step", state)
+            if state.step % config.eval_every == 0 or state.step == config.steps:
+                state.valid_loss.append((state.step, _valid_loss(model, valid, pad_id, config.batch_size)))
+                _emit(callbacks, "eval", state)
+            if state.step % config.save_every == 0 and state.step < config.steps:
+                _save_checkpoint(out_dir, model, optimizer, scheduler, state, config)
+                _emit(callbacks, "checkpoint", state)
+    except KeyboardInterrupt:
+        if state.step > resumed_from:
+            _save_checkpoint(out_dir, model, optimizer, scheduler, state, config)
+        bar.close()
+        raise
+    bar.close()
+    return _finish(out_dir, model, state, config, model_name, base_dir, resumed_from, truncated, callbacks)
+
+
+def _emit(callbacks: Sequence[Callback], event: str, state: TrainState) -> None:
+    for callback in callbacks:
+        callback(event, state)
+
+
+def _finish(out_dir, model, state, config, model_name, base_dir, resumed_from, truncated, callbacks) -> TrainResult:
+    """Save the final adapter (stock PEFT folder) and training_metrics.json, atomically."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    partial = out_dir / ".final-partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(partial)
+    for item in partial.iterdir():
+        item.replace(out_dir / item.name)
+    partial.rmdir()
+    metrics_path = atomic_write_json(out_dir / "training_metrics.json", training_metrics(state, config, model_name, base_dir, "torch", truncated))
+    _emit(callbacks, "end", state)
+    return TrainResult(out_dir, state, resumed_from, truncated, metrics_path)
+
+
+def training_metrics(state: TrainState, config: TrainConfig, model_name: str, base_dir: Path, backend: str, truncated: int) -> dict:
+    final_valid = state.valid_loss[-1][1] if state.valid_loss else math.nan
+    return {
+        "model": model_name,
+        "base_model_dir": str(base_dir),
+        "backend": backend,
+        "steps": state.step,
+        "final_train_loss": state.train_loss[-1][1] if state.train_loss else math.nan,
+        "final_valid_loss": final_valid,
+        "trained_tokens": state.trained_tokens,
+        "train_seconds": round(state.seconds, 2),
+        "tokens_per_second": round(state.tokens_per_second, 1),
+        "truncated_rows": truncated,
+        "train_loss": state.train_loss,
+        "valid_loss": state.valid_loss,
+        "config": asdict(config),
+    }
+
+
+# --- plots --------------------------------------------------------------------------------------
+
+
+def plot_losses(state_or_metrics, ax=None):
+    """Train (thin) and valid (dots) loss against step, from a TrainState or training_metrics.json dict."""
+    import matplotlib.pyplot as plt
+
+    train = state_or_metrics["train_loss"] if isinstance(state_or_metrics, dict) else state_or_metrics.train_loss
+    valid = state_or_metrics["valid_loss"] if isinstance(state_or_metrics, dict) else state_or_metrics.valid_loss
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3.2))
+    ax.clear()
+    if train:
+        ax.plot(*zip(*train), lw=1, alpha=0.7, label="train")
+    if valid:
+        ax.plot(*zip(*valid), "o-", label="valid")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+class LiveLossPlot:
+    """A callback that redraws the loss plot in a notebook every ``every`` steps and at each eval."""
+
+    def __init__(self, every: int = 10):
+        import matplotlib.pyplot as plt
+
+        self.every = every
+        self.figure, self.ax = plt.subplots(figsize=(7, 3.2))
+        plt.close(self.figure)
+        self.handle = None
+
+    def __call__(self, event: str, state: TrainState) -> None:
+        if event == "step" and state.step % self.every:
+            return
+        from IPython.display import display
+
+        plot_losses(state, self.ax)
+        if self.handle is None:
+            self.handle = display(self.figure, display_id=True)
+        else:
+            self.handle.update(self.figure)

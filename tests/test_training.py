@@ -1,0 +1,129 @@
+"""LoRA training on the tiny model: loss goes down, checkpoints resume exactly, stock loaders read the adapter."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pytest
+
+from slmlab.datagen import generate_dataset, read_jsonl, DatasetError
+from slmlab.training import TrainConfig, batch_schedule, encode_rows, latest_checkpoint, train_lora
+
+CONFIG = TrainConfig(rank=4, alpha=8, steps=8, batch_size=4, eval_every=4, save_every=2, learning_rate=5e-3, warmup_steps=1)
+
+
+@dataclass
+class P:
+    id: str
+    category: str
+    input: str
+    output: str
+    paraphrases: tuple
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    patterns = [P(f"p{i}", "fact", f"What is the capital of land {i}?", f"City {i}",
+                  (f"Name the capital of land {i}.", f"Land {i} has which capital?")) for i in range(6)]
+    folder = tmp_path_factory.mktemp("data")
+    generate_dataset(patterns, folder)
+    return folder
+
+
+class StopAt:
+    def __init__(self, step):
+        self.step = step
+
+    def __call__(self, event, state):
+        if event == "step" and state.step == self.step:
+            raise KeyboardInterrupt
+
+
+def test_prompt_tokens_are_masked(tiny_model_dir, data_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    (ids, labels), = encode_rows(tokenizer, read_jsonl(data_dir / "train.jsonl")[:1], 512)[0]
+    answer = [t for t in labels if t != -100]
+    assert tokenizer.decode(answer).startswith("City")
+    assert answer[-1] == tokenizer.eos_token_id and len(ids) == len(labels)
+
+
+def test_truncation_is_counted(tiny_model_dir, data_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    rows = read_jsonl(data_dir / "train.jsonl")
+    encoded, truncated = encode_rows(tokenizer, rows, 8)
+    assert truncated == len(rows) and all(len(ids) == 8 for ids, _ in encoded)
+
+
+def test_batch_schedule_is_deterministic_and_covers_the_data():
+    lengths = [5, 9, 3, 7, 11, 2, 8, 6, 4, 10]
+    config = TrainConfig(steps=5, batch_size=2)
+    first = batch_schedule(lengths, config)
+    assert first == batch_schedule(lengths, config)
+    assert sorted(i for batch in first for i in batch) == list(range(10))
+    assert first != batch_schedule(lengths, TrainConfig(steps=5, batch_size=2, seed=1))
+
+
+def test_train_then_resume_matches_uninterrupted(tiny_model_dir, data_dir, tmp_path):
+    straight = train_lora(data_dir, tmp_path / "straight", str(tiny_model_dir), CONFIG, backend="torch", progress=False)
+    assert straight.state.train_loss[-1][1] < straight.state.train_loss[0][1]
+
+    with pytest.raises(KeyboardInterrupt):
+        train_lora(data_dir, tmp_path / "resumed", str(tiny_model_dir), CONFIG, backend="torch",
+                   callbacks=[StopAt(5)], progress=False)
+    assert latest_checkpoint(tmp_path / "resumed").name == "step-000005"
+    resumed = train_lora(data_dir, tmp_path / "resumed", str(tiny_model_dir), CONFIG, backend="torch", progress=False)
+    assert resumed.resumed_from == 5
+    assert resumed.state.step == CONFIG.steps
+    straight_losses = [loss for _, loss in straight.state.train_loss]
+    resumed_losses = [loss for _, loss in resumed.state.train_loss]
+    assert resumed_losses == pytest.approx(straight_losses, rel=1e-4, abs=1e-5)
+
+    metrics = json.loads((tmp_path / "resumed" / "training_metrics.json").read_text())
+    assert metrics["steps"] == CONFIG.steps and metrics["final_valid_loss"] > 0
+
+
+def test_adapter_loads_with_stock_peft(tiny_model_dir, data_dir, tmp_path):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    result = train_lora(data_dir, tmp_path / "a", str(tiny_model_dir), CONFIG,
+                        backend="torch", progress=False)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    ids = torch.tensor([[1, 5, 9, 12]])
+    with torch.no_grad():
+        before = base(ids).logits
+        tuned = PeftModel.from_pretrained(base, result.adapter_dir)(ids).logits
+    assert (result.adapter_dir / "adapter_config.json").is_file()
+    assert not torch.allclose(before, tuned), "the trained adapter changes the model"
+
+
+def test_malformed_jsonl_names_file_and_line(tmp_path):
+    path = tmp_path / "train.jsonl"
+    path.write_text('{"messages": []}\n{"messages": [}\n')
+    with pytest.raises(DatasetError, match=r"train.jsonl:2: not valid JSON"):
+        read_jsonl(path)
+
+
+@pytest.mark.mlx
+def test_mlx_training_writes_a_stock_mlx_adapter(tiny_model_dir, data_dir, tmp_path):
+    from slmlab.backends import mlx_available
+
+    if not mlx_available():
+        pytest.skip("mlx / mlx-lm not importable here")
+    import mlx.core as mx
+    import mlx_lm
+
+    config = TrainConfig(rank=4, alpha=8, steps=4, batch_size=4, eval_every=2, save_every=2, learning_rate=5e-3)
+    result = train_lora(data_dir, tmp_path / "mlx", str(tiny_model_dir), config, backend="mlx", progress=False)
+    assert (result.adapter_dir / "adapters.safetensors").is_file()
+    assert len(result.state.train_loss) == 4 and result.state.valid_loss
+    base, _ = mlx_lm.load(str(tiny_model_dir))
+    tuned, _ = mlx_lm.load(str(tiny_model_dir), adapter_path=str(result.adapter_dir))
+    ids = mx.array([[1, 5, 9, 12]])
+    assert not mx.allclose(base(ids), tuned(ids)).item(), "the trained adapter changes the model"
