@@ -127,3 +127,27 @@ def test_mlx_training_writes_a_stock_mlx_adapter(tiny_model_dir, data_dir, tmp_p
     tuned, _ = mlx_lm.load(str(tiny_model_dir), adapter_path=str(result.adapter_dir))
     ids = mx.array([[1, 5, 9, 12]])
     assert not mx.allclose(base(ids), tuned(ids)).item(), "the trained adapter changes the model"
+
+
+def test_finished_run_is_not_repeated_and_other_settings_start_over(tiny_model_dir, data_dir, tmp_path):
+    first = train_lora(data_dir, tmp_path / "r", str(tiny_model_dir), CONFIG, backend="torch", progress=False)
+    again = train_lora(data_dir, tmp_path / "r", str(tiny_model_dir), CONFIG, backend="torch", progress=False)
+    assert again.resumed_from == CONFIG.steps and again.state.train_loss == first.state.train_loss
+    other = TrainConfig(**{**CONFIG.__dict__, "learning_rate": 1e-3})
+    with pytest.warns(UserWarning, match="other training settings"):
+        fresh = train_lora(data_dir, tmp_path / "r", str(tiny_model_dir), other, backend="torch", progress=False)
+    assert fresh.resumed_from == 0
+
+
+def test_completion_loss_equals_the_stock_loss(tiny_model_dir, data_dir):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from slmlab.training import collate, completion_loss
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    encoded, _ = encode_rows(tokenizer, read_jsonl(data_dir / "train.jsonl")[:5], 512)
+    batch = collate(encoded, tokenizer.pad_token_id)
+    with torch.no_grad():
+        assert float(completion_loss(model, batch)) == pytest.approx(float(model(**batch).loss), rel=1e-5)

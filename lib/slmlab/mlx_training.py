@@ -48,7 +48,7 @@ def train_lora_mlx(data_dir, out_dir, model_name, config, resume=True, callbacks
 
     args = types.SimpleNamespace(**{**CONFIG_DEFAULTS, **{
         "model": str(base_dir), "data": str(data_dir), "train": True, "seed": config.seed,
-        "num_layers": len(model.layers), "batch_size": config.batch_size, "iters": config.steps - start_step,
+        "num_layers": min(config.num_layers or len(model.layers), len(model.layers)), "batch_size": config.batch_size, "iters": config.steps - start_step,
         "val_batches": -1, "learning_rate": config.learning_rate, "steps_per_report": 1,
         "steps_per_eval": config.eval_every, "save_every": config.save_every, "adapter_path": str(out_dir),
         "resume_adapter_file": str(done[1]) if done else None, "max_seq_length": config.max_length,

@@ -33,6 +33,7 @@ class TrainConfig:
     alpha: float = 16.0
     dropout: float = 0.0
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    num_layers: int | None = 16  # LoRA on the last N transformer layers (None: all), as mlx-lm does
     learning_rate: float = 1e-3
     warmup_steps: int = 10
     steps: int = 150
@@ -130,6 +131,22 @@ def collate(examples: Sequence[tuple[list[int], list[int]]], pad_id: int):
     return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
 
 
+def completion_loss(model, batch) -> "torch.Tensor":
+    """Mean cross-entropy over answer tokens, projecting only those positions onto the vocabulary.
+
+    Written by hand: the stock causal-LM loss computes logits for every position, prompt and padding
+    included; with a 49k vocabulary that output layer is a large share of each step on a CPU.
+    """
+    import torch.nn.functional as F
+
+    network = model.get_base_model() if hasattr(model, "get_base_model") else model
+    hidden = network.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    targets = batch["labels"][:, 1:]
+    keep = targets != IGNORE
+    logits = network.get_output_embeddings()(hidden[:, :-1][keep])
+    return F.cross_entropy(logits.float(), targets[keep])
+
+
 # --- checkpoints --------------------------------------------------------------------------------
 
 
@@ -169,6 +186,10 @@ def _save_checkpoint(out_dir: Path, model, optimizer, scheduler, state: TrainSta
     return final
 
 
+def _saved_config(checkpoint: Path) -> dict:
+    return json.loads((checkpoint / "trainer_state.json").read_text())["config"]
+
+
 def _restore_checkpoint(checkpoint: Path, model, optimizer, scheduler) -> TrainState:
     import torch
     from peft import set_peft_model_state_dict
@@ -197,7 +218,7 @@ def _valid_loss(model, encoded, pad_id: int, batch_size: int) -> float:
         for start in range(0, len(encoded), batch_size):
             batch = collate(encoded[start : start + batch_size], pad_id)
             n = int((batch["labels"][:, 1:] != IGNORE).sum())
-            total += float(model(**batch).loss) * n
+            total += float(completion_loss(model, batch)) * n
             count += n
     model.train()
     return total / max(count, 1)
@@ -254,8 +275,11 @@ def _train_lora_torch(data_dir, out_dir, model_name, config, resume, callbacks, 
                       "tokens and were truncated", stacklevel=2)
 
     base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    layers = base.config.num_hidden_layers
+    tail = min(config.num_layers or layers, layers)
     lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
-                      target_modules=list(config.target_modules), task_type="CAUSAL_LM")
+                      target_modules=list(config.target_modules), task_type="CAUSAL_LM",
+                      layers_to_transform=list(range(layers - tail, layers)) if tail < layers else None)
     model = get_peft_model(base, lora)
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate)
@@ -263,7 +287,10 @@ def _train_lora_torch(data_dir, out_dir, model_name, config, resume, callbacks, 
 
     state = TrainState(total_steps=config.steps)
     checkpoint = latest_checkpoint(out_dir) if resume else None
-    if not resume:
+    if checkpoint is not None and _saved_config(checkpoint) != json.loads(json.dumps(asdict(config))):
+        warnings.warn(f"{checkpoint} was made with other training settings; starting a new run", stacklevel=3)
+        checkpoint = None
+    if checkpoint is None:
         shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
     if checkpoint is not None:
         state = _restore_checkpoint(checkpoint, model, optimizer, scheduler)
@@ -275,7 +302,7 @@ def _train_lora_torch(data_dir, out_dir, model_name, config, resume, callbacks, 
         while state.step < config.steps:
             start = time.perf_counter()
             batch = collate([train[i] for i in schedule[state.step]], pad_id)
-            loss = model(**batch).loss
+            loss = completion_loss(model, batch)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
@@ -292,7 +319,7 @@ def _train_lora_torch(data_dir, out_dir, model_name, config, resume, callbacks, 
             if state.step % config.eval_every == 0 or state.step == config.steps:
                 state.valid_loss.append((state.step, _valid_loss(model, valid, pad_id, config.batch_size)))
                 _emit(callbacks, "eval", state)
-            if state.step % config.save_every == 0 and state.step < config.steps:
+            if state.step % config.save_every == 0 or state.step == config.steps:
                 _save_checkpoint(out_dir, model, optimizer, scheduler, state, config)
                 _emit(callbacks, "checkpoint", state)
     except KeyboardInterrupt:
