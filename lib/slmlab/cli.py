@@ -5,6 +5,11 @@
     slmlab prepare [NAME]              resolve (convert or download) a model ahead of time
     slmlab generate "PROMPT" [...]     one reply, any strategy, either backend
     slmlab env                         versions, device and memory
+    slmlab patterns [FOLDER]           validate pattern YAML (file, line and field of every problem)
+    slmlab data [--patterns DIR] [--out DIR] [--seed N]
+    slmlab train [--data DIR] [--out DIR] [--steps N] [--backend B] [--fresh]
+    slmlab eval [--adapter DIR] [--data DIR] [--limit N]
+    slmlab adapter convert SRC OUT --to mlx|peft [--base DIR]
 """
 
 from __future__ import annotations
@@ -78,6 +83,46 @@ def _env(args: argparse.Namespace) -> int:
     return 0
 
 
+def _patterns(args: argparse.Namespace) -> int:
+    from slmlab.patterns import check_patterns_cli
+
+    return check_patterns_cli(args.folder)
+
+
+def _data(args: argparse.Namespace) -> int:
+    from slmlab.datagen import DataConfig, generate_dataset
+    from slmlab.patterns import load_patterns
+
+    summary = generate_dataset(load_patterns(args.patterns), args.out, DataConfig(variants_per_prompt=args.variants, seed=args.seed))
+    print(f"wrote {summary.counts} to {summary.folder}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from slmlab.training import TrainConfig, train_lora
+
+    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                         rank=args.rank, seed=args.seed)
+    result = train_lora(args.data, args.out, args.model, config, backend=args.backend, resume=not args.fresh)
+    print(f"adapter: {result.adapter_dir}  metrics: {result.metrics_path}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from slmlab.evaluation import compare_models
+
+    summary = compare_models(args.model, args.adapter, args.data, args.results, backend=args.backend, limit=args.limit).summary
+    print(json.dumps({k: summary[k] for k in ("baseline", "tuned", "improvement")}, indent=2))
+    return 0
+
+
+def _adapter(args: argparse.Namespace) -> int:
+    from slmlab.adapters import convert_adapter
+
+    print(convert_adapter(args.src, args.out, to=args.to, base_model_dir=args.base))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="slmlab", description="SLM Lab: teach a small language model new tricks.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -111,6 +156,48 @@ def build_parser() -> argparse.ArgumentParser:
     generate.set_defaults(run=_generate)
 
     commands.add_parser("env", help="print versions, device and memory").set_defaults(run=_env)
+
+    patterns = commands.add_parser("patterns", help="validate the pattern YAML files")
+    patterns.add_argument("folder", nargs="?", default="patterns")
+    patterns.set_defaults(run=_patterns)
+
+    data = commands.add_parser("data", help="generate train/valid/test JSONL from the patterns")
+    data.add_argument("--patterns", default="patterns")
+    data.add_argument("--out", default="data")
+    data.add_argument("--variants", type=int, default=2, help="augmented copies per training prompt")
+    data.add_argument("--seed", type=int, default=0)
+    data.set_defaults(run=_data)
+
+    train = commands.add_parser("train", help="LoRA-train the model on the generated data (resumes by default)")
+    train.add_argument("--data", default="data")
+    train.add_argument("--out", default="adapters/patterns-lora")
+    train.add_argument("--model", default=DEFAULT_MODEL)
+    train.add_argument("--backend", default="auto")
+    train.add_argument("--steps", type=int, default=150)
+    train.add_argument("--batch-size", type=int, default=8)
+    train.add_argument("--learning-rate", type=float, default=1e-3)
+    train.add_argument("--rank", type=int, default=8)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--fresh", action="store_true", help="ignore existing checkpoints")
+    train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser("eval", help="baseline vs tuned on the held-out test set")
+    evaluate.add_argument("--adapter", default="adapters/patterns-lora")
+    evaluate.add_argument("--data", default="data")
+    evaluate.add_argument("--results", default="results")
+    evaluate.add_argument("--model", default=DEFAULT_MODEL)
+    evaluate.add_argument("--backend", default="auto")
+    evaluate.add_argument("--limit", type=int, default=None)
+    evaluate.set_defaults(run=_eval)
+
+    adapter = commands.add_parser("adapter", help="adapter tools")
+    adapter_commands = adapter.add_subparsers(dest="adapter_command", required=True)
+    convert = adapter_commands.add_parser("convert", help="convert a LoRA adapter between PEFT and mlx-lm")
+    convert.add_argument("src")
+    convert.add_argument("out")
+    convert.add_argument("--to", required=True, choices=("mlx", "peft"))
+    convert.add_argument("--base", default=None, help="base model folder (checks the adapter fits it)")
+    convert.set_defaults(run=_adapter)
     return parser
 
 

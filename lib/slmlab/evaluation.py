@@ -66,6 +66,21 @@ def summarize(scores) -> dict:
     }
 
 
+def spread_over_categories(rows: Sequence[dict], limit: int | None) -> list[dict]:
+    """The first ``limit`` rows taken in turn from each category (all rows when ``limit`` is None)."""
+    if limit is None or limit >= len(rows):
+        return list(rows)
+    by_category: dict[str, list[dict]] = {}
+    for row in rows:
+        by_category.setdefault(row.get("category", ""), []).append(row)
+    picked: list[dict] = []
+    while len(picked) < limit:
+        for queue in by_category.values():
+            if queue and len(picked) < limit:
+                picked.append(queue.pop(0))
+    return picked
+
+
 @dataclass
 class Comparison:
     summary: dict
@@ -86,7 +101,7 @@ def compare_models(
     """Evaluate the base model and base + adapter on ``test.jsonl``; write comparison.json and a CSV."""
     from slmlab.models import load_model
 
-    rows = load_split(data_dir, "test")[:limit]
+    rows = spread_over_categories(load_split(data_dir, "test"), limit)
     baseline = evaluate(load_model(model, backend=backend), rows, decoding, progress)
     tuned = evaluate(load_model(model, backend=backend, adapter=str(adapter_dir)), rows, decoding, progress)
     before, after = summarize(baseline), summarize(tuned)
@@ -104,7 +119,9 @@ def compare_models(
     }
     results = Path(results_dir)
     atomic_write_json(results / "comparison.json", summary)
-    both = baseline.assign(model="baseline")._append(tuned.assign(model="tuned"), ignore_index=True)
+    import pandas as pd
+
+    both = pd.concat([baseline.assign(model="baseline"), tuned.assign(model="tuned")], ignore_index=True)
     save_table(both, results / "04_pattern_eval" / "predictions.csv")
     return Comparison(summary, baseline, tuned)
 
