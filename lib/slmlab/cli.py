@@ -5,7 +5,7 @@
     slmlab prepare [NAME]              resolve (convert or download) a model ahead of time
     slmlab generate "PROMPT" [...]     one reply, any strategy, either backend
     slmlab env                         versions, device and memory
-    slmlab patterns [FOLDER]           validate pattern YAML (file, line and field of every problem)
+    slmlab patterns validate [FOLDER]  validate pattern YAML (file, line and field of every problem)
     slmlab data [--patterns DIR] [--out DIR] [--seed N]
     slmlab train [--data DIR] [--out DIR] [--steps N] [--backend B] [--fresh]
     slmlab eval [--adapter DIR] [--data DIR] [--limit N]
@@ -157,9 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("env", help="print versions, device and memory").set_defaults(run=_env)
 
-    patterns = commands.add_parser("patterns", help="validate the pattern YAML files")
-    patterns.add_argument("folder", nargs="?", default="patterns")
-    patterns.set_defaults(run=_patterns)
+    patterns = commands.add_parser("patterns", help="pattern tools")
+    pattern_commands = patterns.add_subparsers(dest="patterns_command", required=True)
+    validate = pattern_commands.add_parser("validate", help="check the YAML files; every problem with file, line, field")
+    validate.add_argument("folder", nargs="?", default="patterns")
+    validate.set_defaults(run=_patterns)
 
     data = commands.add_parser("data", help="generate train/valid/test JSONL from the patterns")
     data.add_argument("--patterns", default="patterns")
