@@ -41,6 +41,7 @@ lab: setup
 
 bench: setup
 	$(BIN)/python benchmarks/generation.py
+	$(BIN)/python benchmarks/lora.py
 
 clean:
 	find results adapters -mindepth 1 ! -name .gitkeep -exec rm -rf {} +

@@ -151,3 +151,28 @@ def test_completion_loss_equals_the_stock_loss(tiny_model_dir, data_dir):
     batch = collate(encoded, tokenizer.pad_token_id)
     with torch.no_grad():
         assert float(completion_loss(model, batch)) == pytest.approx(float(model(**batch).loss), rel=1e-5)
+
+
+def test_failed_save_keeps_the_last_good_checkpoint(tiny_model_dir, data_dir, tmp_path, monkeypatch):
+    import torch
+
+    out = tmp_path / "full-disk"
+    with pytest.raises(KeyboardInterrupt):
+        train_lora(data_dir, out, str(tiny_model_dir), CONFIG, backend="torch", callbacks=[StopAt(3)], progress=False)
+    good = latest_checkpoint(out)
+    assert good.name == "step-000003"
+
+    real_save = torch.save
+
+    def disk_full(obj, path, *args, **kwargs):
+        real_save(obj, path, *args, **kwargs)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        train_lora(data_dir, out, str(tiny_model_dir), CONFIG, backend="torch", progress=False)
+    monkeypatch.undo()
+    assert latest_checkpoint(out) == good
+    assert not list((out / "checkpoints").glob("*.partial"))
+    resumed = train_lora(data_dir, out, str(tiny_model_dir), CONFIG, backend="torch", progress=False)
+    assert resumed.resumed_from == 3 and resumed.state.step == CONFIG.steps
