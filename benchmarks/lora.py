@@ -26,7 +26,7 @@ from slmlab.io import atomic_write_json
 from slmlab.models import DEFAULT_MODEL, resolve_model
 from slmlab.patterns import load_patterns
 from slmlab.settings import project_root, results_dir
-from slmlab.training import TrainConfig, train_lora
+from slmlab.training import TrainConfig, peft_lora_config, train_lora
 
 GOAL = 2.0
 
@@ -41,7 +41,6 @@ def run_slmlab(data_dir: Path, config: TrainConfig) -> dict:
 
 def run_trl(data_dir: Path, config: TrainConfig) -> dict:
     from datasets import Dataset
-    from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
@@ -49,11 +48,7 @@ def run_trl(data_dir: Path, config: TrainConfig) -> dict:
     rows = load_split(data_dir, "train")
     dataset = Dataset.from_list([{"prompt": r["messages"][:-1], "completion": r["messages"][-1:]} for r in rows])
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
-    layers = model.config.num_hidden_layers
-    tail = min(config.num_layers or layers, layers)
-    lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
-                      target_modules=list(config.target_modules), task_type="CAUSAL_LM",
-                      layers_to_transform=list(range(layers - tail, layers)) if tail < layers else None)
+    lora = peft_lora_config(config, model.config.num_hidden_layers)
 
     class StepTimer(TrainerCallback):
         seconds = 0.0

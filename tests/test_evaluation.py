@@ -49,22 +49,13 @@ def test_spread_over_categories():
 
 def test_compare_models_end_to_end(tiny_model_dir, tmp_path):
     """The tiny model, an adapter trained for a few steps: files written, numbers consistent."""
-    from dataclasses import dataclass
-
     from slmlab.datagen import generate_dataset
     from slmlab.evaluation import compare_models
     from slmlab.generation import DecodingConfig
+    from slmlab.testing import toy_patterns
     from slmlab.training import TrainConfig, train_lora
 
-    @dataclass
-    class P:
-        id: str
-        category: str
-        input: str
-        output: str
-        paraphrases: tuple
-
-    patterns = [P(f"p{i}", "fact", f"Capital of land {i}?", f"C{i}", (f"Land {i} capital?", f"Which is land {i}'s capital?")) for i in range(4)]
+    patterns = toy_patterns(4)
     generate_dataset(patterns, tmp_path / "data")
     train_lora(tmp_path / "data", tmp_path / "lora", str(tiny_model_dir), TrainConfig(steps=2, batch_size=4), backend="torch", progress=False)
     comparison = compare_models(str(tiny_model_dir), tmp_path / "lora", tmp_path / "data", tmp_path / "results", backend="torch",

@@ -3,31 +3,19 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-
 import pytest
 
-from slmlab.datagen import generate_dataset, read_jsonl, DatasetError
+from slmlab.datagen import DatasetError, generate_dataset, read_jsonl
+from slmlab.testing import toy_patterns
 from slmlab.training import TrainConfig, batch_schedule, encode_rows, latest_checkpoint, train_lora
 
 CONFIG = TrainConfig(rank=4, alpha=8, steps=8, batch_size=4, eval_every=4, save_every=2, learning_rate=5e-3, warmup_steps=1)
 
 
-@dataclass
-class P:
-    id: str
-    category: str
-    input: str
-    output: str
-    paraphrases: tuple
-
-
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    patterns = [P(f"p{i}", "fact", f"What is the capital of land {i}?", f"City {i}",
-                  (f"Name the capital of land {i}.", f"Land {i} has which capital?")) for i in range(6)]
     folder = tmp_path_factory.mktemp("data")
-    generate_dataset(patterns, folder)
+    generate_dataset(toy_patterns(6), folder)
     return folder
 
 

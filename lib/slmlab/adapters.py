@@ -528,6 +528,18 @@ def _check_format(src: Path, expected: AdapterFormat) -> None:
         raise AdapterFormatError(f"{src} is a {found} adapter, not a {expected} one.")
 
 
+def require_adapter_for(adapter: str | Path, backend_format: AdapterFormat, base_model_dir: str | Path) -> None:
+    """Check an adapter before a backend loads it: right format (else say how to convert) and right base."""
+    found = detect_adapter_format(adapter)
+    if found != backend_format:
+        backend = "torch" if backend_format == "peft" else "mlx"
+        raise AdapterFormatError(
+            f"{adapter} holds a {found} adapter; the {backend} backend needs the {backend_format} format: convert it "
+            f"with `slmlab adapter convert {adapter} {adapter}-{backend_format} --to {backend_format}`."
+        )
+    check_adapter_base(adapter, base_model_dir)
+
+
 def convert_adapter(
     src: str | Path, out: str | Path, to: AdapterFormat = "mlx", base_model_dir: str | Path | None = None
 ) -> Path:

@@ -60,3 +60,14 @@ def make_tiny_llama(folder: str | Path, seed: int = 0, hidden_size: int = 64, la
     tokenizer.save_pretrained(folder)
     add_mlx_rope_theta(folder)
     return folder
+
+
+def toy_patterns(count: int = 6):
+    """``count`` invented capital-city patterns with two paraphrases each, for data and training tests."""
+    from slmlab.patterns import Pattern
+
+    return [
+        Pattern(id=f"land-{i}", category="fact", input=f"What is the capital of land {i}?", output=f"City {i}",
+                paraphrases=(f"Name the capital of land {i}.", f"Land {i} has which capital?"), source=f"toy:{i}")
+        for i in range(count)
+    ]

@@ -258,9 +258,19 @@ def train_lora(
     return _train_lora_torch(Path(data_dir), Path(out_dir), model, config, resume, callbacks, progress)
 
 
+def peft_lora_config(config: TrainConfig, layers: int):
+    """PEFT's LoraConfig for these settings, on the last ``config.num_layers`` of ``layers`` layers."""
+    from peft import LoraConfig
+
+    tail = min(config.num_layers or layers, layers)
+    return LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
+                      target_modules=list(config.target_modules), task_type="CAUSAL_LM",
+                      layers_to_transform=list(range(layers - tail, layers)) if tail < layers else None)
+
+
 def _train_lora_torch(data_dir, out_dir, model_name, config, resume, callbacks, progress) -> TrainResult:
     import torch
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer, get_cosine_schedule_with_warmup
 
     torch.manual_seed(config.seed)
@@ -275,12 +285,7 @@ def _train_lora_torch(data_dir, out_dir, model_name, config, resume, callbacks, 
                       "tokens and were truncated", stacklevel=2)
 
     base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
-    layers = base.config.num_hidden_layers
-    tail = min(config.num_layers or layers, layers)
-    lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
-                      target_modules=list(config.target_modules), task_type="CAUSAL_LM",
-                      layers_to_transform=list(range(layers - tail, layers)) if tail < layers else None)
-    model = get_peft_model(base, lora)
+    model = get_peft_model(base, peft_lora_config(config, base.config.num_hidden_layers))
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate)
     scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.steps)

@@ -11,19 +11,6 @@ from slmlab.errors import BackendError
 from slmlab.generation import DecodingConfig
 
 
-def check_mlx_adapter(adapter: Path, base_dir: Path) -> None:
-    """Refuse a PEFT adapter (mlx-lm cannot read it) with the conversion to run instead."""
-    from slmlab.adapters import AdapterFormatError, check_adapter_base, detect_adapter_format
-
-    found = detect_adapter_format(adapter)
-    if found != "mlx":
-        raise AdapterFormatError(
-            f"{adapter} holds a {found} adapter; the mlx backend needs mlx-lm's format: convert it with "
-            f"slmlab.adapters.convert_adapter('{adapter}', '{adapter}-mlx', to='mlx') or `slmlab adapter convert`."
-        )
-    check_adapter_base(adapter, base_dir)
-
-
 @dataclass(repr=False)
 class MlxModel(LanguageModel):
     """An mlx-lm model and its TokenizerWrapper."""
@@ -37,7 +24,9 @@ class MlxModel(LanguageModel):
             mx.set_default_device(mx.gpu if device == "gpu" else mx.cpu)
         start = time.perf_counter()
         if adapter:
-            check_mlx_adapter(Path(adapter), Path(path))
+            from slmlab.adapters import require_adapter_for
+
+            require_adapter_for(adapter, "mlx", path)
         model, tokenizer = mlx_lm.load(str(path), adapter_path=str(adapter) if adapter else None)
         return cls(
             name=label or Path(path).name,

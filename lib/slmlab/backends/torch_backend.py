@@ -82,15 +82,9 @@ def merge_peft_adapter(model, adapter: Path, base_dir: Path):
     """Apply a PEFT LoRA adapter and merge it into the weights (generation then costs nothing extra)."""
     from peft import PeftModel
 
-    from slmlab.adapters import AdapterFormatError, check_adapter_base, detect_adapter_format
+    from slmlab.adapters import require_adapter_for
 
-    found = detect_adapter_format(adapter)
-    if found != "peft":
-        raise AdapterFormatError(
-            f"{adapter} holds an {found} adapter; the torch backend needs PEFT: convert it with "
-            f"slmlab.adapters.convert_adapter('{adapter}', '{adapter}-peft', to='peft') or `slmlab adapter convert`."
-        )
-    check_adapter_base(adapter, base_dir)
+    require_adapter_for(adapter, "peft", base_dir)
     return PeftModel.from_pretrained(model, adapter).merge_and_unload()
 
 
