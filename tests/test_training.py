@@ -164,3 +164,19 @@ def test_failed_save_keeps_the_last_good_checkpoint(tiny_model_dir, data_dir, tm
     assert not list((out / "checkpoints").glob("*.partial"))
     resumed = train_lora(data_dir, out, str(tiny_model_dir), CONFIG, backend="torch", progress=False)
     assert resumed.resumed_from == 3 and resumed.state.step == CONFIG.steps
+
+
+@pytest.mark.mlx
+def test_mlx_resume_matches_uninterrupted(tiny_model_dir, data_dir, tmp_path):
+    from slmlab.backends import mlx_available
+
+    if not mlx_available():
+        pytest.skip("mlx / mlx-lm not importable here")
+    config = TrainConfig(rank=4, alpha=8, steps=6, batch_size=4, eval_every=100, save_every=2, learning_rate=5e-3, warmup_steps=1)
+    straight = train_lora(data_dir, tmp_path / "straight", str(tiny_model_dir), config, backend="mlx", progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        train_lora(data_dir, tmp_path / "resumed", str(tiny_model_dir), config, backend="mlx", callbacks=[StopAt(3)], progress=False)
+    assert latest_checkpoint(tmp_path / "resumed").name == "step-000002"
+    resumed = train_lora(data_dir, tmp_path / "resumed", str(tiny_model_dir), config, backend="mlx", progress=False)
+    assert resumed.resumed_from == 2 and resumed.state.step == config.steps
+    assert [loss for _, loss in resumed.state.train_loss] == pytest.approx([loss for _, loss in straight.state.train_loss], rel=1e-4)

@@ -1,81 +1,168 @@
-"""The MLX side of chapter 03: LoRA through mlx-lm's own trainer, saved in mlx-lm's stock layout.
+"""The MLX side of chapter 03: LoRA with mlx-lm's trainer, saved in mlx-lm's stock adapter layout.
 
 Reached through :func:`slmlab.training.train_lora` with backend "mlx" (the default on Apple silicon).
-mlx-lm checkpoints adapter weights only, so a resumed MLX run continues from the last saved weights with
-a fresh optimizer; the torch path restores the optimizer and scheduler too.
+mlx-lm's own checkpoints hold adapter weights only; here each checkpoint also keeps the optimizer state
+(which carries the learning-rate schedule's step) and the run's progress, and a resumed run skips the
+batches already trained on, so it continues where it stopped, as the torch path does.
 """
 
 from __future__ import annotations
 
-import re
+import json
 import shutil
-import types
+import warnings
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
-from slmlab.io import atomic_write_json
 from slmlab.models import resolve_model
+from slmlab.training import TrainConfig, TrainResult, TrainState, _emit, latest_checkpoint, training_metrics
+from slmlab.io import atomic_write_json
+
+ADAPTER_FILE = "adapters.safetensors"
 
 
-def _latest_mlx_checkpoint(out_dir: Path) -> tuple[int, Path] | None:
-    found = []
-    for path in out_dir.glob("*_adapters.safetensors"):
-        match = re.fullmatch(r"(\d+)_adapters\.safetensors", path.name)
-        if match:
-            found.append((int(match[1]), path))
-    return max(found) if found else None
+def lora_parameters(config: TrainConfig) -> dict:
+    """mlx-lm's ``lora_parameters`` for these settings (its ``scale`` is PEFT's alpha / r)."""
+    keys = [f"mlp.{m}" if m in ("gate_proj", "up_proj", "down_proj") else f"self_attn.{m}" for m in config.target_modules]
+    return {"rank": config.rank, "scale": config.alpha / config.rank, "dropout": config.dropout, "keys": keys}
 
 
-def train_lora_mlx(data_dir, out_dir, model_name, config, resume=True, callbacks: Sequence = (), progress=True):
-    """Train with mlx-lm's ``train_model`` on the same data and settings as the torch path."""
+def _schedule(config: TrainConfig):
+    """Linear warm-up then cosine decay, like the torch path's scheduler."""
+    import mlx.optimizers as optim
+
+    warmup = min(config.warmup_steps, config.steps - 1)
+    decay = optim.cosine_decay(config.learning_rate, max(config.steps - warmup, 1))
+    if warmup <= 0:
+        return decay
+    return optim.join_schedules([optim.linear_schedule(0.0, config.learning_rate, warmup), decay], [warmup])
+
+
+def _save_checkpoint(out_dir: Path, model, optimizer, state: TrainState, config: TrainConfig) -> Path:
+    """Adapter weights + optimizer state + progress, written to a temp folder and renamed into place."""
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+
+    final = out_dir / "checkpoints" / f"step-{state.step:06d}"
+    partial = final.with_name(final.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        mx.save_safetensors(str(partial / ADAPTER_FILE), dict(tree_flatten(model.trainable_parameters())))
+        mx.save_safetensors(str(partial / "optimizer.safetensors"), dict(tree_flatten(optimizer.state)))
+        (partial / "trainer_state.json").write_text(json.dumps({"state": asdict(state), "config": asdict(config)}))
+        shutil.rmtree(final, ignore_errors=True)
+        partial.rename(final)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    done = sorted((out_dir / "checkpoints").glob("step-[0-9]*[0-9]"))
+    for old in done[: -config.keep_checkpoints]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _restore(checkpoint: Path, model, optimizer) -> TrainState:
+    import mlx.core as mx
+    from mlx.utils import tree_unflatten
+
+    model.load_weights(str(checkpoint / ADAPTER_FILE), strict=False)
+    optimizer.init(model.trainable_parameters())
+    optimizer.state = tree_unflatten(list(mx.load(str(checkpoint / "optimizer.safetensors")).items()))
+    data = json.loads((checkpoint / "trainer_state.json").read_text())["state"]
+    data["train_loss"] = [tuple(x) for x in data["train_loss"]]
+    data["valid_loss"] = [tuple(x) for x in data["valid_loss"]]
+    return TrainState(**data)
+
+
+def _mlx_adapter_config(config: TrainConfig, num_layers: int, base_dir: Path, data_dir: Path) -> dict:
+    """adapter_config.json as ``mlx_lm.lora`` writes it (what ``mlx_lm.load(adapter_path=...)`` reads)."""
+    return {
+        "fine_tune_type": "lora", "num_layers": num_layers, "lora_parameters": lora_parameters(config),
+        "model": str(base_dir), "data": str(data_dir), "iters": config.steps, "batch_size": config.batch_size,
+        "learning_rate": config.learning_rate, "max_seq_length": config.max_length, "seed": config.seed,
+        "mask_prompt": True,
+    }
+
+
+def train_lora_mlx(data_dir, out_dir, model_name, config: TrainConfig, resume=True, callbacks: Sequence = (), progress=True):
+    """Train with mlx-lm's ``train`` on the same data and settings as the torch path; resumable."""
+    import mlx.core as mx
+    import mlx.optimizers as optim
     import mlx_lm
-    from mlx_lm.lora import CONFIG_DEFAULTS, train_model
     from mlx_lm.tuner.callbacks import TrainingCallback
-    from mlx_lm.tuner.datasets import load_dataset
-
-    from slmlab.training import TrainResult, TrainState, _emit, training_metrics
+    from mlx_lm.tuner.datasets import CacheDataset, load_dataset
+    from mlx_lm.tuner.trainer import TrainingArgs, iterate_batches, train
+    from mlx_lm.tuner.utils import linear_to_lora_layers
 
     out_dir, data_dir = Path(out_dir), Path(data_dir)
     base_dir = resolve_model(model_name)
     model, tokenizer = mlx_lm.load(str(base_dir))
-    done = _latest_mlx_checkpoint(out_dir) if resume else None
-    if not resume:
-        shutil.rmtree(out_dir, ignore_errors=True)
-    start_step = done[0] if done else 0
-    state = TrainState(step=start_step, total_steps=config.steps)
-    if start_step >= config.steps:
-        raise ValueError(f"{out_dir} already holds a finished run of {start_step} steps; pass resume=False to start over")
+    model.freeze()
+    mx.random.seed(config.seed)  # LoRA's A matrices start random
+    num_layers = min(config.num_layers or len(model.layers), len(model.layers))
+    linear_to_lora_layers(model, num_layers, lora_parameters(config))
+    optimizer = optim.AdamW(learning_rate=_schedule(config))
 
-    args = types.SimpleNamespace(**{**CONFIG_DEFAULTS, **{
-        "model": str(base_dir), "data": str(data_dir), "train": True, "seed": config.seed,
-        "num_layers": min(config.num_layers or len(model.layers), len(model.layers)), "batch_size": config.batch_size, "iters": config.steps - start_step,
-        "val_batches": -1, "learning_rate": config.learning_rate, "steps_per_report": 1,
-        "steps_per_eval": config.eval_every, "save_every": config.save_every, "adapter_path": str(out_dir),
-        "resume_adapter_file": str(done[1]) if done else None, "max_seq_length": config.max_length,
-        "mask_prompt": True, "optimizer": "adamw",
-        "lora_parameters": {"rank": config.rank, "dropout": config.dropout, "scale": config.alpha / config.rank,
-                            "keys": [f"self_attn.{m}" if m.endswith(("q_proj", "k_proj", "v_proj", "o_proj")) else f"mlp.{m}"
-                                     for m in config.target_modules]},
-    }})
-    train_set, valid_set, _ = load_dataset(args, tokenizer)
+    state = TrainState(total_steps=config.steps)
+    checkpoint = latest_checkpoint(out_dir) if resume else None
+    if checkpoint is not None and json.loads((checkpoint / "trainer_state.json").read_text())["config"] != json.loads(json.dumps(asdict(config))):
+        warnings.warn(f"{checkpoint} was made with other training settings; starting a new run", stacklevel=3)
+        checkpoint = None
+    if checkpoint is None:
+        shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
+    else:
+        state = _restore(checkpoint, model, optimizer)
+    start = state.step
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out_dir / "adapter_config.json", _mlx_adapter_config(config, num_layers, base_dir, data_dir))
 
-    class Report(TrainingCallback):
+    data_args = type("DataArgs", (), {"data": str(data_dir), "train": True, "test": False, "hf_dataset": None,
+                                      "mask_prompt": True})()
+    train_set, valid_set, _ = load_dataset(data_args, tokenizer)
+
+    def resumed_batches(dataset, batch_size, max_seq_length, loop=False, seed=None, comm_group=None):
+        # training (loop=True): the seeded batch order of an uninterrupted run, minus the batches already
+        # trained on; validation (loop=False) passes straight through
+        if not loop:
+            yield from iterate_batches(dataset, batch_size, max_seq_length, loop=False, seed=seed, comm_group=comm_group)
+            return
+        batches = iterate_batches(dataset, batch_size, max_seq_length, loop=True, seed=config.seed, comm_group=comm_group)
+        for _ in range(start):
+            next(batches)
+        yield from batches
+
+    class Progress(TrainingCallback):
         def on_train_loss_report(self, info: dict) -> None:
-            state.step = start_step + info["iteration"]
+            state.step = start + info["iteration"]
             state.train_loss.append((state.step, float(info["train_loss"])))
-            state.trained_tokens = int(info.get("trained_tokens", state.trained_tokens))
+            state.trained_tokens += int(info["trained_tokens"]) - self.reported
+            self.reported = int(info["trained_tokens"])
             rate = info.get("tokens_per_second") or 0
             state.seconds = state.trained_tokens / rate if rate else state.seconds
+            if state.step % config.save_every == 0 or state.step == config.steps:
+                _save_checkpoint(out_dir, model, optimizer, state, config)
+                _emit(callbacks, "checkpoint", state)
             _emit(callbacks, "step", state)
 
         def on_val_loss_report(self, info: dict) -> None:
             if info["iteration"] > 0:
-                state.valid_loss.append((start_step + info["iteration"], float(info["val_loss"])))
+                state.valid_loss.append((start + info["iteration"], float(info["val_loss"])))
                 _emit(callbacks, "eval", state)
 
-    train_model(args, model, train_set, valid_set, Report())
-    state.step = config.steps
+    if start < config.steps:
+        progress_callback = Progress()
+        progress_callback.reported = 0
+        args = TrainingArgs(
+            batch_size=config.batch_size, iters=config.steps - start, val_batches=-1, steps_per_report=1,
+            steps_per_eval=config.eval_every, steps_per_save=10**9, max_seq_length=config.max_length,
+            adapter_file=str(out_dir / ADAPTER_FILE),
+        )
+        train(model, optimizer, CacheDataset(train_set), CacheDataset(valid_set), args=args,
+              iterate_batches=resumed_batches, training_callback=progress_callback)
+    else:
+        shutil.copyfile(checkpoint / ADAPTER_FILE, out_dir / ADAPTER_FILE)
     metrics = training_metrics(state, config, model_name, base_dir, "mlx", truncated=0)
     metrics_path = atomic_write_json(out_dir / "training_metrics.json", metrics)
     _emit(callbacks, "end", state)
-    return TrainResult(out_dir, state, start_step, 0, metrics_path)
+    return TrainResult(out_dir, state, start, 0, metrics_path)
