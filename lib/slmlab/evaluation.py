@@ -146,7 +146,6 @@ def before_after_table(comparison: Comparison, limit: int | None = 12):
 
 def plot_comparison(summary: dict):
     """Grouped bars: baseline vs tuned normalized accuracy per category and overall."""
-    import matplotlib.pyplot as plt
     import pandas as pd
 
     rows = {cat: {"baseline": summary["baseline"]["per_category"][cat]["normalized"],

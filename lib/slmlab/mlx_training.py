@@ -8,15 +8,14 @@ batches already trained on, so it continues where it stopped, as the torch path 
 
 from __future__ import annotations
 
-import json
 import shutil
-import warnings
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 
 from slmlab.models import resolve_model
-from slmlab.training import TrainConfig, TrainResult, TrainState, _emit, latest_checkpoint, training_metrics
+from slmlab.training import (
+    TrainConfig, TrainResult, TrainState, _emit, read_train_state, resumable_checkpoint, training_metrics, write_checkpoint,
+)
 from slmlab.io import atomic_write_json
 
 ADAPTER_FILE = "adapters.safetensors"
@@ -40,26 +39,15 @@ def _schedule(config: TrainConfig):
 
 
 def _save_checkpoint(out_dir: Path, model, optimizer, state: TrainState, config: TrainConfig) -> Path:
-    """Adapter weights + optimizer state + progress, written to a temp folder and renamed into place."""
+    """Adapter weights + optimizer state (which carries the schedule's step), as one checkpoint."""
     import mlx.core as mx
     from mlx.utils import tree_flatten
 
-    final = out_dir / "checkpoints" / f"step-{state.step:06d}"
-    partial = final.with_name(final.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    try:
-        mx.save_safetensors(str(partial / ADAPTER_FILE), dict(tree_flatten(model.trainable_parameters())))
-        mx.save_safetensors(str(partial / "optimizer.safetensors"), dict(tree_flatten(optimizer.state)))
-        (partial / "trainer_state.json").write_text(json.dumps({"state": asdict(state), "config": asdict(config)}))
-        shutil.rmtree(final, ignore_errors=True)
-        partial.rename(final)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
-    done = sorted((out_dir / "checkpoints").glob("step-[0-9]*[0-9]"))
-    for old in done[: -config.keep_checkpoints]:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
+    def write_weights(folder: Path) -> None:
+        mx.save_safetensors(str(folder / ADAPTER_FILE), dict(tree_flatten(model.trainable_parameters())))
+        mx.save_safetensors(str(folder / "optimizer.safetensors"), dict(tree_flatten(optimizer.state)))
+
+    return write_checkpoint(out_dir, state, config, write_weights)
 
 
 def _restore(checkpoint: Path, model, optimizer) -> TrainState:
@@ -69,10 +57,7 @@ def _restore(checkpoint: Path, model, optimizer) -> TrainState:
     model.load_weights(str(checkpoint / ADAPTER_FILE), strict=False)
     optimizer.init(model.trainable_parameters())
     optimizer.state = tree_unflatten(list(mx.load(str(checkpoint / "optimizer.safetensors")).items()))
-    data = json.loads((checkpoint / "trainer_state.json").read_text())["state"]
-    data["train_loss"] = [tuple(x) for x in data["train_loss"]]
-    data["valid_loss"] = [tuple(x) for x in data["valid_loss"]]
-    return TrainState(**data)
+    return read_train_state(checkpoint)
 
 
 def _mlx_adapter_config(config: TrainConfig, num_layers: int, base_dir: Path, data_dir: Path) -> dict:
@@ -105,13 +90,8 @@ def train_lora_mlx(data_dir, out_dir, model_name, config: TrainConfig, resume=Tr
     optimizer = optim.AdamW(learning_rate=_schedule(config))
 
     state = TrainState(total_steps=config.steps)
-    checkpoint = latest_checkpoint(out_dir) if resume else None
-    if checkpoint is not None and json.loads((checkpoint / "trainer_state.json").read_text())["config"] != json.loads(json.dumps(asdict(config))):
-        warnings.warn(f"{checkpoint} was made with other training settings; starting a new run", stacklevel=3)
-        checkpoint = None
-    if checkpoint is None:
-        shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
-    else:
+    checkpoint = resumable_checkpoint(out_dir, config, resume)
+    if checkpoint is not None:
         state = _restore(checkpoint, model, optimizer)
     start = state.step
     out_dir.mkdir(parents=True, exist_ok=True)

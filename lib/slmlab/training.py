@@ -162,20 +162,16 @@ def latest_checkpoint(out_dir: str | Path) -> Path | None:
     return found[-1] if found else None
 
 
-def _save_checkpoint(out_dir: Path, model, optimizer, scheduler, state: TrainState, config: TrainConfig) -> Path:
-    """Write adapter + optimizer + scheduler + RNG + state into a temp folder, then rename it into place."""
-    import torch
-
+def write_checkpoint(out_dir: Path, state: TrainState, config: TrainConfig, write_weights: Callable[[Path], None]) -> Path:
+    """Write a checkpoint folder atomically: the backend's files (``write_weights(folder)``) plus
+    ``trainer_state.json``, in a temp folder renamed into place; older checkpoints beyond
+    ``config.keep_checkpoints`` are then removed."""
     final = out_dir / "checkpoints" / f"step-{state.step:06d}"
     partial = final.with_name(final.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     try:
-        model.save_pretrained(partial)
-        torch.save(
-            {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state()},
-            partial / "optimizer.pt",
-        )
+        write_weights(partial)
         (partial / "trainer_state.json").write_text(json.dumps({"state": asdict(state), "config": asdict(config)}))
         shutil.rmtree(final, ignore_errors=True)
         partial.rename(final)
@@ -186,8 +182,43 @@ def _save_checkpoint(out_dir: Path, model, optimizer, scheduler, state: TrainSta
     return final
 
 
-def _saved_config(checkpoint: Path) -> dict:
-    return json.loads((checkpoint / "trainer_state.json").read_text())["config"]
+def read_train_state(checkpoint: Path) -> TrainState:
+    """The TrainState saved in a checkpoint folder."""
+    data = json.loads((checkpoint / "trainer_state.json").read_text())["state"]
+    data["train_loss"] = [tuple(x) for x in data["train_loss"]]
+    data["valid_loss"] = [tuple(x) for x in data["valid_loss"]]
+    return TrainState(**data)
+
+
+def resumable_checkpoint(out_dir: Path, config: TrainConfig, resume: bool) -> Path | None:
+    """The checkpoint a run should continue from, or None after clearing old checkpoints.
+
+    A checkpoint made with other settings is not resumed (with a warning): its schedule and data order
+    would not match.
+    """
+    checkpoint = latest_checkpoint(out_dir) if resume else None
+    if checkpoint is not None:
+        saved = json.loads((checkpoint / "trainer_state.json").read_text())["config"]
+        if saved != json.loads(json.dumps(asdict(config))):
+            warnings.warn(f"{checkpoint} was made with other training settings; starting a new run", stacklevel=4)
+            checkpoint = None
+    if checkpoint is None:
+        shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
+    return checkpoint
+
+
+def _save_checkpoint(out_dir: Path, model, optimizer, scheduler, state: TrainState, config: TrainConfig) -> Path:
+    """PEFT adapter + optimizer + scheduler + torch RNG, as one checkpoint."""
+    import torch
+
+    def write_weights(folder: Path) -> None:
+        model.save_pretrained(folder)
+        torch.save(
+            {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state()},
+            folder / "optimizer.pt",
+        )
+
+    return write_checkpoint(out_dir, state, config, write_weights)
 
 
 def _restore_checkpoint(checkpoint: Path, model, optimizer, scheduler) -> TrainState:
@@ -200,10 +231,7 @@ def _restore_checkpoint(checkpoint: Path, model, optimizer, scheduler) -> TrainS
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
     torch.set_rng_state(saved["torch_rng"])
-    data = json.loads((checkpoint / "trainer_state.json").read_text())["state"]
-    data["train_loss"] = [tuple(x) for x in data["train_loss"]]
-    data["valid_loss"] = [tuple(x) for x in data["valid_loss"]]
-    return TrainState(**data)
+    return read_train_state(checkpoint)
 
 
 # --- the torch loop -----------------------------------------------------------------------------
@@ -291,12 +319,7 @@ def _train_lora_torch(data_dir, out_dir, model_name, config, resume, callbacks, 
     scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.steps)
 
     state = TrainState(total_steps=config.steps)
-    checkpoint = latest_checkpoint(out_dir) if resume else None
-    if checkpoint is not None and _saved_config(checkpoint) != json.loads(json.dumps(asdict(config))):
-        warnings.warn(f"{checkpoint} was made with other training settings; starting a new run", stacklevel=3)
-        checkpoint = None
-    if checkpoint is None:
-        shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
+    checkpoint = resumable_checkpoint(out_dir, config, resume)
     if checkpoint is not None:
         state = _restore_checkpoint(checkpoint, model, optimizer, scheduler)
     resumed_from = state.step
