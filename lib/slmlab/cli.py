@@ -19,6 +19,7 @@ import ast
 import json
 import sys
 
+from slmlab.ace.cli import add_ace_commands
 from slmlab.errors import SlmLabError
 from slmlab.generation import STRATEGIES
 from slmlab.models.registry import DEFAULT_MODEL
@@ -200,6 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--to", required=True, choices=("mlx", "peft"))
     convert.add_argument("--base", default=None, help="base model folder (checks the adapter fits it)")
     convert.set_defaults(run=_adapter)
+
+    add_ace_commands(commands)
     return parser
 
 

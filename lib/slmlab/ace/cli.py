@@ -1,0 +1,121 @@
+"""``slmlab ace ...``: chapter 05 from the command line (runs, epochs, summaries, grids, task sets,
+playbook files). A run here writes the same files as :func:`slmlab.ace.runs.run_ace` in the notebook."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from slmlab.models.registry import DEFAULT_MODEL
+
+
+def _run(args: argparse.Namespace) -> int:
+    from slmlab.ace.report import load_results, summarize, to_markdown
+    from slmlab.ace.runs import AceConfig, run_ace
+
+    config = AceConfig(
+        model_id=args.model, task=args.task, mode=args.mode, epochs=args.epochs, limit=args.limit, seed=args.seed,
+        train_task=args.train_task, use_labels=not args.no_labels, batch_size=args.batch_size, top_k=args.top_k,
+        token_budget=args.token_budget, dedup_threshold=args.dedup_threshold, backend=args.backend,
+    )
+    results = run_ace(config, args.out)
+    print(to_markdown(summarize(load_results(results))))
+    print(f"results: {results}")
+    return 0
+
+
+def _summarize(args: argparse.Namespace) -> int:
+    from slmlab.ace.report import load_results, summarize, to_markdown, write_summary
+
+    table = summarize(load_results(args.paths))
+    print(to_markdown(table))
+    if args.out:
+        for path in write_summary(table, args.out):
+            print(f"wrote {path}")
+    return 0
+
+
+def _grid(args: argparse.Namespace) -> int:
+    from slmlab.ace.report import plan_grid, run_grid
+
+    cells = plan_grid(args.file, limit=args.limit, model_ids=args.model_id, root=args.root)
+    for cell in cells:
+        print(cell.describe())
+    if not args.dry_run:
+        run_grid(cells)
+    return 0
+
+
+def _tasks(args: argparse.Namespace) -> int:
+    from slmlab.ace.tasks import build_task_sets
+
+    for name, path in build_task_sets(args.out, seed=args.seed).items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def _playbook(args: argparse.Namespace) -> int:
+    from slmlab.ace.playbook import Playbook
+
+    source = Path(args.file)
+    playbook = Playbook.from_text(source.read_text(encoding="utf-8"), str(source)) if source.suffix in (".txt", ".md") else Playbook.load(source)
+    for problem in playbook.problems:
+        print(f"warning: {problem}")
+    if args.to:
+        target = Path(args.to)
+        if target.suffix in (".txt", ".md"):
+            from slmlab.io import atomic_write_text
+
+            atomic_write_text(target, playbook.to_text())
+        else:
+            playbook.save(target)
+        print(f"wrote {target} ({len(playbook)} bullets)")
+    else:
+        print(playbook.to_text(), end="")
+    return 0
+
+
+def add_ace_commands(commands) -> None:
+    """Register ``slmlab ace`` and its verbs on the main parser's subcommands."""
+    ace = commands.add_parser("ace", help="chapter 05: ACE playbook runs, summaries, grids, task sets")
+    verbs = ace.add_subparsers(dest="ace_command", required=True)
+
+    run = verbs.add_parser("run", help="one run: baseline, ace (offline) or ace-online, over epochs; resumes")
+    run.add_argument("--task", default="finance", help="finance, medical, iot, a registry name or a JSON/JSONL path")
+    run.add_argument("--mode", default="ace", choices=("baseline", "ace", "ace-online"))
+    run.add_argument("--epochs", type=int, default=1, help="adaptation epochs (epoch 0 is the baseline)")
+    run.add_argument("--limit", type=int, default=None, help="first N samples of each split")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--model", default=DEFAULT_MODEL)
+    run.add_argument("--backend", default="auto")
+    run.add_argument("--train-task", default=None, help="adaptation set when --task is a single file")
+    run.add_argument("--no-labels", action="store_true", help="the Reflector judges answers without gold labels")
+    run.add_argument("--batch-size", type=int, default=8)
+    run.add_argument("--top-k", type=int, default=4, help="bullets shown per question")
+    run.add_argument("--token-budget", type=int, default=1024, help="largest playbook, in tokens")
+    run.add_argument("--dedup-threshold", type=float, default=0.9, help="cosine similarity that merges bullets")
+    run.add_argument("--out", default=None, help="run folder (default results/ace/<model>/<task>/<mode>)")
+    run.set_defaults(run=_run)
+
+    summary = verbs.add_parser("summarize", help="accuracy, latency and counts per model/task/mode/epoch")
+    summary.add_argument("paths", nargs="*", default=["results/ace"], help="run folders or results.csv files")
+    summary.add_argument("--out", default=None, help="also write OUT.md and OUT.csv")
+    summary.set_defaults(run=_summarize)
+
+    grid = verbs.add_parser("grid", help="run model × task × mode from a YAML file, skipping finished cells")
+    grid.add_argument("file")
+    grid.add_argument("--dry-run", action="store_true", help="list the cells and whether they would run")
+    grid.add_argument("--limit", type=int, default=None)
+    grid.add_argument("--model-id", action="append", default=[], help="only this model (repeatable)")
+    grid.add_argument("--root", default=None, help="results root (default: the file's 'out' or results/ace)")
+    grid.set_defaults(run=_grid)
+
+    tasks = verbs.add_parser("tasks", help="regenerate the finance, medical and IoT task sets")
+    tasks.add_argument("--out", default="data/tasks")
+    tasks.add_argument("--seed", type=int, default=0)
+    tasks.set_defaults(run=_tasks)
+
+    playbook = verbs.add_parser("playbook", help="show a playbook, or convert JSONL <-> ace-agent text (.txt/.md)")
+    playbook.add_argument("file")
+    playbook.add_argument("--to", default=None, help="write to this file (.jsonl, or .txt/.md for the text format)")
+    playbook.set_defaults(run=_playbook)

@@ -1,0 +1,530 @@
+"""Chapter 05 task sets: finance table QA, medical calculations and facts, IoT anomaly windows.
+
+One item is a JSON object ``{id, domain, question, answer, context?, choices?}`` (with choices, ``answer``
+is the letter of the right one). Files are JSONL or a JSON list; :func:`load_tasks` checks every item and
+reports all problems at once. :func:`build_task_sets` regenerates the committed ``data/tasks`` files,
+byte for byte for a given seed. The IoT windows use real NASA Shuttle readings bundled with ``river``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from fractions import Fraction
+from functools import lru_cache
+from pathlib import Path
+
+from slmlab.ace import metrics
+from slmlab.errors import SlmLabError
+from slmlab.io import atomic_write_text
+from slmlab.settings import project_root
+
+LETTERS = "ABCDEFGHIJ"
+FIELDS = ("id", "domain", "context", "question", "choices", "answer")
+IOT_QUESTION = "Is any reading anomalous? Answer 'no' or 'yes, reading N'."
+MAX_PROBLEMS = 20
+
+Row = tuple  # (context, question, answer, *choices) before it becomes a TaskItem
+
+
+class TaskFileError(SlmLabError, ValueError):
+    """A task file that is missing or holds invalid items; lists every problem as ``file:line: why``."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        shown = problems[:MAX_PROBLEMS]
+        if len(problems) > MAX_PROBLEMS:
+            shown.append(f"... and {len(problems) - MAX_PROBLEMS} more")
+        super().__init__(shown[0] if len(problems) == 1 else f"{len(problems)} problems:\n" + "\n".join(shown))
+
+
+class UnknownTaskError(SlmLabError, ValueError):
+    """A task name that is neither in the registry nor a JSON / JSONL file."""
+
+
+@dataclass(frozen=True)
+class TaskItem:
+    id: str
+    question: str
+    answer: str
+    domain: str
+    context: str = ""
+    choices: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        row = {"id": self.id, "domain": self.domain, "context": self.context, "question": self.question,
+               "choices": list(self.choices), "answer": self.answer}
+        return {key: value for key, value in row.items() if value}
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    domain: str
+    path: Path  # relative to the project root (absolute for a file outside the registry)
+    description: str
+
+    def full_path(self) -> Path:
+        return self.path if self.path.is_absolute() else project_root() / self.path
+
+
+# --- loading -----------------------------------------------------------------------------------------------
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(project_root()))
+    except ValueError:
+        return str(path)
+
+
+def _json_list_lines(text: str) -> list[int]:
+    """Line number where each top-level element of a (valid) JSON list starts."""
+    decoder, pos, lines = json.JSONDecoder(), text.index("[") + 1, []
+    while True:
+        while text[pos] in " \t\r\n,":
+            pos += 1
+        if text[pos] == "]":
+            return lines
+        lines.append(text.count("\n", 0, pos) + 1)
+        pos = decoder.raw_decode(text, pos)[1]
+
+
+def _records(text: str, is_json: bool) -> tuple[list[tuple[int, object]], list[str]]:
+    """(line, decoded item) pairs and "line: why" problems of undecodable lines."""
+    if is_json:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            return [], [f"{exc.lineno}: invalid JSON ({exc.msg})"]
+        if not isinstance(data, list):
+            return [], ["1: a .json task file must hold a list of objects"]
+        return list(zip(_json_list_lines(text), data)), []
+    records, problems = [], []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            try:
+                records.append((number, json.loads(line)))
+            except json.JSONDecodeError as exc:
+                problems.append(f"{number}: invalid JSON ({exc.msg})")
+    return records, problems
+
+
+def _check(row: object) -> list[str]:
+    """Problems of one decoded item, each naming the field."""
+    if not isinstance(row, dict):
+        return ["item is not a JSON object"]
+    problems = [f"unknown field '{key}'" for key in row if key not in FIELDS]
+    for name in ("id", "domain", "question", "answer"):
+        if name not in row:
+            problems.append(f"field '{name}' is missing")
+        elif not isinstance(row[name], str) or not row[name].strip():
+            problems.append(f"field '{name}' must be a non-empty string")
+    if not isinstance(row.get("context", ""), str):
+        problems.append("field 'context' must be a string")
+    choices, answer = row.get("choices", []), row.get("answer")
+    if not isinstance(choices, list) or not all(isinstance(c, str) and c.strip() for c in choices):
+        problems.append("field 'choices' must be a list of strings")
+    elif choices and not 2 <= len(choices) <= len(LETTERS):
+        problems.append(f"field 'choices' must have 2 to {len(LETTERS)} entries")
+    elif choices and isinstance(answer, str) and answer.strip() not in LETTERS[: len(choices)]:
+        problems.append(f"field 'answer' must be a letter A-{LETTERS[len(choices) - 1]} for {len(choices)} choices")
+    return problems
+
+
+def load_tasks(path: str | Path) -> list[TaskItem]:
+    """Read and validate a JSONL or JSON-list task file; raises :class:`TaskFileError` naming every problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise TaskFileError([f"{_shown(path)}: no such task file"])
+    text = path.read_text(encoding="utf-8")
+    records, problems = _records(text, path.suffix == ".json" or text.lstrip().startswith("["))
+    items, seen = [], {}
+    for line, row in records:
+        found = _check(row)
+        if not found and row["id"] in seen:
+            found = [f"field 'id' duplicates '{row['id']}' from line {seen[row['id']]}"]
+        problems += [f"{line}: {problem}" for problem in found]
+        if not found:
+            seen[row["id"]] = line
+            items.append(TaskItem(row["id"], row["question"], row["answer"].strip(), row["domain"],
+                                  row.get("context", ""), tuple(row.get("choices", ()))))
+    if not records and not problems:
+        problems = ["1: no task items"]
+    if problems:
+        problems.sort(key=lambda problem: int(problem.split(":")[0]))
+        raise TaskFileError([f"{_shown(path)}:{problem}" for problem in problems])
+    return items
+
+
+# --- registry ----------------------------------------------------------------------------------------------
+def _spec(name: str, domain: str, description: str) -> TaskSpec:
+    return TaskSpec(name, domain, Path("data/tasks") / f"{name}.jsonl", description)
+
+
+TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in (
+    _spec("finance_train", "finance", "Generated company tables: lookup, difference, % change, ratio (train)"),
+    _spec("finance_test", "finance", "Generated company tables: lookup, difference, % change, ratio (test)"),
+    _spec("medical_train", "medical", "Clinical calculations and multiple-choice textbook facts (train)"),
+    _spec("medical_test", "medical", "Clinical calculations and multiple-choice facts held out from train (test)"),
+    _spec("iot_train", "iot", "Windows of 5 NASA Shuttle sensor readings: which one is anomalous? (train)"),
+    _spec("iot_test", "iot", "Windows of 5 NASA Shuttle sensor readings: which one is anomalous? (test)"),
+    _spec("tatqa_tiny", "finance", "3 hand-written table QA items in TAT-QA style (smoke test)"),
+    _spec("medqa_tiny", "medical", "3 hand-written medical items in MedQA style (smoke test)"),
+    _spec("iot_tiny", "iot", "5 hand-picked Shuttle windows (smoke test)"),
+)}
+SPLITS: dict[str, tuple[str, str]] = {
+    "finance": ("finance_train", "finance_test"), "medical": ("medical_train", "medical_test"),
+    "iot": ("iot_train", "iot_test"), **{tiny: (tiny, tiny) for tiny in ("tatqa_tiny", "medqa_tiny", "iot_tiny")},
+}
+
+
+def task_split(domain: str) -> tuple[TaskSpec, TaskSpec]:
+    """The (train, test) pair of a domain ("finance", "medical", "iot"); a tiny set serves as both."""
+    if domain not in SPLITS:
+        raise UnknownTaskError(f"No task split '{domain}': use one of {', '.join(SPLITS)}")
+    train, test = SPLITS[domain]
+    return TASKS[train], TASKS[test]
+
+
+def resolve_task(name_or_path: str | Path) -> TaskSpec:
+    """A registry name, or any JSON / JSONL task file (domain read from its items, "mixed" if several)."""
+    if str(name_or_path) in TASKS:
+        return TASKS[str(name_or_path)]
+    path = next((p for p in (Path(name_or_path), project_root() / name_or_path) if p.is_file()), None)
+    if path is None and Path(name_or_path).suffix in (".json", ".jsonl"):
+        raise TaskFileError([f"{name_or_path}: no such task file"])
+    if path is None:
+        raise UnknownTaskError(f"No task '{name_or_path}': give a task file or one of {', '.join(TASKS)}")
+    domains = {item.domain for item in load_tasks(path)}
+    return TaskSpec(path.stem, domains.pop() if len(domains) == 1 else "mixed", path.resolve(), f"task file {path}")
+
+
+def load_task(name_or_path: str | Path) -> list[TaskItem]:
+    return load_tasks(resolve_task(name_or_path).full_path())
+
+
+# --- scoring -----------------------------------------------------------------------------------------------
+def parse_iot(text: str) -> str | None:
+    """Canonical "no" / "yes, reading N" from a lenient reply ("Yes - reading 3.", "no anomaly"), else None."""
+    text = text.strip().lower()
+    if re.match(r"^\W*(no|none|nope)\b", text):
+        return "no"
+    number = re.search(r"\breading\s*(?:#|no\.?|number)?\s*(\d+)", text) or re.match(r"^\W*yes\W+(\d+)\b", text)
+    if number:
+        return f"yes, reading {int(number.group(1))}"
+    if re.search(r"\bno anomal|\bnot anomalous|\ball (the )?(readings )?(are |look )?normal|\bnone\b", text):
+        return "no"
+    return None
+
+
+def score_answer(item: TaskItem, prediction: str) -> bool:
+    """Letter or choice text for multiple choice, "no" / "yes, reading N" for IoT, else normalized exact match."""
+    if item.choices:
+        right = item.choices[LETTERS.index(item.answer)]
+        return metrics.choice_match(prediction, item.answer) or metrics.exact_match(prediction, right)
+    if item.domain == "iot":
+        parsed = parse_iot(prediction)
+        return parsed is not None and parsed == parse_iot(item.answer)
+    return metrics.exact_match(prediction, item.answer)
+
+
+# --- generation helpers ------------------------------------------------------------------------------------
+def fmt(value: Fraction | int, places: int = 0) -> str:
+    """Round half up to ``places`` decimals with exact arithmetic; never "-0"."""
+    value = Fraction(value)
+    exact = Decimal(value.numerator) / Decimal(value.denominator)
+    rounded = exact.quantize(Decimal(1).scaleb(-places), ROUND_HALF_UP)
+    return str(rounded.copy_abs() if rounded == 0 else rounded)
+
+
+def _unique(make: Callable[[random.Random, int], Row], rng: random.Random, n: int) -> list[Row]:
+    """``n`` rows from ``make(rng, i)`` with distinct (context, question)."""
+    rows, seen = [], set()
+    while len(rows) < n:
+        row = make(rng, len(rows))
+        if row[:2] not in seen:
+            seen.add(row[:2])
+            rows.append(row)
+    return rows
+
+
+def _items(prefix: str, split: str, domain: str, rows: list[Row], rng: random.Random) -> list[TaskItem]:
+    rows = list(rows)
+    rng.shuffle(rows)
+    return [TaskItem(f"{prefix}-{split}-{i:04d}", question, answer, domain, context, tuple(choices))
+            for i, (context, question, answer, *choices) in enumerate(rows, 1)]
+
+
+# --- finance -----------------------------------------------------------------------------------------------
+COMPANIES = ("Acme Corp", "Northwind Ltd", "Blue Harbor Inc", "Cedar Foods", "Orion Tools", "Pine Logistics",
+             "Summit Health", "Vega Retail", "Delta Mining", "Helio Energy", "Kite Software", "Maple Textiles")
+METRICS = ("Revenue", "Operating expenses", "Net income", "Total assets")
+RATIOS = (("Net income", "Revenue"), ("Operating expenses", "Revenue"), ("Revenue", "Total assets"),
+          ("Net income", "Total assets"))
+
+
+def _finance_table(rng: random.Random) -> tuple[list[int], dict[str, list[int]]]:
+    """2-3 years of Revenue + 2-3 other metrics ($ millions), loosely consistent with each other."""
+    first = rng.randint(2018, 2022)
+    years = list(range(first, first + rng.choice((2, 3))))
+    revenue = [rng.randint(200, 3000)]
+    for _ in years[1:]:
+        revenue.append(max(50, round(revenue[-1] * rng.uniform(0.85, 1.3))))
+    opex = [round(r * rng.uniform(0.6, 0.9)) for r in revenue]
+    table = {"Revenue": revenue, "Operating expenses": opex,
+             "Net income": [max(1, round((r - o) * rng.uniform(0.4, 0.8))) for r, o in zip(revenue, opex)],
+             "Total assets": [round(r * rng.uniform(0.8, 2.5)) for r in revenue]}
+    shown = ["Revenue", *sorted(rng.sample(METRICS[1:], rng.choice((2, 3))), key=METRICS.index)]
+    return years, {metric: table[metric] for metric in shown}
+
+
+def _finance_item(rng: random.Random, i: int) -> Row:
+    years, table = _finance_table(rng)
+    lines = [f"{rng.choice(COMPANIES)} ($ millions)", " | ".join(["Metric", *map(str, years)])]
+    lines += [" | ".join([metric, *map(str, values)]) for metric, values in table.items()]
+    kind, metric = ("lookup", "difference", "percent", "ratio")[i % 4], rng.choice(list(table))
+    a, b = sorted(rng.sample(range(len(years)), 2))
+    old, new = table[metric][a], table[metric][b]
+    if kind == "lookup":
+        question, answer = f"What was {metric} in {years[b]}, in $ millions?", str(new)
+    elif kind == "difference":
+        question, answer = f"By how much did {metric} change from {years[a]} to {years[b]}, in $ millions?", str(new - old)
+    elif kind == "percent":
+        question = f"What was the percentage change in {metric} from {years[a]} to {years[b]}? Round to 1 decimal."
+        answer = fmt(Fraction(new - old, old) * 100, 1) + "%"
+    else:
+        top, bottom = rng.choice([pair for pair in RATIOS if set(pair) <= set(table)])
+        question = f"What was the ratio of {top} to {bottom} in {years[b]}? Round to 2 decimals."
+        answer = fmt(Fraction(table[top][b], table[bottom][b]), 2)
+    return "\n".join(lines), question, answer
+
+
+# --- medical -----------------------------------------------------------------------------------------------
+# (category, answer, question templates, own distractors; () = draw from the category's answers). Hand-checked.
+FACTS = (
+    ("vitamin", "Vitamin C", ("Which vitamin deficiency causes scurvy?", "Scurvy results from a lack of which vitamin?"), ()),
+    ("vitamin", "Vitamin D", ("Deficiency of which vitamin causes rickets in children?",
+                              "Rickets in children is mainly caused by a lack of which vitamin?"), ()),
+    ("vitamin", "Vitamin B1 (thiamine)", ("Which vitamin deficiency causes beriberi?",
+                                          "Beriberi results from a lack of which vitamin?"), ()),
+    ("vitamin", "Vitamin B3 (niacin)", ("Which vitamin deficiency causes pellagra?",
+                                        "Pellagra results from a lack of which vitamin?"), ()),
+    ("vitamin", "Vitamin A", ("Deficiency of which vitamin causes night blindness?",
+                              "Night blindness is an early sign of a lack of which vitamin?"), ()),
+    ("vitamin", "Vitamin B12", ("Intrinsic factor is needed to absorb which vitamin?",
+                                "Pernicious anemia is a deficiency of which vitamin?"), ()),
+    ("vitamin", "Vitamin K", ("Which vitamin does the liver need to make several clotting factors?",
+                              "A lack of which vitamin causes bleeding from impaired blood clotting?"), ()),
+    ("organ", "Pancreas", ("Which organ produces insulin?", "Insulin is made by beta cells in which organ?"), ()),
+    ("organ", "Liver", ("Which organ produces bile?", "Bile is made by which organ?"), ()),
+    ("organ", "Gallbladder", ("Which organ stores and concentrates bile?", "Where is bile stored between meals?"), ()),
+    ("organ", "Kidney", ("Which organ filters the blood to make urine?",
+                         "Nephrons are the functional units of which organ?"), ()),
+    ("organ", "Lungs", ("In which organ does gas exchange between air and blood take place?",
+                        "Alveoli are found in which organ?"), ()),
+    ("organ", "Thyroid gland", ("Which gland makes the hormone thyroxine (T4)?",
+                                "Which gland in the neck produces the hormones T3 and T4?"), ()),
+    ("organ", "Heart", ("Which organ pumps blood around the body?", "The myocardium is the muscle of which organ?"), ()),
+    ("bone", "Femur", ("What is the longest bone in the human body?", "Which bone runs from the hip to the knee?"), ()),
+    ("bone", "Stapes", ("What is the smallest bone in the human body?",
+                        "Which middle-ear bone is the smallest bone in the body?"), ()),
+    ("bone", "Humerus", ("Which bone is in the upper arm?", "Which bone runs from the shoulder to the elbow?"), ()),
+    ("bone", "Patella", ("What is the anatomical name of the kneecap?", "Which bone is the kneecap?"), ()),
+    ("bone", "Clavicle", ("What is the anatomical name of the collarbone?", "Which bone is the collarbone?"), ()),
+    ("bone", "Scapula", ("What is the anatomical name of the shoulder blade?", "Which bone is the shoulder blade?"), ()),
+    ("normal", "60-100 beats per minute", ("What is the normal resting heart rate of an adult?",
+                                           "A healthy adult's resting pulse is normally in which range?"),
+     ("30-50 beats per minute", "110-150 beats per minute", "150-200 beats per minute")),
+    ("normal", "12-20 breaths per minute", ("What is the normal resting respiratory rate of an adult?",
+                                            "How many breaths per minute are normal for a resting adult?"),
+     ("4-8 breaths per minute", "30-40 breaths per minute", "40-60 breaths per minute")),
+    ("normal", "About 37 °C", ("What is normal human core body temperature?",
+                               "Approximately what is the core body temperature of a healthy adult?"),
+     ("About 33 °C", "About 40 °C", "About 42 °C")),
+    ("normal", "70-99 mg/dL", ("What is a normal fasting blood glucose level in adults?",
+                               "Which fasting plasma glucose range is normal for an adult?"),
+     ("20-40 mg/dL", "140-199 mg/dL", "250-350 mg/dL")),
+    ("normal", "7.35-7.45", ("What is the normal pH range of arterial blood?", "Normal arterial blood pH lies in which range?"),
+     ("6.85-6.95", "7.05-7.15", "7.65-7.75")),
+    ("normal", "About 5 litres", ("About how much blood does an average adult have?",
+                                  "Roughly what is the total blood volume of an average adult?"),
+     ("About 1 litre", "About 12 litres", "About 20 litres")),
+    ("normal", "135-145 mmol/L", ("What is the normal serum sodium range?",
+                                 "Normal blood sodium concentration lies in which range?"),
+     ("110-120 mmol/L", "155-165 mmol/L", "175-185 mmol/L")),
+    ("blood", "Red blood cells", ("Which blood cells carry oxygen to the tissues?",
+                                  "Hemoglobin is found in which blood cells?"), ()),
+    ("blood", "Platelets", ("Which blood components form a plug to stop bleeding?",
+                            "Which cell fragments help blood to clot?"), ()),
+    ("blood", "Neutrophils", ("What is the most common type of white blood cell in adult blood?",
+                              "Which white blood cells are the most numerous in a healthy adult?"),
+     ("Basophils", "Eosinophils", "Monocytes")),
+    ("blood", "B lymphocytes", ("Which white blood cells mature into antibody-producing plasma cells?",
+                                "Plasma cells that secrete antibodies develop from which cells?"),
+     ("T lymphocytes", "Neutrophils", "Eosinophils")),
+)
+
+
+def _calculation(rng: random.Random, i: int) -> Row:
+    """One computed item; the kind cycles BMI, weight-based dose, MAP, infusion rate, glucose conversion."""
+    kind = i % 5
+    if kind == 0:
+        weight, height = rng.randint(45, 130), rng.randint(150, 200)
+        return (f"Adult patient: weight {weight} kg, height {height} cm.",
+                "What is the patient's BMI in kg/m², rounded to 1 decimal?",
+                fmt(Fraction(weight) / Fraction(height, 100) ** 2, 1))
+    if kind == 1:
+        per_kg, weight = rng.choice(("2", "5", "7.5", "10", "12.5", "15", "20", "25")), rng.randint(8, 90)
+        return (f"Prescribed dose: {per_kg} mg/kg. Patient weight: {weight} kg.",
+                "What single dose in mg should be given? Round to a whole number.", fmt(Fraction(per_kg) * weight))
+    if kind == 2:
+        systolic = rng.randint(90, 180)
+        diastolic = rng.randint(50, min(110, systolic - 25))
+        return (f"Blood pressure: {systolic}/{diastolic} mmHg.",
+                "What is the mean arterial pressure in mmHg, using MAP = (SBP + 2 × DBP) / 3? Round to a whole number.",
+                fmt(Fraction(systolic + 2 * diastolic, 3)))
+    if kind == 3:
+        volume, hours = rng.choice((100, 250, 500, 1000, 1500, 2000)), rng.choice((1, 2, 3, 4, 5, 6, 8, 10, 12, 24))
+        return (f"Order: {volume} mL of normal saline over {hours} hours by pump.",
+                "What pump rate in mL/h is needed? Round to a whole number.", fmt(Fraction(volume, hours)))
+    glucose = rng.randint(40, 400)
+    return (f"Blood glucose: {glucose} mg/dL.", "What is this in mmol/L (divide by 18)? Round to 1 decimal.",
+            fmt(Fraction(glucose, 18), 1))
+
+
+def _fact_rows(facts: list[tuple], rng: random.Random) -> list[Row]:
+    """Every template of every fact as a multiple-choice row: the answer plus 3 distractors, shuffled."""
+    rows = []
+    for category, answer, templates, own in facts:
+        pool = own or sorted({fact[1] for fact in FACTS if fact[0] == category and fact[1] != answer})
+        for template in templates:
+            choices = [answer, *rng.sample(pool, 3)]
+            rng.shuffle(choices)
+            rows.append(("", template, LETTERS[choices.index(answer)], *choices))
+    return rows
+
+
+def _medical(seed: int, n_train: int, n_test: int, mc_share: float = 0.4) -> dict[str, list[TaskItem]]:
+    """Facts are split, not just items: a test fact's questions never appear in train. Calculations fill up."""
+    rng = random.Random(f"medical:{seed}")
+    facts = list(FACTS)
+    rng.shuffle(facts)
+    held_out = round(len(facts) * n_test / (n_train + n_test))
+    choice_rows = {}
+    for split, split_facts, size in (("train", facts[held_out:], n_train), ("test", facts[:held_out], n_test)):
+        rows = _fact_rows(split_facts, rng)
+        choice_rows[split] = rng.sample(rows, min(len(rows), round(size * mc_share)))
+    n_calc = n_train - len(choice_rows["train"])
+    calculations = _unique(_calculation, rng, n_calc + n_test - len(choice_rows["test"]))
+    return {"medical_train": _items("med", "train", "medical", choice_rows["train"] + calculations[:n_calc], rng),
+            "medical_test": _items("med", "test", "medical", choice_rows["test"] + calculations[n_calc:], rng)}
+
+
+# --- IoT ---------------------------------------------------------------------------------------------------
+@lru_cache(maxsize=1)
+def shuttle_rows() -> tuple[tuple[tuple[int, ...], int], ...]:
+    """All 49,097 (features f1..f9, label) rows of ``river.datasets.Shuttle`` (label 1 = anomaly), read once."""
+    from river import datasets
+
+    return tuple((tuple(int(x[f"f{k}"]) for k in range(1, 10)), int(y)) for x, y in datasets.Shuttle())
+
+
+@lru_cache(maxsize=1)
+def _normal_stats() -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-feature mean and standard deviation over the normal rows."""
+    columns = list(zip(*(x for x, y in shuttle_rows() if y == 0)))
+    means = tuple(sum(column) / len(column) for column in columns)
+    return means, tuple((sum((v - m) ** 2 for v in c) / len(c)) ** 0.5 for c, m in zip(columns, means))
+
+
+def _z(row: tuple[int, ...], k: int) -> float:
+    means, stds = _normal_stats()
+    return abs(row[k] - means[k]) / stds[k]
+
+
+@lru_cache(maxsize=1)
+def iot_features() -> tuple[str, ...]:
+    """The 3 features shown per reading: the largest gap in mean |z| (z against the normal rows) between
+    anomalous and normal rows. On Shuttle: f1, f7, f9."""
+    rows = shuttle_rows()
+
+    def gap(k: int) -> float:
+        anomalous, normal = ([_z(x, k) for x, y in rows if y == label] for label in (1, 0))
+        return sum(anomalous) / len(anomalous) - sum(normal) / len(normal)
+
+    return tuple(f"f{k + 1}" for k in sorted(sorted(range(9), key=gap, reverse=True)[:3]))
+
+
+def _shown_columns() -> list[int]:
+    return [int(name[1:]) - 1 for name in iot_features()]
+
+
+@dataclass(frozen=True)
+class IotWindow:
+    rows: tuple[int, ...]  # Shuttle row indices, in reading order
+    anomaly: int | None  # 1-based reading number of the anomalous row; None when all are normal
+
+    @property
+    def answer(self) -> str:
+        return "no" if self.anomaly is None else f"yes, reading {self.anomaly}"
+
+    def context(self) -> str:
+        data = shuttle_rows()
+        return "\n".join(f"reading {i}: " + " ".join(f"f{k + 1}={data[row][0][k]}" for k in _shown_columns())
+                         for i, row in enumerate(self.rows, 1))
+
+
+def iot_windows(seed: int = 0, n_train: int = 100, n_test: int = 50, size: int = 5,
+                anomaly_fraction: float = 0.4) -> dict[str, list[IotWindow]]:
+    """Train / test windows: a run of consecutive clearly normal rows (|z| ≤ 2 on every shown feature); in
+    an anomalous window one reading is swapped for a real anomaly that stands out there (max |z| ≥ 3).
+    No Shuttle row is used twice, so train and test share no reading."""
+    data, columns = shuttle_rows(), _shown_columns()
+    normal = [i for i, (x, y) in enumerate(data) if y == 0 and max(_z(x, k) for k in columns) <= 2]
+    anomalous = [i for i, (x, y) in enumerate(data) if y == 1 and max(_z(x, k) for k in columns) >= 3]
+    rng, used, out = random.Random(f"iot:{seed}"), set(), {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        flags = [True] * round(n * anomaly_fraction) + [False] * (n - round(n * anomaly_fraction))
+        rng.shuffle(flags)
+        out[split] = []
+        for flag in flags:
+            start = rng.randrange(len(normal) - size)
+            while used.intersection(normal[start: start + size]):
+                start = rng.randrange(len(normal) - size)
+            window, position = normal[start: start + size], rng.randrange(size) if flag else None
+            if position is not None:
+                window[position] = rng.choice([row for row in anomalous if row not in used])
+            used.update(window)
+            out[split].append(IotWindow(tuple(window), None if position is None else position + 1))
+    return out
+
+
+# --- writing -----------------------------------------------------------------------------------------------
+def build_items(seed: int = 0, n_train: int = 100, n_test: int = 50) -> dict[str, list[TaskItem]]:
+    """All generated items by registry name; pure (same arguments, same items)."""
+    rng = random.Random(f"finance:{seed}")
+    finance = _unique(_finance_item, rng, n_train + n_test)
+    items = {"finance_train": _items("fin", "train", "finance", finance[:n_train], rng),
+             "finance_test": _items("fin", "test", "finance", finance[n_train:], rng),
+             **_medical(seed, n_train, n_test)}
+    for split, windows in iot_windows(seed, n_train, n_test).items():
+        items[f"iot_{split}"] = [TaskItem(f"iot-{split}-{i:04d}", IOT_QUESTION, window.answer, "iot", window.context())
+                                 for i, window in enumerate(windows, 1)]
+    return items
+
+
+def dump_tasks(items: list[TaskItem]) -> str:
+    """JSONL text of items, one object per line, keys in schema order, empty optional fields left out."""
+    return "".join(json.dumps(item.to_dict(), ensure_ascii=False) + "\n" for item in items)
+
+
+def build_task_sets(out_dir: str | Path | None = None, seed: int = 0, n_train: int = 100,
+                    n_test: int = 50) -> dict[str, Path]:
+    """Write ``{finance,medical,iot}_{train,test}.jsonl`` (default: the checkout's ``data/tasks``) atomically;
+    byte for byte the same for a given seed and sizes."""
+    folder = Path(out_dir) if out_dir is not None else project_root() / "data" / "tasks"
+    return {name: atomic_write_text(folder / f"{name}.jsonl", dump_tasks(items))
+            for name, items in build_items(seed, n_train, n_test).items()}

@@ -1,0 +1,178 @@
+"""ACE runs on a tiny random model: CSV schema, epochs, resume after Ctrl+C, summaries, grid, CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from slmlab.ace import runs
+from slmlab.ace.playbook import Playbook
+from slmlab.ace.report import load_results, plan_grid, run_grid, summarize, to_markdown
+from slmlab.ace.runs import ACE_COLUMNS, CORE_COLUMNS, DETAIL_COLUMNS, AceConfig, AceRunError, run_ace
+from slmlab.cli import main
+
+ITEMS = [
+    {"id": f"q{i}", "domain": "finance", "context": f"| Revenue | {100 + i} | {110 + i} |",
+     "question": f"What was revenue in year {i}?", "answer": str(100 + i)}
+    for i in range(5)
+]
+
+
+@pytest.fixture()
+def task_file(tmp_path):
+    path = tmp_path / "toy_finance.jsonl"
+    path.write_text("".join(json.dumps(item) + "\n" for item in ITEMS))
+    return path
+
+
+def config(task_file, tiny_model_dir, **changes) -> AceConfig:
+    options = dict(model_id=str(tiny_model_dir), task=str(task_file), mode="ace", epochs=1, batch_size=2,
+                   answer_tokens=6, reflection_tokens=8, backend="torch")
+    return AceConfig(**{**options, **changes})
+
+
+def rows(path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def without_timings(path) -> list[dict]:
+    return [{k: v for k, v in row.items() if not k.endswith("latency_ms")} for row in rows(path)]
+
+
+def bullets(path) -> list[tuple]:
+    """A playbook's bullets without their timestamps."""
+    return [(b.id, b.section, b.content, b.helpful, b.harmful) for b in Playbook.load(path).bullets.values()]
+
+
+def test_baseline_csv_has_exactly_the_documented_columns(task_file, tiny_model_dir, tiny_torch, tmp_path):
+    results = run_ace(config(task_file, tiny_model_dir, mode="baseline"), tmp_path / "run", model=tiny_torch, progress=False)
+    with open(results) as handle:
+        header = handle.readline().strip().split(",")
+    assert header == list(CORE_COLUMNS + DETAIL_COLUMNS) + ["parse"]
+    table = rows(results)
+    assert [r["sample_id"] for r in table] == [f"q{i}" for i in range(5)]
+    assert {r["mode"] for r in table} == {"baseline"} and {r["task_name"] for r in table} == {"toy_finance"}
+    assert all(float(r["latency_ms"]) > 0 for r in table)
+    assert {r["parse"] for r in table} <= {"strict", "lenient", "failed"}
+    failed = [r for r in table if r["parse"] == "failed"]
+    assert all(r["pred"] == "" and r["correct"] == "False" for r in failed)  # recorded, run went on
+
+
+def test_ace_offline_adapts_on_train_and_evaluates_every_epoch(task_file, tiny_model_dir, tiny_torch, tmp_path):
+    run_dir = tmp_path / "run"
+    results = run_ace(config(task_file, tiny_model_dir, epochs=2), run_dir, model=tiny_torch, progress=False)
+    header = rows(results)[0].keys()
+    assert list(header) == list(CORE_COLUMNS + DETAIL_COLUMNS + ACE_COLUMNS) + ["parse"]
+    table = rows(results)
+    assert [r["epoch"] for r in table] == ["0"] * 5 + ["1"] * 5 + ["2"] * 5
+    assert {r["reflected"] for r in table} == {"False"}  # offline: the test set is only evaluated
+    adaptation = rows(run_dir / "adaptation.csv")
+    assert len(adaptation) == 10 and {r["reflected"] for r in adaptation} == {"True"}
+    stats = json.loads((run_dir / "stats.json").read_text())
+    assert sorted(stats) == ["0", "1", "2"]
+    assert stats["1"]["reflection_ms"] > 0 and stats["1"]["generation_ms"] > 0 and stats["1"]["peak_memory_mb"] > 0
+    assert stats["1"]["operations"].get("ADD", 0) > 0  # the tiny model is always wrong: worked examples
+    assert (run_dir / "playbook_epoch1.jsonl").is_file() and (run_dir / "playbook_epoch2.jsonl").is_file()
+    assert sum(stats["1"]["reflection_parses"].values()) == 5
+
+
+def test_online_mode_reflects_on_the_samples_it_evaluates(task_file, tiny_model_dir, tiny_torch, tmp_path):
+    results = run_ace(config(task_file, tiny_model_dir, mode="ace-online"), tmp_path / "run", model=tiny_torch, progress=False)
+    table = rows(results)
+    assert [(r["epoch"], r["reflected"]) for r in table] == [("0", "False")] * 5 + [("1", "True")] * 5
+    assert all(float(r["reflection_latency_ms"]) > 0 for r in table[5:])
+
+
+def test_interrupted_run_resumes_at_the_first_missing_sample(task_file, tiny_model_dir, tiny_torch, tmp_path, monkeypatch):
+    settings = config(task_file, tiny_model_dir, mode="ace-online")
+    reference = run_ace(settings, tmp_path / "reference", model=tiny_torch, progress=False)
+
+    calls = {"n": 0}
+    original = runs.AceRunner._batch
+
+    def interrupt_after_three_batches(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:  # epoch 0 took 3 batches; Ctrl+C during the first online batch
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(runs.AceRunner, "_batch", interrupt_after_three_batches)
+    with pytest.raises(KeyboardInterrupt):
+        run_ace(settings, tmp_path / "resumed", model=tiny_torch, progress=False)
+    assert len(rows(tmp_path / "resumed" / "results.csv")) == 5  # epoch 0 kept
+    monkeypatch.setattr(runs.AceRunner, "_batch", original)
+    resumed = run_ace(settings, tmp_path / "resumed", model=tiny_torch, progress=False)
+    assert without_timings(resumed) == without_timings(reference)
+    assert bullets(tmp_path / "resumed" / "playbook_epoch1.jsonl") == bullets(tmp_path / "reference" / "playbook_epoch1.jsonl")
+
+
+def test_rows_written_after_the_last_saved_playbook_are_redone(task_file, tiny_model_dir, tiny_torch, tmp_path):
+    settings = config(task_file, tiny_model_dir, mode="ace-online")
+    run_dir = tmp_path / "run"
+    reference = without_timings(run_ace(settings, run_dir, model=tiny_torch, progress=False))
+    state = json.loads((run_dir / "state.json").read_text())
+    assert state == {"epoch": 1, "phase": "online", "done": 5}
+    (run_dir / "state.json").write_text(json.dumps({**state, "done": 2}))  # as if killed before saving
+    (run_dir / "playbook_epoch1.jsonl").unlink()
+    (run_dir / "summary.json").unlink()
+    again = without_timings(run_ace(settings, run_dir, model=tiny_torch, progress=False))
+    assert [r["sample_id"] for r in again] == [r["sample_id"] for r in reference]
+
+
+def test_changed_settings_start_the_run_over(task_file, tiny_model_dir, tiny_torch, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run_ace(config(task_file, tiny_model_dir, mode="baseline"), run_dir, model=tiny_torch, progress=False)
+    run_ace(config(task_file, tiny_model_dir, mode="baseline", limit=2), run_dir, model=tiny_torch, progress=False)
+    assert "settings changed (limit)" in capsys.readouterr().out
+    assert len(rows(run_dir / "results.csv")) == 2
+
+
+def test_summary_groups_by_model_task_mode_epoch(task_file, tiny_model_dir, tiny_torch, tmp_path):
+    run_ace(config(task_file, tiny_model_dir, mode="baseline"), tmp_path / "a", model=tiny_torch, progress=False)
+    run_ace(config(task_file, tiny_model_dir), tmp_path / "b", model=tiny_torch, progress=False)
+    table = summarize(load_results(tmp_path))
+    assert list(table.columns) == ["model_id", "task_name", "mode", "epoch", "samples", "accuracy",
+                                   "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "parse_failures"]
+    assert [(r.mode, r.epoch, r.samples) for r in table.itertuples()] == [("ace", 0, 5), ("ace", 1, 5), ("baseline", 0, 5)]
+    frame = load_results(tmp_path / "b" / "results.csv")
+    assert table.iloc[1]["accuracy"] == round(100 * frame[frame.epoch == 1]["correct"].mean(), 1)
+    assert to_markdown(table).startswith("| model_id")
+
+
+def test_grid_dry_run_lists_cells_and_skips_finished_ones(task_file, tiny_model_dir, tiny_torch, tmp_path, capsys):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(
+        f"models: ['{tiny_model_dir}', other-model]\ntasks: ['{task_file}']\nmodes: [baseline, ace]\n"
+        f"epochs: 1\nbatch_size: 2\nanswer_tokens: 6\nreflection_tokens: 8\nbackend: torch\nout: {tmp_path / 'grid'}\n"
+    )
+    assert main(["ace", "grid", str(grid), "--dry-run", "--limit", "3"]) == 0
+    listed = capsys.readouterr().out.strip().splitlines()
+    assert len(listed) == 4 and all("to run" in line for line in listed)
+    assert not (tmp_path / "grid").exists()  # a dry run runs nothing
+    cells = plan_grid(grid, limit=3, model_ids=[str(tiny_model_dir)])
+    assert len(cells) == 2 and all(c.config.limit == 3 for c in cells)
+    run_grid(cells[:1], progress=False)
+    again = plan_grid(grid, limit=3, model_ids=[str(tiny_model_dir)])
+    assert [c.done for c in again] == [True, False]
+    with pytest.raises(AceRunError, match="Unknown ACE setting"):
+        grid.write_text("models: [m]\ntasks: [finance]\nepoch: 2\n")
+        plan_grid(grid)
+
+
+def test_cli_run_matches_the_library_run(task_file, tiny_model_dir, tiny_torch, tmp_path):
+    settings = config(task_file, tiny_model_dir, batch_size=8, answer_tokens=24, reflection_tokens=40)
+    library = run_ace(settings, tmp_path / "library", model=tiny_torch, progress=False)
+    code = main(["ace", "run", "--task", str(task_file), "--model", str(tiny_model_dir), "--backend", "torch",
+                 "--epochs", "1", "--out", str(tmp_path / "cli")])
+    assert code == 0
+    assert without_timings(tmp_path / "cli" / "results.csv") == without_timings(library)
+    assert bullets(tmp_path / "cli" / "playbook_epoch1.jsonl") == bullets(tmp_path / "library" / "playbook_epoch1.jsonl")
+
+
+def test_bad_settings_are_refused_by_name():
+    with pytest.raises(AceRunError, match="mode must be one of"):
+        AceConfig(mode="fancy")
+    assert main(["ace", "run", "--task", "no-such-task"]) == 2
