@@ -21,6 +21,7 @@ from slmlab.ace.roles import (
     generator_prompt,
     parse_generator_reply,
     parse_reflection,
+    used_bullets,
     worked_example,
 )
 from slmlab.ace.tasks import TaskItem
@@ -102,6 +103,7 @@ def test_curator_tags_adds_and_refines_with_delta_operations_only(embedder):
     playbook = playbook_of(PERCENT)
     applied = curator.curate(playbook, [Lesson(STRATEGIES, PERCENT_AGAIN), Lesson(STRATEGIES, SCURVY)], tags=[("str-00001", True)])
     assert [op.op for op in applied] == ["ADD", "ADD", "MERGE"]
+    assert [op.bullet_id for op in applied[:2]] == ["str-00002", "str-00003"]
     assert len(playbook) == 2 and playbook.bullets["str-00001"].helpful == 1
     assert curator.operations == {"ADD": 2, "MERGE": 1}
     assert curator.curate(playbook, [Lesson(STRATEGIES, SCURVY)]) == []  # an exact repeat is not added
@@ -163,3 +165,12 @@ def test_reflection_without_labels_reads_the_models_verdict():
     assert all(lesson.section == STRATEGIES for lesson in judged.lessons)  # no gold, so no worked example
     assert worked_example(MC).endswith("A: B (Vitamin C)")
     assert parse_reflection(MC, reply, "Correct: maybe", None, ["x"]).parse == "failed"
+
+
+def test_used_bullets_are_the_cited_ones_or_the_ones_copied_from():
+    playbook = playbook_of("Q: What was revenue in 2021? A: 14.4%", "Q: Net income in 2020? A: 90", "Read the right column.")
+    shown = list(playbook.bullets.values())
+    assert used_bullets(parse_generator_reply(FIN, " 14.4%"), shown) == ("str-00001",)
+    assert used_bullets(parse_generator_reply(FIN, " 90 [str-00003]"), shown) == ("str-00003",)
+    assert used_bullets(parse_generator_reply(FIN, " 77"), shown) == ()
+    assert used_bullets(parse_generator_reply(FIN, ""), shown) == ()

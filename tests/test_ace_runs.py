@@ -65,7 +65,7 @@ def test_ace_offline_adapts_on_train_and_evaluates_every_epoch(task_file, tiny_m
     run_dir = tmp_path / "run"
     results = run_ace(config(task_file, tiny_model_dir, epochs=2), run_dir, model=tiny_torch, progress=False)
     header = rows(results)[0].keys()
-    assert list(header) == list(CORE_COLUMNS + DETAIL_COLUMNS + ACE_COLUMNS) + ["parse"]
+    assert list(header) == list(CORE_COLUMNS + DETAIL_COLUMNS + ACE_COLUMNS) + ["parse", "bullets"]
     table = rows(results)
     assert [r["epoch"] for r in table] == ["0"] * 5 + ["1"] * 5 + ["2"] * 5
     assert {r["reflected"] for r in table} == {"False"}  # offline: the test set is only evaluated

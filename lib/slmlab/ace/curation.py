@@ -127,8 +127,8 @@ class Curator:
             if lesson.content.strip().casefold() in existing:
                 continue
             existing.add(lesson.content.strip().casefold())
-            applied.append(DeltaOp("ADD", section=lesson.section, content=lesson.content))
-            playbook.apply(applied[-1], now)
+            added = playbook.apply(DeltaOp("ADD", section=lesson.section, content=lesson.content), now)
+            applied.append(DeltaOp("ADD", section=added.section, content=added.content, bullet_id=added.id))
         applied += self.refine(playbook, now)
         self.operations.update(op.op for op in applied)
         return applied

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from slmlab.ace.curation import Lesson
-from slmlab.ace.metrics import choice_letter
+from slmlab.ace.metrics import choice_letter, normalize_text
 from slmlab.ace.playbook import Bullet
 from slmlab.ace.tasks import TaskItem, parse_iot
 
@@ -117,6 +117,20 @@ def parse_generator_reply(item: TaskItem, raw: str) -> GeneratorReply:
     answer, parse = extract_answer(item, raw)
     cited = tuple(dict.fromkeys(_BULLET_ID.findall(raw)))
     return GeneratorReply(raw=raw, answer=answer, cited=cited, parse=parse)
+
+
+def used_bullets(reply: GeneratorReply, shown: Sequence[Bullet]) -> tuple[str, ...]:
+    """The bullets a reply relied on: the ids it cites; a small model rarely cites, so otherwise the
+    shown bullets whose answer (the part after ``A:`` in a worked example, else the whole bullet)
+    contains the reply's answer word for word — the bullets it copied from."""
+    if reply.cited:
+        return reply.cited
+    answer = normalize_text(reply.answer)
+    if not answer:
+        return ()
+    return tuple(
+        b.id for b in shown if f" {answer} " in f" {normalize_text(b.content.rsplit(' A: ', 1)[-1])} "
+    )
 
 
 def gold_display(item: TaskItem) -> str:

@@ -5,11 +5,12 @@ resumes at the first missing sample.
 One run writes one folder (default ``results/ace/<model>/<task>/<mode>/``):
 
 - ``results.csv``     one row per evaluated test sample and epoch (the columns are :data:`CORE_COLUMNS`, then
-                      :data:`DETAIL_COLUMNS`, then :data:`ACE_COLUMNS` in ACE modes, then ``parse``);
+                      :data:`DETAIL_COLUMNS`, then :data:`ACE_COLUMNS` in ACE modes, then ``parse`` —
+                      strict, lenient or failed — and in ACE modes ``bullets``, the ids shown to the model);
 - ``adaptation.csv``  the same columns for the training samples ACE offline learned from;
 - ``playbook_epoch{N}.jsonl`` the playbook after epoch N; ``playbook.jsonl`` / ``state.json`` the
                       playbook so far and how far adaptation got (for resuming);
-- ``operations.jsonl`` every delta operation with its epoch; ``stats.json`` per-epoch accuracy, per-step
+- ``operations.jsonl`` every delta operation with its epoch and the sample that caused it; ``stats.json`` per-epoch accuracy, per-step
                       latency, parse failures, playbook size and operations, peak memory; ``config.json``.
 
 Epoch 0 is always the baseline (empty playbook); epoch N ≥ 1 evaluates after N adaptation passes.
@@ -41,6 +42,7 @@ from slmlab.ace.roles import (
     parse_generator_reply,
     parse_reflection,
     reflector_prompt,
+    used_bullets,
 )
 from slmlab.ace.tasks import TaskItem, load_tasks, resolve_task, score_answer, task_split
 from slmlab.errors import SlmLabError
@@ -100,7 +102,8 @@ class AceConfig:
 
     def columns(self) -> tuple[str, ...]:
         extra = ACE_COLUMNS if self.mode != "baseline" else ()
-        return CORE_COLUMNS + DETAIL_COLUMNS + extra + ("parse",)
+        shown = ("bullets",) if self.mode != "baseline" else ()
+        return CORE_COLUMNS + DETAIL_COLUMNS + extra + ("parse",) + shown
 
 
 def model_slug(model_id: str) -> str:
@@ -328,8 +331,8 @@ class AceRunner:
         if adapt:
             reflection_ms = self._reflect_and_curate(batch, replies, correct, shown, epoch, times)
         return [
-            self._row(item, reply, ok, generation_ms / len(batch), reflection_ms / len(batch), adapt, epoch)
-            for item, reply, ok in zip(batch, replies, correct)
+            self._row(item, reply, ok, generation_ms / len(batch), reflection_ms / len(batch), adapt, epoch, bullets)
+            for item, reply, ok, bullets in zip(batch, replies, correct, shown)
         ]
 
     def _retrieve(self, item: TaskItem):
@@ -354,24 +357,24 @@ class AceRunner:
         started = time.perf_counter()
         reflections = []
         for item, reply, ok, bullets, raw in zip(batch, replies, correct, shown, raws):
-            used = reply.cited or tuple(b.id for b in bullets)  # no citation: the bullets it was shown
+            used = used_bullets(reply, bullets)
             reflection = parse_reflection(item, reply, ("Lesson:" if labels else "Correct:") + raw, ok if labels else None, used)
             reflections.append(reflection)
             operations = self.curator.curate(self.playbook, reflection.lessons, reflection.tags)
-            self._log_operations(operations, epoch)
+            self._log_operations(operations, epoch, item.id)
         times.curation_ms += (time.perf_counter() - started) * 1000
         self._reflection_parses.update(r.parse for r in reflections)
         return reflection_ms
 
-    def _log_operations(self, operations, epoch: int) -> None:
+    def _log_operations(self, operations, epoch: int, sample_id: str) -> None:
         if not operations:
             return
         self.operations.update(op.op for op in operations)
-        lines = "".join(json.dumps({"epoch": epoch, **asdict(op)}) + "\n" for op in operations)
+        lines = "".join(json.dumps({"epoch": epoch, "sample_id": sample_id, **asdict(op)}) + "\n" for op in operations)
         with self.path("operations.jsonl").open("a", encoding="utf-8") as handle:
             handle.write(lines)
 
-    def _row(self, item: TaskItem, reply: GeneratorReply, correct: bool, latency_ms: float, reflection_ms: float, reflected: bool, epoch: int) -> dict:
+    def _row(self, item: TaskItem, reply: GeneratorReply, correct: bool, latency_ms: float, reflection_ms: float, reflected: bool, epoch: int, shown) -> dict:
         row = {
             "model_id": self.config.model_id,
             "task_name": self.task_name,
@@ -387,7 +390,8 @@ class AceRunner:
             "parse": reply.parse,
         }
         if self.config.mode != "baseline":
-            row.update(reflection_latency_ms=round(reflection_ms, 1), reflected=reflected, epoch=epoch)
+            row.update(reflection_latency_ms=round(reflection_ms, 1), reflected=reflected, epoch=epoch,
+                       bullets=" ".join(b.id for b in shown))
         return row
 
     # --- statistics ------------------------------------------------------------------------------------
