@@ -86,6 +86,15 @@ def test_online_mode_reflects_on_the_samples_it_evaluates(task_file, tiny_model_
     assert all(float(r["reflection_latency_ms"]) > 0 for r in table[5:])
 
 
+def test_without_labels_the_reflector_judges_and_no_gold_is_learned(task_file, tiny_model_dir, tiny_torch, tmp_path):
+    run_dir = tmp_path / "run"
+    run_ace(config(task_file, tiny_model_dir, mode="ace-online", use_labels=False), run_dir, model=tiny_torch, progress=False)
+    added = [json.loads(line) for line in (run_dir / "operations.jsonl").read_text().splitlines()] if (run_dir / "operations.jsonl").is_file() else []
+    assert all(op["section"] != "worked examples" for op in added if op["op"] == "ADD")  # no gold answer to show
+    parses = json.loads((run_dir / "stats.json").read_text())["1"]["reflection_parses"]
+    assert sum(parses.values()) == 5
+
+
 def test_interrupted_run_resumes_at_the_first_missing_sample(task_file, tiny_model_dir, tiny_torch, tmp_path, monkeypatch):
     settings = config(task_file, tiny_model_dir, mode="ace-online")
     reference = run_ace(settings, tmp_path / "reference", model=tiny_torch, progress=False)
@@ -134,7 +143,7 @@ def test_summary_groups_by_model_task_mode_epoch(task_file, tiny_model_dir, tiny
     run_ace(config(task_file, tiny_model_dir, mode="baseline"), tmp_path / "a", model=tiny_torch, progress=False)
     run_ace(config(task_file, tiny_model_dir), tmp_path / "b", model=tiny_torch, progress=False)
     table = summarize(load_results(tmp_path))
-    assert list(table.columns) == ["model_id", "task_name", "mode", "epoch", "samples", "accuracy",
+    assert list(table.columns) == ["model_id", "task_name", "mode", "epoch", "samples", "accuracy", "token_f1",
                                    "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "parse_failures"]
     assert [(r.mode, r.epoch, r.samples) for r in table.itertuples()] == [("ace", 0, 5), ("ace", 1, 5), ("baseline", 0, 5)]
     frame = load_results(tmp_path / "b" / "results.csv")
@@ -176,3 +185,27 @@ def test_bad_settings_are_refused_by_name():
     with pytest.raises(AceRunError, match="mode must be one of"):
         AceConfig(mode="fancy")
     assert main(["ace", "run", "--task", "no-such-task"]) == 2
+
+
+def test_views_report_epochs_examples_and_the_playbook(task_file, tiny_model_dir, tiny_torch, tmp_path):
+    from slmlab.ace.views import baseline_vs_ace, epoch_stats, examples_markdown, lesson_examples, playbook_html, playbook_viewer
+
+    run_dir = tmp_path / "run"
+    run_ace(config(task_file, tiny_model_dir, epochs=1), run_dir, model=tiny_torch, progress=False)
+    summary = summarize(load_results(run_dir))
+    comparison = baseline_vs_ace(summary)
+    assert list(comparison.columns) == ["model_id", "task", "mode", "samples", "baseline", "ACE (epoch 1)", "gain (points)"]
+    stats = epoch_stats([run_dir])
+    assert list(stats["epoch"]) == [0, 1] and stats.loc[1, "ADD"] > 0 and stats.loc[0, "playbook_bullets"] == 0
+    playbook = Playbook.load(run_dir / "playbook_epoch1.jsonl")
+    section = playbook.sections()[0]
+    shown = playbook_html(playbook, section)
+    assert shown.count("<tr>") == 1 + sum(b.section == section for b in playbook.bullets.values())
+    viewer = playbook_viewer(playbook)
+    viewer.children[0].value = section
+    assert viewer.children[1].value == shown
+    examples = lesson_examples(run_dir, count=2)
+    assert 1 <= len(examples) <= 2 and all(e["lessons"] for e in examples)
+    learned = [l for e in examples for l in e["lessons"] if l["learned_from"] != "?"]
+    assert all(l["learned_from"].startswith("q") for l in learned)
+    assert examples[0]["sample_id"] in examples_markdown(examples)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from slmlab.ace.metrics import token_f1
 from slmlab.ace.runs import AceConfig, AceRunError, config_from, default_run_dir, run_ace
 from slmlab.io import atomic_write_text
 
@@ -32,12 +33,15 @@ def load_results(paths: str | Path | Sequence[str | Path]) -> pd.DataFrame:
 
 
 def summarize(frame: pd.DataFrame) -> pd.DataFrame:
-    """Accuracy (%), latency p50/p95/p99 (ms), samples and parse failures per model/task/mode/epoch."""
+    """Accuracy (%), token F1 (%), latency p50/p95/p99 (ms), samples and parse failures per
+    model/task/mode/epoch."""
     latency = frame.groupby(GROUP)["latency_ms"]
+    frame = frame.assign(f1=[token_f1(str(p), str(g)) for p, g in zip(frame["pred"], frame["gold"])])
     table = pd.DataFrame(
         {
             "samples": frame.groupby(GROUP)["sample_id"].count(),
             "accuracy": (100 * frame.groupby(GROUP)["correct"].mean()).round(1),
+            "token_f1": (100 * frame.groupby(GROUP)["f1"].mean()).round(1),
             "latency_p50_ms": latency.quantile(0.50).round(1),
             "latency_p95_ms": latency.quantile(0.95).round(1),
             "latency_p99_ms": latency.quantile(0.99).round(1),
