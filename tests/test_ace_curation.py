@@ -18,6 +18,7 @@ from slmlab.ace.roles import (
     EXAMPLES,
     STRATEGIES,
     extract_answer,
+    generator_messages,
     generator_prompt,
     parse_generator_reply,
     parse_reflection,
@@ -174,3 +175,16 @@ def test_used_bullets_are_the_cited_ones_or_the_ones_copied_from():
     assert used_bullets(parse_generator_reply(FIN, " 90 [str-00003]"), shown) == ("str-00003",)
     assert used_bullets(parse_generator_reply(FIN, " 77"), shown) == ()
     assert used_bullets(parse_generator_reply(FIN, ""), shown) == ()
+
+
+def test_worked_examples_become_earlier_chat_turns_most_relevant_last():
+    playbook = playbook_of(worked_example(FIN), section=EXAMPLES)
+    playbook.apply(DeltaOp("ADD", section=EXAMPLES, content=worked_example(IOT)))
+    playbook.apply(DeltaOp("ADD", section=STRATEGIES, content=PERCENT))
+    best_first = [playbook.bullets["wor-00001"], playbook.bullets["str-00001"], playbook.bullets["wor-00002"]]
+    messages = generator_messages(FIN, best_first)
+    assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant", "user"]
+    assert messages[2]["content"] == f"| Net income | 100 | 90 |\nQuestion: {FIN.question}\nReply with the answer only."
+    assert messages[3]["content"] == "Answer: 90"
+    assert messages[0]["content"].startswith("reading 1: f1=50\nQuestion: ")
+    assert "[str-00001] " + PERCENT in messages[-1]["content"] and "wor-0000" not in messages[-1]["content"]

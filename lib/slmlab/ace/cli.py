@@ -77,23 +77,26 @@ def _playbook(args: argparse.Namespace) -> int:
 
 def add_ace_commands(commands) -> None:
     """Register ``slmlab ace`` and its verbs on the main parser's subcommands."""
+    from slmlab.ace.runs import AceConfig
+
+    defaults = AceConfig()
     ace = commands.add_parser("ace", help="chapter 05: ACE playbook runs, summaries, grids, task sets")
     verbs = ace.add_subparsers(dest="ace_command", required=True)
 
     run = verbs.add_parser("run", help="one run: baseline, ace (offline) or ace-online, over epochs; resumes")
     run.add_argument("--task", default="finance", help="finance, medical, iot, a registry name or a JSON/JSONL path")
     run.add_argument("--mode", default="ace", choices=("baseline", "ace", "ace-online"))
-    run.add_argument("--epochs", type=int, default=1, help="adaptation epochs (epoch 0 is the baseline)")
+    run.add_argument("--epochs", type=int, default=defaults.epochs, help="adaptation epochs (epoch 0 is the baseline)")
     run.add_argument("--limit", type=int, default=None, help="first N samples of each split")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--model", default=DEFAULT_MODEL)
     run.add_argument("--backend", default="auto")
     run.add_argument("--train-task", default=None, help="adaptation set when --task is a single file")
     run.add_argument("--no-labels", action="store_true", help="the Reflector judges answers without gold labels")
-    run.add_argument("--batch-size", type=int, default=8)
-    run.add_argument("--top-k", type=int, default=4, help="bullets shown per question")
-    run.add_argument("--token-budget", type=int, default=1024, help="largest playbook, in tokens")
-    run.add_argument("--dedup-threshold", type=float, default=0.9, help="cosine similarity that merges bullets")
+    run.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    run.add_argument("--top-k", type=int, default=defaults.top_k, help="bullets shown per question")
+    run.add_argument("--token-budget", type=int, default=defaults.token_budget, help="largest playbook, in tokens")
+    run.add_argument("--dedup-threshold", type=float, default=defaults.dedup_threshold, help="cosine similarity that merges bullets")
     run.add_argument("--out", default=None, help="run folder (default results/ace/<model>/<task>/<mode>)")
     run.set_defaults(run=_run)
 

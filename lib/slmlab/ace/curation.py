@@ -23,8 +23,8 @@ class CurationConfig:
 
     dedup_threshold: float = 0.9  # cosine similarity above which two bullets of a section are merged
     prune_min_harmful: int = 2  # a bullet goes once harmful > helpful and harmful reaches this count
-    token_budget: int = 1024  # the whole playbook, rendered in the text format, stays within this
-    top_k: int = 4  # bullets shown to the Generator for one question
+    token_budget: int = 2048  # the whole playbook, rendered in the text format, stays within this
+    top_k: int = 3  # bullets shown to the Generator for one question
 
     def __post_init__(self) -> None:
         if not 0 < self.dedup_threshold <= 1:

@@ -80,6 +80,26 @@ def generator_prompt(item: TaskItem, bullets: Sequence[Bullet]) -> str:
     return f"{playbook_block(bullets)}{question_block(item)}\n{answer_instruction(item)}{cite}"
 
 
+def demonstration(bullet: Bullet, item: TaskItem) -> list[dict]:
+    """A worked-example bullet as one earlier chat exchange: its question asked, its answer given."""
+    question, answer = bullet.content.rsplit(" A: ", 1)
+    question = re.sub(r"(^| )Q: ", lambda m: "\nQuestion: " if m.group(1) else "Question: ", question, count=1)
+    return [
+        {"role": "user", "content": f"{question.strip()}\n{answer_instruction(item)}"},
+        {"role": "assistant", "content": f"Answer: {answer.strip()}"},
+    ]
+
+
+def generator_messages(item: TaskItem, bullets: Sequence[Bullet]) -> list[dict]:
+    """The Generator's chat: worked-example bullets become earlier exchanges (the most relevant one last),
+    other bullets are listed above the question. A 135M model copies numbers out of examples pasted
+    into one message, and uses them far better as demonstrations."""
+    examples = [b for b in bullets if b.section == EXAMPLES and " A: " in b.content]
+    notes = [b for b in bullets if b not in examples]
+    messages = [turn for bullet in reversed(examples) for turn in demonstration(bullet, item)]
+    return messages + [{"role": "user", "content": generator_prompt(item, notes)}]
+
+
 def first_line(text: str) -> str:
     return next((line.strip() for line in text.strip().splitlines() if line.strip()), "")
 

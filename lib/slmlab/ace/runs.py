@@ -38,7 +38,7 @@ from slmlab.ace.metrics import latency_percentiles
 from slmlab.ace.playbook import Playbook
 from slmlab.ace.roles import (
     GeneratorReply,
-    generator_prompt,
+    generator_messages,
     parse_generator_reply,
     parse_reflection,
     reflector_prompt,
@@ -46,7 +46,7 @@ from slmlab.ace.roles import (
 )
 from slmlab.ace.tasks import TaskItem, load_tasks, resolve_task, score_answer, task_split
 from slmlab.errors import SlmLabError
-from slmlab.generation import DecodingConfig
+from slmlab.generation import DecodingConfig, Prompt
 from slmlab.io import atomic_write_json, atomic_write_text
 from slmlab.models.registry import DEFAULT_MODEL
 from slmlab.settings import results_dir
@@ -79,8 +79,8 @@ class AceConfig:
     batch_size: int = 8
     answer_tokens: int = 24
     reflection_tokens: int = 40
-    top_k: int = 4
-    token_budget: int = 1024
+    top_k: int = 3
+    token_budget: int = 2048
     dedup_threshold: float = 0.9
     prune_min_harmful: int = 2
     backend: str = "auto"
@@ -322,7 +322,7 @@ class AceRunner:
     def _batch(self, batch: Sequence[TaskItem], epoch: int, adapt: bool, times: _StepTimes) -> list[dict]:
         shown = [self._retrieve(item) for item in batch]
         started = time.perf_counter()
-        raws = self._generate([generator_prompt(i, s) for i, s in zip(batch, shown)], "Answer:", self.config.answer_tokens)
+        raws = self._generate([generator_messages(i, s) for i, s in zip(batch, shown)], "Answer:", self.config.answer_tokens)
         generation_ms = (time.perf_counter() - started) * 1000
         times.generation_ms += generation_ms
         replies = [parse_generator_reply(item, raw) for item, raw in zip(batch, raws)]
@@ -340,7 +340,7 @@ class AceRunner:
             return []
         return retrieve(self.playbook, self.embedder, f"{item.question} {item.context}", self.config.top_k)
 
-    def _generate(self, prompts: Sequence[str], prefix: str, max_new_tokens: int) -> list[str]:
+    def _generate(self, prompts: Sequence[Prompt], prefix: str, max_new_tokens: int) -> list[str]:
         """Batched greedy generation with the reply started by ``prefix`` (e.g. ``Answer:``)."""
         model = self.model
         texts = [model.render(p) + prefix for p in prompts]
