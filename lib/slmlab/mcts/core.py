@@ -1,0 +1,244 @@
+"""A generic AlphaZero-style Monte-Carlo tree search: PUCT selection, Dirichlet noise at the root,
+sign-aware value backup and visit-count policies.
+
+Value convention, used everywhere: a value lies in [-1, 1] and is seen from the perspective of the
+player *to move* in the state it belongs to. Two-player zero-sum games negate a value whenever the
+player changes between a node and its parent; single-player environments return a constant
+:meth:`Environment.to_play`, so their values are never negated.
+
+Nothing here knows about language models: an environment and an evaluator are all the search needs.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+Action = Hashable
+Policy = dict[Action, float]
+
+
+class Environment(Protocol):
+    """An immutable state of a game or task."""
+
+    def legal_actions(self) -> Sequence[Action]:
+        """The actions allowed here, in a fixed order (the order breaks ties); empty when terminal."""
+
+    def step(self, action: Action) -> Environment:
+        """The state after ``action``; a new object, this one is left unchanged."""
+
+    def is_terminal(self) -> bool:
+        """Whether the episode is over."""
+
+    def terminal_value(self) -> float:
+        """The outcome in [-1, 1] for the player to move in this terminal state (in tic-tac-toe the
+        player who just lost is the one to move, so a finished win reads -1)."""
+
+    def to_play(self) -> int:
+        """The player to move; a constant for single-player environments."""
+
+
+class Evaluator(Protocol):
+    """Priors over the legal actions and a value estimate, both for the player to move in ``state``."""
+
+    def evaluate(self, state: Environment) -> tuple[Policy, float]: ...
+
+
+@dataclass(frozen=True)
+class MCTSConfig:
+    """Search size, the PUCT exploration schedule and the root's Dirichlet noise (AlphaZero defaults)."""
+
+    num_simulations: int = 64
+    c_init: float = 1.25
+    c_base: float = 19652
+    dirichlet_alpha: float = 0.3
+    dirichlet_fraction: float = 0.25  # weight of the noise in the root priors
+    seed: int = 0  # seeds the Dirichlet noise
+
+    def __post_init__(self) -> None:
+        checks = {
+            "num_simulations": isinstance(self.num_simulations, int) and self.num_simulations >= 1,
+            "c_init": self.c_init >= 0,
+            "c_base": self.c_base > 0,
+            "dirichlet_alpha": self.dirichlet_alpha > 0,
+            "dirichlet_fraction": 0 <= self.dirichlet_fraction <= 1,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"MCTSConfig.{name} is out of range: {getattr(self, name)!r}")
+
+
+@dataclass(eq=False)
+class Node:
+    """One state in the search tree. ``state`` and ``to_play`` are filled in when the node is first
+    reached, so unvisited children cost only their prior."""
+
+    prior: float
+    state: Environment | None = None
+    to_play: int | None = None
+    visit_count: int = 0
+    value_sum: float = 0.0  # from the perspective of this node's ``to_play``
+    terminal: bool = False
+    children: dict[Action, Node] = field(default_factory=dict, repr=False)  # a full tree would flood a notebook
+
+    @property
+    def expanded(self) -> bool:
+        return bool(self.children) or self.terminal
+
+    def value(self) -> float:
+        """Mean backed-up value for this node's player to move; 0 before the first visit."""
+        return self.value_sum / self.visit_count if self.visit_count else 0.0
+
+
+class UniformRandomRollout:
+    """Uniform priors; the value is the outcome of one uniformly random playout to the end."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self._rng = random.Random(seed)
+
+    def evaluate(self, state: Environment) -> tuple[Policy, float]:
+        actions = list(state.legal_actions())
+        priors = {action: 1.0 / len(actions) for action in actions}
+        end = state
+        while not end.is_terminal():
+            end = end.step(self._rng.choice(list(end.legal_actions())))
+        value = end.terminal_value()
+        return priors, value if end.to_play() == state.to_play() else -value
+
+
+def child_q(parent: Node, child: Node) -> float:
+    """The child's mean value from the parent's player's perspective. An unvisited child counts as 0,
+    a neutral guess between loss and win, so the prior alone decides the order of first visits."""
+    if child.visit_count == 0:
+        return 0.0
+    return child.value() if child.to_play == parent.to_play else -child.value()
+
+
+def puct_score(parent: Node, child: Node, config: MCTSConfig) -> float:
+    """AlphaZero's PUCT: Q + c(N) * prior * sqrt(N_parent) / (1 + N_child), with the exploration
+    weight c(N) = log((N_parent + c_base + 1) / c_base) + c_init growing slowly with the parent's visits."""
+    c = math.log((parent.visit_count + config.c_base + 1) / config.c_base) + config.c_init
+    u = c * child.prior * math.sqrt(parent.visit_count) / (1 + child.visit_count)
+    return child_q(parent, child) + u
+
+
+class MCTS:
+    """AlphaZero-style search: every simulation walks down by PUCT, evaluates one new leaf (or scores a
+    terminal one) and backs the value up the path."""
+
+    def __init__(self, config: MCTSConfig, evaluator: Evaluator | Callable[[Environment], tuple[Policy, float]]):
+        self.config = config
+        self._evaluate = evaluator.evaluate if hasattr(evaluator, "evaluate") else evaluator
+        self._rng = np.random.default_rng(config.seed)
+
+    def run(self, state: Environment, add_noise: bool = False) -> Node:
+        """Search from ``state`` with exactly ``num_simulations`` simulations; returns the root, whose
+        children's visit counts sum to ``num_simulations``. The root's own evaluation only expands it
+        and is not counted as a simulation."""
+        if state.is_terminal():
+            raise ValueError("cannot search from a terminal state: it has no actions")
+        root = Node(prior=1.0, state=state)
+        self._expand(root)
+        if add_noise:
+            self._add_dirichlet_noise(root)
+        for _ in range(self.config.num_simulations):
+            self._simulate(root)
+        return root
+
+    def _simulate(self, root: Node) -> None:
+        node, path = root, [root]
+        while node.expanded and not node.terminal:
+            action, child = self._select_child(node)
+            if child.state is None:
+                child.state = node.state.step(action)
+            node = child
+            path.append(node)
+        value = node.state.terminal_value() if node.expanded else self._expand(node)
+        for visited in path:  # zero-sum: a value is negated for the other player
+            visited.visit_count += 1
+            visited.value_sum += value if visited.to_play == node.to_play else -value
+
+    def _select_child(self, node: Node) -> tuple[Action, Node]:
+        # max() keeps the first of equal scores, so ties go to the earliest legal action
+        return max(node.children.items(), key=lambda item: puct_score(node, item[1], self.config))
+
+    def _expand(self, node: Node) -> float:
+        """Fill in the node's player and children; returns its value for that player."""
+        state = node.state
+        node.to_play = state.to_play()
+        if state.is_terminal():
+            node.terminal = True
+            return state.terminal_value()
+        priors, value = self._evaluate(state)
+        actions = list(state.legal_actions())
+        if not actions:
+            raise ValueError("a non-terminal state must have at least one legal action")
+        weights = [max(priors.get(action, 0.0), 0.0) for action in actions]
+        total = sum(weights)
+        for action, weight in zip(actions, weights):  # renormalised over the legal actions only
+            node.children[action] = Node(prior=weight / total if total > 0 else 1.0 / len(actions))
+        return value
+
+    def _add_dirichlet_noise(self, root: Node) -> None:
+        """Mix Dir(alpha) noise into the root priors so self-play explores moves the evaluator dislikes."""
+        noise = self._rng.dirichlet([self.config.dirichlet_alpha] * len(root.children))
+        frac = self.config.dirichlet_fraction
+        for child, eta in zip(root.children.values(), noise):
+            child.prior = (1 - frac) * child.prior + frac * float(eta)
+
+
+def visit_policy(root: Node, temperature: float = 1.0) -> Policy:
+    """Move probabilities from the root's visit counts: proportional to N^(1/T), or for T = 0 one-hot
+    on the most visited action (ties go to the earliest legal action)."""
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if not root.children:
+        raise ValueError("the root has no children; run a search first")
+    visits = {action: child.visit_count for action, child in root.children.items()}
+    most = max(visits.values())
+    if temperature == 0 or most == 0:
+        best = next(action for action, n in visits.items() if n == most)
+        return {action: float(action == best) for action in visits}
+    # scaled by the maximum first so that a small temperature cannot overflow
+    weights = {action: (n / most) ** (1 / temperature) for action, n in visits.items()}
+    total = sum(weights.values())
+    return {action: w / total for action, w in weights.items()}
+
+
+def select_action(
+    root: Node, temperature: float = 0.0, rng: random.Random | np.random.Generator | None = None
+) -> Action:
+    """An action drawn from :func:`visit_policy`; ``rng`` (anything with ``random()``) is needed when
+    the temperature is above 0."""
+    policy = visit_policy(root, temperature)
+    if temperature == 0:
+        return max(policy, key=policy.__getitem__)
+    if rng is None:
+        raise ValueError("select_action needs an rng when temperature > 0")
+    threshold, cumulative = float(rng.random()), 0.0
+    for action, p in policy.items():
+        cumulative += p
+        if threshold < cumulative:
+            return action
+    return next(action for action, p in reversed(policy.items()) if p > 0)  # rounding left a sliver
+
+
+def search_tree(root: Node, max_depth: int = 2) -> dict[str, Any]:
+    """The visited part of the tree as nested dicts (action, visits, value, prior, children), children
+    most visited first, for drawing. ``value`` is the mean from the perspective of the player who chose
+    the action (at the root: the root's player to move)."""
+
+    def describe(node: Node, action: Action, value: float, depth: int) -> dict[str, Any]:
+        visited = [(a, c) for a, c in node.children.items() if c.visit_count] if depth < max_depth else []
+        visited.sort(key=lambda item: -item[1].visit_count)  # stable: equal counts keep the legal order
+        children = [describe(child, a, child_q(node, child), depth + 1) for a, child in visited]
+        return {
+            "action": action, "visits": node.visit_count, "value": value, "prior": node.prior, "children": children
+        }
+
+    return describe(root, None, root.value(), 0)
