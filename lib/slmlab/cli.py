@@ -20,6 +20,7 @@ import json
 import sys
 
 from slmlab.ace.cli import add_ace_commands
+from slmlab.mcts.cli import add_mcts_commands
 from slmlab.errors import SlmLabError
 from slmlab.generation import STRATEGIES
 from slmlab.models.registry import DEFAULT_MODEL
@@ -203,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert.set_defaults(run=_adapter)
 
     add_ace_commands(commands)
+    add_mcts_commands(commands)
     return parser
 
 
