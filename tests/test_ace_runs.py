@@ -77,6 +77,9 @@ def test_ace_offline_adapts_on_train_and_evaluates_every_epoch(task_file, tiny_m
     assert stats["1"]["operations"].get("ADD", 0) > 0  # the tiny model is always wrong: worked examples
     assert (run_dir / "playbook_epoch1.jsonl").is_file() and (run_dir / "playbook_epoch2.jsonl").is_file()
     assert sum(stats["1"]["reflection_parses"].values()) == 5
+    operations = [json.loads(line) for line in (run_dir / "operations.jsonl").read_text().splitlines()]
+    added = [op["bullet_id"] for op in operations if op["op"] == "ADD"]
+    assert len(added) == len(set(added)) and {op["epoch"] for op in operations} == {1, 2}  # ids never reused
 
 
 def test_online_mode_reflects_on_the_samples_it_evaluates(task_file, tiny_model_dir, tiny_torch, tmp_path):

@@ -94,3 +94,15 @@ def test_text_format_reports_stray_lines():
     assert book.bullets["for-00001"].helpful == 2 and book.bullets["for-00001"].section == "formulas"
     assert book.problems == ["pb.txt:3: not a bullet or section header"]
     json.dumps([b.__dict__ for b in book.bullets.values()])
+
+
+def test_ids_are_never_reused_after_the_highest_bullet_is_removed():
+    playbook = Playbook()
+    first = playbook.apply(DeltaOp("ADD", section="strategies", content="one"))
+    second = playbook.apply(DeltaOp("ADD", section="strategies", content="two"))
+    playbook.apply(DeltaOp("REMOVE", bullet_id=second.id))
+    third = playbook.apply(DeltaOp("ADD", section="strategies", content="three"))
+    assert (first.id, second.id, third.id) == ("str-00001", "str-00002", "str-00003")
+    reloaded = Playbook(dict(playbook.bullets))
+    reloaded.reserve(["str-00007", "wor-00002", "not-an-id"])
+    assert reloaded.next_id("strategies") == "str-00008" and reloaded.next_id("worked examples") == "wor-00003"

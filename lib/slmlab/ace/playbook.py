@@ -59,13 +59,22 @@ def section_slug(section: str) -> str:
 class Playbook:
     bullets: dict[str, Bullet] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)  # lines skipped on load, "file:line: why"
+    issued: dict[str, int] = field(default_factory=dict, repr=False)  # highest number given out per prefix
 
     # --- delta operations ---------------------------------------------------------------------
     def next_id(self, section: str) -> str:
+        """A fresh id; numbers are never handed out twice, even after the highest bullet was removed."""
         prefix = section_slug(section)
         numbers = [int(b.id.rsplit("-", 1)[1]) for b in self.bullets.values()
                    if b.id.startswith(prefix + "-") and b.id.rsplit("-", 1)[1].isdigit()]
-        return f"{prefix}-{max(numbers, default=0) + 1:05d}"
+        return f"{prefix}-{max(numbers + [self.issued.get(prefix, 0)], default=0) + 1:05d}"
+
+    def reserve(self, bullet_ids: Iterable[str]) -> None:
+        """Mark ids as used (e.g. ids of removed bullets read from an operations log) so they stay unique."""
+        for bullet_id in bullet_ids:
+            prefix, _, number = bullet_id.rpartition("-")
+            if number.isdigit():
+                self.issued[prefix] = max(self.issued.get(prefix, 0), int(number))
 
     def apply(self, delta: DeltaOp, now: float | None = None) -> Bullet | None:
         """Apply one delta operation; returns the bullet added or changed (None for REMOVE)."""
@@ -76,6 +85,7 @@ class Playbook:
             if not delta.section.strip() or not delta.content.strip():
                 raise PlaybookError("ADD needs a section and non-empty content")
             bullet = Bullet(self.next_id(delta.section), delta.section.strip(), delta.content.strip(), created=now, updated=now)
+            self.reserve([bullet.id])
             self.bullets[bullet.id] = bullet
             return bullet
         if delta.op == "UPDATE":

@@ -278,8 +278,16 @@ class AceRunner:
                 self.playbook = Playbook.load(self.path(candidate))
                 for problem in self.playbook.problems:
                     print(f"warning: {problem}")
-                return
-        self.playbook = Playbook()
+                break
+        else:
+            self.playbook = Playbook()
+        self.playbook.reserve(self._logged_ids())
+
+    def _logged_ids(self) -> list[str]:
+        """Every bullet id the operations log mentions, so a reloaded playbook never reuses one."""
+        path = self.path("operations.jsonl")
+        lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+        return [i for op in map(json.loads, lines) for i in [op["bullet_id"], *op["merge_ids"]] if i]
 
     def _state(self) -> dict:
         path = self.path("state.json")

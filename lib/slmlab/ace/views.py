@@ -70,6 +70,7 @@ def plot_playbook_growth(stats: pd.DataFrame):
     for task, rows in stats.groupby("task"):
         size.plot(rows["epoch"], rows["playbook_bullets"], marker="o", label=f"{task} (bullets)")
     size.set(xlabel="epoch", ylabel="bullets", title="Playbook size after each epoch")
+    size.set_xticks(sorted(stats["epoch"].unique()))
     size.legend(fontsize=8)
     adapted = stats[stats["epoch"] > 0]
     labels = [f"{t}\nepoch {e}" for t, e in zip(adapted["task"], adapted["epoch"])]
@@ -127,7 +128,7 @@ def lesson_examples(run_dir: str | Path, count: int = 3) -> list[dict]:
     baseline = {r["sample_id"]: r for r in rows if r["epoch"] == "0"}
     playbook = Playbook.load(run_dir / f"playbook_epoch{last}.jsonl") if last else Playbook()
     sources = _operation_sources(run_dir)
-    adaptation = {r["sample_id"]: r for r in read_rows(run_dir / "adaptation.csv")}
+    adaptation = {(r["epoch"], r["sample_id"]): r for r in read_rows(run_dir / "adaptation.csv")}
     candidates = [r for r in rows if r["epoch"] == str(last) and r["bullets"] and r["sample_id"] in baseline]
 
     def rank(row: dict) -> int:
@@ -140,7 +141,7 @@ def lesson_examples(run_dir: str | Path, count: int = 3) -> list[dict]:
         lessons = []
         for bullet_id in row["bullets"].split():
             source = sources.get(bullet_id, {})
-            learned = adaptation.get(source.get("sample_id", ""), {})
+            learned = adaptation.get((str(source.get("epoch", "")), source.get("sample_id", "")), {})
             bullet = playbook.bullets.get(bullet_id)
             lessons.append({
                 "id": bullet_id,
