@@ -11,7 +11,7 @@ How each macro-action is carried out (the rules themselves live in :mod:`slmlab.
 - ``CONTINUE``: decode up to ``min(span_tokens, tokens_left)`` tokens (greedy by default), stopping early
   at end of sequence (EOS). The EOS token itself is neither kept nor fed to the model.
 - ``RESAMPLE``: go back to the state before the last span (the cache is cropped) and decode it again at
-  ``resample_temperature`` with seed ``seed + total_resamples`` (so every resample of an episode differs).
+  ``resample_temperature`` with seed ``seed + n`` for the episode's n-th resample (so resamples differ).
 - ``THINK_BEGIN`` / ``THINK_END``: feed the marker text (:attr:`EnvConfig.think_begin` / ``think_end``)
   through the model, so the cache and the logits see it. Markers cost no budget and never show;
   thought spans never show in :attr:`LMEnvironment.visible_text` nor in :meth:`LMEnvironment.macro_trace`.
@@ -32,7 +32,7 @@ so a fork that copies the layer objects but shares their tensors is safe and cos
 ``reuse_cache=False`` states keep no cache and every step re-encodes the whole sequence first (the
 benchmark's baseline); both ways decode identical tokens under greedy decoding.
 
-Each state in a tree owns a full cache (about 70 KB per token for SmolLM2-135M in float32), so keep
+Each state in a tree owns a full cache (46 KB per token for SmolLM2-135M in float32), so keep
 trees to a few hundred nodes; terminal states drop theirs.
 
 Terminal value: the episode reward ``r`` in [0, 1] from ``reward_fn`` maps to ``2r - 1`` in [-1, 1], the
