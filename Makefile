@@ -42,6 +42,7 @@ lab: setup
 bench: setup
 	$(BIN)/python benchmarks/generation.py
 	$(BIN)/python benchmarks/lora.py
+	$(BIN)/python benchmarks/mcts.py
 
 clean:
 	find results adapters -mindepth 1 ! -name .gitkeep -exec rm -rf {} +
