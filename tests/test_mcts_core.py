@@ -331,3 +331,17 @@ def test_single_player_values_are_never_negated():
         node = node.children[1]
     assert node.terminal and node.value() == 1.0
     assert all(child["value"] >= 0 for child in search_tree(root, 3)["children"])
+
+
+def test_tree_reuse_keeps_the_subtree_and_adds_simulations():
+    mcts = MCTS(MCTSConfig(num_simulations=60, seed=0), UniformRandomRollout(0))
+    root = mcts.run(TicTacToe())
+    action = most_visited(root)
+    child = root.children[action]
+    before = child.visit_count
+    assert before > 0 and child.state is not None
+    again = mcts.run(child.state, root=child)
+    assert again is child
+    assert sum(c.visit_count for c in again.children.values()) == before - 1 + 60  # its first visit expanded it
+    with pytest.raises(ValueError, match="reused root"):
+        mcts.run(TicTacToe(), root=child)

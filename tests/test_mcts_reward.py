@@ -44,6 +44,8 @@ texts = st.text(max_size=40)
 @pytest.mark.parametrize("answer, gold, expected", [
     ("Paris", "paris", 1.0), ("The Paris.", "Paris", 1.0), ("1,200", "1200", 1.0), ("12 percent", "12%", 1.0),
     ("London", "Paris", 0.0), ("", "Paris", 0.0), ("Paris is the capital", "Paris", 0.0),
+    ("The capital of France is Paris.", "Paris", 1.0), ("7 + 5 = 12.", "12", 1.0), ("7 + 5 = 13.", "12", 0.0),
+    ("A spider has 8 legs. Insects have 6.", "8", 1.0), ("The capital is Paris, not Lyon.", "Lyon", 0.0),
 ])
 def test_exact_match_reward(answer, gold, expected):
     assert exact_match_reward(answer, gold) == expected

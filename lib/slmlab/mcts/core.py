@@ -136,14 +136,22 @@ class MCTS:
         self._evaluate = evaluator.evaluate if hasattr(evaluator, "evaluate") else evaluator
         self._rng = np.random.default_rng(config.seed)
 
-    def run(self, state: Environment, add_noise: bool = False) -> Node:
+    def run(self, state: Environment, add_noise: bool = False, root: Node | None = None) -> Node:
         """Search from ``state`` with exactly ``num_simulations`` simulations; returns the root, whose
         children's visit counts sum to ``num_simulations``. The root's own evaluation only expands it
-        and is not counted as a simulation."""
+        and is not counted as a simulation.
+
+        ``root`` continues an earlier search: pass the child node of the action just played (its
+        ``state`` must be ``state``), and its subtree — visits, values and every state already computed
+        under it — is kept, so the new simulations add to the old ones (AlphaZero's tree reuse)."""
         if state.is_terminal():
             raise ValueError("cannot search from a terminal state: it has no actions")
-        root = Node(prior=1.0, state=state)
-        self._expand(root)
+        if root is None:
+            root = Node(prior=1.0, state=state)
+        elif root.state is not state:
+            raise ValueError("the reused root must be the node of the state searched from")
+        if not root.expanded:
+            self._expand(root)
         if add_noise:
             self._add_dirichlet_noise(root)
         for _ in range(self.config.num_simulations):

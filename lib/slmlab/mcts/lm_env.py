@@ -45,7 +45,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -119,6 +119,8 @@ class _Episode:
     reward_fn: RewardFn
     eos: int
     markers: dict[Macro, tuple[int, ...]]
+    # compute spent by every state of the episode together (a search steps many of them)
+    spent: dict[str, int] = field(default_factory=lambda: {"steps": 0, "fed": 0})
 
 
 def default_reward(env: LMEnvironment) -> float:
@@ -235,6 +237,12 @@ class LMEnvironment:
         """The model has finished: its last span stopped at EOS or EOS is its most likely next token."""
         return self.hit_eos or int(self._point.logits.argmax()) == self._episode.eos
 
+    @property
+    def spent(self) -> dict[str, int]:
+        """What the whole episode has cost so far, over every state stepped from the same root (a search
+        steps many): ``steps`` taken and tokens ``fed`` through the model after the prompt."""
+        return dict(self._episode.spent)
+
     def macro_trace(self) -> list[dict]:
         """One dict per macro-action so far: ``action``, ``tokens`` (kept span tokens), ``fed`` (tokens run
         through the model), ``ms`` and, for spans, ``thought`` and ``text`` (:data:`THOUGHT_PLACEHOLDER`
@@ -292,6 +300,8 @@ class LMEnvironment:
         else:
             child, span, fed = self._think(action)
         child._trace = self._trace + (_trace_step(action, span, fed, (time.perf_counter() - start) * 1000),)
+        self._episode.spent["steps"] += 1
+        self._episode.spent["fed"] += fed
         return child
 
     # --- carrying out actions ---------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """The episode reward of chapter 06: a weighted mean of bounded components, each in [0, 1].
 
-- ``exact``: 1 when the visible answer matches the gold answer after chapter 05's normalisation, else 0.
+- ``exact``: 1 when the visible answer, or the answer pulled out of its first sentence
+  (:func:`slmlab.mcts.qa.final_answer`: "7 + 5 = 12." → "12"), matches the gold answer after chapter 05's
+  normalisation, else 0.
 - ``fluency``: how natural the frozen model finds its own answer. The mean negative log-likelihood
   ``nll`` (nats per answer token, given the prompt) maps to ``exp(-nll / scale)``: the geometric-mean
   token probability raised to ``1 / scale``. With the default ``scale`` of :data:`FLUENCY_SCALE` nats, an
@@ -25,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from slmlab.ace.metrics import exact_match
 from slmlab.errors import BackendError, ModelUnavailableError
 from slmlab.generation import Prompt
+from slmlab.mcts.qa import qa_correct
 
 FLUENCY_SCALE = 4.0  # nats per token at which fluency is exp(-1) ≈ 0.37
 KENLM_SCALE = 6.0  # nats per word, the same role for an n-gram model (words are rarer than tokens)
@@ -41,8 +43,9 @@ JUDGE_PREFILL = "Rating:"  # starts the model's reply so the next token is the d
 
 # --- components -------------------------------------------------------------------------------------
 def exact_match_reward(answer: str, gold: str) -> float:
-    """1.0 when ``answer`` equals ``gold`` after normalisation (numbers, case, articles), else 0.0."""
-    return float(exact_match(answer, gold))
+    """1.0 when ``answer`` or its :func:`~slmlab.mcts.qa.final_answer` equals ``gold`` after normalisation
+    (numbers, case, articles), else 0.0."""
+    return float(qa_correct(answer, gold))
 
 
 def fluency_from_nll(nll: float, scale: float = FLUENCY_SCALE) -> float:

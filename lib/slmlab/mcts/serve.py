@@ -1,7 +1,8 @@
 """Serve a macro-action controller over HTTP: ``POST /generate`` and ``GET /health`` (``slmlab serve``).
 
 The server knows controllers only through the :class:`Controller` protocol, so the fixed-policy
-:class:`ScriptedController` here and the MCTS controller of chapter 06 are interchangeable.
+:class:`ScriptedController` here and the MCTS controller of chapter 06
+(:class:`slmlab.mcts.controller.MCTSController`) are interchangeable.
 
 Thought spans are hidden reasoning. They never leave a controller: a :class:`ControllerResult` carries the
 visible text only, and its trace shows each thought step with :data:`THOUGHT_PLACEHOLDER` instead of its
@@ -206,7 +207,13 @@ def _new_text(tokenizer, before: Sequence[int], new: Sequence[int]) -> str:
     return whole[len(head):] if whole.startswith(head) else tokenizer.decode(list(new), skip_special_tokens=True)
 
 
-CONTROLLERS: dict[str, Callable[..., Controller]] = {"scripted": ScriptedController}
+def _mcts_controller(model, **options) -> Controller:
+    from slmlab.mcts.controller import MCTSController  # imported late: it imports this module
+
+    return MCTSController(model, **options)
+
+
+CONTROLLERS: dict[str, Callable[..., Controller]] = {"scripted": ScriptedController, "mcts": _mcts_controller}
 """Controller name → ``factory(model)``; ``slmlab serve --controller`` offers these names."""
 
 

@@ -1,0 +1,109 @@
+"""The whole of chapter 06 in one call, shared by the notebook and ``slmlab mcts run``: rounds of self-play
+and network training, then the held-out comparison with greedy decoding and best-of-n sampling.
+
+Entry point: :func:`run_chapter`. Everything lands in one run folder (see :mod:`slmlab.mcts.selfplay`),
+plus ``eval.csv`` (one row per method and item), ``eval_summary.md`` / ``eval_summary.csv`` and
+``summary.json``. A second call with the same settings reuses what is there: finished self-play episodes
+and training steps are not repeated, and the evaluation is redone only when ``eval.csv`` is missing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from slmlab.ace.tasks import TaskItem, load_task
+from slmlab.io import atomic_write_json, atomic_write_text
+from slmlab.mcts.evaluate import METHODS, EvalSettings, evaluate_controllers, summarize_evaluation
+from slmlab.mcts.learning import TrainSettings
+from slmlab.mcts.qa import qa_split
+from slmlab.mcts.selfplay import SelfPlayConfig, current_network, episodes_done, self_play, train_round
+
+
+@dataclass(frozen=True)
+class ChapterSettings:
+    """Sizes of the chapter's run; :meth:`quick` shrinks them to a smoke run of a minute or two."""
+
+    n_train: int = 40
+    n_test: int = 30
+    rounds: int = 3
+    episodes_per_round: int = 12
+    steps_per_round: int = 150
+    batch_size: int = 32
+    simulations: int = 8
+    budget: int = 48
+    span_tokens: int = 8
+    best_of: int = 4
+    seed: int = 0
+
+    @classmethod
+    def quick(cls, seed: int = 0) -> ChapterSettings:
+        return cls(n_train=4, n_test=3, rounds=1, episodes_per_round=2, steps_per_round=10, batch_size=8,
+                   simulations=2, budget=16, best_of=2, seed=seed)
+
+    def selfplay(self) -> SelfPlayConfig:
+        return SelfPlayConfig(span_tokens=self.span_tokens, budget=self.budget, simulations=self.simulations,
+                              seed=self.seed)
+
+    def training(self, round_index: int) -> TrainSettings:
+        """Round ``round_index`` (0-based) trains up to its share of one schedule over all rounds."""
+        total = self.rounds * self.steps_per_round
+        return TrainSettings(steps=(round_index + 1) * self.steps_per_round, schedule_steps=total,
+                             batch_size=self.batch_size, warmup_steps=min(20, total // 10),
+                             checkpoint_every=self.steps_per_round, seed=self.seed)
+
+    def evaluation(self) -> EvalSettings:
+        return EvalSettings(budget=self.budget, span_tokens=self.span_tokens, best_of=self.best_of,
+                            simulations=self.simulations, seed=self.seed)
+
+
+def chapter_items(settings: ChapterSettings, qa_file: str | Path | None = None) -> tuple[list[TaskItem], list[TaskItem]]:
+    """Self-play items and held-out test items: generated (:func:`~slmlab.mcts.qa.qa_split`) or, from a
+    task file in chapter 05's schema, its first ``n_train`` items and the ``n_test`` after them."""
+    if qa_file is None:
+        return qa_split(settings.n_train, settings.n_test, seed=settings.seed)
+    items = load_task(qa_file)
+    if len(items) < settings.n_train + settings.n_test:
+        raise ValueError(f"{qa_file} has {len(items)} items; {settings.n_train} + {settings.n_test} are needed")
+    return items[: settings.n_train], items[settings.n_train : settings.n_train + settings.n_test]
+
+
+def run_chapter(model, run_dir: str | Path, settings: ChapterSettings = ChapterSettings(),
+                qa_file: str | Path | None = None, methods=METHODS, progress: bool = True, log=None) -> dict:
+    """Self-play rounds, training, evaluation; returns (and writes as ``summary.json``) the headline figures."""
+    run_dir = Path(run_dir)
+    train_items, test_items = chapter_items(settings, qa_file)
+    config = settings.selfplay()
+    for round_index in range(settings.rounds):
+        wanted = (round_index + 1) * settings.episodes_per_round
+        missing = wanted - len(episodes_done(run_dir))
+        if missing > 0:
+            self_play(model, train_items, run_dir, missing, config, progress=progress, log=log)
+        train_round(run_dir, model, config, settings.training(round_index), progress=progress)
+    eval_path = run_dir / "eval.csv"
+    if eval_path.is_file():
+        frame = pd.read_csv(eval_path, keep_default_na=False)
+        frame["correct"] = frame["correct"].astype(str) == "True"
+    else:
+        net = current_network(run_dir, model, config)
+        frame = evaluate_controllers(model, test_items, settings.evaluation(), methods, network=net,
+                                     progress=progress, out=eval_path)
+    table = summarize_evaluation(frame)
+    atomic_write_text(run_dir / "eval_summary.md", table.to_markdown(index=False) + "\n")
+    atomic_write_text(run_dir / "eval_summary.csv", table.to_csv(index=False))
+    episodes = episodes_done(run_dir)
+    summary = {
+        "settings": asdict(settings),
+        "episodes": len(episodes),
+        "mean_reward_by_round": [
+            round(float(pd.Series([e["reward"] for e in episodes[i * settings.episodes_per_round:
+                                                                  (i + 1) * settings.episodes_per_round]]).mean()), 4)
+            for i in range(settings.rounds)
+        ],
+        "evaluation": json.loads(table.to_json(orient="records")),
+    }
+    atomic_write_json(run_dir / "summary.json", summary)
+    return summary

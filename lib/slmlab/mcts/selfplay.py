@@ -1,0 +1,310 @@
+"""Self-play of chapter 06: MCTS picks macro-actions for the frozen model, every searched position goes into
+the replay buffer with its visit-count policy and the episode's reward, and the network learns from them.
+
+Entry points: :func:`search_episode` (one episode, used by self-play, the evaluation and the server's
+MCTS controller) and :func:`self_play` (many episodes into a run folder). A run folder holds:
+
+- ``config.json`` — the :class:`SelfPlayConfig` the folder was made with (a later call must match it);
+- ``replay/`` — the :class:`~slmlab.mcts.replay.ReplayBuffer` (features, legality mask, policy, value);
+- ``episodes.jsonl`` — one line per finished episode: item, reward, correctness, actions, visible text,
+  tokens, compute and seconds (thought text never: the trace shows a placeholder);
+- ``network/`` — what :func:`slmlab.mcts.learning.train_network` writes (``network.pt``, checkpoints,
+  ``metrics.jsonl``, TensorBoard events).
+
+Episode ``i`` of a folder plays QA item ``i mod len(items)`` with seed ``seed + i``, so calling
+:func:`self_play` again adds the next episodes exactly as one longer call would have.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import weakref
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from slmlab.ace.tasks import TaskItem
+from slmlab.io import atomic_write_json
+from slmlab.mcts.core import MCTS, Environment, MCTSConfig, Policy, search_tree, select_action, visit_policy
+from slmlab.mcts.features import RunningStats, feature_dim, state_features
+from slmlab.mcts.learning import TrainReport, TrainSettings, train_network
+from slmlab.mcts.lm_env import EnvConfig, LMEnvironment, RewardFn
+from slmlab.mcts.macro import MACROS
+from slmlab.mcts.network import NetworkEvaluator, PolicyValueNet, load_network
+from slmlab.mcts.qa import qa_correct
+from slmlab.mcts.replay import ReplayBuffer
+
+CONFIG_FILE = "config.json"
+EPISODES_FILE = "episodes.jsonl"
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """How one episode is searched. While exploring (self-play) the first ``temperature_moves`` moves are
+    drawn from the visit counts at ``temperature`` and the root gets Dirichlet noise; otherwise (evaluation,
+    serving) the most visited action is played."""
+
+    simulations: int = 8
+    temperature: float = 1.0
+    temperature_moves: int = 3
+    tree_reuse: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.simulations < 1 or self.temperature < 0 or self.temperature_moves < 0:
+            raise ValueError(f"SearchSettings needs simulations >= 1, temperature >= 0 and temperature_moves >= 0, "
+                             f"got {self.simulations}, {self.temperature}, {self.temperature_moves}")
+
+
+class Featurizer:
+    """``state → (features, legality mask)`` for :class:`~slmlab.mcts.network.NetworkEvaluator`.
+
+    Each state is featurized once (remembered while the state lives), so the running entropy statistics
+    count every state once however often the search asks. Call :meth:`reset` at the start of an episode.
+    """
+
+    def __init__(self, embedder=None) -> None:
+        self.embedder = embedder
+        self.reset()
+
+    def reset(self) -> None:
+        self.stats = RunningStats()
+        self._seen: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def __call__(self, state: LMEnvironment) -> tuple[np.ndarray, tuple[bool, ...]]:
+        if state not in self._seen:
+            legal = set(state.legal_actions())
+            self._seen[state] = (state_features(state, self.stats, self.embedder), tuple(a in legal for a in MACROS))
+        return self._seen[state]
+
+
+class UniformEvaluator:
+    """Before any network exists: equal priors over the legal actions and a neutral value of 0, so only
+    finished episodes' rewards steer the search."""
+
+    def evaluate(self, state: Environment) -> tuple[Policy, float]:
+        actions = list(state.legal_actions())
+        return {action: 1.0 / len(actions) for action in actions}, 0.0
+
+
+@dataclass
+class Episode:
+    """One finished episode. ``steps`` (features, mask, policy target per move) and ``tree`` (the first
+    search as nested dicts, see :func:`~slmlab.mcts.core.search_tree`) are not written to ``episodes.jsonl``."""
+
+    item_id: str
+    question: str
+    gold: str | None
+    visible_text: str
+    reward: float
+    correct: bool | None
+    actions: list[str]
+    tokens: int
+    thought_tokens: int
+    fed_tokens: int
+    search_steps: int
+    seconds: float
+    trace: list[dict]
+    final: LMEnvironment | None = field(default=None, repr=False)
+    steps: list[tuple[np.ndarray, tuple[bool, ...], Policy]] = field(default_factory=list, repr=False)
+    tree: dict | None = field(default=None, repr=False)
+
+    def record(self) -> dict[str, Any]:
+        """The JSON-safe part, as written to ``episodes.jsonl``."""
+        skip = {"final", "steps", "tree"}
+        return {k: v for k, v in asdict(replace(self, final=None, steps=[], tree=None)).items() if k not in skip}
+
+
+def search_episode(
+    model,
+    item: TaskItem,
+    evaluator,
+    env_config: EnvConfig = EnvConfig(),
+    search: SearchSettings = SearchSettings(),
+    featurizer: Featurizer | None = None,
+    use_gold: bool = True,
+    reward_fn: RewardFn | None = None,
+    explore: bool = False,
+    keep_tree: bool = False,
+    tree_depth: int = 3,
+) -> Episode:
+    """Play one episode on ``item``: at each move search ``search.simulations`` simulations from the current
+    state, record the position, play an action (see :class:`SearchSettings`), until STOP.
+
+    With ``use_gold`` the reward of finished episodes scores the answer against ``item.answer`` (self-play);
+    without it the search never sees the gold answer (evaluation, serving): the default reward then falls
+    back to the model's own fluency and brevity. ``correct`` is always measured against the gold answer
+    when the item has one.
+    """
+    start = time.perf_counter()
+    if featurizer is not None:
+        featurizer.reset()
+    root_state = LMEnvironment(model, item.question, replace(env_config, seed=search.seed),
+                               gold=item.answer if use_gold else None, reward_fn=reward_fn)
+    mcts = MCTS(MCTSConfig(num_simulations=search.simulations, seed=search.seed), evaluator)
+    rng = random.Random(search.seed)
+    state, node, steps, tree = root_state, None, [], None
+    while not state.is_terminal():
+        root = mcts.run(state, add_noise=explore, root=node if search.tree_reuse else None)
+        features, mask = featurizer(state) if featurizer is not None else (None, None)
+        steps.append((features, mask, visit_policy(root, 1.0)))
+        if keep_tree and tree is None:
+            tree = search_tree(root, max_depth=tree_depth)
+        temperature = search.temperature if explore and len(steps) <= search.temperature_moves else 0.0
+        action = select_action(root, temperature, rng)
+        node = root.children[action]
+        if node.state is None:
+            node.state = state.step(action)
+        state = node.state
+    spans = state.macro.spans
+    return Episode(
+        item_id=item.id, question=item.question, gold=item.answer or None, visible_text=state.visible_text,
+        reward=state.reward(), correct=qa_correct(state.visible_text, item.answer) if item.answer else None,
+        actions=[step["action"] for step in state.macro_trace()], tokens=state.macro.tokens_used,
+        thought_tokens=sum(len(s) for s in spans if s.thought), fed_tokens=root_state.spent["fed"],
+        search_steps=root_state.spent["steps"], seconds=round(time.perf_counter() - start, 3),
+        trace=state.macro_trace(), final=state, steps=steps, tree=tree,
+    )
+
+
+# --- a self-play run folder -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SelfPlayConfig:
+    """Everything that shapes the positions of a self-play folder (saved as ``config.json``)."""
+
+    span_tokens: int = 8
+    budget: int = 48
+    simulations: int = 8
+    temperature_moves: int = 3
+    replay_capacity: int = 20_000
+    hidden: int = 128
+    seed: int = 0
+
+    def env_config(self) -> EnvConfig:
+        return EnvConfig(span_tokens=self.span_tokens, budget=self.budget, seed=self.seed)
+
+    def search(self, episode: int) -> SearchSettings:
+        return SearchSettings(simulations=self.simulations, temperature_moves=self.temperature_moves,
+                              seed=self.seed + episode)
+
+
+@dataclass
+class SelfPlayReport:
+    """What one :func:`self_play` call added."""
+
+    episodes: list[Episode]
+    first_episode: int
+    positions: int
+    buffer_size: int
+    seconds: float
+
+    @property
+    def mean_reward(self) -> float:
+        return float(np.mean([e.reward for e in self.episodes])) if self.episodes else float("nan")
+
+
+def _check_config(run_dir: Path, config: SelfPlayConfig) -> None:
+    path = run_dir / CONFIG_FILE
+    if path.is_file():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if saved != asdict(config):
+            changed = sorted(k for k in set(saved) | set(asdict(config)) if saved.get(k) != asdict(config).get(k))
+            raise ValueError(f"{path} was made with other settings ({', '.join(changed)} differ); use another "
+                             f"run folder or delete this one")
+    else:
+        atomic_write_json(path, asdict(config))
+
+
+def network_path(run_dir: str | Path) -> Path:
+    return Path(run_dir) / "network" / "network.pt"
+
+
+def current_network(run_dir: str | Path, model, config: SelfPlayConfig) -> PolicyValueNet:
+    """The run's trained network, or (before any training) a fresh one initialised from the seed."""
+    path = network_path(run_dir)
+    if path.is_file():
+        return load_network(path)
+    torch.manual_seed(config.seed)
+    return PolicyValueNet(feature_dim(model), hidden=config.hidden)
+
+
+def episodes_done(run_dir: str | Path) -> list[dict]:
+    """The records of ``episodes.jsonl`` (an unfinished last line, from a crash, is ignored)."""
+    path = Path(run_dir) / EPISODES_FILE
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return records
+
+
+def _drop_partial_line(path: Path) -> int:
+    """Cut an unfinished last line (a crash mid-write) so appends start clean; returns the episodes done."""
+    records = episodes_done(path.parent)
+    if path.is_file() and len(path.read_text(encoding="utf-8").splitlines()) != len(records):
+        path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return len(records)
+
+
+def self_play(
+    model,
+    items: Sequence[TaskItem],
+    run_dir: str | Path,
+    episodes: int,
+    config: SelfPlayConfig = SelfPlayConfig(),
+    embedder=None,
+    progress: bool = True,
+    log=None,
+) -> SelfPlayReport:
+    """Play ``episodes`` more self-play episodes into ``run_dir`` with the run's current network.
+
+    ``log`` (e.g. ``print``) receives one line per episode with its reward and actions.
+    """
+    if episodes < 0 or not items:
+        raise ValueError("self_play needs episodes >= 0 and at least one QA item")
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _check_config(run_dir, config)
+    net = current_network(run_dir, model, config)
+    featurizer = Featurizer(embedder)
+    evaluator = NetworkEvaluator(net, featurizer)
+    buffer = ReplayBuffer(run_dir / "replay", config.replay_capacity, net.config.feature_dim)
+    first = _drop_partial_line(run_dir / EPISODES_FILE)
+    start, played, positions = time.perf_counter(), [], 0
+    bar = tqdm(range(first, first + episodes), desc="self-play", unit="episode", disable=not progress)
+    with (run_dir / EPISODES_FILE).open("a", encoding="utf-8") as out:
+        for index in bar:
+            item = items[index % len(items)]
+            episode = search_episode(model, item, evaluator, config.env_config(), config.search(index), featurizer,
+                                     use_gold=True, explore=True)
+            value = 2.0 * episode.reward - 1.0  # the search's value range
+            positions += buffer.add_episode(((f, m, p) for f, m, p in episode.steps), value)
+            out.write(json.dumps({"episode": index, **episode.record()}) + "\n")
+            out.flush()
+            played.append(episode)
+            bar.set_postfix(reward=f"{episode.reward:.3f}")
+            if log is not None:
+                log(f"episode {index} {item.id} reward={episode.reward:.3f} correct={episode.correct} "
+                    f"actions={','.join(episode.actions)} tokens={episode.tokens}")
+    return SelfPlayReport(played, first, positions, len(buffer), round(time.perf_counter() - start, 2))
+
+
+def train_round(run_dir: str | Path, model, config: SelfPlayConfig, settings: TrainSettings,
+                progress: bool = True) -> TrainReport:
+    """Train the run's network on its replay buffer up to ``settings.steps`` (resuming where it stopped)."""
+    run_dir = Path(run_dir)
+    net = current_network(run_dir, model, config)
+    buffer = ReplayBuffer.open(run_dir / "replay")
+    return train_network(net, buffer, settings, out_dir=run_dir / "network", progress=progress)
+
