@@ -10,7 +10,7 @@ from dataclasses import replace
 from slmlab.models.registry import DEFAULT_MODEL
 
 CONTROLLER_NAMES = ("scripted", "mcts")  # keep in step with slmlab.mcts.serve.CONTROLLERS (checked by a test)
-DEFAULT_RUN = "results/mcts"
+DEFAULT_RUN = "results/mcts"  # --quick runs go to results/mcts-quick, so the two sizes never share a folder
 
 
 def _positive(text: str) -> int:
@@ -29,6 +29,8 @@ def _load(args: argparse.Namespace):
 def _settings(args: argparse.Namespace):
     from slmlab.mcts.runs import ChapterSettings
 
+    if args.run_dir is None:
+        args.run_dir = DEFAULT_RUN + ("-quick" if args.quick else "")
     base = ChapterSettings.quick(args.seed) if args.quick else ChapterSettings(seed=args.seed)
     changes = {name: getattr(args, name) for name in ("simulations", "budget", "span_tokens", "n_train", "n_test",
                                                       "rounds", "episodes_per_round", "steps_per_round", "best_of")
@@ -84,7 +86,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from slmlab.mcts.runs import run_chapter
 
-    summary = run_chapter(_load(args), args.run_dir, _settings(args), qa_file=args.qa)
+    settings = _settings(args)
+    summary = run_chapter(_load(args), args.run_dir, settings, qa_file=args.qa)
     print(open(f"{args.run_dir}/eval_summary.md", encoding="utf-8").read())
     print(f"mean self-play reward by round: {summary['mean_reward_by_round']}")
     return 0
@@ -92,7 +95,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL)
-    parser.add_argument("--run", dest="run_dir", default=DEFAULT_RUN, help="run folder (replay buffer, episodes, network, results)")
+    parser.add_argument("--run", dest="run_dir", default=None, help="run folder (replay buffer, episodes, network, results)")
     parser.add_argument("--qa", default=None, help="a task file in chapter 05's schema instead of the generated QA")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="the smoke-run sizes of the notebook's quick mode")

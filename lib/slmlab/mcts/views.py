@@ -1,0 +1,139 @@
+"""Pictures and tables for chapter 06's notebook: a search tree, a macro-trace, self-play rewards and the
+controller comparison."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from slmlab.mcts.macro import Macro
+
+ACTION_COLOURS = {
+    Macro.CONTINUE.value: "#4c72b0", Macro.THINK_BEGIN.value: "#dd8452", Macro.THINK_END.value: "#c44e52",
+    Macro.RESAMPLE.value: "#8172b3", Macro.STOP.value: "#55a868",
+}
+
+
+def _label(action) -> str:
+    return getattr(action, "value", None) or ("root" if action is None else str(action))
+
+
+def _layout(tree: dict) -> list[tuple[dict, float, int, tuple[float, int] | None]]:
+    """(node, x, depth, parent position) for every node: leaves spaced evenly, a parent centred over its
+    children. Written by hand because matplotlib has no tree layout and networkx's needs Graphviz."""
+    placed: list[tuple[dict, float, int, tuple[float, int] | None]] = []
+    next_leaf = [0.0]
+
+    def place(node: dict, depth: int) -> float:
+        xs = [place(child, depth + 1) for child in node["children"]]
+        if xs:
+            x = float(np.mean([xs[0], xs[-1]]))
+        else:
+            x, next_leaf[0] = next_leaf[0], next_leaf[0] + 1.0
+        node["_x"] = x
+        return x
+
+    place(tree, 0)
+
+    def collect(node: dict, depth: int, parent: tuple[float, int] | None) -> None:
+        placed.append((node, node["_x"], depth, parent))
+        for child in node["children"]:
+            collect(child, depth + 1, (node["_x"], depth))
+
+    collect(tree, 0, None)
+    return placed
+
+
+def plot_search_tree(tree: dict, ax=None, title: str | None = None):
+    """Draw :func:`~slmlab.mcts.core.search_tree`'s dict: one box per visited node (action, visits N, mean
+    value Q), edge width by visits, colour by macro-action. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    placed = _layout(tree)
+    width = max(x for _, x, _, _ in placed) + 1
+    depth = max(d for _, _, d, _ in placed) + 1
+    if ax is None:
+        _, ax = plt.subplots(figsize=(min(2.0 + 1.6 * width, 16), 1.2 + 1.5 * depth))
+    most = max(node["visits"] for node, *_ in placed) or 1
+    for node, x, d, parent in placed:
+        if parent is not None:
+            ax.plot([parent[0], x], [-parent[1], -d], color="#999999", lw=0.5 + 4 * node["visits"] / most, zorder=1)
+    for node, x, d, _ in placed:
+        action = _label(node["action"])
+        colour = ACTION_COLOURS.get(action, "#777777")
+        ax.text(x, -d, f"{action}\nN={node['visits']}  Q={node['value']:+.2f}", ha="center", va="center", fontsize=8,
+                color="white", zorder=2, bbox={"boxstyle": "round,pad=0.3", "fc": colour, "ec": "none"})
+    ax.set_xlim(-0.8, width - 0.2)
+    ax.set_ylim(-depth + 0.4, 0.6)
+    ax.axis("off")
+    ax.set_title(title or "search tree (visited nodes; edge width ∝ visits; Q from the chooser's side)")
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+def trace_table(trace: Sequence[dict]) -> pd.DataFrame:
+    """A macro-trace as a table: step, action, kept tokens, tokens fed, ms, thought flag and text."""
+    rows = [{"step": i, "action": s["action"], "tokens": s.get("tokens", 0), "fed": s.get("fed", 0),
+             "ms": s.get("ms", 0.0), "thought": bool(s.get("thought", False)), "text": s.get("text", "")}
+            for i, s in enumerate(trace)]
+    return pd.DataFrame(rows, columns=["step", "action", "tokens", "fed", "ms", "thought", "text"])
+
+
+def plot_macro_trace(trace: Sequence[dict], ax=None, title: str = "macro-trace of one episode"):
+    """One bar per macro-action, as long as the tokens it kept (markers and STOP get a thin sliver),
+    coloured by action. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    table = trace_table(trace)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 1.8))
+    left = 0.0
+    for _, row in table.iterrows():
+        size = max(float(row["tokens"]), 0.6)
+        ax.barh(0, size, left=left, color=ACTION_COLOURS.get(row["action"], "#777777"), edgecolor="white",
+                hatch="//" if row["thought"] else None)
+        ax.text(left + size / 2, 0, row["action"].replace("_", "\n"), ha="center", va="center", fontsize=7,
+                color="white")
+        left += size
+    ax.set_yticks([])
+    ax.set_xlabel("tokens kept (hatched: hidden thought)")
+    ax.set_title(title)
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+def plot_rewards(episodes: Sequence[dict], window: int = 5, ax=None):
+    """Self-play reward per episode with a moving mean. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    rewards = np.array([e["reward"] for e in episodes], dtype=float)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3))
+    ax.plot(np.arange(len(rewards)), rewards, "o", ms=3, alpha=0.6, label="episode")
+    if len(rewards) >= window > 1:
+        ax.plot(np.arange(window - 1, len(rewards)), np.convolve(rewards, np.ones(window) / window, mode="valid"),
+                label=f"mean of {window}")
+    ax.set_xlabel("self-play episode")
+    ax.set_ylabel("reward")
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend()
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+def plot_comparison(summary: pd.DataFrame):
+    """Accuracy, tokens spent and median latency per method, side by side. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3))
+    panels = (("accuracy", "exact match (%)"), ("tokens_spent", "tokens spent per item"),
+              ("latency_p50_ms", "median latency (ms)"))
+    for ax, (column, label) in zip(axes, panels):
+        ax.bar(summary["method"], summary[column], color=["#999999", "#dd8452", "#4c72b0"][: len(summary)])
+        ax.set_title(label)
+        for x, value in enumerate(summary[column]):
+            ax.text(x, value, f"{value:g}", ha="center", va="bottom", fontsize=8)
+    fig.tight_layout()
+    return fig
