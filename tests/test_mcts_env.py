@@ -17,7 +17,7 @@ from slmlab.mcts.macro import Macro, MacroActionError
 
 C, TB, TE, R, S = Macro.CONTINUE, Macro.THINK_BEGIN, Macro.THINK_END, Macro.RESAMPLE, Macro.STOP
 PROMPT = "hello world"
-SMALL = EnvConfig(span_tokens=4, budget=16)
+SMALL = EnvConfig(span_tokens=4, budget=16, early_stop=True)  # these tests stop where they like
 MIXED = [C, TB, C, TE, C, R, R, C, S]  # thoughts, two resamples in a row, then more text
 
 
@@ -202,3 +202,16 @@ def test_greedy_episode_equals_generate_on_the_real_model(real_torch):
         assert env.visible_text == text
         recomputed = greedy_episode(real_torch, prompt, dataclasses.replace(config, reuse_cache=False))
         assert recomputed.ids == env.ids
+
+
+def test_stop_waits_for_the_end_of_the_reply_or_the_budget(tiny_torch):
+    config = EnvConfig(span_tokens=4, budget=8)
+    env = LMEnvironment(tiny_torch, PROMPT, config).step(C)
+    assert S not in env.legal_actions() and C in env.legal_actions()
+    with pytest.raises(MacroActionError, match="not ended its reply and 4 tokens of budget are left"):
+        env.step(S)
+    spent = env.step(C)
+    assert spent.macro.tokens_left == 0 and S in spent.legal_actions()
+    ended = eos_model(tiny_torch, after_prompt=4)
+    done = LMEnvironment(ended, PROMPT, config).step(C)
+    assert done.ended and S in done.legal_actions()

@@ -21,7 +21,9 @@ End of sequence. A state has *ended* when its last span stopped at EOS or the mo
 token is EOS (under greedy decoding the same thing). An ended state does not offer ``CONTINUE`` or
 ``THINK_BEGIN`` — the model has finished, so what is left is to STOP, RESAMPLE the last span or close a
 thought — unless nothing else is legal (e.g. the answer is still empty), when all of MacroState's actions
-stay on offer. A span is never empty: EOS is masked for the first token of every span (as HF's
+stay on offer. Before the model has ended, STOP is not offered while budget is left (``early_stop=False``,
+the default): cutting a reply mid-sentence never helps an answer, and a search that may do it learns to stop
+after the first span to collect the brevity reward. A span is never empty: EOS is masked for the first token of every span (as HF's
 ``min_new_tokens=1``), which only matters in that fallback or when sampling.
 
 KV-cache reuse (``reuse_cache=True``): a child starts from a *fork* of its parent's cache. transformers'
@@ -80,6 +82,7 @@ class EnvConfig:
     think_begin: str = "\nLet's think step by step.\n"
     think_end: str = "\n\nAnswer:"
     max_resamples: int = 3
+    early_stop: bool = False  # offer STOP before the model ends its reply (see the module docstring)
     reuse_cache: bool = True
     seed: int = 0
 
@@ -256,12 +259,16 @@ class LMEnvironment:
 
     # --- the Environment protocol ---------------------------------------------------------------
     def legal_actions(self) -> tuple[Macro, ...]:
-        """MacroState's legal actions; once the model has :attr:`ended`, without CONTINUE and THINK_BEGIN
-        unless nothing else would be left."""
+        """MacroState's legal actions; once the model has :attr:`ended`, without CONTINUE and THINK_BEGIN;
+        before that, without STOP while budget is left (unless ``early_stop``); in either case only when
+        something else would be left."""
         legal = self.macro.legal_actions()
         if self.ended:
             closing = tuple(a for a in legal if a not in (Macro.CONTINUE, Macro.THINK_BEGIN))
             return closing or legal
+        if not self.config.early_stop and self.macro.tokens_left > 0:
+            going_on = tuple(a for a in legal if a is not Macro.STOP)
+            return going_on or legal
         return legal
 
     def is_terminal(self) -> bool:
@@ -290,7 +297,10 @@ class LMEnvironment:
         is not in :meth:`legal_actions`."""
         action = _as_macro(action)
         if action not in self.legal_actions():
-            reason = self.macro.why_illegal(action) or "the model has ended its reply (end of sequence)"
+            reason = self.macro.why_illegal(action) or (
+                "the model has ended its reply (end of sequence)" if self.ended else
+                f"the model has not ended its reply and {self.macro.tokens_left} tokens of budget are left "
+                f"(EnvConfig.early_stop=True allows it)")
             raise MacroActionError(f"{action.name} is illegal: {reason}.")
         start = time.perf_counter()
         if action in (Macro.CONTINUE, Macro.RESAMPLE):

@@ -185,10 +185,11 @@ class SelfPlayConfig:
     temperature_moves: int = 3
     replay_capacity: int = 20_000
     hidden: int = 128
+    early_stop: bool = False  # see EnvConfig.early_stop
     seed: int = 0
 
     def env_config(self) -> EnvConfig:
-        return EnvConfig(span_tokens=self.span_tokens, budget=self.budget, seed=self.seed)
+        return EnvConfig(span_tokens=self.span_tokens, budget=self.budget, early_stop=self.early_stop, seed=self.seed)
 
     def search(self, episode: int) -> SearchSettings:
         return SearchSettings(simulations=self.simulations, temperature_moves=self.temperature_moves,
