@@ -311,3 +311,10 @@ def test_views_draw_a_tree_a_trace_rewards_and_the_comparison(tiny_torch):
     summary = summarize_evaluation(evaluate_controllers(tiny_torch, ITEMS[:1], EvalSettings(budget=4, simulations=1),
                                                         progress=False))
     assert len(plot_comparison(summary).axes) == 3
+
+
+def test_serve_with_a_missing_network_is_a_one_line_error(tiny_model_dir, tmp_path, capsys):
+    from slmlab.cli import main
+
+    code = main(["serve", "--controller", "mcts", "--model", str(tiny_model_dir), "--network", str(tmp_path / "x.pt")])
+    assert code == 2 and capsys.readouterr().err.strip().splitlines()[-1] == f"slmlab: error: no saved network at {tmp_path / 'x.pt'}"

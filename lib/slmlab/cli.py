@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (SlmLabError, ValueError) as problem:
+    except (SlmLabError, ValueError, FileNotFoundError) as problem:
         print(f"slmlab: error: {problem}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
