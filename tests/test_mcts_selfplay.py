@@ -5,6 +5,7 @@ controller over real HTTP and the notebook's pictures."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 
@@ -194,6 +195,8 @@ def test_run_chapter_trains_evaluates_and_reuses_its_work(tiny_torch, tmp_path):
     stamp = (tmp_path / "eval.csv").stat().st_mtime_ns
     assert run_chapter(tiny_torch, tmp_path, settings, progress=False) == summary
     assert (tmp_path / "eval.csv").stat().st_mtime_ns == stamp and len(episodes_done(tmp_path)) == 2
+    fewer = run_chapter(tiny_torch, tmp_path, dataclasses.replace(settings, n_test=1), progress=False)
+    assert [row["items"] for row in fewer["evaluation"]] == [1, 1, 1]  # other test items: evaluated again
 
 
 def test_chapter_items_from_a_task_file(tmp_path):

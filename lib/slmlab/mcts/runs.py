@@ -4,7 +4,8 @@ and network training, then the held-out comparison with greedy decoding and best
 Entry point: :func:`run_chapter`. Everything lands in one run folder (see :mod:`slmlab.mcts.selfplay`),
 plus ``eval.csv`` (one row per method and item), ``eval_summary.md`` / ``eval_summary.csv`` and
 ``summary.json``. A second call with the same settings reuses what is there: finished self-play episodes
-and training steps are not repeated, and the evaluation is redone only when ``eval.csv`` is missing.
+and training steps are not repeated, and the evaluation is redone only when ``eval.csv`` is missing or was made
+with other evaluation settings, methods, test items or training length (``eval.json`` records them).
 """
 
 from __future__ import annotations
@@ -83,14 +84,17 @@ def run_chapter(model, run_dir: str | Path, settings: ChapterSettings = ChapterS
         if missing > 0:
             self_play(model, train_items, run_dir, missing, config, progress=progress, log=log)
         train_round(run_dir, model, config, settings.training(round_index), progress=progress)
-    eval_path = run_dir / "eval.csv"
-    if eval_path.is_file():
+    eval_path, eval_meta = run_dir / "eval.csv", run_dir / "eval.json"
+    wanted = {"settings": asdict(settings.evaluation()), "methods": list(methods), "items": [i.id for i in test_items],
+              "questions": [i.question for i in test_items], "trained_steps": settings.rounds * settings.steps_per_round}
+    if eval_path.is_file() and eval_meta.is_file() and json.loads(eval_meta.read_text(encoding="utf-8")) == wanted:
         frame = pd.read_csv(eval_path, keep_default_na=False)
         frame["correct"] = frame["correct"].astype(str) == "True"
     else:
         net = current_network(run_dir, model, config)
         frame = evaluate_controllers(model, test_items, settings.evaluation(), methods, network=net,
                                      progress=progress, out=eval_path)
+        atomic_write_json(eval_meta, wanted)
     table = summarize_evaluation(frame)
     atomic_write_text(run_dir / "eval_summary.md", table.to_markdown(index=False) + "\n")
     atomic_write_text(run_dir / "eval_summary.csv", table.to_csv(index=False))
