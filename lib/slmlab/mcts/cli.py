@@ -69,16 +69,12 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from slmlab.mcts.evaluate import evaluate_controllers, summarize_evaluation
-    from slmlab.mcts.runs import chapter_items
-    from slmlab.mcts.selfplay import current_network
+    from slmlab.mcts.evaluate import summarize_evaluation
+    from slmlab.mcts.runs import chapter_items, evaluate_run
 
     settings = _settings(args)
     _, test_items = chapter_items(settings, args.qa)
-    model = _load(args)
-    net = current_network(args.run_dir, model, settings.selfplay())
-    frame = evaluate_controllers(model, test_items, settings.evaluation(), args.methods.split(","), network=net,
-                                 out=f"{args.run_dir}/eval.csv")
+    frame = evaluate_run(_load(args), args.run_dir, settings, test_items, args.methods.split(","))
     print(summarize_evaluation(frame).to_markdown(index=False))
     return 0
 

@@ -5,12 +5,14 @@ Entry point: :func:`run_chapter`. Everything lands in one run folder (see :mod:`
 plus ``eval.csv`` (one row per method and item), ``eval_summary.md`` / ``eval_summary.csv`` and
 ``summary.json``. A second call with the same settings reuses what is there: finished self-play episodes
 and training steps are not repeated, and the evaluation is redone only when ``eval.csv`` is missing or was made
-with other evaluation settings, methods, test items or training length (``eval.json`` records them).
+with other evaluation settings, methods, test items or another network (``eval.json`` records them).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,8 +22,9 @@ from slmlab.ace.tasks import TaskItem, load_task
 from slmlab.io import atomic_write_json, atomic_write_text
 from slmlab.mcts.evaluate import METHODS, EvalSettings, evaluate_controllers, summarize_evaluation
 from slmlab.mcts.learning import TrainSettings
+from slmlab.mcts.network import load_network
 from slmlab.mcts.qa import qa_split
-from slmlab.mcts.selfplay import SelfPlayConfig, current_network, episodes_done, self_play, train_round
+from slmlab.mcts.selfplay import SelfPlayConfig, current_network, episodes_done, network_path, self_play, train_round
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,42 @@ def chapter_items(settings: ChapterSettings, qa_file: str | Path | None = None) 
     return items[: settings.n_train], items[settings.n_train : settings.n_train + settings.n_test]
 
 
+def _network_digest(run_dir: Path) -> str | None:
+    """A hash of the trained weights (not of the file: torch.save stamps every file with a random id)."""
+    path = network_path(run_dir)
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    for name, tensor in sorted(load_network(path).state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def evaluate_run(model, run_dir: str | Path, settings: ChapterSettings, test_items: Sequence[TaskItem],
+                 methods: Sequence[str] = METHODS, progress: bool = True) -> pd.DataFrame:
+    """The comparison on ``test_items`` with the run's current network, written to ``eval.csv`` with
+    ``eval_summary.md`` / ``.csv``. A finished evaluation with the same settings, methods, items and network
+    (``eval.json`` records them) is read back instead of redone."""
+    run_dir = Path(run_dir)
+    eval_path, eval_meta = run_dir / "eval.csv", run_dir / "eval.json"
+    wanted = {"settings": asdict(settings.evaluation()), "methods": list(methods),
+              "items": [[i.id, i.question, i.answer] for i in test_items], "network_sha256": _network_digest(run_dir)}
+    if eval_path.is_file() and eval_meta.is_file() and json.loads(eval_meta.read_text(encoding="utf-8")) == wanted:
+        frame = pd.read_csv(eval_path, keep_default_na=False, dtype={"gold": str, "pred": str})
+        frame["correct"] = frame["correct"].astype(str) == "True"
+    else:
+        eval_meta.unlink(missing_ok=True)  # never leave a record that describes another eval.csv
+        net = current_network(run_dir, model, settings.selfplay())
+        frame = evaluate_controllers(model, test_items, settings.evaluation(), methods, network=net,
+                                     progress=progress, out=eval_path)
+        atomic_write_json(eval_meta, wanted)
+    table = summarize_evaluation(frame)
+    atomic_write_text(run_dir / "eval_summary.md", table.to_markdown(index=False) + "\n")
+    atomic_write_text(run_dir / "eval_summary.csv", table.to_csv(index=False))
+    return frame
+
+
 def run_chapter(model, run_dir: str | Path, settings: ChapterSettings = ChapterSettings(),
                 qa_file: str | Path | None = None, methods=METHODS, progress: bool = True, log=None) -> dict:
     """Self-play rounds, training, evaluation; returns (and writes as ``summary.json``) the headline figures."""
@@ -84,20 +123,7 @@ def run_chapter(model, run_dir: str | Path, settings: ChapterSettings = ChapterS
         if missing > 0:
             self_play(model, train_items, run_dir, missing, config, progress=progress, log=log)
         train_round(run_dir, model, config, settings.training(round_index), progress=progress)
-    eval_path, eval_meta = run_dir / "eval.csv", run_dir / "eval.json"
-    wanted = {"settings": asdict(settings.evaluation()), "methods": list(methods), "items": [i.id for i in test_items],
-              "questions": [i.question for i in test_items], "trained_steps": settings.rounds * settings.steps_per_round}
-    if eval_path.is_file() and eval_meta.is_file() and json.loads(eval_meta.read_text(encoding="utf-8")) == wanted:
-        frame = pd.read_csv(eval_path, keep_default_na=False)
-        frame["correct"] = frame["correct"].astype(str) == "True"
-    else:
-        net = current_network(run_dir, model, config)
-        frame = evaluate_controllers(model, test_items, settings.evaluation(), methods, network=net,
-                                     progress=progress, out=eval_path)
-        atomic_write_json(eval_meta, wanted)
-    table = summarize_evaluation(frame)
-    atomic_write_text(run_dir / "eval_summary.md", table.to_markdown(index=False) + "\n")
-    atomic_write_text(run_dir / "eval_summary.csv", table.to_csv(index=False))
+    table = summarize_evaluation(evaluate_run(model, run_dir, settings, test_items, methods, progress))
     episodes = episodes_done(run_dir)
     summary = {
         "settings": asdict(settings),
