@@ -12,7 +12,7 @@ import torch
 from slmlab.errors import BackendError
 from slmlab.generation import DecodingConfig
 from slmlab.mcts.core import MCTS, MCTSConfig
-from slmlab.mcts.lm_env import THOUGHT_PLACEHOLDER, EnvConfig, LMEnvironment, greedy_episode
+from slmlab.mcts.lm_env import THOUGHT_PLACEHOLDER, EnvConfig, LMEnvironment, cache_keyword, greedy_episode
 from slmlab.mcts.macro import Macro, MacroActionError
 
 C, TB, TE, R, S = Macro.CONTINUE, Macro.THINK_BEGIN, Macro.THINK_END, Macro.RESAMPLE, Macro.STOP
@@ -39,9 +39,9 @@ class EosAfter(torch.nn.Module):
         super().__init__()
         self.inner, self.length, self.eos, self.config = inner, length, eos, inner.config
 
-    def forward(self, input_ids, past_key_values=None, **kwargs):
-        total = input_ids.shape[1] + (past_key_values.get_seq_length() if past_key_values is not None else 0)
-        out = self.inner(input_ids=input_ids, past_key_values=past_key_values, **kwargs)
+    def forward(self, input_ids, cache=None, **kwargs):
+        total = input_ids.shape[1] + (cache.get_seq_length() if cache is not None else 0)
+        out = self.inner(input_ids=input_ids, **{cache_keyword(type(self.inner)): cache}, **kwargs)
         if total >= self.length:
             out.logits[..., self.eos] = 1e4
         return out

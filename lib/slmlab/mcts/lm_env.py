@@ -45,6 +45,8 @@ the best answer. :meth:`LMEnvironment.reward` gives ``r`` itself.
 from __future__ import annotations
 
 import copy
+import functools
+import inspect
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -150,6 +152,14 @@ def fork_cache(cache: Cache) -> Cache:
         fork.layers = [copy.copy(layer) for layer in cache.layers]
         return fork
     return copy.deepcopy(cache)
+
+
+@functools.cache
+def cache_keyword(model_class: type) -> str:
+    """The keyword ``model_class.forward`` takes its KV cache under: ``cache`` in recent transformers 5.x
+    releases, ``past_key_values`` before (still accepted there, with a deprecation warning)."""
+    parameters = inspect.signature(model_class.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
 
 
 class LMEnvironment:
@@ -374,8 +384,9 @@ class LMEnvironment:
         """Run ``ids`` through the model on top of ``cache`` (which grows); the view after them."""
         model = self.model
         with torch.inference_mode():
-            out = model.model(input_ids=torch.tensor([ids], device=model.device), past_key_values=cache,
-                              use_cache=True, output_hidden_states=True, logits_to_keep=1)
+            out = model.model(input_ids=torch.tensor([ids], device=model.device), use_cache=True,
+                              output_hidden_states=True, logits_to_keep=1,
+                              **{cache_keyword(type(model.model)): cache})
         hidden = out.hidden_states[-1][0].float().sum(0).cpu()
         return _Point(point.length + len(ids), out.logits[0, -1].float().cpu(), point.hidden_sum + hidden)
 
