@@ -25,7 +25,7 @@ from slmlab.ace.roles import (
     used_bullets,
     worked_example,
 )
-from slmlab.ace.tasks import TaskItem
+from slmlab.tasks import TaskItem
 
 
 def words(text: str) -> int:

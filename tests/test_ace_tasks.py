@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from slmlab.ace.tasks import (
-    FACTS, IOT_QUESTION, TASKS, TaskFileError, TaskItem, UnknownTaskError, build_items, build_task_sets, dump_tasks,
-    fmt, iot_features, iot_windows, load_task, load_tasks, parse_iot, resolve_task, score_answer, task_split,
+from slmlab.ace.tasks import FACTS, IOT_QUESTION, build_items, build_task_sets, dump_tasks, fmt, iot_features, iot_windows
+from slmlab.tasks import (
+    TASKS, TaskFileError, TaskItem, UnknownTaskError, load_task, load_tasks, parse_iot, resolve_task, score_answer,
+    task_split,
 )
 
 ROOT = Path(__file__).resolve().parents[1]

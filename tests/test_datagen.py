@@ -7,8 +7,8 @@ import types
 
 import pytest
 
-from slmlab.datagen import DataConfig, DatasetError, build_rows, find_leaks, generate_dataset, load_split, normalize
-from slmlab.patterns import load_patterns
+from slmlab.lora.datagen import DataConfig, DatasetError, build_rows, find_leaks, generate_dataset, load_split, normalize
+from slmlab.lora.patterns import load_patterns
 from slmlab.settings import project_root
 from slmlab.testing import toy_patterns
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from slmlab.mcts.learning import TrainSettings, lr_factor, read_metrics, plot_training, train_network
+from slmlab.mcts.learning import TrainSettings, lr_factor, read_metrics, train_network
+from slmlab.mcts.views import plot_training
 from slmlab.mcts.macro import MACROS, Macro, MacroState, Span, action_mask
 from slmlab.mcts.network import (
     NetworkEvaluator,

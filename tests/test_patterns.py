@@ -10,17 +10,16 @@ from pathlib import Path
 import pytest
 
 from slmlab.errors import SlmLabError
-from slmlab.patterns import (
+from slmlab.lora.patterns import (
     CATEGORIES,
     Pattern,
     PatternError,
     check_patterns_cli,
     load_patterns,
-    pattern_browser,
     pattern_counts,
-    plot_counts,
     validate_patterns,
 )
+from slmlab.lora.views import pattern_browser, plot_counts
 
 SHIPPED = Path(__file__).resolve().parents[1] / "patterns"
 GOOD = """\

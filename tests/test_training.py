@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import pytest
 
-from slmlab.datagen import DatasetError, generate_dataset, read_jsonl
+from slmlab.lora.datagen import DatasetError, generate_dataset, read_jsonl
 from slmlab.testing import toy_patterns
-from slmlab.training import TrainConfig, batch_schedule, encode_rows, latest_checkpoint, train_lora
+from slmlab.lora.training import TrainConfig, batch_schedule, encode_rows, latest_checkpoint, train_lora
 
 CONFIG = TrainConfig(rank=4, alpha=8, steps=8, batch_size=4, eval_every=4, save_every=2, learning_rate=5e-3, warmup_steps=1)
 
@@ -131,7 +131,7 @@ def test_completion_loss_equals_the_stock_loss(tiny_model_dir, data_dir):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from slmlab.training import collate, completion_loss
+    from slmlab.lora.training import collate, completion_loss
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)

@@ -1,7 +1,20 @@
 """SLM Lab: the helper library behind the notebook course.
 
-Each chapter has one module with one obvious entry point; this package root re-exports the ones a
-notebook reaches for first.
+The top level is the shared core: ``models`` and ``backends`` (load any model on torch or MLX),
+``generation`` (decoding settings), ``io`` (atomic files and folders), ``settings``, ``errors``,
+``tasks`` and ``metrics`` (items with gold answers and how answers are scored), ``adapters`` (PEFT and
+mlx-lm LoRA folders), ``course`` (the papermill runner) and ``cli``. Each teaching lever is one
+subpackage with one entry point and a ``views`` module for its plots and widgets:
+
+==========================  =================  ==========================================
+chapter                     subpackage         entry point
+==========================  =================  ==========================================
+00 setup, playground        ``playground``     :func:`slmlab.load_model`, ``playground``
+01–04 patterns → LoRA       ``lora``           ``load_patterns``, ``generate_dataset``,
+                                               ``train_lora``, ``compare_models``
+05 ACE playbook             ``ace``            ``run_ace``
+06 MCTS controller          ``mcts``           ``run_chapter``
+==========================  =================  ==========================================
 """
 
 from slmlab.errors import BackendError, ModelCacheError, ModelUnavailableError, SlmLabError, UnknownModelError

@@ -86,14 +86,14 @@ def _env(args: argparse.Namespace) -> int:
 
 
 def _patterns(args: argparse.Namespace) -> int:
-    from slmlab.patterns import check_patterns_cli
+    from slmlab.lora.patterns import check_patterns_cli
 
     return check_patterns_cli(args.folder)
 
 
 def _data(args: argparse.Namespace) -> int:
-    from slmlab.datagen import DataConfig, generate_dataset
-    from slmlab.patterns import load_patterns
+    from slmlab.lora.datagen import DataConfig, generate_dataset
+    from slmlab.lora.patterns import load_patterns
 
     summary = generate_dataset(load_patterns(args.patterns), args.out, DataConfig(variants_per_prompt=args.variants, seed=args.seed))
     print(f"wrote {summary.counts} to {summary.folder}")
@@ -101,7 +101,7 @@ def _data(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from slmlab.training import TrainConfig, train_lora
+    from slmlab.lora.training import TrainConfig, train_lora
 
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
                          rank=args.rank, seed=args.seed)
@@ -111,7 +111,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from slmlab.evaluation import compare_models
+    from slmlab.lora.evaluation import compare_models
 
     summary = compare_models(args.model, args.adapter, args.data, args.results, backend=args.backend, limit=args.limit).summary
     print(json.dumps({k: summary[k] for k in ("baseline", "tuned", "improvement")}, indent=2))

@@ -64,7 +64,7 @@ def make_tiny_llama(folder: str | Path, seed: int = 0, hidden_size: int = 64, la
 
 def toy_patterns(count: int = 6):
     """``count`` invented capital-city patterns with two paraphrases each, for data and training tests."""
-    from slmlab.patterns import Pattern
+    from slmlab.lora.patterns import Pattern
 
     return [
         Pattern(id=f"land-{i}", category="fact", input=f"What is the capital of land {i}?", output=f"City {i}",

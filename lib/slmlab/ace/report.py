@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from slmlab.ace.metrics import token_f1
+from slmlab.metrics import token_f1
 from slmlab.ace.runs import AceConfig, AceRunError, config_from, default_run_dir, run_ace
 from slmlab.io import atomic_write_text
 

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from slmlab.ace.curation import Lesson
-from slmlab.ace.metrics import choice_letter, normalize_text
+from slmlab.metrics import choice_letter, normalize_text
 from slmlab.ace.playbook import Bullet
-from slmlab.ace.tasks import TaskItem, parse_iot
+from slmlab.tasks import TaskItem, parse_iot
 
 STRATEGIES = "strategies"
 EXAMPLES = "worked examples"

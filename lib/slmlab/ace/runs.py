@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from slmlab.ace.curation import CurationConfig, Curator, retrieve
 from slmlab.ace.embeddings import load_embedder
-from slmlab.ace.metrics import latency_percentiles
+from slmlab.metrics import latency_percentiles
 from slmlab.ace.playbook import Playbook
 from slmlab.ace.roles import (
     GeneratorReply,
@@ -44,7 +44,7 @@ from slmlab.ace.roles import (
     reflector_prompt,
     used_bullets,
 )
-from slmlab.ace.tasks import TaskItem, load_tasks, resolve_task, score_answer, task_split
+from slmlab.tasks import TaskItem, load_tasks, resolve_task, score_answer, task_split
 from slmlab.errors import SlmLabError
 from slmlab.generation import DecodingConfig, Prompt
 from slmlab.io import atomic_write_json, atomic_write_text

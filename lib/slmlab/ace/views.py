@@ -12,14 +12,14 @@ import pandas as pd
 
 from slmlab.ace.playbook import Playbook
 from slmlab.ace.runs import read_rows
-from slmlab.ace.tasks import TASKS
+from slmlab.tasks import TASKS
 
 OPERATION_NAMES = ("ADD", "UPDATE", "REMOVE", "MERGE")
 
 
 def task_overview() -> pd.DataFrame:
     """The task registry: name, domain, number of items and file."""
-    from slmlab.ace.tasks import load_tasks
+    from slmlab.tasks import load_tasks
 
     return pd.DataFrame(
         [{"task": s.name, "domain": s.domain, "items": len(load_tasks(s.full_path())), "file": str(s.path)} for s in TASKS.values()]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from slmlab.ace.tasks import TaskItem
+from slmlab.tasks import TaskItem
 from slmlab.mcts.lm_env import EnvConfig
 from slmlab.mcts.network import NetworkEvaluator, load_network
 from slmlab.mcts.selfplay import Featurizer, SearchSettings, UniformEvaluator, search_episode

@@ -26,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
-from slmlab.ace.tasks import TaskItem
+from slmlab.tasks import TaskItem
 from slmlab.generation import DecodingConfig
 from slmlab.io import atomic_write_text
 from slmlab.mcts.lm_env import EnvConfig

@@ -5,7 +5,7 @@ targets + ``value_weight`` × MSE of the value; AdamW, gradient clipping, warmup
 decay. A run folder holds:
 
 - ``checkpoints/step-NNNNNN/`` — ``network.pt``, ``optimizer.pt`` (optimizer, scheduler, torch RNG) and
-  ``trainer_state.json``, written atomically (:func:`slmlab.training.write_checkpoint`); a later call
+  ``trainer_state.json``, written atomically (:func:`slmlab.lora.training.write_checkpoint`); a later call
   continues from the newest one;
 - ``metrics.jsonl`` — one JSON line per step: step, policy_loss, value_loss, total_loss, lr, grad_norm
   (the TensorBoard tags are loss/policy, loss/value, loss/total, lr, grad_norm);
@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from slmlab.io import atomic_write_text
 from slmlab.mcts.network import PolicyValueNet, masked_log_policy, save_network
 from slmlab.mcts.replay import ReplayBuffer
-from slmlab.training import latest_checkpoint, write_checkpoint
+from slmlab.lora.training import latest_checkpoint, write_checkpoint
 
 SCHEDULES = ("cosine", "linear", "constant")
 # settings that only say how long to train or how often to save; any other difference forbids a resume
@@ -190,7 +190,7 @@ def _restore_checkpoint(checkpoint: Path, net, optimizer, scheduler) -> LoopStat
     return LoopState(**json.loads((checkpoint / "trainer_state.json").read_text())["state"])
 
 
-# --- metrics ------------------------------------------------------------------------------------
+# --- metrics ---------------------------------------------------------------------------------------
 
 
 def read_metrics(path: str | Path) -> list[dict[str, float]]:
@@ -206,29 +206,6 @@ def _truncate_metrics(path: Path, step: int) -> None:
     if path.exists():
         kept = [json.dumps(r) + "\n" for r in read_metrics(path) if r["step"] <= step]
         atomic_write_text(path, "".join(kept))
-
-
-def plot_training(metrics_path: str | Path, ax=None, smooth: int = 1):
-    """Policy, value and total loss against step from ``metrics.jsonl``; ``smooth`` > 1 draws a moving
-    mean over that many steps. Returns the matplotlib figure."""
-    import matplotlib.pyplot as plt
-
-    records = read_metrics(metrics_path)
-    if ax is None:
-        _, ax = plt.subplots(figsize=(7, 3.2))
-    steps = np.array([r["step"] for r in records])
-    for key, label in (("policy_loss", "policy"), ("value_loss", "value"), ("total_loss", "total")):
-        values = np.array([r[key] for r in records], dtype=float)
-        if smooth > 1 and len(values) >= smooth:
-            values = np.convolve(values, np.ones(smooth) / smooth, mode="valid")
-            ax.plot(steps[smooth - 1 :], values, label=label)
-        else:
-            ax.plot(steps, values, label=label)
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.legend()
-    ax.figure.tight_layout()
-    return ax.figure
 
 
 # --- the loop -----------------------------------------------------------------------------------

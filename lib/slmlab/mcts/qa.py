@@ -2,8 +2,8 @@
 
 :func:`make_qa_items` draws a seeded mix of items whose gold answers are computed (sums, differences,
 products of small numbers) or taken from a fixed list of checked facts (capitals, counts). They are
-:class:`~slmlab.ace.tasks.TaskItem` rows (domain ``qa``), so any chapter 05 task file in the same schema can
-be used instead (:func:`slmlab.ace.tasks.load_task`).
+:class:`~slmlab.tasks.TaskItem` rows (domain ``qa``), so any chapter 05 task file in the same schema can
+be used instead (:func:`slmlab.tasks.load_task`).
 
 A small instruct model answers in a sentence ("7 + 5 = 12.", "The capital of Japan is Tokyo."), so
 :func:`final_answer` pulls the answer out before the exact match — the usual GSM8K-style extraction: for a
@@ -15,8 +15,8 @@ from __future__ import annotations
 import random
 import re
 
-from slmlab.ace.metrics import exact_match
-from slmlab.ace.tasks import TaskItem
+from slmlab.metrics import exact_match
+from slmlab.tasks import TaskItem
 
 INSTRUCTION = {"number": "Reply with the number only.", "word": "Reply with one word."}
 CAPITALS = (

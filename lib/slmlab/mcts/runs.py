@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from slmlab.ace.tasks import TaskItem, load_task
+from slmlab.tasks import TaskItem, load_task
 from slmlab.io import atomic_write_json, atomic_write_text
 from slmlab.mcts.evaluate import METHODS, EvalSettings, evaluate_controllers, summarize_evaluation
 from slmlab.mcts.learning import TrainSettings

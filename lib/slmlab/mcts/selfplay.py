@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from slmlab.ace.tasks import TaskItem
+from slmlab.tasks import TaskItem
 from slmlab.io import atomic_write_json
 from slmlab.mcts.core import MCTS, Environment, MCTSConfig, Policy, search_tree, select_action, visit_policy
 from slmlab.mcts.features import RunningStats, feature_dim, state_features

@@ -1,13 +1,15 @@
 """Pictures and tables for chapter 06's notebook: a search tree, a macro-trace, self-play rewards and the
-controller comparison."""
+controller comparison, the policy-value network's training curves."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from slmlab.mcts.learning import read_metrics
 from slmlab.mcts.macro import Macro
 
 ACTION_COLOURS = {
@@ -137,3 +139,26 @@ def plot_comparison(summary: pd.DataFrame):
             ax.text(x, value, f"{value:g}", ha="center", va="bottom", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def plot_training(metrics_path: str | Path, ax=None, smooth: int = 1):
+    """Policy, value and total loss against step from ``metrics.jsonl``; ``smooth`` > 1 draws a moving
+    mean over that many steps. Returns the matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    records = read_metrics(metrics_path)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3.2))
+    steps = np.array([r["step"] for r in records])
+    for key, label in (("policy_loss", "policy"), ("value_loss", "value"), ("total_loss", "total")):
+        values = np.array([r[key] for r in records], dtype=float)
+        if smooth > 1 and len(values) >= smooth:
+            values = np.convolve(values, np.ones(smooth) / smooth, mode="valid")
+            ax.plot(steps[smooth - 1 :], values, label=label)
+        else:
+            ax.plot(steps, values, label=label)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    ax.figure.tight_layout()
+    return ax.figure

@@ -1,12 +1,11 @@
 """Chapter 01: the behaviour to teach, written as YAML patterns (an input, its paraphrases, the exact output).
-Loads and validates ``patterns/*.yaml`` with file:line locations, counts the patterns and browses them.
+Loads and validates ``patterns/*.yaml`` with file:line locations and counts the patterns.
 
 Entry points: :func:`load_patterns`, :func:`validate_patterns` and :func:`check_patterns_cli`.
 """
 
 from __future__ import annotations
 
-import html
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -353,10 +352,10 @@ def load_patterns(folder: str | Path = "patterns") -> list[Pattern]:
     return patterns
 
 
-# ---------------------------------------------------------------- summaries, plots, browser, CLI
+# ---------------------------------------------------------------- summaries and CLI
 
 
-def _category_order(patterns: Iterable[Pattern]) -> list[str]:
+def category_order(patterns: Iterable[Pattern]) -> list[str]:
     present = {p.category for p in patterns}
     return [c for c in CATEGORIES if c in present] + sorted(present - set(CATEGORIES))
 
@@ -367,7 +366,7 @@ def pattern_counts(patterns: Sequence[Pattern]):
 
     rows = [{"category": c, "patterns": sum(p.category == c for p in patterns),
              "paraphrases": sum(len(p.paraphrases) for p in patterns if p.category == c)}
-            for c in _category_order(patterns)]
+            for c in category_order(patterns)]
     return pd.DataFrame(rows, columns=["category", "patterns", "paraphrases"])
 
 
@@ -378,73 +377,6 @@ def patterns_table(patterns: Sequence[Pattern]):
     rows = [{"id": p.id, "category": p.category, "input": p.input, "output": p.output,
              "paraphrases": len(p.paraphrases), "source": p.source} for p in patterns]
     return pd.DataFrame(rows, columns=["id", "category", "input", "output", "paraphrases", "source"])
-
-
-def plot_counts(patterns: Sequence[Pattern]):
-    """Bar chart of patterns and paraphrases per category; returns the matplotlib figure."""
-    import matplotlib.pyplot as plt
-
-    counts = pattern_counts(patterns).set_index("category")
-    figure, axis = plt.subplots(figsize=(7, 3.2))
-    counts.plot.bar(ax=axis, color=["#4c72b0", "#dd8452"], rot=0)
-    axis.set_xlabel("")
-    axis.set_ylabel("count")
-    axis.set_title(f"{len(patterns)} patterns, {int(counts['paraphrases'].sum())} paraphrases")
-    for container in axis.containers:
-        axis.bar_label(container, fontsize=8)
-    figure.tight_layout()
-    return figure
-
-
-def render_pattern(pattern: Pattern) -> str:
-    """A pattern as plain text: header, input, paraphrases, output."""
-    lines = [f"{pattern.id} · {pattern.category} · {pattern.source}", "", "input:", f"  {pattern.input}", "",
-             f"paraphrases ({len(pattern.paraphrases)}):"]
-    lines += [f"  - {text}" for text in pattern.paraphrases] or ["  (none)"]
-    lines += ["", "output:"] + [f"  {line}" for line in pattern.output.splitlines()]
-    return "\n".join(lines)
-
-
-def pattern_browser(patterns: Sequence[Pattern]):
-    """An ipywidgets browser: a category dropdown and a slider over that category's patterns.
-
-    The returned widget has ``show(index) -> str``: it selects pattern ``index`` of the current category
-    (what the slider does) and returns the text displayed, so a test can drive it without a kernel.
-    """
-    import ipywidgets as w
-
-    patterns = list(patterns)
-    style = {"description_width": "80px"}
-    category = w.Dropdown(options=["all", *_category_order(patterns)], value="all", description="Category",
-                          style=style)
-    slider = w.IntSlider(value=0, min=0, max=max(len(patterns) - 1, 0), description="Pattern", style=style,
-                         continuous_update=True)
-    view = w.HTML(layout=w.Layout(border="1px solid #ccc", padding="6px", width="95%"))
-
-    def selection() -> list[Pattern]:
-        return [p for p in patterns if category.value in ("all", p.category)]
-
-    def render(_=None) -> str:
-        chosen = selection()
-        text = render_pattern(chosen[slider.value]) if chosen else "(no patterns)"
-        view.value = f"<pre style='white-space: pre-wrap; margin: 0'>{html.escape(text)}</pre>"
-        return text
-
-    def change_category(_=None) -> None:
-        slider.value = 0
-        slider.max = max(len(selection()) - 1, 0)
-        render()
-
-    def show(index: int) -> str:
-        slider.value = min(max(int(index), 0), slider.max)
-        return render()
-
-    category.observe(change_category, names="value")
-    slider.observe(render, names="value")
-    render()
-    browser = w.VBox([w.HBox([category, slider]), view])
-    browser.show = show  # lets a test or a notebook cell pick a pattern programmatically
-    return browser
 
 
 def check_patterns_cli(folder: str | Path = "patterns") -> int:

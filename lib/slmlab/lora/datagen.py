@@ -194,21 +194,3 @@ def dataset_stats(folder: str | Path):
     return table
 
 
-def plot_stats(folder: str | Path):
-    """Rows per category and split (bars) and the prompt-length histogram; returns the figure."""
-    import matplotlib.pyplot as plt
-    import pandas as pd
-
-    table = dataset_stats(folder).drop(index="total")
-    lengths = pd.DataFrame(
-        [{"split": s, "chars": len(r["messages"][0]["content"])} for s in SPLITS for r in load_split(folder, s)]
-    )
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 3.4))
-    table.plot.bar(ax=left, title="rows per category")
-    left.tick_params(axis="x", rotation=0)
-    for split in SPLITS:
-        right.hist(lengths.loc[lengths["split"] == split, "chars"], bins=20, alpha=0.6, label=split)
-    right.set_title("prompt length (characters)")
-    right.legend()
-    figure.tight_layout()
-    return figure

@@ -1,6 +1,6 @@
 """The MLX side of chapter 03: LoRA with mlx-lm's trainer, saved in mlx-lm's stock adapter layout.
 
-Reached through :func:`slmlab.training.train_lora` with backend "mlx" (the default on Apple silicon).
+Reached through :func:`slmlab.lora.training.train_lora` with backend "mlx" (the default on Apple silicon).
 mlx-lm's own checkpoints hold adapter weights only; here each checkpoint also keeps the optimizer state
 (which carries the learning-rate schedule's step) and the run's progress, and a resumed run skips the
 batches already trained on, so it continues where it stopped, as the torch path does.
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from slmlab.models import resolve_model
-from slmlab.training import (
+from slmlab.lora.training import (
     TrainConfig, TrainResult, TrainState, _emit, read_train_state, resumable_checkpoint, training_metrics, write_checkpoint,
 )
 from slmlab.io import atomic_write_json

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from slmlab.datagen import load_split
+from slmlab.lora.datagen import load_split
 from slmlab.generation import DecodingConfig
 from slmlab.io import atomic_write_json, save_table
 
@@ -144,20 +144,3 @@ def before_after_table(comparison: Comparison, limit: int | None = 12):
     return table.head(limit) if limit else table
 
 
-def plot_comparison(summary: dict):
-    """Grouped bars: baseline vs tuned normalized accuracy per category and overall."""
-    import pandas as pd
-
-    rows = {cat: {"baseline": summary["baseline"]["per_category"][cat]["normalized"],
-                  "tuned": summary["tuned"]["per_category"].get(cat, {}).get("normalized", 0.0)}
-            for cat in summary["baseline"]["per_category"]}
-    rows["overall"] = {"baseline": summary["baseline"]["normalized_match"], "tuned": summary["tuned"]["normalized_match"]}
-    frame = pd.DataFrame(rows).T
-    axis = frame.plot.bar(figsize=(8, 3.4), color=["#999999", "#2a9d8f"], rot=0)
-    axis.set_ylabel("normalized match (%)")
-    axis.set_ylim(0, 100)
-    axis.set_title(f"held-out test set: {summary['improvement']['normalized_match']:+.1f} points after LoRA")
-    for container in axis.containers:
-        axis.bar_label(container, fmt="%.0f", fontsize=8)
-    axis.figure.tight_layout()
-    return axis.figure

@@ -1,6 +1,6 @@
-"""Chapter 05 metrics: normalized exact match (numbers, percentages, articles), token F1, choice letters,
-latency percentiles. Written by hand because the SQuAD-style normalisers in evaluate/rouge-score do not
-treat "1,200", "1200" and "1200.0" (or "12%" and "12 percent") as the same answer.
+"""Answer metrics shared by every chapter: normalized exact match (numbers, percentages, articles), token F1,
+choice letters, latency percentiles. Written by hand because the SQuAD-style normalisers in evaluate/rouge-score
+do not treat "1,200", "1200" and "1200.0" (or "12%" and "12 percent") as the same answer.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from slmlab.datagen import load_split
+from slmlab.lora.datagen import load_split
 from slmlab.io import atomic_write_json
 from slmlab.models import DEFAULT_MODEL, resolve_model
 
@@ -280,7 +280,7 @@ def train_lora(
     from slmlab.backends import select_backend
 
     if select_backend(backend) == "mlx":
-        from slmlab.mlx_training import train_lora_mlx
+        from slmlab.lora.mlx_training import train_lora_mlx
 
         return train_lora_mlx(data_dir, out_dir, model, config, resume=resume, callbacks=callbacks, progress=progress)
     return _train_lora_torch(Path(data_dir), Path(out_dir), model, config, resume, callbacks, progress)
@@ -395,49 +395,3 @@ def training_metrics(state: TrainState, config: TrainConfig, model_name: str, ba
         "valid_loss": state.valid_loss,
         "config": asdict(config),
     }
-
-
-# --- plots --------------------------------------------------------------------------------------
-
-
-def plot_losses(state_or_metrics, ax=None):
-    """Train (thin) and valid (dots) loss against step, from a TrainState or training_metrics.json dict."""
-    import matplotlib.pyplot as plt
-
-    train = state_or_metrics["train_loss"] if isinstance(state_or_metrics, dict) else state_or_metrics.train_loss
-    valid = state_or_metrics["valid_loss"] if isinstance(state_or_metrics, dict) else state_or_metrics.valid_loss
-    if ax is None:
-        _, ax = plt.subplots(figsize=(7, 3.2))
-    ax.clear()
-    if train:
-        ax.plot(*zip(*train), lw=1, alpha=0.7, label="train")
-    if valid:
-        ax.plot(*zip(*valid), "o-", label="valid")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.legend()
-    ax.figure.tight_layout()
-    return ax.figure
-
-
-class LiveLossPlot:
-    """A callback that redraws the loss plot in a notebook every ``every`` steps and at each eval."""
-
-    def __init__(self, every: int = 10):
-        import matplotlib.pyplot as plt
-
-        self.every = every
-        self.figure, self.ax = plt.subplots(figsize=(7, 3.2))
-        plt.close(self.figure)
-        self.handle = None
-
-    def __call__(self, event: str, state: TrainState) -> None:
-        if event == "step" and state.step % self.every:
-            return
-        from IPython.display import display
-
-        plot_losses(state, self.ax)
-        if self.handle is None:
-            self.handle = display(self.figure, display_id=True)
-        else:
-            self.handle.update(self.figure)

@@ -1,4 +1,4 @@
-"""Chapter 05 metric normalisation."""
+"""Shared answer metrics (chapter 05 uses them first): normalized exact match, token F1, choice letters, latencies."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from slmlab.ace.metrics import choice_letter, choice_match, exact_match, latency_percentiles, normalize_text, token_f1
+from slmlab.metrics import choice_letter, choice_match, exact_match, latency_percentiles, normalize_text, token_f1
 
 
 @pytest.mark.parametrize(
