@@ -9,11 +9,12 @@ STAMP         := $(VENV)/.slmlab-setup
 COURSE_ARGS   ?=
 PYTEST_ARGS   ?=
 
-.PHONY: setup course test lab bench clean help
+.PHONY: setup course test lint lab bench clean help
 
 help:
 	@echo "make course   set up .venv and run every chapter headless (papermill) into results/"
 	@echo "make test     set up .venv and run unit + notebook tests (quick mode)"
+	@echo "make lint     ruff on lib/, tests/ and benchmarks/ (make test runs it first)"
 	@echo "make lab      open JupyterLab on the course"
 	@echo "make bench    run the benchmarks into results/benchmarks/"
 	@echo "make clean    delete generated results and adapters (keeps .venv and the model cache)"
@@ -33,8 +34,11 @@ $(STAMP): pyproject.toml
 course: setup
 	$(BIN)/slmlab course $(COURSE_ARGS)
 
-test: setup
+test: setup lint
 	SLMLAB_QUICK=1 $(BIN)/python -m pytest --nbval-lax $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check lib tests benchmarks
 
 lab: setup
 	$(BIN)/jupyter lab notebooks/

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import torch
 
-from slmlab.lora.datagen import DataConfig, generate_dataset, load_split
 from slmlab.io import atomic_write_json
-from slmlab.models import DEFAULT_MODEL, resolve_model
+from slmlab.lora.datagen import DataConfig, generate_dataset, load_split
 from slmlab.lora.patterns import load_patterns
-from slmlab.settings import project_root, results_dir
 from slmlab.lora.training import TrainConfig, peft_lora_config, train_lora
+from slmlab.models import DEFAULT_MODEL, resolve_model
+from slmlab.settings import project_root, results_dir
 
 GOAL = 2.0
 

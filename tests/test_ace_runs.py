@@ -191,7 +191,14 @@ def test_bad_settings_are_refused_by_name():
 
 
 def test_views_report_epochs_examples_and_the_playbook(task_file, tiny_model_dir, tiny_torch, tmp_path):
-    from slmlab.ace.views import baseline_vs_ace, epoch_stats, examples_markdown, lesson_examples, playbook_html, playbook_viewer
+    from slmlab.ace.views import (
+        baseline_vs_ace,
+        epoch_stats,
+        examples_markdown,
+        lesson_examples,
+        playbook_html,
+        playbook_viewer,
+    )
 
     run_dir = tmp_path / "run"
     run_ace(config(task_file, tiny_model_dir, epochs=1), run_dir, model=tiny_torch, progress=False)

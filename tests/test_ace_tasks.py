@@ -9,9 +9,26 @@ from pathlib import Path
 
 import pytest
 
-from slmlab.ace.tasks import FACTS, IOT_QUESTION, build_items, build_task_sets, dump_tasks, fmt, iot_features, iot_windows
+from slmlab.ace.tasks import (
+    FACTS,
+    IOT_QUESTION,
+    build_items,
+    build_task_sets,
+    dump_tasks,
+    fmt,
+    iot_features,
+    iot_windows,
+)
 from slmlab.tasks import (
-    TASKS, TaskFileError, TaskItem, UnknownTaskError, load_task, load_tasks, parse_iot, resolve_task, score_answer,
+    TASKS,
+    TaskFileError,
+    TaskItem,
+    UnknownTaskError,
+    load_task,
+    load_tasks,
+    parse_iot,
+    resolve_task,
+    score_answer,
     task_split,
 )
 

@@ -7,7 +7,15 @@ import types
 
 import pytest
 
-from slmlab.lora.datagen import DataConfig, DatasetError, build_rows, find_leaks, generate_dataset, load_split, normalize
+from slmlab.lora.datagen import (
+    DataConfig,
+    DatasetError,
+    build_rows,
+    find_leaks,
+    generate_dataset,
+    load_split,
+    normalize,
+)
 from slmlab.lora.patterns import load_patterns
 from slmlab.settings import project_root
 from slmlab.testing import toy_patterns

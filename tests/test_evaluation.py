@@ -6,7 +6,13 @@ import json
 
 import pytest
 
-from slmlab.lora.evaluation import before_after_table, normalize_answer, score_predictions, spread_over_categories, summarize
+from slmlab.lora.evaluation import (
+    before_after_table,
+    normalize_answer,
+    score_predictions,
+    spread_over_categories,
+    summarize,
+)
 
 
 def row(prompt, gold, category="fact"):
@@ -49,11 +55,11 @@ def test_spread_over_categories():
 
 def test_compare_models_end_to_end(tiny_model_dir, tmp_path):
     """The tiny model, an adapter trained for a few steps: files written, numbers consistent."""
+    from slmlab.generation import DecodingConfig
     from slmlab.lora.datagen import generate_dataset
     from slmlab.lora.evaluation import compare_models
-    from slmlab.generation import DecodingConfig
-    from slmlab.testing import toy_patterns
     from slmlab.lora.training import TrainConfig, train_lora
+    from slmlab.testing import toy_patterns
 
     patterns = toy_patterns(4)
     generate_dataset(patterns, tmp_path / "data")

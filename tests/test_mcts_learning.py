@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from slmlab.mcts.learning import TrainSettings, lr_factor, read_metrics, train_network
-from slmlab.mcts.views import plot_training
 from slmlab.mcts.macro import MACROS, Macro, MacroState, Span, action_mask
 from slmlab.mcts.network import (
     NetworkEvaluator,
@@ -21,6 +20,7 @@ from slmlab.mcts.network import (
     save_network,
 )
 from slmlab.mcts.replay import ReplayBuffer, ReplayBufferError
+from slmlab.mcts.views import plot_training
 
 D, A = 12, len(MACROS)
 

@@ -11,8 +11,7 @@ import pytest
 import slmlab
 from slmlab.backends import select_backend, torch_device
 from slmlab.errors import BackendError, ModelCacheError, ModelUnavailableError, UnknownModelError
-from slmlab.models import REGISTRY, resolve_model
-from slmlab.models import hub
+from slmlab.models import REGISTRY, hub, resolve_model
 from slmlab.models.packaged import MANIFEST, check_cache, converted_model_dir, packaged_gguf
 
 DEFAULT_SPEC = REGISTRY[slmlab.DEFAULT_MODEL]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+
 import pytest
 
 from slmlab.lora.datagen import DatasetError, generate_dataset, read_jsonl
-from slmlab.testing import toy_patterns
 from slmlab.lora.training import TrainConfig, batch_schedule, encode_rows, latest_checkpoint, train_lora
+from slmlab.testing import toy_patterns
 
 CONFIG = TrainConfig(rank=4, alpha=8, steps=8, batch_size=4, eval_every=4, save_every=2, learning_rate=5e-3, warmup_steps=1)
 

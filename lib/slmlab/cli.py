@@ -20,9 +20,9 @@ import json
 import sys
 
 from slmlab.ace.cli import add_ace_commands
-from slmlab.mcts.cli import add_mcts_commands
 from slmlab.errors import SlmLabError
 from slmlab.generation import STRATEGIES
+from slmlab.mcts.cli import add_mcts_commands
 from slmlab.models.registry import DEFAULT_MODEL
 
 

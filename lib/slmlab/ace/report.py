@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from slmlab.metrics import token_f1
 from slmlab.ace.runs import AceConfig, AceRunError, config_from, default_run_dir, run_ace
 from slmlab.io import atomic_write_text
+from slmlab.metrics import token_f1
 
 GROUP = ["model_id", "task_name", "mode", "epoch"]
 

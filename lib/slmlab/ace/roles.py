@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from slmlab.ace.curation import Lesson
-from slmlab.metrics import choice_letter, normalize_text
 from slmlab.ace.playbook import Bullet
+from slmlab.metrics import choice_letter, normalize_text
 from slmlab.tasks import TaskItem, parse_iot
 
 STRATEGIES = "strategies"

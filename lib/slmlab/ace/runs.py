@@ -34,7 +34,6 @@ from tqdm.auto import tqdm
 
 from slmlab.ace.curation import CurationConfig, Curator, retrieve
 from slmlab.ace.embeddings import load_embedder
-from slmlab.metrics import latency_percentiles
 from slmlab.ace.playbook import Playbook
 from slmlab.ace.roles import (
     GeneratorReply,
@@ -44,12 +43,13 @@ from slmlab.ace.roles import (
     reflector_prompt,
     used_bullets,
 )
-from slmlab.tasks import TaskItem, load_tasks, resolve_task, score_answer, task_split
 from slmlab.errors import SlmLabError
 from slmlab.generation import DecodingConfig, Prompt
 from slmlab.io import atomic_write_json, atomic_write_text
+from slmlab.metrics import latency_percentiles
 from slmlab.models.registry import DEFAULT_MODEL
 from slmlab.settings import results_dir
+from slmlab.tasks import TaskItem, load_tasks, resolve_task, score_answer, task_split
 
 MODES = ("baseline", "ace", "ace-online")
 DOMAINS = ("finance", "medical", "iot")

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from slmlab.lora.datagen import load_split
 from slmlab.generation import DecodingConfig
 from slmlab.io import atomic_write_json, save_table
+from slmlab.lora.datagen import load_split
 
 EVAL_DECODING = DecodingConfig(strategy="greedy", max_new_tokens=48, batch_size=16)
 _FENCE = re.compile(r"^```[\w+-]*\n?|\n?```$")

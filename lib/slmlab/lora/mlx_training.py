@@ -12,11 +12,18 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from slmlab.models import resolve_model
-from slmlab.lora.training import (
-    TrainConfig, TrainResult, TrainState, _emit, read_train_state, resumable_checkpoint, training_metrics, write_checkpoint,
-)
 from slmlab.io import atomic_write_json
+from slmlab.lora.training import (
+    TrainConfig,
+    TrainResult,
+    TrainState,
+    _emit,
+    read_train_state,
+    resumable_checkpoint,
+    training_metrics,
+    write_checkpoint,
+)
+from slmlab.models import resolve_model
 
 ADAPTER_FILE = "adapters.safetensors"
 

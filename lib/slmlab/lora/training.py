@@ -15,12 +15,16 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
 
-from slmlab.lora.datagen import load_split
 from slmlab.io import atomic_write_json
+from slmlab.lora.datagen import load_split
 from slmlab.models import DEFAULT_MODEL, resolve_model
+
+if TYPE_CHECKING:
+    import torch
 
 IGNORE = -100  # label value the loss skips (prompt tokens and padding)
 

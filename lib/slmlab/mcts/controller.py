@@ -11,11 +11,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from slmlab.tasks import TaskItem
 from slmlab.mcts.lm_env import EnvConfig
 from slmlab.mcts.network import NetworkEvaluator, load_network
 from slmlab.mcts.selfplay import Featurizer, SearchSettings, UniformEvaluator, search_episode
 from slmlab.mcts.serve import ControllerResult
+from slmlab.tasks import TaskItem
 
 
 class MCTSController:

@@ -26,7 +26,6 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
-from slmlab.tasks import TaskItem
 from slmlab.generation import DecodingConfig
 from slmlab.io import atomic_write_text
 from slmlab.mcts.lm_env import EnvConfig
@@ -34,6 +33,7 @@ from slmlab.mcts.network import NetworkEvaluator, PolicyValueNet
 from slmlab.mcts.qa import qa_correct
 from slmlab.mcts.reward import RewardWeights, score_episode
 from slmlab.mcts.selfplay import Featurizer, SearchSettings, UniformEvaluator, search_episode
+from slmlab.tasks import TaskItem
 
 METHODS = ("greedy", "best-of-n", "mcts")
 COLUMNS = ["method", "sample_id", "question", "gold", "pred", "correct", "answer_tokens", "tokens_spent",

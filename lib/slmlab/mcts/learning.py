@@ -33,9 +33,9 @@ import torch
 from tqdm.auto import tqdm
 
 from slmlab.io import atomic_write_text
+from slmlab.lora.training import latest_checkpoint, write_checkpoint
 from slmlab.mcts.network import PolicyValueNet, masked_log_policy, save_network
 from slmlab.mcts.replay import ReplayBuffer
-from slmlab.lora.training import latest_checkpoint, write_checkpoint
 
 SCHEDULES = ("cosine", "linear", "constant")
 # settings that only say how long to train or how often to save; any other difference forbids a resume

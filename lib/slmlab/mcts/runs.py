@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from slmlab.tasks import TaskItem, load_task
 from slmlab.io import atomic_write_json, atomic_write_text
 from slmlab.mcts.evaluate import METHODS, EvalSettings, evaluate_controllers, summarize_evaluation
 from slmlab.mcts.learning import TrainSettings
 from slmlab.mcts.network import load_network
 from slmlab.mcts.qa import qa_split
 from slmlab.mcts.selfplay import SelfPlayConfig, current_network, episodes_done, network_path, self_play, train_round
+from slmlab.tasks import TaskItem, load_task
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,6 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from slmlab.tasks import TaskItem
 from slmlab.io import atomic_write_json
 from slmlab.mcts.core import MCTS, Environment, MCTSConfig, Policy, search_tree, select_action, visit_policy
 from slmlab.mcts.features import RunningStats, feature_dim, state_features
@@ -40,6 +39,7 @@ from slmlab.mcts.macro import MACROS
 from slmlab.mcts.network import NetworkEvaluator, PolicyValueNet, load_network
 from slmlab.mcts.qa import qa_correct
 from slmlab.mcts.replay import ReplayBuffer
+from slmlab.tasks import TaskItem
 
 CONFIG_FILE = "config.json"
 EPISODES_FILE = "episodes.jsonl"
