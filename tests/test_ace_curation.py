@@ -102,19 +102,22 @@ def test_retrieval_returns_the_most_relevant_bullets_first(embedder):
 def test_curator_tags_adds_and_refines_with_delta_operations_only(embedder):
     curator = Curator(CurationConfig(token_budget=60), embedder, words)
     playbook = playbook_of(PERCENT)
-    applied = curator.curate(playbook, [Lesson(STRATEGIES, PERCENT_AGAIN), Lesson(STRATEGIES, SCURVY)], tags=[("str-00001", True)])
+    lessons = [Lesson(STRATEGIES, PERCENT_AGAIN), Lesson(STRATEGIES, SCURVY)]
+    applied = curator.curate(playbook, lessons, tags=[("str-00001", True)])
     assert [op.op for op in applied] == ["ADD", "ADD", "MERGE"]
     assert [op.bullet_id for op in applied[:2]] == ["str-00002", "str-00003"]
     assert len(playbook) == 2 and playbook.bullets["str-00001"].helpful == 1
     assert curator.operations == {"ADD": 2, "MERGE": 1}
     assert curator.curate(playbook, [Lesson(STRATEGIES, SCURVY)]) == []  # an exact repeat is not added
-    many = [Lesson(STRATEGIES, f"distinct lesson {i}: {w} matters here") for i, w in enumerate(["tables", "units", "signs", "years"])]
+    topics = ["tables", "units", "signs", "years"]
+    many = [Lesson(STRATEGIES, f"distinct lesson {i}: {w} matters here") for i, w in enumerate(topics)]
     curator.curate(playbook, many)
     assert words(playbook.to_text()) <= 60
 
 
 # --- roles --------------------------------------------------------------------------------------
-FIN = TaskItem(id="f1", question="What was net income in 2022?", answer="90", context="| Net income | 100 | 90 |", domain="finance")
+FIN = TaskItem(id="f1", question="What was net income in 2022?", answer="90", context="| Net income | 100 | 90 |",
+               domain="finance")
 MC = TaskItem(id="m1", question="Which vitamin deficiency causes scurvy?", answer="B", domain="medical",
               choices=("Vitamin A", "Vitamin C", "Vitamin D", "Vitamin K"))
 IOT = TaskItem(id="i1", question="Is any reading anomalous?", answer="yes, reading 3", context="reading 1: f1=50", domain="iot")
@@ -154,7 +157,8 @@ def test_reflection_with_labels_tags_used_bullets_and_learns_from_mistakes():
     reflection = parse_reflection(FIN, reply, "Lesson: Read the value in the column of the year asked.", False, ["str-00001"])
     assert reflection.parse == "strict" and reflection.tags == (("str-00001", False),)
     assert [l.section for l in reflection.lessons] == [STRATEGIES, EXAMPLES]
-    assert reflection.lessons[1].content == worked_example(FIN) == "| Net income | 100 | 90 | Q: What was net income in 2022? A: 90"
+    expected = "| Net income | 100 | 90 | Q: What was net income in 2022? A: 90"
+    assert reflection.lessons[1].content == worked_example(FIN) == expected
     unparsable = parse_reflection(FIN, reply, "Lesson: ok", True, [])
     assert unparsable.parse == "failed" and unparsable.lessons == () and unparsable.correct is True
 

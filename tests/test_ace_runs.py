@@ -92,7 +92,8 @@ def test_online_mode_reflects_on_the_samples_it_evaluates(task_file, tiny_model_
 def test_without_labels_the_reflector_judges_and_no_gold_is_learned(task_file, tiny_model_dir, tiny_torch, tmp_path):
     run_dir = tmp_path / "run"
     run_ace(config(task_file, tiny_model_dir, mode="ace-online", use_labels=False), run_dir, model=tiny_torch, progress=False)
-    added = [json.loads(line) for line in (run_dir / "operations.jsonl").read_text().splitlines()] if (run_dir / "operations.jsonl").is_file() else []
+    operations = run_dir / "operations.jsonl"
+    added = [json.loads(line) for line in operations.read_text().splitlines()] if operations.is_file() else []
     assert all(op["section"] != "worked examples" for op in added if op["op"] == "ADD")  # no gold answer to show
     parses = json.loads((run_dir / "stats.json").read_text())["1"]["reflection_parses"]
     assert sum(parses.values()) == 5

@@ -44,3 +44,36 @@ def test_latency_percentiles():
     values = list(range(1, 101))
     assert latency_percentiles(values) == {"p50": 50.5, "p95": 95.05, "p99": 99.01}
     assert math.isnan(latency_percentiles([])["p50"])
+
+
+# SQuAD-style pairs where our normaliser and SQuAD's agree (no numbers, percent signs, full stops or hyphens,
+# which ours canonicalises on purpose): case, articles, commas and other punctuation, extra spaces, word overlap.
+SQUAD_PAIRS = [
+    ("Paris", "paris"),
+    ("The Eiffel Tower", "eiffel tower"),
+    ("an apple, a pear", "apple pear"),
+    ("blue whale!", "the blue whale"),
+    ("red  green blue", "green blue yellow"),
+    ("Mount Everest", "K2"),
+    ("the cat sat on the mat", "a cat on a mat"),
+    ("Yes", "no"),
+]
+
+
+@pytest.mark.parametrize(("prediction", "gold"), SQUAD_PAIRS)
+def test_exact_match_and_f1_agree_with_torchmetrics_squad(prediction, gold):
+    from torchmetrics.functional.text import squad
+
+    reference = squad([{"prediction_text": prediction, "id": "q"}],
+                      [{"answers": {"answer_start": [0], "text": [gold]}, "id": "q"}])
+    assert exact_match(prediction, gold) == (float(reference["exact_match"]) == 100.0)
+    assert token_f1(prediction, gold) == pytest.approx(float(reference["f1"]) / 100.0, abs=1e-6)
+
+
+def test_numbers_and_percentages_match_where_squad_normalisation_does_not():
+    from torchmetrics.functional.text import squad
+
+    for prediction, gold in (("1,200.50", "1200.5"), ("12 percent", "12%"), ("1200.0", "1200")):
+        reference = squad([{"prediction_text": prediction, "id": "q"}],
+                          [{"answers": {"answer_start": [0], "text": [gold]}, "id": "q"}])
+        assert exact_match(prediction, gold) and float(reference["exact_match"]) == 0.0

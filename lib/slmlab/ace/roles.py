@@ -175,8 +175,10 @@ def reflector_prompt(item: TaskItem, reply: GeneratorReply, with_label: bool) ->
     shown = reply.answer or reply.raw.strip() or "(no answer)"
     head = f"A student answered this {item.domain} question.\n{question_block(item)}\nStudent answer: {shown}\n"
     if with_label:
-        return head + f"Correct answer: {gold_display(item)}\nWrite one general lesson, in one sentence, that helps answer questions like this correctly."
-    return head + "Is the student answer correct? Reply 'Correct: yes' or 'Correct: no', then 'Lesson:' and one general lesson in one sentence."
+        return head + (f"Correct answer: {gold_display(item)}\n"
+                       "Write one general lesson, in one sentence, that helps answer questions like this correctly.")
+    return head + ("Is the student answer correct? Reply 'Correct: yes' or 'Correct: no', "
+                   "then 'Lesson:' and one general lesson in one sentence.")
 
 
 _VERDICT = re.compile(r"correct\s*[:=]?\s*(yes|no)\b|\b(yes|no)\b", re.IGNORECASE)

@@ -22,7 +22,8 @@ def task_overview() -> pd.DataFrame:
     from slmlab.tasks import load_tasks
 
     return pd.DataFrame(
-        [{"task": s.name, "domain": s.domain, "items": len(load_tasks(s.full_path())), "file": str(s.path)} for s in TASKS.values()]
+        [{"task": s.name, "domain": s.domain, "items": len(load_tasks(s.full_path())), "file": str(s.path)}
+         for s in TASKS.values()]
     )
 
 
@@ -34,7 +35,8 @@ def epoch_stats(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
         task = json.loads((run_dir / "summary.json").read_text())["task_name"]
         for entry in json.loads((run_dir / "stats.json").read_text()).values():
             parses = entry.get("reflection_parses", {})
-            record = {"task": task, **{k: entry[k] for k in ("epoch", "samples", "accuracy", "playbook_bullets", "playbook_tokens")}}
+            kept = ("epoch", "samples", "accuracy", "playbook_bullets", "playbook_tokens")
+            record = {"task": task, **{k: entry[k] for k in kept}}
             record.update({op: entry.get("operations", {}).get(op, 0) for op in OPERATION_NAMES})
             record.update(
                 generation_s=round(entry["generation_ms"] / 1000, 1),
@@ -147,7 +149,8 @@ def lesson_examples(run_dir: str | Path, count: int = 3) -> list[dict]:
                 "id": bullet_id,
                 "content": bullet.content if bullet else "(since removed)",
                 "learned_from": source.get("sample_id", "?"),
-                "learned_when": f"epoch {source['epoch']}: answered {learned.get('pred', '?')!r}, gold {learned.get('gold', '?')!r}" if source else "",
+                "learned_when": (f"epoch {source['epoch']}: answered {learned.get('pred', '?')!r}, "
+                                 f"gold {learned.get('gold', '?')!r}") if source else "",
             })
         examples.append({
             "sample_id": row["sample_id"], "question": row["question"], "gold": row["gold"],
@@ -166,7 +169,8 @@ def examples_markdown(examples: Sequence[dict]) -> str:
             f"**{example['sample_id']}** ({verdict}) — {example['question']}  \n"
             f"gold `{example['gold']}` · baseline `{example['baseline_pred']}` · with playbook `{example['ace_pred']}`"
         )
-        parts += [f"- `{l['id']}` learned from `{l['learned_from']}` ({l['learned_when']}): {l['content']}" for l in example["lessons"]]
+        parts += [f"- `{lesson['id']}` learned from `{lesson['learned_from']}` ({lesson['learned_when']}): {lesson['content']}"
+                  for lesson in example["lessons"]]
     return "\n\n".join(parts) if parts else "_No test question was shown a playbook bullet._"
 
 

@@ -65,7 +65,9 @@ def torch_device(preferred: str | None = None) -> str:
     return "cpu"
 
 
-def load_backend(path: Path, backend: str = "auto", device: str | None = None, label: str | None = None, **options) -> LanguageModel:
+def load_backend(
+    path: Path, backend: str = "auto", device: str | None = None, label: str | None = None, **options
+) -> LanguageModel:
     """Load the Hugging Face folder ``path`` on the selected backend."""
     chosen = select_backend(backend)
     if chosen == "mlx":
