@@ -23,14 +23,12 @@ import ctypes
 import dataclasses
 import datetime as dt
 import gc
-import json
 import os
 import platform
 import resource
 import signal
 import statistics
 import sys
-import tempfile
 import threading
 import time
 import warnings
@@ -41,10 +39,13 @@ from typing import Any
 
 import psutil
 import torch
+from tabulate import tabulate
 from tqdm.auto import tqdm
 
 import slmlab
 from slmlab import DecodingConfig
+from slmlab.environment import environment_report
+from slmlab.io import atomic_write_json
 from slmlab.settings import results_dir
 
 MODEL_NAME = "smollm2-135m-instruct"
@@ -416,16 +417,10 @@ def run_variant(lm: Any, variant: Variant, batch_size: int, plan: Plan, referenc
 
 
 def environment() -> dict[str, Any]:
-    import transformers
-
+    """slmlab's environment report, plus what a speed measurement also needs: the CPU, its SIMD level, the load."""
     return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "platform": platform.platform(),
+        **environment_report(),
         "processor": _cpu_name(),
-        "cpu_count": psutil.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "load_average_start": [round(x, 2) for x in os.getloadavg()],
     }
@@ -498,36 +493,19 @@ def recommend(rows: list[dict[str, Any]]) -> str:
     return text
 
 
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    """Write JSON atomically: a temp file in the same folder, then os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            json.dump(payload, stream, indent=2)
-            stream.write("\n")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
 def print_table(rows: list[dict[str, Any]], goals: list[dict[str, Any]], peak: float) -> None:
-    print(f"\n{'variant':<16}{'batch':>6}{'tok/s':>9}{'median':>9}{'ratio':>7}{'same':>8}{'RSS MB':>9}  note")
+    table = []
     for r in rows:
         if r["status"] != "ok":
-            print(f"{r['variant']:<16}{r['batch_size']:>6}{'-':>9}{'-':>9}{'-':>7}{'-':>8}{r['rss_peak_mb']:>9.0f}  {r['status']}: {r['reason'][:60]}")
+            table.append([r["variant"], r["batch_size"], None, None, None, None, r["rss_peak_mb"],
+                          f"{r['status']}: {r['reason'][:60]}"])
             continue
         match = r.get("matches_fp32_batch1_greedy") or {}
-        same = f"{match.get('identical', '-')}/{match.get('total', '-')}"
-        note = "contended" if r["contended"] else ""
-        print(
-            f"{r['variant']:<16}{r['batch_size']:>6}{r['tokens_per_s']:>9.1f}{r['tokens_per_s_median']:>9.1f}"
-            f"{r.get('ratio_to_default', float('nan')):>7.2f}{same:>8}{r['rss_peak_mb']:>9.0f}  {note}"
-        )
+        table.append([r["variant"], r["batch_size"], r["tokens_per_s"], r["tokens_per_s_median"], r.get("ratio_to_default"),
+                      f"{match.get('identical', '-')}/{match.get('total', '-')}", r["rss_peak_mb"],
+                      "contended" if r["contended"] else ""])
+    headers = ["variant", "batch", "tok/s", "median", "ratio", "same", "RSS MB", "note"]
+    print("\n" + tabulate(table, headers=headers, floatfmt=("", "", ".1f", ".1f", ".2f", "", ".0f", ""), missingval="-"))
     print(f"peak RSS of the process (ru_maxrss): {peak:.0f} MiB")
     for g in goals:
         verdict = "MET" if g["met"] else "not met"
@@ -542,7 +520,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per measurement (default 2, quick 1)")
     parser.add_argument("--fixed-length", action="store_true", help="force max_new_tokens per reply (min_new_tokens)")
-    parser.add_argument("--wait-idle", type=float, default=0.0, help="before each timed run, wait up to this many s for other processes to go idle; "
+    parser.add_argument("--wait-idle", type=float, default=0.0,
+                        help="before each timed run, wait up to this many s for other processes to go idle; "
                         "contended runs are then retried (up to 2 times)")
     parser.add_argument("--output", type=Path, default=None, help="JSON path (default results/benchmarks/generation.json)")
     return parser.parse_args(argv)
@@ -635,7 +614,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "prompts": plan.prompts,
     }
     output = args.output or results_dir("benchmarks") / "generation.json"
-    write_json(output, payload)
+    atomic_write_json(output, payload)
     print_table(rows, goals, payload["memory"]["peak_rss_mb"])
     print(payload["recommendation"])
     print(f"wrote {output} in {payload['duration_s']:.0f} s")

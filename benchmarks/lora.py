@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from slmlab.environment import environment_report
 from slmlab.io import atomic_write_json
 from slmlab.lora.datagen import DataConfig, generate_dataset, load_split
 from slmlab.lora.patterns import load_patterns
@@ -95,7 +95,7 @@ def main() -> None:
         "command": "python benchmarks/lora.py" + (" --quick" if args.quick else f" --steps {steps}"),
         "model": DEFAULT_MODEL,
         "settings": {k: v for k, v in config.__dict__.items() if k not in ("eval_every", "save_every", "keep_checkpoints")},
-        "machine": {"processor": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads()},
+        "environment": environment_report(),
         "slmlab": ours,
         "trl_sfttrainer_peft": trl,
         "ratio": round(ratio, 2),

@@ -18,14 +18,15 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import platform
 import time
 from dataclasses import asdict, replace
 
 import psutil
 import torch
+from tabulate import tabulate
 
 import slmlab
+from slmlab.environment import environment_report
 from slmlab.io import atomic_write_json
 from slmlab.mcts.core import MCTS, MCTSConfig, Node, search_tree
 from slmlab.mcts.lm_env import EnvConfig, LMEnvironment
@@ -145,8 +146,7 @@ def main() -> None:
         "model": slmlab.DEFAULT_MODEL,
         "settings": {**{k: v for k, v in asdict(config).items() if k != "reuse_cache"}, "sims": sims,
                      "evaluator": "uniform priors, value 0"},
-        "machine": {"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-                    "torch_threads": torch.get_num_threads(), "load_average": [round(x, 2) for x in os.getloadavg()]},
+        "environment": {**environment_report(), "load_average": [round(x, 2) for x in os.getloadavg()]},
         "reuse": reuse,
         "recompute": recompute,
         "ratio": round(ratio, 2),
@@ -161,10 +161,10 @@ def main() -> None:
         "runs": runs,
     }
     path = atomic_write_json(results_dir("benchmarks") / "mcts.json", report)
-    print(f"\n{'':>10}{'sims/s':>9}{'ms/sim':>9}{'tokens/s':>10}{'model tok/sim':>15}{'other cores':>13}")
-    for name, row in (("reuse", reuse), ("recompute", recompute)):
-        print(f"{name:>10}{row['sims_per_s']:>9.2f}{row['ms_per_sim']:>9.0f}{row['tokens_per_s']:>10.1f}"
-              f"{row['model_tokens_per_sim']:>15.1f}{row['other_busy_cores']:>13.2f}")
+    columns = {"sims_per_s": "sims/s", "ms_per_sim": "ms/sim", "tokens_per_s": "tokens/s",
+               "model_tokens_per_sim": "model tok/sim", "other_busy_cores": "other cores"}
+    table = [[name, *(row[key] for key in columns)] for name, row in (("reuse", reuse), ("recompute", recompute))]
+    print("\n" + tabulate(table, headers=["", *columns.values()], floatfmt=("", ".2f", ".0f", ".1f", ".1f", ".2f")))
     for row in per_prompt:
         print(f"{row['prompt_tokens']:>4} prompt tokens: {row['ratio']:.2f}x  ({row['prompt'][:40]!r})")
     print(f"reuse / recompute: {ratio:.2f}x (goal {GOAL}x), same trees: {same} -> {path}")

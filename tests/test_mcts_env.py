@@ -12,8 +12,8 @@ import torch
 from slmlab.errors import BackendError
 from slmlab.generation import DecodingConfig
 from slmlab.mcts.core import MCTS, MCTSConfig
-from slmlab.mcts.lm_env import THOUGHT_PLACEHOLDER, EnvConfig, LMEnvironment, cache_keyword, greedy_episode
-from slmlab.mcts.macro import Macro, MacroActionError
+from slmlab.mcts.lm_env import EnvConfig, LMEnvironment, cache_keyword, greedy_episode
+from slmlab.mcts.macro import THOUGHT_PLACEHOLDER, Macro, MacroActionError
 
 C, TB, TE, R, S = Macro.CONTINUE, Macro.THINK_BEGIN, Macro.THINK_END, Macro.RESAMPLE, Macro.STOP
 PROMPT = "hello world"

@@ -17,16 +17,8 @@ import uvicorn
 from slmlab import DEFAULT_MODEL
 from slmlab.errors import ModelUnavailableError
 from slmlab.mcts.cli import CONTROLLER_NAMES, add_mcts_commands
-from slmlab.mcts.macro import Macro, MacroState, Span
-from slmlab.mcts.serve import (
-    CONTROLLERS,
-    THOUGHT_PLACEHOLDER,
-    ControllerError,
-    ControllerResult,
-    ScriptedController,
-    create_app,
-    trace_step,
-)
+from slmlab.mcts.macro import THOUGHT_PLACEHOLDER, ControllerResult, Macro, MacroState, Span, trace_step
+from slmlab.mcts.serve import CONTROLLERS, ControllerError, ScriptedController, create_app
 
 SECRET = "SECRET-THOUGHT-q7Zk"
 VISIBLE = "VISIBLE-ANSWER-x3Pw"

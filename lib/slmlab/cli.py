@@ -10,20 +10,34 @@
     slmlab train [--data DIR] [--out DIR] [--steps N] [--backend B] [--fresh]
     slmlab eval [--adapter DIR] [--data DIR] [--limit N]
     slmlab adapter convert SRC OUT --to mlx|peft [--base DIR]
+
+Option defaults are read from the library's config dataclasses and signatures, so each is written once.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import inspect
 import json
 import sys
+from collections.abc import Callable
 
 from slmlab.ace.cli import add_ace_commands
 from slmlab.errors import SlmLabError
-from slmlab.generation import STRATEGIES
+from slmlab.generation import STRATEGIES, DecodingConfig
+from slmlab.lora.datagen import DataConfig
+from slmlab.lora.evaluation import compare_models
+from slmlab.lora.training import TrainConfig, train_lora
 from slmlab.mcts.cli import add_mcts_commands
 from slmlab.models.registry import DEFAULT_MODEL
+
+DEFAULT = " (default: %(default)s)"  # appended to a help text: argparse fills in the option's default
+
+
+def _defaults_of(function: Callable) -> dict[str, object]:
+    """The keyword defaults of ``function``, so an option's default is the library's, written once."""
+    return {name: p.default for name, p in inspect.signature(function).parameters.items() if p.default is not p.empty}
 
 
 def _parameter(text: str) -> tuple[str, object]:
@@ -66,7 +80,6 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from slmlab.generation import DecodingConfig
     from slmlab.models import load_model
 
     config = DecodingConfig(
@@ -92,17 +105,16 @@ def _patterns(args: argparse.Namespace) -> int:
 
 
 def _data(args: argparse.Namespace) -> int:
-    from slmlab.lora.datagen import DataConfig, generate_dataset
+    from slmlab.lora.datagen import generate_dataset
     from slmlab.lora.patterns import load_patterns
 
-    summary = generate_dataset(load_patterns(args.patterns), args.out, DataConfig(variants_per_prompt=args.variants, seed=args.seed))
+    config = DataConfig(variants_per_prompt=args.variants, seed=args.seed)
+    summary = generate_dataset(load_patterns(args.patterns), args.out, config)
     print(f"wrote {summary.counts} to {summary.folder}")
     return 0
 
 
 def _train(args: argparse.Namespace) -> int:
-    from slmlab.lora.training import TrainConfig, train_lora
-
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
                          rank=args.rank, seed=args.seed)
     result = train_lora(args.data, args.out, args.model, config, backend=args.backend, resume=not args.fresh)
@@ -111,9 +123,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from slmlab.lora.evaluation import compare_models
-
-    summary = compare_models(args.model, args.adapter, args.data, args.results, backend=args.backend, limit=args.limit).summary
+    comparison = compare_models(args.model, args.adapter, args.data, args.results, backend=args.backend, limit=args.limit)
+    summary = comparison.summary
     print(json.dumps({k: summary[k] for k in ("baseline", "tuned", "improvement")}, indent=2))
     return 0
 
@@ -128,12 +139,23 @@ def _adapter(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="slmlab", description="SLM Lab: teach a small language model new tricks.")
     commands = parser.add_subparsers(dest="command", required=True)
+    _add_setup_commands(commands)
+    _add_pattern_commands(commands)
+    _add_data_command(commands)
+    _add_train_command(commands)
+    _add_eval_command(commands)
+    _add_adapter_commands(commands)
+    add_ace_commands(commands)
+    add_mcts_commands(commands)
+    return parser
 
+
+def _add_setup_commands(commands) -> None:
     course = commands.add_parser("course", help="run the numbered notebooks headless with papermill")
     course.add_argument("--chapters", default=None, help="e.g. 00-03,05 (default: all)")
     course.add_argument("--quick", action="store_true", help="small data and few steps (also SLMLAB_QUICK=1)")
-    course.add_argument("--seed", type=int, default=None)
-    course.add_argument("--model", default=None, help=f"model name (default {DEFAULT_MODEL})")
+    course.add_argument("--seed", type=int, default=None, help="seed for every chapter (default: each notebook's)")
+    course.add_argument("--model", default=None, help=f"model name (default: {DEFAULT_MODEL})")
     course.add_argument("--kernel", default=None, help="Jupyter kernel name (default: the notebook's)")
     course.add_argument("-p", "--parameter", type=_parameter, action="append", default=[], metavar="KEY=VALUE")
     course.set_defaults(run=_course)
@@ -141,59 +163,75 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("models", help="list the model registry").set_defaults(run=_models)
 
     prepare = commands.add_parser("prepare", help="convert or download a model so later runs start at once")
-    prepare.add_argument("model", nargs="?", default=DEFAULT_MODEL)
+    prepare.add_argument("model", nargs="?", default=DEFAULT_MODEL, help="model name" + DEFAULT)
     prepare.set_defaults(run=_prepare)
 
+    decoding = DecodingConfig()
     generate = commands.add_parser("generate", help="generate one reply")
     generate.add_argument("prompt")
-    generate.add_argument("--model", default=DEFAULT_MODEL)
-    generate.add_argument("--backend", default="auto", help="auto, torch or mlx")
-    generate.add_argument("--strategy", default="greedy", choices=STRATEGIES)
-    generate.add_argument("--max-new-tokens", type=int, default=64)
-    generate.add_argument("--temperature", type=float, default=0.7)
-    generate.add_argument("--top-k", type=int, default=0)
-    generate.add_argument("--top-p", type=float, default=1.0)
-    generate.add_argument("--beams", type=int, default=4)
-    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--model", default=DEFAULT_MODEL, help="model name" + DEFAULT)
+    generate.add_argument("--backend", default="auto", help="auto, torch or mlx" + DEFAULT)
+    generate.add_argument("--strategy", default=decoding.strategy, choices=STRATEGIES, help="decoding" + DEFAULT)
+    generate.add_argument("--max-new-tokens", type=int, default=decoding.max_new_tokens, help="reply length" + DEFAULT)
+    generate.add_argument("--temperature", type=float, default=decoding.temperature, help="sampling temperature" + DEFAULT)
+    generate.add_argument("--top-k", type=int, default=decoding.top_k, help="sample from the k likeliest, 0 = off" + DEFAULT)
+    generate.add_argument("--top-p", type=float, default=decoding.top_p, help="nucleus sampling, 1.0 = off" + DEFAULT)
+    generate.add_argument("--beams", type=int, default=decoding.num_beams, help="beams of --strategy beam" + DEFAULT)
+    generate.add_argument("--seed", type=int, default=decoding.seed, help="sampling seed" + DEFAULT)
     generate.set_defaults(run=_generate)
 
     commands.add_parser("env", help="print versions, device and memory").set_defaults(run=_env)
 
+
+def _add_pattern_commands(commands) -> None:
     patterns = commands.add_parser("patterns", help="pattern tools")
     pattern_commands = patterns.add_subparsers(dest="patterns_command", required=True)
     validate = pattern_commands.add_parser("validate", help="check the YAML files; every problem with file, line, field")
-    validate.add_argument("folder", nargs="?", default="patterns")
+    validate.add_argument("folder", nargs="?", default="patterns", help="pattern folder" + DEFAULT)
     validate.set_defaults(run=_patterns)
 
+
+def _add_data_command(commands) -> None:
+    config = DataConfig()
     data = commands.add_parser("data", help="generate train/valid/test JSONL from the patterns")
-    data.add_argument("--patterns", default="patterns")
-    data.add_argument("--out", default="data")
-    data.add_argument("--variants", type=int, default=2, help="augmented copies per training prompt")
-    data.add_argument("--seed", type=int, default=0)
+    data.add_argument("--patterns", default="patterns", help="pattern folder" + DEFAULT)
+    data.add_argument("--out", default="data", help="output folder" + DEFAULT)
+    data.add_argument("--variants", type=int, default=config.variants_per_prompt,
+                      help="augmented copies per training prompt" + DEFAULT)
+    data.add_argument("--seed", type=int, default=config.seed, help="augmentation and split seed" + DEFAULT)
     data.set_defaults(run=_data)
 
+
+def _add_train_command(commands) -> None:
+    config = TrainConfig()
+    backend = _defaults_of(train_lora)["backend"]
     train = commands.add_parser("train", help="LoRA-train the model on the generated data (resumes by default)")
-    train.add_argument("--data", default="data")
-    train.add_argument("--out", default="adapters/patterns-lora")
-    train.add_argument("--model", default=DEFAULT_MODEL)
-    train.add_argument("--backend", default="auto")
-    train.add_argument("--steps", type=int, default=150)
-    train.add_argument("--batch-size", type=int, default=8)
-    train.add_argument("--learning-rate", type=float, default=1e-3)
-    train.add_argument("--rank", type=int, default=8)
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--data", default="data", help="folder with train.jsonl and valid.jsonl" + DEFAULT)
+    train.add_argument("--out", default="adapters/patterns-lora", help="adapter folder" + DEFAULT)
+    train.add_argument("--model", default=DEFAULT_MODEL, help="base model" + DEFAULT)
+    train.add_argument("--backend", default=backend, help="auto, torch or mlx" + DEFAULT)
+    train.add_argument("--steps", type=int, default=config.steps, help="optimiser steps" + DEFAULT)
+    train.add_argument("--batch-size", type=int, default=config.batch_size, help="rows per step" + DEFAULT)
+    train.add_argument("--learning-rate", type=float, default=config.learning_rate, help="peak learning rate" + DEFAULT)
+    train.add_argument("--rank", type=int, default=config.rank, help="LoRA rank" + DEFAULT)
+    train.add_argument("--seed", type=int, default=config.seed, help="batch order and LoRA init seed" + DEFAULT)
     train.add_argument("--fresh", action="store_true", help="ignore existing checkpoints")
     train.set_defaults(run=_train)
 
+
+def _add_eval_command(commands) -> None:
+    defaults = _defaults_of(compare_models)
     evaluate = commands.add_parser("eval", help="baseline vs tuned on the held-out test set")
-    evaluate.add_argument("--adapter", default="adapters/patterns-lora")
-    evaluate.add_argument("--data", default="data")
-    evaluate.add_argument("--results", default="results")
-    evaluate.add_argument("--model", default=DEFAULT_MODEL)
-    evaluate.add_argument("--backend", default="auto")
-    evaluate.add_argument("--limit", type=int, default=None)
+    evaluate.add_argument("--adapter", default="adapters/patterns-lora", help="adapter folder" + DEFAULT)
+    evaluate.add_argument("--data", default=defaults["data_dir"], help="folder with test.jsonl" + DEFAULT)
+    evaluate.add_argument("--results", default=defaults["results_dir"], help="where the comparison goes" + DEFAULT)
+    evaluate.add_argument("--model", default=DEFAULT_MODEL, help="base model" + DEFAULT)
+    evaluate.add_argument("--backend", default=defaults["backend"], help="auto, torch or mlx" + DEFAULT)
+    evaluate.add_argument("--limit", type=int, default=defaults["limit"], help="test rows, spread over categories (default: all)")
     evaluate.set_defaults(run=_eval)
 
+
+def _add_adapter_commands(commands) -> None:
     adapter = commands.add_parser("adapter", help="adapter tools")
     adapter_commands = adapter.add_subparsers(dest="adapter_command", required=True)
     convert = adapter_commands.add_parser("convert", help="convert a LoRA adapter between PEFT and mlx-lm")
@@ -202,10 +240,6 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--to", required=True, choices=("mlx", "peft"))
     convert.add_argument("--base", default=None, help="base model folder (checks the adapter fits it)")
     convert.set_defaults(run=_adapter)
-
-    add_ace_commands(commands)
-    add_mcts_commands(commands)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,14 +4,18 @@ playbook files). A run here writes the same files as :func:`slmlab.ace.runs.run_
 from __future__ import annotations
 
 import argparse
+import inspect
 from pathlib import Path
 
-from slmlab.models.registry import DEFAULT_MODEL
+from slmlab.ace.runs import MODES, AceConfig
+from slmlab.ace.tasks import build_task_sets
+
+DEFAULT = " (default: %(default)s)"  # appended to a help text: argparse fills in the option's default
 
 
 def _run(args: argparse.Namespace) -> int:
     from slmlab.ace.report import load_results, summarize, to_markdown
-    from slmlab.ace.runs import AceConfig, run_ace
+    from slmlab.ace.runs import run_ace
 
     config = AceConfig(
         model_id=args.model, task=args.task, mode=args.mode, epochs=args.epochs, limit=args.limit, seed=args.seed,
@@ -58,7 +62,10 @@ def _playbook(args: argparse.Namespace) -> int:
     from slmlab.ace.playbook import Playbook
 
     source = Path(args.file)
-    playbook = Playbook.from_text(source.read_text(encoding="utf-8"), str(source)) if source.suffix in (".txt", ".md") else Playbook.load(source)
+    if source.suffix in (".txt", ".md"):
+        playbook = Playbook.from_text(source.read_text(encoding="utf-8"), str(source))
+    else:
+        playbook = Playbook.load(source)
     for problem in playbook.problems:
         print(f"warning: {problem}")
     if args.to:
@@ -77,48 +84,53 @@ def _playbook(args: argparse.Namespace) -> int:
 
 def add_ace_commands(commands) -> None:
     """Register ``slmlab ace`` and its verbs on the main parser's subcommands."""
-    from slmlab.ace.runs import AceConfig
-
-    defaults = AceConfig()
     ace = commands.add_parser("ace", help="chapter 05: ACE playbook runs, summaries, grids, task sets")
     verbs = ace.add_subparsers(dest="ace_command", required=True)
-
-    run = verbs.add_parser("run", help="one run: baseline, ace (offline) or ace-online, over epochs; resumes")
-    run.add_argument("--task", default="finance", help="finance, medical, iot, a registry name or a JSON/JSONL path")
-    run.add_argument("--mode", default="ace", choices=("baseline", "ace", "ace-online"))
-    run.add_argument("--epochs", type=int, default=defaults.epochs, help="adaptation epochs (epoch 0 is the baseline)")
-    run.add_argument("--limit", type=int, default=None, help="first N samples of each split")
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--model", default=DEFAULT_MODEL)
-    run.add_argument("--backend", default="auto")
-    run.add_argument("--train-task", default=None, help="adaptation set when --task is a single file")
-    run.add_argument("--no-labels", action="store_true", help="the Reflector judges answers without gold labels")
-    run.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    run.add_argument("--top-k", type=int, default=defaults.top_k, help="bullets shown per question")
-    run.add_argument("--token-budget", type=int, default=defaults.token_budget, help="largest playbook, in tokens")
-    run.add_argument("--dedup-threshold", type=float, default=defaults.dedup_threshold, help="cosine similarity that merges bullets")
-    run.add_argument("--out", default=None, help="run folder (default results/ace/<model>/<task>/<mode>)")
-    run.set_defaults(run=_run)
+    _add_run(verbs)
 
     summary = verbs.add_parser("summarize", help="accuracy, latency and counts per model/task/mode/epoch")
-    summary.add_argument("paths", nargs="*", default=["results/ace"], help="run folders or results.csv files")
+    summary.add_argument("paths", nargs="*", default=["results/ace"], help="run folders or results.csv files" + DEFAULT)
     summary.add_argument("--out", default=None, help="also write OUT.md and OUT.csv")
     summary.set_defaults(run=_summarize)
 
     grid = verbs.add_parser("grid", help="run model × task × mode from a YAML file, skipping finished cells")
     grid.add_argument("file")
     grid.add_argument("--dry-run", action="store_true", help="list the cells and whether they would run")
-    grid.add_argument("--limit", type=int, default=None)
+    grid.add_argument("--limit", type=int, default=None, help="first N samples of each split (default: all)")
     grid.add_argument("--model-id", action="append", default=[], help="only this model (repeatable)")
     grid.add_argument("--root", default=None, help="results root (default: the file's 'out' or results/ace)")
     grid.set_defaults(run=_grid)
 
+    task_seed = inspect.signature(build_task_sets).parameters["seed"].default
     tasks = verbs.add_parser("tasks", help="regenerate the finance, medical and IoT task sets")
-    tasks.add_argument("--out", default="data/tasks")
-    tasks.add_argument("--seed", type=int, default=0)
+    tasks.add_argument("--out", default="data/tasks", help="output folder" + DEFAULT)
+    tasks.add_argument("--seed", type=int, default=task_seed, help="generator seed" + DEFAULT)
     tasks.set_defaults(run=_tasks)
 
     playbook = verbs.add_parser("playbook", help="show a playbook, or convert JSONL <-> ace-agent text (.txt/.md)")
     playbook.add_argument("file")
     playbook.add_argument("--to", default=None, help="write to this file (.jsonl, or .txt/.md for the text format)")
     playbook.set_defaults(run=_playbook)
+
+
+def _add_run(verbs) -> None:
+    defaults = AceConfig()
+    run = verbs.add_parser("run", help="one run: baseline, ace (offline) or ace-online, over epochs; resumes")
+    run.add_argument("--task", default=defaults.task,
+                     help="finance, medical, iot, a registry name or a JSON/JSONL path" + DEFAULT)
+    run.add_argument("--mode", default=defaults.mode, choices=MODES, help="what adapts between epochs" + DEFAULT)
+    run.add_argument("--epochs", type=int, default=defaults.epochs,
+                     help="adaptation epochs (epoch 0 is the baseline)" + DEFAULT)
+    run.add_argument("--limit", type=int, default=defaults.limit, help="first N samples of each split (default: all)")
+    run.add_argument("--seed", type=int, default=defaults.seed, help="run seed" + DEFAULT)
+    run.add_argument("--model", default=defaults.model_id, help="model name" + DEFAULT)
+    run.add_argument("--backend", default=defaults.backend, help="auto, torch or mlx" + DEFAULT)
+    run.add_argument("--train-task", default=defaults.train_task, help="adaptation set when --task is a single file")
+    run.add_argument("--no-labels", action="store_true", help="the Reflector judges answers without gold labels")
+    run.add_argument("--batch-size", type=int, default=defaults.batch_size, help="questions per batch" + DEFAULT)
+    run.add_argument("--top-k", type=int, default=defaults.top_k, help="bullets shown per question" + DEFAULT)
+    run.add_argument("--token-budget", type=int, default=defaults.token_budget, help="largest playbook, in tokens" + DEFAULT)
+    run.add_argument("--dedup-threshold", type=float, default=defaults.dedup_threshold,
+                     help="cosine similarity that merges bullets" + DEFAULT)
+    run.add_argument("--out", default=None, help="run folder (default results/ace/<model>/<task>/<mode>)")
+    run.set_defaults(run=_run)

@@ -1,4 +1,4 @@
-"""The MCTS controller of chapter 06 behind the server's :class:`~slmlab.mcts.serve.Controller` protocol.
+"""The MCTS controller of chapter 06 behind the :class:`~slmlab.mcts.macro.Controller` protocol the server uses.
 
 Each request is one :func:`~slmlab.mcts.selfplay.search_episode` without a gold answer and without
 exploration: the policy-value network (or uniform priors without one) guides the search, finished
@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 from slmlab.mcts.lm_env import EnvConfig
+from slmlab.mcts.macro import ControllerResult
 from slmlab.mcts.network import NetworkEvaluator, load_network
 from slmlab.mcts.selfplay import Featurizer, SearchSettings, UniformEvaluator, search_episode
-from slmlab.mcts.serve import ControllerResult
 from slmlab.tasks import TaskItem
 
 

@@ -23,8 +23,8 @@ token is EOS (under greedy decoding the same thing). An ended state does not off
 thought — unless nothing else is legal (e.g. the answer is still empty), when all of MacroState's actions
 stay on offer. Before the model has ended, STOP is not offered while budget is left (``early_stop=False``,
 the default): cutting a reply mid-sentence never helps an answer, and a search that may do it learns to stop
-after the first span to collect the brevity reward. A span is never empty: EOS is masked for the first token of every span (as HF's
-``min_new_tokens=1``), which only matters in that fallback or when sampling.
+after the first span to collect the brevity reward. A span is never empty: EOS is masked for the first token
+of every span (as HF's ``min_new_tokens=1``), which only matters in that fallback or when sampling.
 
 KV-cache reuse (``reuse_cache=True``): a child starts from a *fork* of its parent's cache. transformers'
 ``DynamicLayer`` never writes into its tensors — ``update`` concatenates into new ones and ``crop`` slices —
@@ -56,10 +56,10 @@ import torch
 
 from slmlab.errors import BackendError
 from slmlab.generation import Prompt, as_messages
-from slmlab.mcts.macro import Macro, MacroActionError, MacroState, Span, _as_macro
+from slmlab.mcts.macro import THOUGHT_PLACEHOLDER as THOUGHT_PLACEHOLDER  # re-exported: what a trace shows for a thought
+from slmlab.mcts.macro import Macro, MacroActionError, MacroState, Span, as_macro, trace_step
 from slmlab.mcts.reward import RewardWeights, score_episode
 
-THOUGHT_PLACEHOLDER = "[thought hidden]"  # what a trace shows instead of a thought span's text
 PLAYER = 1  # the only player: values are never negated
 
 if TYPE_CHECKING:
@@ -305,7 +305,7 @@ class LMEnvironment:
     def step(self, action: Macro | str) -> LMEnvironment:
         """The state after ``action``; this one is left unchanged. Raises MacroActionError when the action
         is not in :meth:`legal_actions`."""
-        action = _as_macro(action)
+        action = as_macro(action)
         if action not in self.legal_actions():
             reason = self.macro.why_illegal(action) or (
                 "the model has ended its reply (end of sequence)" if self.ended else
@@ -319,7 +319,7 @@ class LMEnvironment:
             child, span, fed = self._child(self.ids, self.macro.apply(action), None, self._point, self.hit_eos), None, 0
         else:
             child, span, fed = self._think(action)
-        child._trace = self._trace + (_trace_step(action, span, fed, (time.perf_counter() - start) * 1000),)
+        child._trace = self._trace + (trace_step(action, span, (time.perf_counter() - start) * 1000, fed=fed),)
         self._episode.spent["steps"] += 1
         self._episode.spent["fed"] += fed
         return child
@@ -422,14 +422,6 @@ def _pick(logits: torch.Tensor, temperature: float, generator: torch.Generator |
         return int(logits.argmax())
     probs = torch.softmax(logits / temperature, dim=-1)
     return int(torch.multinomial(probs, 1, generator=generator))
-
-
-def _trace_step(action: Macro, span: Span | None, fed: int, ms: float) -> dict:
-    step: dict[str, Any] = {"action": action.value, "tokens": len(span) if span else 0, "fed": fed, "ms": round(ms, 2)}
-    if span is not None:
-        step["thought"] = span.thought
-        step["text"] = THOUGHT_PLACEHOLDER if span.thought else span.text
-    return step
 
 
 def greedy_episode(model, prompt: Prompt, config: EnvConfig | None = None, gold: str | None = None,

@@ -31,14 +31,23 @@ No dead ends: before ``STOP`` some action is always legal, and the closing polic
 :func:`closing_action` ("close the thought, then stop; generate while neither is legal yet") reaches
 ``STOP``. Every ``CONTINUE`` uses at least one token, every thought holds a span and resamples come at
 most ``max_resamples`` in a row, so every episode ends within :attr:`MacroState.max_steps` actions.
+
+What an episode may show: a controller (anything with the :class:`Controller` protocol) hands out a
+:class:`ControllerResult` with the visible text only; its trace (one :func:`trace_step` per action) shows
+:data:`THOUGHT_PLACEHOLDER` instead of a thought span's text. Both the language-model environment and the
+HTTP server build and redact traces with these, so there is one definition of what stays hidden.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from enum import Enum
+from typing import Any, Protocol, runtime_checkable
 
 from slmlab.errors import SlmLabError
+
+THOUGHT_PLACEHOLDER = "[thought hidden]"  # what a trace shows instead of a thought span's text
 
 
 class Macro(str, Enum):
@@ -166,7 +175,7 @@ class MacroState:
         Raises :class:`MacroActionError` (naming the action and the reason) for an illegal action or a
         span that does not fit; ``self`` never changes.
         """
-        action = _as_macro(action)
+        action = as_macro(action)
         reason = self.why_illegal(action) or self._span_problem(action, span)
         if reason:
             raise MacroActionError(f"{action.name} is illegal: {reason}.")
@@ -198,7 +207,8 @@ class MacroState:
         return None
 
 
-def _as_macro(action: Macro | str) -> Macro:
+def as_macro(action: Macro | str) -> Macro:
+    """``action`` as a :class:`Macro`; a name such as ``"continue"`` or ``"CONTINUE"`` is accepted."""
     if isinstance(action, Macro):
         return action
     try:
@@ -222,3 +232,47 @@ def closing_action(state: MacroState) -> Macro:
         if action in legal:
             return action
     raise MacroActionError("STOP is illegal: the episode has already stopped.")
+
+
+# --- what an episode may show -----------------------------------------------------------------------------
+def trace_step(action: Macro, span: Span | None = None, ms: float = 0.0, fed: int | None = None) -> dict:
+    """The trace entry of one macro-action: ``action``, ``tokens`` (kept span tokens), ``fed`` (tokens run
+    through the model, when given), ``ms`` and, for spans, ``thought`` and ``text`` — a thought span's text
+    is replaced by :data:`THOUGHT_PLACEHOLDER`."""
+    step: dict[str, Any] = {"action": action.value, "tokens": len(span) if span else 0}
+    if fed is not None:
+        step["fed"] = fed
+    step["ms"] = round(ms, 2)
+    if span is not None:
+        step["thought"] = span.thought
+        step["text"] = THOUGHT_PLACEHOLDER if span.thought else span.text
+    return step
+
+
+def redact_trace(trace: Sequence[dict]) -> list[dict]:
+    """A copy of ``trace`` with the text of every thought step replaced (defence in depth for any controller)."""
+    return [{**step, "text": THOUGHT_PLACEHOLDER} if step.get("thought") else dict(step) for step in trace]
+
+
+@dataclass
+class ControllerResult:
+    """One finished episode, safe to show: visible text, a redacted macro trace and counts.
+
+    ``macro_trace`` has one dict per macro-action (see :func:`trace_step`). ``tokens`` counts every kept
+    token, thoughts included; ``thought_tokens`` the thought part of it.
+    """
+
+    visible_text: str
+    macro_trace: list[dict] = field(default_factory=list)
+    tokens: int = 0
+    thought_tokens: int = 0
+    total_ms: float = 0.0
+
+
+@runtime_checkable
+class Controller(Protocol):
+    """Anything that answers a prompt within a token budget by macro-actions."""
+
+    def run(self, prompt: str, budget: int, seed: int) -> ControllerResult:
+        """Run one episode to STOP and return what may be shown."""
+        ...

@@ -1,13 +1,14 @@
 """Serve a macro-action controller over HTTP: ``POST /generate`` and ``GET /health`` (``slmlab serve``).
 
-The server knows controllers only through the :class:`Controller` protocol, so the fixed-policy
-:class:`ScriptedController` here and the MCTS controller of chapter 06
+The server knows controllers only through the :class:`~slmlab.mcts.macro.Controller` protocol, so the
+fixed-policy :class:`ScriptedController` here and the MCTS controller of chapter 06
 (:class:`slmlab.mcts.controller.MCTSController`) are interchangeable.
 
-Thought spans are hidden reasoning. They never leave a controller: a :class:`ControllerResult` carries the
-visible text only, and its trace shows each thought step with :data:`THOUGHT_PLACEHOLDER` instead of its
-text (build trace steps with :func:`trace_step`; the server redacts thought steps once more on the way
-out). Log lines carry lengths, counts and timings — never a prompt, a thought or a model context.
+Thought spans are hidden reasoning. They never leave a controller: a :class:`~slmlab.mcts.macro.ControllerResult`
+carries the visible text only, and its trace shows each thought step with
+:data:`~slmlab.mcts.macro.THOUGHT_PLACEHOLDER` instead of its text (trace steps are built with
+:func:`~slmlab.mcts.macro.trace_step`; the server redacts thought steps once more on the way out).
+Log lines carry lengths, counts and timings — never a prompt, a thought or a model context.
 """
 
 # No ``from __future__ import annotations`` here: FastAPI reads the endpoint's annotations at run time, and
@@ -18,7 +19,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -27,11 +27,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from slmlab.errors import SlmLabError
 from slmlab.generation import DecodingConfig
-from slmlab.mcts.macro import Macro, MacroState, Span
+from slmlab.mcts.macro import Controller, ControllerResult, Macro, MacroState, Span, redact_trace, trace_step
 
 logger = logging.getLogger("slmlab.serve")
 
-THOUGHT_PLACEHOLDER = "[thought hidden]"
 MAX_PROMPT_CHARS = 4000
 DEFAULT_BUDGET = 64
 THINK_CUE = "Let's think step by step."
@@ -42,51 +41,12 @@ class ControllerError(SlmLabError):
     """A controller that could not produce an answer (for example, the model ended every attempt at once)."""
 
 
-# --- the protocol ---------------------------------------------------------------------------------------
-@dataclass
-class ControllerResult:
-    """One finished episode, safe to show: visible text, a redacted macro trace and counts.
-
-    ``macro_trace`` has one dict per macro-action: ``action``, ``tokens``, ``ms``, ``thought`` and, for
-    spans, ``text`` (:data:`THOUGHT_PLACEHOLDER` for thought spans). ``tokens`` counts every kept token,
-    thoughts included; ``thought_tokens`` the thought part of it.
-    """
-
-    visible_text: str
-    macro_trace: list[dict] = field(default_factory=list)
-    tokens: int = 0
-    thought_tokens: int = 0
-    total_ms: float = 0.0
-
-
-@runtime_checkable
-class Controller(Protocol):
-    """Anything that answers a prompt within a token budget by macro-actions."""
-
-    def run(self, prompt: str, budget: int, seed: int) -> ControllerResult:
-        """Run one episode to STOP and return what may be shown."""
-        ...
-
-
-def trace_step(action: Macro, span: Span | None = None, ms: float = 0.0) -> dict:
-    """The trace entry of one macro-action; a thought span's text is replaced by the placeholder."""
-    step: dict[str, Any] = {"action": action.value, "tokens": len(span) if span else 0, "ms": round(ms, 2)}
-    if span is not None:
-        step["thought"] = span.thought
-        step["text"] = THOUGHT_PLACEHOLDER if span.thought else span.text
-    return step
-
-
+# --- results ---------------------------------------------------------------------------------------------
 def result_from_state(state: MacroState, trace: list[dict], total_ms: float) -> ControllerResult:
     """The shareable result of a finished episode (visible text stripped of surrounding space)."""
     thought = sum(len(span) for span in state.spans if span.thought)
     return ControllerResult(visible_text=state.visible_text.strip(), macro_trace=trace, tokens=state.tokens_used,
                             thought_tokens=thought, total_ms=round(total_ms, 2))
-
-
-def redact_trace(trace: Sequence[dict]) -> list[dict]:
-    """A copy of ``trace`` with the text of every thought step replaced (defence in depth for any controller)."""
-    return [{**step, "text": THOUGHT_PLACEHOLDER} if step.get("thought") else dict(step) for step in trace]
 
 
 # --- a fixed-policy controller ----------------------------------------------------------------------------
@@ -208,7 +168,7 @@ def _new_text(tokenizer, before: Sequence[int], new: Sequence[int]) -> str:
 
 
 def _mcts_controller(model, **options) -> Controller:
-    from slmlab.mcts.controller import MCTSController  # imported late: it imports this module
+    from slmlab.mcts.controller import MCTSController  # imported late: it loads torch, which the scripted one does not need
 
     return MCTSController(model, **options)
 
