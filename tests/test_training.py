@@ -176,8 +176,10 @@ def test_mlx_resume_matches_uninterrupted(tiny_model_dir, data_dir, tmp_path):
     config = TrainConfig(rank=4, alpha=8, steps=6, batch_size=4, eval_every=100, save_every=2, learning_rate=5e-3, warmup_steps=1)
     straight = train_lora(data_dir, tmp_path / "straight", str(tiny_model_dir), config, backend="mlx", progress=False)
     with pytest.raises(KeyboardInterrupt):
-        train_lora(data_dir, tmp_path / "resumed", str(tiny_model_dir), config, backend="mlx", callbacks=[StopAt(3)], progress=False)
+        train_lora(data_dir, tmp_path / "resumed", str(tiny_model_dir), config, backend="mlx", callbacks=[StopAt(3)],
+                   progress=False)
     assert latest_checkpoint(tmp_path / "resumed").name == "step-000002"
     resumed = train_lora(data_dir, tmp_path / "resumed", str(tiny_model_dir), config, backend="mlx", progress=False)
     assert resumed.resumed_from == 2 and resumed.state.step == config.steps
-    assert [loss for _, loss in resumed.state.train_loss] == pytest.approx([loss for _, loss in straight.state.train_loss], rel=1e-4)
+    straight_losses = [loss for _, loss in straight.state.train_loss]
+    assert [loss for _, loss in resumed.state.train_loss] == pytest.approx(straight_losses, rel=1e-4)

@@ -23,18 +23,18 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import shutil
 import struct
-import tempfile
-from collections.abc import Callable
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from slmlab.errors import SlmLabError
+from slmlab.io import atomic_write_folder
 
 if TYPE_CHECKING:
     import torch
@@ -46,6 +46,7 @@ __all__ = [
     "detect_adapter_format",
     "mlx_to_peft",
     "peft_to_mlx",
+    "quiet_peft_deprecation",
 ]
 
 AdapterFormat = Literal["peft", "mlx"]
@@ -87,6 +88,19 @@ class _Lora:
     base_name: str | None = None
     all_layers: bool = False  # PEFT without layers_to_transform: every decoder layer carries LoRA
     provenance: dict[str, Any] = field(default_factory=dict)
+
+
+@contextmanager
+def quiet_peft_deprecation() -> Iterator[None]:
+    """Silence the one FutureWarning PEFT triggers on transformers 5, around a PEFT call.
+
+    PEFT's ``PeftModel`` reads the base model's ``is_gradient_checkpointing`` property, which transformers 5
+    renamed ``is_activation_checkpointing``; the warning is about PEFT's code, not ours, and says nothing a
+    learner can act on. Only that message is silenced, only inside the block.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
 
 
 # --- detection and small file helpers ------------------------------------------------------------
@@ -361,27 +375,6 @@ def check_adapter_base(adapter_dir: str | Path, base_model_dir: str | Path) -> N
 # --- writing -------------------------------------------------------------------------------------
 
 
-def _write_folder(out: Path, write: Callable[[Path], None]) -> Path:
-    """Build the output in a temporary sibling folder, then rename it onto ``out`` (replacing an old one)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    try:
-        write(tmp)
-        if out.exists():
-            os.replace(out, old)
-        try:
-            os.replace(tmp, out)
-        except BaseException:
-            if old.exists():
-                os.replace(old, out)
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
-    return out
-
-
 def _provenance(src: Path, fmt: AdapterFormat, lora: _Lora, base: Path | None) -> dict[str, Any]:
     from slmlab import __version__
 
@@ -465,7 +458,7 @@ def peft_to_mlx(peft_dir: str | Path, out_dir: str | Path, base_model_dir: str |
         _save_tensors(tensors, tmp / MLX_WEIGHTS, "mlx")
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=4, sort_keys=True) + "\n", encoding="utf-8")
 
-    return _write_folder(out, write)
+    return atomic_write_folder(out, write)
 
 
 def _peft_alpha(lora: _Lora) -> tuple[float | int, bool]:
@@ -519,7 +512,7 @@ def mlx_to_peft(mlx_dir: str | Path, out_dir: str | Path, base_model_dir: str | 
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         (tmp / PEFT_PROVENANCE).write_text(json.dumps({"slmlab": provenance}, indent=2) + "\n", encoding="utf-8")
 
-    return _write_folder(out, write)
+    return atomic_write_folder(out, write)
 
 
 def _check_format(src: Path, expected: AdapterFormat) -> None:

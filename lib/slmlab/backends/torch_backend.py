@@ -82,10 +82,11 @@ def merge_peft_adapter(model, adapter: Path, base_dir: Path):
     """Apply a PEFT LoRA adapter and merge it into the weights (generation then costs nothing extra)."""
     from peft import PeftModel
 
-    from slmlab.adapters import require_adapter_for
+    from slmlab.adapters import quiet_peft_deprecation, require_adapter_for
 
     require_adapter_for(adapter, "peft", base_dir)
-    return PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    with quiet_peft_deprecation():
+        return PeftModel.from_pretrained(model, adapter).merge_and_unload()
 
 
 def _until_eos(ids: list[int], eos: int) -> list[int]:

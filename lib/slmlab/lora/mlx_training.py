@@ -1,29 +1,25 @@
-"""The MLX side of chapter 03: LoRA with mlx-lm's trainer, saved in mlx-lm's stock adapter layout.
+"""The MLX side of chapter 03: LoRA trained with mlx-lm's pieces in the shared loop, saved in mlx-lm's stock layout.
 
 Reached through :func:`slmlab.lora.training.train_lora` with backend "mlx" (the default on Apple silicon).
-mlx-lm's own checkpoints hold adapter weights only; here each checkpoint also keeps the optimizer state
-(which carries the learning-rate schedule's step) and the run's progress, and a resumed run skips the
-batches already trained on, so it continues where it stopped, as the torch path does.
+Each step is the one mlx-lm's ``train()`` takes (its batches, ``default_loss``, a compiled value-and-grad and
+optimizer update), run inside :func:`slmlab.trainloop.train_loop`. A checkpoint holds the adapter weights and
+the optimizer state (which carries the learning-rate schedule's step); a resumed run skips the batches already
+trained on, so it continues where it stopped, as the torch path does.
 """
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Sequence
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict
+from functools import partial
+from itertools import islice
 from pathlib import Path
 
-from slmlab.io import atomic_write_json
-from slmlab.lora.training import (
-    TrainConfig,
-    TrainResult,
-    TrainState,
-    _emit,
-    read_train_state,
-    resumable_checkpoint,
-    training_metrics,
-    write_checkpoint,
-)
+from slmlab.io import atomic_write_folder
+from slmlab.lora.training import NOT_TRAJECTORY, TrainConfig, TrainResult, training_metrics
 from slmlab.models import resolve_model
+from slmlab.trainloop import Callback, Checkpointing, train_loop
 
 ADAPTER_FILE = "adapters.safetensors"
 
@@ -45,28 +41,6 @@ def _schedule(config: TrainConfig):
     return optim.join_schedules([optim.linear_schedule(0.0, config.learning_rate, warmup), decay], [warmup])
 
 
-def _save_checkpoint(out_dir: Path, model, optimizer, state: TrainState, config: TrainConfig) -> Path:
-    """Adapter weights + optimizer state (which carries the schedule's step), as one checkpoint."""
-    import mlx.core as mx
-    from mlx.utils import tree_flatten
-
-    def write_weights(folder: Path) -> None:
-        mx.save_safetensors(str(folder / ADAPTER_FILE), dict(tree_flatten(model.trainable_parameters())))
-        mx.save_safetensors(str(folder / "optimizer.safetensors"), dict(tree_flatten(optimizer.state)))
-
-    return write_checkpoint(out_dir, state, config, write_weights)
-
-
-def _restore(checkpoint: Path, model, optimizer) -> TrainState:
-    import mlx.core as mx
-    from mlx.utils import tree_unflatten
-
-    model.load_weights(str(checkpoint / ADAPTER_FILE), strict=False)
-    optimizer.init(model.trainable_parameters())
-    optimizer.state = tree_unflatten(list(mx.load(str(checkpoint / "optimizer.safetensors")).items()))
-    return read_train_state(checkpoint)
-
-
 def _mlx_adapter_config(config: TrainConfig, num_layers: int, base_dir: Path, data_dir: Path) -> dict:
     """adapter_config.json as ``mlx_lm.lora`` writes it (what ``mlx_lm.load(adapter_path=...)`` reads)."""
     return {
@@ -77,15 +51,53 @@ def _mlx_adapter_config(config: TrainConfig, num_layers: int, base_dir: Path, da
     }
 
 
-def train_lora_mlx(data_dir, out_dir, model_name, config: TrainConfig, resume=True, callbacks: Sequence = (), progress=True):
-    """Train with mlx-lm's ``train`` on the same data and settings as the torch path; resumable."""
+def _own_numpy_rng(batches: Iterator) -> Iterator:
+    """Run a batch generator that draws from numpy's global RNG (mlx-lm's ``iterate_batches``) on a private copy
+    of that RNG, so that nothing else drawing from it (mlx-lm's ``evaluate``) changes the batch order."""
+    import numpy as np
+
+    mine = None
+    while True:
+        outer = np.random.get_state()
+        if mine is not None:
+            np.random.set_state(mine)
+        try:
+            batch = next(batches)
+        finally:
+            mine = np.random.get_state()
+            np.random.set_state(outer)
+        yield batch
+
+
+def _compiled_step(model, optimizer):
+    """One optimizer step on a batch, compiled, as in mlx-lm's ``train()``: returns (loss, target tokens)."""
+    import mlx.core as mx
+    import mlx.nn as nn
+    from mlx_lm.tuner.trainer import default_loss
+
+    loss_value_and_grad = nn.value_and_grad(model, default_loss)
+    state = [model.state, optimizer.state, mx.random.state]
+
+    @partial(mx.compile, inputs=state, outputs=state)
+    def step(batch, lengths):
+        (loss, tokens), grad = loss_value_and_grad(model, batch, lengths)
+        optimizer.update(model, grad)
+        return loss, tokens
+
+    return step, state
+
+
+def train_lora_mlx(data_dir, out_dir, model_name, config: TrainConfig, resume: bool = True,
+                   callbacks: Sequence[Callback] = (), progress: bool = True) -> TrainResult:
+    """Train with mlx-lm on the same data and settings as the torch path; resumable."""
     import mlx.core as mx
     import mlx.optimizers as optim
     import mlx_lm
-    from mlx_lm.tuner.callbacks import TrainingCallback
+    from mlx.utils import tree_flatten, tree_unflatten
     from mlx_lm.tuner.datasets import CacheDataset, load_dataset
-    from mlx_lm.tuner.trainer import TrainingArgs, iterate_batches, train
+    from mlx_lm.tuner.trainer import evaluate, iterate_batches
     from mlx_lm.tuner.utils import linear_to_lora_layers
+    from mlx_lm.utils import maybe_set_recommended_wired_limit
 
     out_dir, data_dir = Path(out_dir), Path(data_dir)
     base_dir = resolve_model(model_name)
@@ -95,61 +107,50 @@ def train_lora_mlx(data_dir, out_dir, model_name, config: TrainConfig, resume=Tr
     num_layers = min(config.num_layers or len(model.layers), len(model.layers))
     linear_to_lora_layers(model, num_layers, lora_parameters(config))
     optimizer = optim.AdamW(learning_rate=_schedule(config))
-
-    state = TrainState(total_steps=config.steps)
-    checkpoint = resumable_checkpoint(out_dir, config, resume)
-    if checkpoint is not None:
-        state = _restore(checkpoint, model, optimizer)
-    start = state.step
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out_dir / "adapter_config.json", _mlx_adapter_config(config, num_layers, base_dir, data_dir))
-
     data_args = type("DataArgs", (), {"data": str(data_dir), "train": True, "test": False, "hf_dataset": None,
                                       "mask_prompt": True})()
-    train_set, valid_set, _ = load_dataset(data_args, tokenizer)
+    train_set, valid_set, _ = (CacheDataset(split) for split in load_dataset(data_args, tokenizer))
+    maybe_set_recommended_wired_limit()
+    compiled = {}  # built at the first step: after a resume has replaced the optimizer state
 
-    def resumed_batches(dataset, batch_size, max_seq_length, loop=False, seed=None, comm_group=None):
-        # training (loop=True): the seeded batch order of an uninterrupted run, minus the batches already
-        # trained on; validation (loop=False) passes straight through
-        if not loop:
-            yield from iterate_batches(dataset, batch_size, max_seq_length, loop=False, seed=seed, comm_group=comm_group)
-            return
-        batches = iterate_batches(dataset, batch_size, max_seq_length, loop=True, seed=config.seed, comm_group=comm_group)
-        for _ in range(start):
-            next(batches)
-        yield from batches
+    def train_step(index: int) -> dict[str, float]:
+        if not compiled:
+            compiled["step"], compiled["state"] = _compiled_step(model, optimizer)
+            # the seeded batch order of an uninterrupted run, minus the batches already trained on
+            batches = iterate_batches(train_set, config.batch_size, config.max_length, loop=True, seed=config.seed)
+            compiled["batches"] = islice(_own_numpy_rng(batches), index, None)
+            model.train()
+        loss, tokens = compiled["step"](*next(compiled["batches"]))
+        mx.eval(compiled["state"], loss, tokens)
+        return {"loss": loss.item(), "tokens": int(tokens.item())}
 
-    class Progress(TrainingCallback):
-        def on_train_loss_report(self, info: dict) -> None:
-            state.step = start + info["iteration"]
-            state.train_loss.append((state.step, float(info["train_loss"])))
-            state.trained_tokens += int(info["trained_tokens"]) - self.reported
-            self.reported = int(info["trained_tokens"])
-            rate = info.get("tokens_per_second") or 0
-            state.seconds = state.trained_tokens / rate if rate else state.seconds
-            if state.step % config.save_every == 0 or state.step == config.steps:
-                _save_checkpoint(out_dir, model, optimizer, state, config)
-                _emit(callbacks, "checkpoint", state)
-            _emit(callbacks, "step", state)
+    def valid_loss() -> float:
+        loss = evaluate(model, valid_set, config.batch_size, num_batches=-1, max_seq_length=config.max_length)
+        model.train()
+        return loss
 
-        def on_val_loss_report(self, info: dict) -> None:
-            if info["iteration"] > 0:
-                state.valid_loss.append((start + info["iteration"], float(info["val_loss"])))
-                _emit(callbacks, "eval", state)
+    def save_files(folder: Path) -> None:  # adapter weights + optimizer state (which carries the schedule's step)
+        mx.save_safetensors(str(folder / ADAPTER_FILE), dict(tree_flatten(model.trainable_parameters())))
+        mx.save_safetensors(str(folder / "optimizer.safetensors"), dict(tree_flatten(optimizer.state)))
 
-    if start < config.steps:
-        progress_callback = Progress()
-        progress_callback.reported = 0
-        args = TrainingArgs(
-            batch_size=config.batch_size, iters=config.steps - start, val_batches=-1, steps_per_report=1,
-            steps_per_eval=config.eval_every, steps_per_save=10**9, max_seq_length=config.max_length,
-            adapter_file=str(out_dir / ADAPTER_FILE),
-        )
-        train(model, optimizer, CacheDataset(train_set), CacheDataset(valid_set), args=args,
-              iterate_batches=resumed_batches, training_callback=progress_callback)
-    else:
-        shutil.copyfile(checkpoint / ADAPTER_FILE, out_dir / ADAPTER_FILE)
-    metrics = training_metrics(state, config, model_name, base_dir, "mlx", truncated=0)
-    metrics_path = atomic_write_json(out_dir / "training_metrics.json", metrics)
-    _emit(callbacks, "end", state)
-    return TrainResult(out_dir, state, start, 0, metrics_path)
+    def load_files(folder: Path) -> None:
+        model.load_weights(str(folder / ADAPTER_FILE), strict=False)
+        optimizer.init(model.trainable_parameters())
+        optimizer.state = tree_unflatten(list(mx.load(str(folder / "optimizer.safetensors")).items()))
+
+    def save_adapter(folder: Path) -> None:  # what mlx_lm.lora leaves: adapters.safetensors + adapter_config.json
+        mx.save_safetensors(str(folder / ADAPTER_FILE), dict(tree_flatten(model.trainable_parameters())))
+        (folder / "adapter_config.json").write_text(
+            json.dumps(_mlx_adapter_config(config, num_layers, base_dir, data_dir), indent=2) + "\n", encoding="utf-8")
+
+    checkpointing = Checkpointing(out_dir, asdict(config), save_files, load_files, keep=config.keep_checkpoints,
+                                  ignore=NOT_TRAJECTORY)
+    run = train_loop(
+        train_step, config.steps, checkpointing, evaluate=valid_loss, eval_every=config.eval_every,
+        save_every=config.save_every, callbacks=callbacks, resume=resume, progress=progress, desc="LoRA (mlx)",
+        save_on_interrupt=False,  # as mlx-lm's own trainer: an interrupted run resumes from its last regular checkpoint
+        finish=lambda state: atomic_write_folder(out_dir, save_adapter, merge=True),
+        metrics=lambda state: training_metrics(state, config, model_name, base_dir, "mlx", truncated=0),
+        metrics_path=out_dir / "training_metrics.json",
+    )
+    return TrainResult(out_dir, run.state, run.resumed_from, 0, run.metrics_path)

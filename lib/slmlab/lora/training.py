@@ -6,27 +6,27 @@ Entry point: :func:`train_lora`. The adapter lands in ``adapters/<name>/`` in it
 
 from __future__ import annotations
 
-import json
 import math
 import random
-import shutil
-import time
 import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tqdm.auto import tqdm
-
-from slmlab.io import atomic_write_json
+from slmlab.adapters import quiet_peft_deprecation
+from slmlab.checkpoints import latest_checkpoint as latest_checkpoint  # re-exported: chapter 03 reads it from here
+from slmlab.io import atomic_write_folder
 from slmlab.lora.datagen import load_split
 from slmlab.models import DEFAULT_MODEL, resolve_model
+from slmlab.trainloop import Callback, Checkpointing, TrainState, train_loop
 
 if TYPE_CHECKING:
     import torch
 
 IGNORE = -100  # label value the loss skips (prompt tokens and padding)
+# settings that do not change what is trained; a checkpoint that differs only in these is resumed
+NOT_TRAJECTORY = ("eval_every", "save_every", "keep_checkpoints")
 
 
 @dataclass(frozen=True)
@@ -48,25 +48,6 @@ class TrainConfig:
     save_every: int = 25
     keep_checkpoints: int = 2
     seed: int = 0
-
-
-@dataclass
-class TrainState:
-    """What the progress callbacks see, and what a checkpoint restores."""
-
-    step: int = 0
-    total_steps: int = 0
-    train_loss: list[tuple[int, float]] = field(default_factory=list)
-    valid_loss: list[tuple[int, float]] = field(default_factory=list)
-    trained_tokens: int = 0
-    seconds: float = 0.0
-
-    @property
-    def tokens_per_second(self) -> float:
-        return self.trained_tokens / self.seconds if self.seconds else 0.0
-
-
-Callback = Callable[[str, TrainState], None]  # (event, state); events: "step", "eval", "checkpoint", "end"
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -151,93 +132,6 @@ def completion_loss(model, batch) -> "torch.Tensor":
     return F.cross_entropy(logits.float(), targets[keep])
 
 
-# --- checkpoints --------------------------------------------------------------------------------
-
-
-def _checkpoint_dirs(out_dir: Path) -> list[Path]:
-    folder = out_dir / "checkpoints"
-    done = [p for p in folder.glob("step-*") if (p / "trainer_state.json").is_file()] if folder.is_dir() else []
-    return sorted(done, key=lambda p: int(p.name.split("-")[1]))
-
-
-def latest_checkpoint(out_dir: str | Path) -> Path | None:
-    """The newest complete checkpoint of a run folder, or None."""
-    found = _checkpoint_dirs(Path(out_dir))
-    return found[-1] if found else None
-
-
-def write_checkpoint(out_dir: Path, state: TrainState, config: TrainConfig, write_weights: Callable[[Path], None]) -> Path:
-    """Write a checkpoint folder atomically: the backend's files (``write_weights(folder)``) plus
-    ``trainer_state.json``, in a temp folder renamed into place; older checkpoints beyond
-    ``config.keep_checkpoints`` are then removed."""
-    final = out_dir / "checkpoints" / f"step-{state.step:06d}"
-    partial = final.with_name(final.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    try:
-        write_weights(partial)
-        (partial / "trainer_state.json").write_text(json.dumps({"state": asdict(state), "config": asdict(config)}))
-        shutil.rmtree(final, ignore_errors=True)
-        partial.rename(final)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
-    for old in _checkpoint_dirs(out_dir)[: -config.keep_checkpoints]:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
-
-
-def read_train_state(checkpoint: Path) -> TrainState:
-    """The TrainState saved in a checkpoint folder."""
-    data = json.loads((checkpoint / "trainer_state.json").read_text())["state"]
-    data["train_loss"] = [tuple(x) for x in data["train_loss"]]
-    data["valid_loss"] = [tuple(x) for x in data["valid_loss"]]
-    return TrainState(**data)
-
-
-def resumable_checkpoint(out_dir: Path, config: TrainConfig, resume: bool) -> Path | None:
-    """The checkpoint a run should continue from, or None after clearing old checkpoints.
-
-    A checkpoint made with other settings is not resumed (with a warning): its schedule and data order
-    would not match.
-    """
-    checkpoint = latest_checkpoint(out_dir) if resume else None
-    if checkpoint is not None:
-        saved = json.loads((checkpoint / "trainer_state.json").read_text())["config"]
-        if saved != json.loads(json.dumps(asdict(config))):
-            warnings.warn(f"{checkpoint} was made with other training settings; starting a new run", stacklevel=4)
-            checkpoint = None
-    if checkpoint is None:
-        shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
-    return checkpoint
-
-
-def _save_checkpoint(out_dir: Path, model, optimizer, scheduler, state: TrainState, config: TrainConfig) -> Path:
-    """PEFT adapter + optimizer + scheduler + torch RNG, as one checkpoint."""
-    import torch
-
-    def write_weights(folder: Path) -> None:
-        model.save_pretrained(folder)
-        torch.save(
-            {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state()},
-            folder / "optimizer.pt",
-        )
-
-    return write_checkpoint(out_dir, state, config, write_weights)
-
-
-def _restore_checkpoint(checkpoint: Path, model, optimizer, scheduler) -> TrainState:
-    import torch
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
-
-    set_peft_model_state_dict(model, load_file(checkpoint / "adapter_model.safetensors"))
-    saved = torch.load(checkpoint / "optimizer.pt", weights_only=False)
-    optimizer.load_state_dict(saved["optimizer"])
-    scheduler.load_state_dict(saved["scheduler"])
-    torch.set_rng_state(saved["torch_rng"])
-    return read_train_state(checkpoint)
-
-
 # --- the torch loop -----------------------------------------------------------------------------
 
 
@@ -300,9 +194,16 @@ def peft_lora_config(config: TrainConfig, layers: int):
                       layers_to_transform=list(range(layers - tail, layers)) if tail < layers else None)
 
 
+def _peft_model(base, config: TrainConfig):
+    """PEFT's LoRA model on ``base``, without the FutureWarning PEFT triggers on transformers 5."""
+    from peft import get_peft_model
+
+    with quiet_peft_deprecation():
+        return get_peft_model(base, peft_lora_config(config, base.config.num_hidden_layers))
+
+
 def _train_lora_torch(data_dir, out_dir, model_name, config, resume, callbacks, progress) -> TrainResult:
     import torch
-    from peft import get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer, get_cosine_schedule_with_warmup
 
     torch.manual_seed(config.seed)
@@ -317,72 +218,53 @@ def _train_lora_torch(data_dir, out_dir, model_name, config, resume, callbacks, 
                       "tokens and were truncated", stacklevel=2)
 
     base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
-    model = get_peft_model(base, peft_lora_config(config, base.config.num_hidden_layers))
+    model = _peft_model(base, config)
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate)
     scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.steps)
-
-    state = TrainState(total_steps=config.steps)
-    checkpoint = resumable_checkpoint(out_dir, config, resume)
-    if checkpoint is not None:
-        state = _restore_checkpoint(checkpoint, model, optimizer, scheduler)
-    resumed_from = state.step
-
     schedule = batch_schedule([len(ids) for ids, _ in train], config)
-    bar = tqdm(total=config.steps, initial=state.step, desc="LoRA", unit="step", disable=not progress)
-    try:
-        while state.step < config.steps:
-            start = time.perf_counter()
-            batch = collate([train[i] for i in schedule[state.step]], pad_id)
-            loss = completion_loss(model, batch)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            state.step += 1
-            state.trained_tokens += int(batch["attention_mask"].sum())
-            state.seconds += time.perf_counter() - start
-            loss_value = loss.item()
-            state.train_loss.append((state.step, loss_value))
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{state.tokens_per_second:.0f}")
-            _emit(callbacks, "step", state)
-            if state.step % config.eval_every == 0 or state.step == config.steps:
-                state.valid_loss.append((state.step, _valid_loss(model, valid, pad_id, config.batch_size)))
-                _emit(callbacks, "eval", state)
-            if state.step % config.save_every == 0 or state.step == config.steps:
-                _save_checkpoint(out_dir, model, optimizer, scheduler, state, config)
-                _emit(callbacks, "checkpoint", state)
-    except KeyboardInterrupt:
-        if state.step > resumed_from:
-            _save_checkpoint(out_dir, model, optimizer, scheduler, state, config)
-        bar.close()
-        raise
-    bar.close()
-    return _finish(out_dir, model, state, config, model_name, base_dir, resumed_from, truncated, callbacks)
+
+    def train_step(index: int) -> dict[str, float]:
+        batch = collate([train[i] for i in schedule[index]], pad_id)
+        loss = completion_loss(model, batch)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        return {"loss": loss.item(), "tokens": int(batch["attention_mask"].sum())}
+
+    def save_files(folder: Path) -> None:  # PEFT adapter + optimizer + scheduler + torch RNG
+        model.save_pretrained(folder)
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "torch_rng": torch.get_rng_state()}, folder / "optimizer.pt")
+
+    def load_files(folder: Path) -> None:
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        set_peft_model_state_dict(model, load_file(folder / "adapter_model.safetensors"))
+        saved = torch.load(folder / "optimizer.pt", weights_only=False)
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        torch.set_rng_state(saved["torch_rng"])
+
+    checkpointing = Checkpointing(out_dir, asdict(config), save_files, load_files, keep=config.keep_checkpoints,
+                                  ignore=NOT_TRAJECTORY)
+    run = train_loop(
+        train_step, config.steps, checkpointing,
+        evaluate=lambda: _valid_loss(model, valid, pad_id, config.batch_size),
+        eval_every=config.eval_every, save_every=config.save_every, callbacks=callbacks, resume=resume,
+        progress=progress, desc="LoRA",
+        finish=lambda state: atomic_write_folder(out_dir, model.save_pretrained, merge=True),  # the stock PEFT folder
+        metrics=lambda state: training_metrics(state, config, model_name, base_dir, "torch", truncated),
+        metrics_path=out_dir / "training_metrics.json",
+    )
+    return TrainResult(out_dir, run.state, run.resumed_from, truncated, run.metrics_path)
 
 
-def _emit(callbacks: Sequence[Callback], event: str, state: TrainState) -> None:
-    for callback in callbacks:
-        callback(event, state)
-
-
-def _finish(out_dir, model, state, config, model_name, base_dir, resumed_from, truncated, callbacks) -> TrainResult:
-    """Save the final adapter (stock PEFT folder) and training_metrics.json, atomically."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    partial = out_dir / ".final-partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    model.save_pretrained(partial)
-    for item in partial.iterdir():
-        item.replace(out_dir / item.name)
-    partial.rmdir()
-    metrics_path = atomic_write_json(out_dir / "training_metrics.json", training_metrics(state, config, model_name, base_dir, "torch", truncated))
-    _emit(callbacks, "end", state)
-    return TrainResult(out_dir, state, resumed_from, truncated, metrics_path)
-
-
-def training_metrics(state: TrainState, config: TrainConfig, model_name: str, base_dir: Path, backend: str, truncated: int) -> dict:
+def training_metrics(state: TrainState, config: TrainConfig, model_name: str, base_dir: Path, backend: str,
+                     truncated: int) -> dict:
     final_valid = state.valid_loss[-1][1] if state.valid_loss else math.nan
     return {
         "model": model_name,

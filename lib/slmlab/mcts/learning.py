@@ -5,8 +5,8 @@ targets + ``value_weight`` × MSE of the value; AdamW, gradient clipping, warmup
 decay. A run folder holds:
 
 - ``checkpoints/step-NNNNNN/`` — ``network.pt``, ``optimizer.pt`` (optimizer, scheduler, torch RNG) and
-  ``trainer_state.json``, written atomically (:func:`slmlab.lora.training.write_checkpoint`); a later call
-  continues from the newest one;
+  ``trainer_state.json``, written atomically (:mod:`slmlab.checkpoints`); a later call continues from the
+  newest one (the loop is :func:`slmlab.trainloop.train_loop`);
 - ``metrics.jsonl`` — one JSON line per step: step, policy_loss, value_loss, total_loss, lr, grad_norm
   (the TensorBoard tags are loss/policy, loss/value, loss/total, lr, grad_norm);
 - ``tensorboard/`` — TensorBoard event files;
@@ -20,26 +20,23 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
-import time
-import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from slmlab.io import atomic_write_text
-from slmlab.lora.training import latest_checkpoint, write_checkpoint
 from slmlab.mcts.network import PolicyValueNet, masked_log_policy, save_network
 from slmlab.mcts.replay import ReplayBuffer
+from slmlab.trainloop import Checkpointing, TrainState, train_loop
 
 SCHEDULES = ("cosine", "linear", "constant")
 # settings that only say how long to train or how often to save; any other difference forbids a resume
 _NOT_TRAJECTORY = ("steps", "schedule_steps", "checkpoint_every", "keep_checkpoints")
+_LOGGED = {"policy_loss": "loss/policy", "value_loss": "loss/value", "total_loss": "loss/total", "lr": "lr",
+           "grad_norm": "grad_norm"}  # metrics.jsonl key -> TensorBoard tag
 
 
 @dataclass(frozen=True)
@@ -114,15 +111,6 @@ def policy_value_loss(net: PolicyValueNet, batch: dict[str, torch.Tensor], value
 
 
 @dataclass
-class LoopState:
-    """What a checkpoint records besides the tensors."""
-
-    step: int = 0
-    seconds: float = 0.0
-    network: dict[str, Any] = field(default_factory=dict)  # the net's config, checked on resume
-
-
-@dataclass
 class TrainReport:
     """The outcome of :func:`train_network`; losses are NaN when no step ran in this call."""
 
@@ -142,31 +130,10 @@ class TrainReport:
 # --- checkpoints --------------------------------------------------------------------------------
 
 
-def _trajectory(settings: dict[str, Any]) -> dict[str, Any]:
-    """The settings that shape the weights' path, with the schedule horizon resolved."""
-    horizon = settings["schedule_steps"] if settings.get("schedule_steps") is not None else settings["steps"]
-    return {k: v for k, v in settings.items() if k not in _NOT_TRAJECTORY} | {"horizon": horizon}
-
-
-def _resumable(out_dir: Path, settings: TrainSettings, net: PolicyValueNet, resume: bool) -> Path | None:
-    """The checkpoint to continue from, or None (after clearing the folder's old run) for a fresh start."""
-    checkpoint = latest_checkpoint(out_dir) if resume else None
-    if checkpoint is not None:
-        saved = json.loads((checkpoint / "trainer_state.json").read_text())
-        same_net = saved["state"]["network"] == json.loads(json.dumps(asdict(net.config)))
-        if not same_net or _trajectory(saved["config"]) != _trajectory(json.loads(json.dumps(asdict(settings)))):
-            warnings.warn(f"{checkpoint} was made with another network or other training settings; "
-                          "starting a new run", stacklevel=3)
-            checkpoint = None
-    if checkpoint is None:  # one run per folder, so old curves and checkpoints cannot mix with the new
-        shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
-        shutil.rmtree(out_dir / "tensorboard", ignore_errors=True)
-        (out_dir / "metrics.jsonl").unlink(missing_ok=True)
-    return checkpoint
-
-
-def _save_checkpoint(out_dir: Path, net, optimizer, scheduler, state: LoopState, settings: TrainSettings) -> Path:
-    def write_weights(folder: Path) -> None:
+def _checkpointing(out_dir: Path, settings: TrainSettings, net: PolicyValueNet, optimizer, scheduler) -> Checkpointing:
+    """Network + optimizer + scheduler + RNG per checkpoint; resumed only for the same network and the same
+    settings, where the length of the run may differ but not the schedule's horizon."""
+    def save_files(folder: Path) -> None:
         save_network(net, folder / "network.pt")
         rng = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
@@ -174,20 +141,19 @@ def _save_checkpoint(out_dir: Path, net, optimizer, scheduler, state: LoopState,
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng},
                    folder / "optimizer.pt")
 
-    return write_checkpoint(out_dir, state, settings, write_weights)
+    def load_files(folder: Path) -> None:
+        device = next(net.parameters()).device
+        net.load_state_dict(torch.load(folder / "network.pt", map_location=device, weights_only=True)["state_dict"])
+        saved = torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True)
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        torch.set_rng_state(saved["rng"]["torch"])
+        if "cuda" in saved["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(saved["rng"]["cuda"])
 
-
-def _restore_checkpoint(checkpoint: Path, net, optimizer, scheduler) -> LoopState:
-    device = next(net.parameters()).device
-    weights = torch.load(checkpoint / "network.pt", map_location=device, weights_only=True)
-    net.load_state_dict(weights["state_dict"])
-    saved = torch.load(checkpoint / "optimizer.pt", map_location="cpu", weights_only=True)
-    optimizer.load_state_dict(saved["optimizer"])
-    scheduler.load_state_dict(saved["scheduler"])
-    torch.set_rng_state(saved["rng"]["torch"])
-    if "cuda" in saved["rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(saved["rng"]["cuda"])
-    return LoopState(**json.loads((checkpoint / "trainer_state.json").read_text())["state"])
+    record = asdict(settings) | {"horizon": settings.horizon, "network": asdict(net.config)}
+    return Checkpointing(out_dir, record, save_files, load_files, keep=settings.keep_checkpoints,
+                         ignore=_NOT_TRAJECTORY, run_files=("tensorboard", "metrics.jsonl"))
 
 
 # --- metrics ---------------------------------------------------------------------------------------
@@ -206,6 +172,42 @@ def _truncate_metrics(path: Path, step: int) -> None:
     if path.exists():
         kept = [json.dumps(r) + "\n" for r in read_metrics(path) if r["step"] <= step]
         atomic_write_text(path, "".join(kept))
+
+
+class _RunLog:
+    """The loop callback that appends each step to ``metrics.jsonl`` and TensorBoard.
+
+    Opened at the first event, when the step the run continues from is known: lines a killed run logged past
+    its last checkpoint are dropped (they will be logged again).
+    """
+
+    def __init__(self, out_dir: Path, tensorboard: bool):
+        self.metrics_path, self.tensorboard_dir = out_dir / "metrics.jsonl", out_dir / "tensorboard"
+        self.tensorboard, self.file, self.writer = tensorboard, None, None
+
+    def __call__(self, event: str, state: TrainState) -> None:
+        if self.file is None:
+            self._open(state.step - 1 if event == "step" else state.step)
+        if event == "step":
+            self.file.write(json.dumps({"step": state.step, **{key: state.scalars[key] for key in _LOGGED}}) + "\n")
+            self.file.flush()  # a notebook may plot the file while training runs
+            if self.writer is not None:
+                for key, tag in _LOGGED.items():
+                    self.writer.add_scalar(tag, state.scalars[key], state.step)
+
+    def _open(self, step: int) -> None:
+        _truncate_metrics(self.metrics_path, step)
+        self.file = self.metrics_path.open("a", encoding="utf-8")
+        if self.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            # purge_step drops events a killed run logged after its last checkpoint (they will be logged again)
+            self.writer = SummaryWriter(log_dir=str(self.tensorboard_dir), purge_step=step + 1 if step else None)
+
+    def close(self) -> None:
+        for handle in (self.file, self.writer):
+            if handle is not None:
+                handle.close()
 
 
 # --- the loop -----------------------------------------------------------------------------------
@@ -235,56 +237,34 @@ def train_network(
     device = next(net.parameters()).device
     optimizer = torch.optim.AdamW(net.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(settings))
-    checkpoint = _resumable(out_dir, settings, net, resume)
-    if checkpoint is not None:
-        state = _restore_checkpoint(checkpoint, net, optimizer, scheduler)
-    else:
-        torch.manual_seed(settings.seed)  # dropout draws from torch's global generator
-        state = LoopState(network=asdict(net.config))
-    resumed_from = state.step
-    metrics_path = out_dir / "metrics.jsonl"
-    _truncate_metrics(metrics_path, state.step)
-    writer = _summary_writer(out_dir / "tensorboard", state.step) if tensorboard else None
-
-    was_training, last = net.training, {}
+    torch.manual_seed(settings.seed)  # dropout draws from torch's global generator; a resume restores it
+    log = _RunLog(out_dir, tensorboard)
+    was_training = net.training
     net.train()
-    bar = tqdm(total=settings.steps, initial=min(state.step, settings.steps), desc="policy-value net",
-               unit="step", disable=not progress)
     try:
-        with metrics_path.open("a", encoding="utf-8") as log:
-            while state.step < settings.steps:
-                start = time.perf_counter()
-                last = _train_step(net, buffer, optimizer, scheduler, settings, state.step, device)
-                state.step += 1
-                state.seconds += time.perf_counter() - start
-                _log(log, writer, state.step, last)
-                bar.update(1)
-                bar.set_postfix(loss=f"{last['total_loss']:.3f}")
-                if state.step % settings.checkpoint_every == 0 or state.step == settings.steps:
-                    checkpoint = _save_checkpoint(out_dir, net, optimizer, scheduler, state, settings)
-    except KeyboardInterrupt:
-        if state.step > resumed_from:
-            _save_checkpoint(out_dir, net, optimizer, scheduler, state, settings)
-        raise
+        run = train_loop(
+            lambda step: _train_step(net, buffer, optimizer, scheduler, settings, step, device), settings.steps,
+            _checkpointing(out_dir, settings, net, optimizer, scheduler), save_every=settings.checkpoint_every,
+            callbacks=[log], resume=resume, progress=progress, desc="policy-value net",
+        )
     finally:
-        bar.close()
-        if writer is not None:
-            writer.close()
+        log.close()
         net.train(was_training)
 
     network_path = save_network(net, out_dir / "network.pt")
-    nan = float("nan")
+    last, nan = run.state.scalars, float("nan")
     return TrainReport(
-        step=state.step, resumed_from=resumed_from, steps_run=state.step - resumed_from,
+        step=run.state.step, resumed_from=run.resumed_from, steps_run=run.state.step - run.resumed_from,
         policy_loss=last.get("policy_loss", nan), value_loss=last.get("value_loss", nan),
-        total_loss=last.get("total_loss", nan), seconds=state.seconds, network_path=network_path,
-        metrics_path=metrics_path, tensorboard_dir=out_dir / "tensorboard" if tensorboard else None,
-        checkpoint=latest_checkpoint(out_dir),
+        total_loss=last.get("total_loss", nan), seconds=run.state.seconds, network_path=network_path,
+        metrics_path=log.metrics_path, tensorboard_dir=log.tensorboard_dir if tensorboard else None,
+        checkpoint=run.checkpoint,
     )
 
 
-def _train_step(net, buffer: ReplayBuffer, optimizer, scheduler, settings: TrainSettings, step: int, device) -> dict[str, float]:
-    """One optimiser step on the batch of 0-based ``step``; returns its scalars."""
+def _train_step(net, buffer: ReplayBuffer, optimizer, scheduler, settings: TrainSettings, step: int,
+                device) -> dict[str, float]:
+    """One optimiser step on the batch of 0-based ``step``; returns its scalars ("loss" is the total loss)."""
     batch = buffer.sample(settings.batch_size, np.random.default_rng([settings.seed, step]))
     batch = {name: tensor.to(device) for name, tensor in batch.items()}
     lr = scheduler.get_last_lr()[0]  # the rate this step uses
@@ -294,23 +274,6 @@ def _train_step(net, buffer: ReplayBuffer, optimizer, scheduler, settings: Train
     grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), settings.grad_clip)  # the norm before clipping
     optimizer.step()
     scheduler.step()
-    return {
-        "policy_loss": losses["policy"].item(), "value_loss": losses["value"].item(),
-        "total_loss": losses["total"].item(), "lr": lr, "grad_norm": float(grad_norm),
-    }
-
-
-def _summary_writer(log_dir: Path, step: int):
-    from torch.utils.tensorboard import SummaryWriter
-
-    # purge_step drops events a killed run logged after its last checkpoint (they will be logged again)
-    return SummaryWriter(log_dir=str(log_dir), purge_step=step + 1 if step else None)
-
-
-def _log(log, writer, step: int, scalars: dict[str, float]) -> None:
-    log.write(json.dumps({"step": step, **scalars}) + "\n")
-    log.flush()  # a notebook may plot the file while training runs
-    if writer is not None:
-        for key, tag in (("policy_loss", "loss/policy"), ("value_loss", "loss/value"), ("total_loss", "loss/total"),
-                         ("lr", "lr"), ("grad_norm", "grad_norm")):
-            writer.add_scalar(tag, scalars[key], step)
+    total = losses["total"].item()
+    return {"loss": total, "policy_loss": losses["policy"].item(), "value_loss": losses["value"].item(),
+            "total_loss": total, "lr": lr, "grad_norm": float(grad_norm)}

@@ -11,13 +11,13 @@ import contextlib
 import fcntl
 import importlib.util
 import json
-import os
 import shutil
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from slmlab.errors import ModelCacheError, ModelUnavailableError
+from slmlab.io import atomic_folder, remove_stale_temps
 from slmlab.models.registry import ModelSpec
 from slmlab.settings import cache_dir
 
@@ -142,14 +142,12 @@ def converted_model_dir(
             except ModelCacheError as problem:
                 warnings.warn(f"Converted model cache is corrupt ({problem}); converting again.", stacklevel=2)
                 shutil.rmtree(final)
+        # under the lock nobody else converts: folders left by a killed conversion can go (".partial-<pid>" is
+        # what earlier versions left)
         for stale in root.glob(f".{spec.name}.partial-*"):
             shutil.rmtree(stale, ignore_errors=True)
-        partial = root / f".{spec.name}.partial-{os.getpid()}"
-        partial.mkdir(parents=True)
-        try:
+        remove_stale_temps(final)
+        with atomic_folder(final) as partial:
             convert(gguf, partial)
             _write_manifest(partial, spec, gguf)
-            os.replace(partial, final)
-        finally:
-            shutil.rmtree(partial, ignore_errors=True)
     return final

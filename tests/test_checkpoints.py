@@ -1,0 +1,143 @@
+"""Checkpoint folders (atomic writes, rotation, the resume check) and the atomic folder writer beneath them."""
+
+from __future__ import annotations
+
+import pytest
+
+from slmlab.checkpoints import (
+    describe_changes,
+    latest_checkpoint,
+    list_checkpoints,
+    read_checkpoint,
+    resumable_checkpoint,
+    rotate_checkpoints,
+    settings_changes,
+    write_checkpoint,
+)
+from slmlab.io import atomic_folder, atomic_write_folder, remove_stale_temps
+
+SETTINGS = {"learning_rate": 0.001, "seed": 0, "steps": 10, "target_modules": ("q", "v")}
+
+
+def weights(text: str):
+    return lambda folder: (folder / "weights.bin").write_text(text)
+
+
+def save(run, step: int, valid_loss=(), keep: int = 100, settings=SETTINGS):
+    return write_checkpoint(run, step, {"step": step, "valid_loss": list(valid_loss)}, settings, weights(str(step)), keep)
+
+
+def names(run) -> list[str]:
+    return [p.name for p in list_checkpoints(run)]
+
+
+def test_checkpoint_folder_holds_the_files_and_the_state(tmp_path):
+    folder = save(tmp_path, 7)
+    assert folder == tmp_path / "checkpoints" / "step-000007"
+    assert (folder / "weights.bin").read_text() == "7"
+    state, settings = read_checkpoint(folder)
+    assert state == {"step": 7, "valid_loss": []} and settings == SETTINGS | {"target_modules": ["q", "v"]}
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-000007"]
+
+
+def test_rotation_keeps_the_last_k_and_the_best_by_validation_loss(tmp_path):
+    for step, loss in [(1, 3.0), (2, 1.0), (3, 2.0), (4, 1.5), (5, 1.4)]:
+        save(tmp_path, step, [(step, loss)], keep=2)
+    assert names(tmp_path) == ["step-000002", "step-000004", "step-000005"]
+    plain = tmp_path / "plain"  # no validation loss recorded: just the last two
+    for step in range(1, 6):
+        save(plain, step, keep=2)
+    assert names(plain) == ["step-000004", "step-000005"]
+    late = tmp_path / "late"  # a loss measured at an earlier step does not describe a later checkpoint's weights
+    save(late, 2, [(2, 3.0)])
+    save(late, 3, [(2, 0.1)])
+    save(late, 4, [(2, 3.0), (4, 4.0)])
+    assert [p.name for p in rotate_checkpoints(late, 1)] == ["step-000003"]
+
+
+def test_latest_skips_half_written_folders(tmp_path):
+    good = save(tmp_path, 3)
+    folder = tmp_path / "checkpoints"
+    (folder / "step-000004").mkdir()  # no trainer_state.json: the save died before it
+    for name in ("step-000005.partial", ".step-000006.abc.tmp", "step-x"):
+        (folder / name).mkdir()
+        (folder / name / "trainer_state.json").write_text("{}")
+    assert latest_checkpoint(tmp_path) == good
+    assert latest_checkpoint(tmp_path / "nowhere") is None
+
+
+@pytest.mark.parametrize("failure", [OSError(28, "No space left on device"), KeyboardInterrupt()])
+def test_a_failed_save_leaves_the_previous_checkpoints_and_no_temporary_folder(tmp_path, failure):
+    good = save(tmp_path, 2)
+
+    def dies(folder):
+        (folder / "weights.bin").write_text("partial")
+        raise failure
+
+    with pytest.raises(type(failure)):
+        write_checkpoint(tmp_path, 4, {"step": 4}, SETTINGS, dies)
+    assert latest_checkpoint(tmp_path) == good
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-000002"]
+
+
+def test_settings_changes_name_the_keys(tmp_path):
+    now = SETTINGS | {"learning_rate": 0.002, "seed": 1, "steps": 20}
+    changes = settings_changes(SETTINGS, now, ignore=("steps",))
+    assert changes == {"learning_rate": (0.001, 0.002), "seed": (0, 1)}
+    assert describe_changes(changes) == "learning_rate: 0.001 -> 0.002, seed: 0 -> 1"
+    assert settings_changes(SETTINGS, SETTINGS | {"target_modules": ["q", "v"]}) == {}  # tuples equal lists
+    assert describe_changes(settings_changes({"a": 1}, {"b": "x"})) == 'a: 1 -> (none), b: (none) -> "x"'
+
+
+def test_resume_check_refuses_other_settings_and_clears_the_old_run(tmp_path):
+    save(tmp_path, 4)
+    (tmp_path / "metrics.jsonl").write_text("{}\n")
+    (tmp_path / "tensorboard").mkdir()
+    assert resumable_checkpoint(tmp_path, SETTINGS | {"steps": 99}, ignore=("steps",)).name == "step-000004"
+    with pytest.warns(UserWarning, match=r"other training settings \(seed: 0 -> 3\); starting a new run"):
+        assert resumable_checkpoint(tmp_path, SETTINGS | {"seed": 3}, run_files=("metrics.jsonl", "tensorboard")) is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    save(tmp_path, 4)
+    assert resumable_checkpoint(tmp_path, SETTINGS, resume=False) is None and latest_checkpoint(tmp_path) is None
+
+
+# --- the atomic folder writer ------------------------------------------------------------------------
+
+
+def test_atomic_folder_replaces_an_old_folder_whole(tmp_path):
+    out = tmp_path / "adapter"
+    atomic_write_folder(out, lambda tmp: (tmp / "old.txt").write_text("old"))
+    atomic_write_folder(out, lambda tmp: (tmp / "new.txt").write_text("new"))
+    assert [p.name for p in out.iterdir()] == ["new.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["adapter"]
+
+
+@pytest.mark.parametrize("failure", [RuntimeError("boom"), KeyboardInterrupt()])
+def test_atomic_folder_keeps_the_old_folder_on_error_or_ctrl_c(tmp_path, failure):
+    out = tmp_path / "adapter"
+    atomic_write_folder(out, lambda tmp: (tmp / "good.txt").write_text("good"))
+    with pytest.raises(type(failure)):
+        with atomic_folder(out) as tmp:
+            (tmp / "half.txt").write_text("half")
+            raise failure
+    assert [p.name for p in out.iterdir()] == ["good.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["adapter"]
+
+
+def test_atomic_folder_merge_keeps_the_other_files(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "adapter_config.json").write_text("old")
+    with atomic_folder(run, merge=True) as tmp:
+        (tmp / "adapter_config.json").write_text("new")
+        (tmp / "weights.safetensors").write_text("w")
+    assert sorted(p.name for p in run.iterdir()) == ["adapter_config.json", "checkpoints", "weights.safetensors"]
+    assert (run / "adapter_config.json").read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
+
+
+def test_remove_stale_temps_removes_only_temporary_siblings(tmp_path):
+    for name in (".model.123.tmp", ".model.lock", "model", ".other.1.tmp"):
+        (tmp_path / name).mkdir()
+    remove_stale_temps(tmp_path / "model")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".model.lock", ".other.1.tmp", "model"]
