@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_notebook
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from slmlab.cli import main
-from slmlab.course import CourseError, discover_chapters, parse_chapters, run_course
+from slmlab.course import (
+    UNENCRYPTED_TCP_WARNING,
+    CourseError,
+    UnencryptedTcpWarningFilter,
+    discover_chapters,
+    parse_chapters,
+    run_course,
+)
 
 
 def write_notebook(path, *sources, parameters="QUICK = False\nSEED = 0"):
@@ -26,7 +34,10 @@ def write_notebook(path, *sources, parameters="QUICK = False\nSEED = 0"):
 def course_dir(tmp_path):
     folder = tmp_path / "notebooks"
     folder.mkdir()
-    write_notebook(folder / "00_first.ipynb", "import json, pathlib\npathlib.Path('first.json').write_text(json.dumps({'quick': QUICK, 'seed': SEED}))")
+    write_notebook(
+        folder / "00_first.ipynb",
+        "import json, pathlib\npathlib.Path('first.json').write_text(json.dumps({'quick': QUICK, 'seed': SEED}))",
+    )
     write_notebook(folder / "01_second.ipynb", "x = 1", "raise ValueError('broken on purpose')", "y = 2")
     write_notebook(folder / "02_third.ipynb", "pass")
     (folder / "scratch.ipynb").write_text("not a chapter")
@@ -90,3 +101,61 @@ def test_cli_reports_errors_in_one_line(capsys):
 def test_cli_lists_models(capsys):
     assert main(["models"]) == 0
     assert "smollm2-135m-instruct" in capsys.readouterr().out
+
+
+@pytest.fixture
+def progress_course(tmp_path):
+    """Two chapters: one prints a line and draws a tqdm.auto bar (a widget in the kernel), one ends in Markdown."""
+    folder = tmp_path / "progress"
+    folder.mkdir()
+    write_notebook(
+        folder / "00_talk.ipynb",
+        "print('hello from chapter zero')",
+        "from tqdm.auto import tqdm\nfor _ in tqdm(range(3), desc='steps'):\n    pass",
+    )
+    write_notebook(folder / "01_quiet.ipynb", "x = 1")
+    quiet = nbformat.read(folder / "01_quiet.ipynb", as_version=4)
+    quiet.cells.append(new_markdown_cell("The end."))
+    nbformat.write(quiet, folder / "01_quiet.ipynb")
+    return folder
+
+
+def test_cell_progress_reaches_every_cell_of_every_chapter(progress_course, tmp_path):
+    calls = []
+    report = run_course(None, notebooks_dir=progress_course, output_dir=tmp_path / "out", progress=False,
+                        on_cell=lambda *call: calls.append(call))
+    assert report.ok
+    for result in report.results:
+        cells = len(nbformat.read(result.output, as_version=4).cells)  # the injected parameters cell counts too
+        seen = [(done, total) for chapter, done, total in calls if chapter == result.notebook.stem]
+        assert seen[0] == (0, cells) and seen[-1] == (cells, cells)
+        assert [done for done, _ in seen] == sorted({done for done, _ in seen})
+
+
+def test_relays_chapter_output_without_the_tcp_warning(progress_course, tmp_path, capfd, recwarn):
+    run_course("00", notebooks_dir=progress_course, output_dir=tmp_path / "out", progress=True)
+    out, err = capfd.readouterr()
+    assert "hello from chapter zero" in out
+    assert "steps: 100% 3/3" in err
+    assert "00_talk:" in err and "cell/s" in err, "the running chapter's cell bar"
+    assert "without encryption" not in out + err
+    assert not [w for w in recwarn if "without encryption" in str(w.message)]
+
+
+def test_tcp_warning_filter_drops_only_that_record():
+    def record(message):
+        return logging.LogRecord("IPKernelApp", logging.WARNING, __file__, 1, message, None, None)
+
+    drop = UnencryptedTcpWarningFilter()
+    assert not drop.filter(record(UNENCRYPTED_TCP_WARNING + " All communication is sent in plain text."))
+    assert drop.filter(record("Kernel is running over IPC."))
+
+
+def test_summary_lists_wall_time_per_chapter_and_total(course_dir, tmp_path):
+    report = run_course(None, notebooks_dir=course_dir, output_dir=tmp_path / "out", progress=False, raise_on_error=False)
+    table = report.table()
+    assert "wall time" in table.splitlines()[0]
+    assert "| 00_first | ok |" in table and "| 01_second | FAILED |" in table
+    total = table.splitlines()[-1]
+    assert total.startswith("| total | FAILED |") and f"{report.seconds:.1f}" in total
+    assert report.seconds == pytest.approx(sum(r.seconds for r in report.results))
