@@ -35,7 +35,7 @@ course: setup
 	$(BIN)/slmlab course $(COURSE_ARGS)
 
 test: setup lint
-	SLMLAB_QUICK=1 $(BIN)/python -m pytest --nbval-lax $(PYTEST_ARGS)
+	artifacts=$$(mktemp -d) && SLMLAB_QUICK=1 SLMLAB_ARTIFACTS=$$artifacts $(BIN)/python -m pytest --nbval-lax $(PYTEST_ARGS); status=$$?; rm -rf "$$artifacts"; exit $$status
 
 lint: setup
 	$(BIN)/ruff check lib tests benchmarks
@@ -50,3 +50,4 @@ bench: setup
 
 clean:
 	find results adapters -mindepth 1 ! -name .gitkeep -exec rm -rf {} +
+	rm -rf quick

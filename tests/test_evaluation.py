@@ -9,9 +9,11 @@ import pytest
 from slmlab.lora.evaluation import (
     before_after_table,
     normalize_answer,
+    per_category_table,
     score_predictions,
     spread_over_categories,
     summarize,
+    summary_table,
 )
 
 
@@ -53,6 +55,28 @@ def test_spread_over_categories():
     assert spread_over_categories(rows, None) == rows
 
 
+def comparison_summary() -> dict:
+    before = summarize(score_predictions([row("q1", "A"), row("q2", "B"), row("q3", "x = 1", "code_idiom")], ["A", "b.", "y"]))
+    after = summarize(score_predictions([row("q1", "A"), row("q2", "B"), row("q3", "x = 1", "code_idiom")], ["A", "B", "x = 1"]))
+    improvement = {k: round(after[k] - before[k], 1) for k in ("exact_match", "normalized_match")}
+    return {"baseline": before, "tuned": after, "improvement": improvement}
+
+
+def test_summary_table():
+    table = summary_table(comparison_summary())
+    assert list(table.columns) == ["baseline", "tuned", "improvement"]
+    assert list(table.index) == ["exact match (%)", "normalized match (%)"]
+    assert table.loc["exact match (%)"].tolist() == pytest.approx([33.3, 100.0, 66.7])
+    assert table.loc["normalized match (%)"].tolist() == pytest.approx([66.7, 100.0, 33.3])
+
+
+def test_per_category_table():
+    table = per_category_table(comparison_summary())
+    assert list(table.columns) == ["tuned exact", "tuned normalized", "baseline exact", "baseline normalized"]
+    assert table.loc["fact"].tolist() == [100.0, 100.0, 50.0, 100.0]
+    assert table.loc["code_idiom"].tolist() == [100.0, 100.0, 0.0, 0.0]
+
+
 def test_compare_models_end_to_end(tiny_model_dir, tmp_path):
     """The tiny model, an adapter trained for a few steps: files written, numbers consistent."""
     from slmlab.generation import DecodingConfig
@@ -63,7 +87,8 @@ def test_compare_models_end_to_end(tiny_model_dir, tmp_path):
 
     patterns = toy_patterns(4)
     generate_dataset(patterns, tmp_path / "data")
-    train_lora(tmp_path / "data", tmp_path / "lora", str(tiny_model_dir), TrainConfig(steps=2, batch_size=4), backend="torch", progress=False)
+    train_lora(tmp_path / "data", tmp_path / "lora", str(tiny_model_dir), TrainConfig(steps=2, batch_size=4), backend="torch",
+               progress=False)
     comparison = compare_models(str(tiny_model_dir), tmp_path / "lora", tmp_path / "data", tmp_path / "results", backend="torch",
                                 decoding=DecodingConfig(max_new_tokens=4), progress=False)
     saved = json.loads((tmp_path / "results" / "comparison.json").read_text())

@@ -237,13 +237,15 @@ def test_train_and_evaluate_commands(tiny_model_dir, tmp_path, capsys):
 
 
 def test_quick_runs_default_to_their_own_folder():
-    from slmlab.mcts.cli import _settings
+    from slmlab.mcts.cli import chapter_settings
+    from slmlab.mcts.runs import default_run_dir
 
     args = parser().parse_args(["mcts", "run", "--quick"])
-    assert _settings(args) == ChapterSettings.quick() and args.run_dir == "results/mcts-quick"
+    assert chapter_settings(args) == ChapterSettings.quick() and args.run_dir == str(default_run_dir(quick=True))
     args = parser().parse_args(["mcts", "run", "--rounds", "5", "--sims", "3"])
-    settings = _settings(args)
-    assert (settings.rounds, settings.simulations, args.run_dir) == (5, 3, "results/mcts")
+    settings = chapter_settings(args)
+    assert (settings.rounds, settings.simulations, args.run_dir) == (5, 3, str(default_run_dir(quick=False)))
+    assert default_run_dir(quick=True) != default_run_dir(quick=False)  # the notebook's quick run uses the same folder
 
 
 # --- the MCTS controller ----------------------------------------------------------------------------------------
@@ -320,4 +322,5 @@ def test_serve_with_a_missing_network_is_a_one_line_error(tiny_model_dir, tmp_pa
     from slmlab.cli import main
 
     code = main(["serve", "--controller", "mcts", "--model", str(tiny_model_dir), "--network", str(tmp_path / "x.pt")])
-    assert code == 2 and capsys.readouterr().err.strip().splitlines()[-1] == f"slmlab: error: no saved network at {tmp_path / 'x.pt'}"
+    last_line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and last_line == f"slmlab: error: no saved network at {tmp_path / 'x.pt'}"

@@ -31,8 +31,11 @@ from slmlab.lora.evaluation import compare_models
 from slmlab.lora.training import TrainConfig, train_lora
 from slmlab.mcts.cli import add_mcts_commands
 from slmlab.models.registry import DEFAULT_MODEL
+from slmlab.settings import adapters_dir, artifacts_root, data_dir
 
 DEFAULT = " (default: %(default)s)"  # appended to a help text: argparse fills in the option's default
+ARTIFACT = " (default: %s of the artifacts tree, see slmlab.settings.artifacts_root)"
+LORA_ADAPTER = "patterns-lora"  # the adapter folder chapters 03 and 04 share, under adapters/
 
 
 def _defaults_of(function: Callable) -> dict[str, object]:
@@ -109,7 +112,7 @@ def _data(args: argparse.Namespace) -> int:
     from slmlab.lora.patterns import load_patterns
 
     config = DataConfig(variants_per_prompt=args.variants, seed=args.seed)
-    summary = generate_dataset(load_patterns(args.patterns), args.out, config)
+    summary = generate_dataset(load_patterns(args.patterns), args.out or data_dir(), config)
     print(f"wrote {summary.counts} to {summary.folder}")
     return 0
 
@@ -117,13 +120,16 @@ def _data(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
                          rank=args.rank, seed=args.seed)
-    result = train_lora(args.data, args.out, args.model, config, backend=args.backend, resume=not args.fresh)
+    out = args.out or adapters_dir(LORA_ADAPTER)
+    result = train_lora(args.data or data_dir(), out, args.model, config, backend=args.backend, resume=not args.fresh)
     print(f"adapter: {result.adapter_dir}  metrics: {result.metrics_path}")
     return 0
 
 
 def _eval(args: argparse.Namespace) -> int:
-    comparison = compare_models(args.model, args.adapter, args.data, args.results, backend=args.backend, limit=args.limit)
+    adapter, data = args.adapter or adapters_dir(LORA_ADAPTER), args.data or data_dir()
+    results = args.results or artifacts_root() / "results"
+    comparison = compare_models(args.model, adapter, data, results, backend=args.backend, limit=args.limit)
     summary = comparison.summary
     print(json.dumps({k: summary[k] for k in ("baseline", "tuned", "improvement")}, indent=2))
     return 0
@@ -195,7 +201,7 @@ def _add_data_command(commands) -> None:
     config = DataConfig()
     data = commands.add_parser("data", help="generate train/valid/test JSONL from the patterns")
     data.add_argument("--patterns", default="patterns", help="pattern folder" + DEFAULT)
-    data.add_argument("--out", default="data", help="output folder" + DEFAULT)
+    data.add_argument("--out", default=None, help="output folder" + ARTIFACT % "data/")
     data.add_argument("--variants", type=int, default=config.variants_per_prompt,
                       help="augmented copies per training prompt" + DEFAULT)
     data.add_argument("--seed", type=int, default=config.seed, help="augmentation and split seed" + DEFAULT)
@@ -206,8 +212,8 @@ def _add_train_command(commands) -> None:
     config = TrainConfig()
     backend = _defaults_of(train_lora)["backend"]
     train = commands.add_parser("train", help="LoRA-train the model on the generated data (resumes by default)")
-    train.add_argument("--data", default="data", help="folder with train.jsonl and valid.jsonl" + DEFAULT)
-    train.add_argument("--out", default="adapters/patterns-lora", help="adapter folder" + DEFAULT)
+    train.add_argument("--data", default=None, help="folder with train.jsonl and valid.jsonl" + ARTIFACT % "data/")
+    train.add_argument("--out", default=None, help="adapter folder" + ARTIFACT % f"adapters/{LORA_ADAPTER}/")
     train.add_argument("--model", default=DEFAULT_MODEL, help="base model" + DEFAULT)
     train.add_argument("--backend", default=backend, help="auto, torch or mlx" + DEFAULT)
     train.add_argument("--steps", type=int, default=config.steps, help="optimiser steps" + DEFAULT)
@@ -222,9 +228,9 @@ def _add_train_command(commands) -> None:
 def _add_eval_command(commands) -> None:
     defaults = _defaults_of(compare_models)
     evaluate = commands.add_parser("eval", help="baseline vs tuned on the held-out test set")
-    evaluate.add_argument("--adapter", default="adapters/patterns-lora", help="adapter folder" + DEFAULT)
-    evaluate.add_argument("--data", default=defaults["data_dir"], help="folder with test.jsonl" + DEFAULT)
-    evaluate.add_argument("--results", default=defaults["results_dir"], help="where the comparison goes" + DEFAULT)
+    evaluate.add_argument("--adapter", default=None, help="adapter folder" + ARTIFACT % f"adapters/{LORA_ADAPTER}/")
+    evaluate.add_argument("--data", default=None, help="folder with test.jsonl" + ARTIFACT % "data/")
+    evaluate.add_argument("--results", default=None, help="where the comparison goes" + ARTIFACT % "results/")
     evaluate.add_argument("--model", default=DEFAULT_MODEL, help="base model" + DEFAULT)
     evaluate.add_argument("--backend", default=defaults["backend"], help="auto, torch or mlx" + DEFAULT)
     evaluate.add_argument("--limit", type=int, default=defaults["limit"], help="test rows, spread over categories (default: all)")

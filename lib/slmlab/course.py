@@ -1,7 +1,8 @@
 """Run the numbered course notebooks headless with papermill, in order, and report the first failure.
 
 Entry point: :func:`run_course` (what ``make course`` and ``slmlab course`` call). Executed copies land
-in ``results/notebooks/``; a failing chapter stops the run, because later chapters read its artifacts.
+in ``results/notebooks/`` of the mode's artifacts tree (:func:`slmlab.settings.artifacts_root`); a failing
+chapter stops the run, because later chapters read its artifacts.
 While it runs, the terminal shows a bar over the chapters, a bar over the running chapter's cells, and the
 chapter's own printed lines and progress bars.
 """
@@ -23,7 +24,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from slmlab.errors import SlmLabError
-from slmlab.settings import project_root, quick_mode
+from slmlab.settings import project_root, quick_mode, results_dir
 
 _NUMBERED = re.compile(r"^(\d\d)_[\w-]+\.ipynb$")
 _ENGINE = "slmlab-course"
@@ -346,8 +347,6 @@ def run_course(
 
     root = project_root()
     notebooks_dir = Path(notebooks_dir or root / "notebooks")
-    output_dir = Path(output_dir or root / "results" / "notebooks")
-    output_dir.mkdir(parents=True, exist_ok=True)
     wanted = parse_chapters(chapters)
     selected = [nb for nb in discover_chapters(notebooks_dir) if wanted is None or int(nb.name[:2]) in wanted]
     if not selected:
@@ -359,6 +358,9 @@ def run_course(
     if model is not None:
         params["MODEL"] = model
     params.update(parameters or {})
+    # executed copies follow the artifacts rule: a quick course never replaces a full course's notebooks
+    output_dir = Path(output_dir) if output_dir else results_dir("notebooks", quick=bool(params["QUICK"]))
+    output_dir.mkdir(parents=True, exist_ok=True)
 
     report = CourseReport()
     display = CourseDisplay(len(selected), enabled=progress)

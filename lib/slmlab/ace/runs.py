@@ -2,7 +2,8 @@
 (adapt while evaluating), over several epochs, with results appended as they come so an interrupted run
 resumes at the first missing sample.
 
-One run writes one folder (default ``results/ace/<model>/<task>/<mode>/``):
+One run writes one folder (default ``results/ace/<model>/<task>/<mode>/`` of the artifacts tree, see
+:func:`~slmlab.settings.artifacts_root`):
 
 - ``results.csv``     one row per evaluated test sample and epoch (the columns are :data:`CORE_COLUMNS`, then
                       :data:`DETAIL_COLUMNS`, then :data:`ACE_COLUMNS` in ACE modes, then ``parse`` —
@@ -10,8 +11,9 @@ One run writes one folder (default ``results/ace/<model>/<task>/<mode>/``):
 - ``adaptation.csv``  the same columns for the training samples ACE offline learned from;
 - ``playbook_epoch{N}.jsonl`` the playbook after epoch N; ``playbook.jsonl`` / ``state.json`` the
                       playbook so far and how far adaptation got (for resuming);
-- ``operations.jsonl`` every delta operation with its epoch and the sample that caused it; ``stats.json`` per-epoch accuracy, per-step
-                      latency, parse failures, playbook size and operations, peak memory; ``config.json``.
+- ``operations.jsonl`` every delta operation with its epoch and the sample that caused it;
+- ``stats.json``      per-epoch accuracy, per-step latency, parse failures, playbook size and operations, peak
+                      memory; ``config.json``.
 
 Epoch 0 is always the baseline (empty playbook); epoch N ≥ 1 evaluates after N adaptation passes.
 """
@@ -125,9 +127,11 @@ def task_sets(config: AceConfig) -> tuple[str, str, list[TaskItem], list[TaskIte
     return name, domain, train, test
 
 
-def default_run_dir(config: AceConfig, root: str | Path | None = None) -> Path:
+def default_run_dir(config: AceConfig, root: str | Path | None = None, quick: bool | None = None) -> Path:
+    """``<root>/<model>/<task>/<mode>``; ``root`` defaults to ``results/ace`` of the mode's artifacts tree
+    (:func:`~slmlab.settings.artifacts_root`; ``quick`` defaults to ``SLMLAB_QUICK``)."""
     name = config.task if config.task in DOMAINS else Path(config.task).stem
-    return Path(root or results_dir("ace")) / model_slug(config.model_id) / name / config.mode
+    return Path(root or results_dir("ace", quick=quick)) / model_slug(config.model_id) / name / config.mode
 
 
 def peak_memory_mb() -> float:
@@ -313,7 +317,8 @@ class AceRunner:
         todo = [item for item in items if item.id not in done]
         if not todo:
             return
-        bar = tqdm(total=len(items), initial=len(items) - len(todo), desc=f"{self.task_name} {self.config.mode} epoch {epoch} {phase}",
+        desc = f"{self.task_name} {self.config.mode} epoch {epoch} {phase}"
+        bar = tqdm(total=len(items), initial=len(items) - len(todo), desc=desc,
                    unit="sample", disable=not self.progress)
         for batch in _chunks(todo, self.config.batch_size):
             rows = self._batch(batch, epoch, adapt, times)
@@ -355,7 +360,9 @@ class AceRunner:
         decoding = DecodingConfig(max_new_tokens=max_new_tokens, seed=self.config.seed, batch_size=self.config.batch_size)
         return model.generate(texts, decoding, chat=False)
 
-    def _reflect_and_curate(self, batch, replies: Sequence[GeneratorReply], correct, shown, epoch: int, times: _StepTimes) -> float:
+    def _reflect_and_curate(
+        self, batch, replies: Sequence[GeneratorReply], correct, shown, epoch: int, times: _StepTimes
+    ) -> float:
         labels = self.config.use_labels
         started = time.perf_counter()
         prompts = [reflector_prompt(item, reply, labels) for item, reply in zip(batch, replies)]
@@ -382,7 +389,8 @@ class AceRunner:
         with self.path("operations.jsonl").open("a", encoding="utf-8") as handle:
             handle.write(lines)
 
-    def _row(self, item: TaskItem, reply: GeneratorReply, correct: bool, latency_ms: float, reflection_ms: float, reflected: bool, epoch: int, shown) -> dict:
+    def _row(self, item: TaskItem, reply: GeneratorReply, correct: bool, latency_ms: float, reflection_ms: float,
+             reflected: bool, epoch: int, shown) -> dict:
         row = {
             "model_id": self.config.model_id,
             "task_name": self.task_name,

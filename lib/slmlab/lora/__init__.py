@@ -2,16 +2,17 @@
 
 Entry points, one per chapter: :func:`load_patterns` (01, YAML patterns with file/line/field errors),
 :func:`generate_dataset` (02, train/valid/test JSONL), :func:`train_lora` (03, PEFT on torch, mlx-lm on
-MLX) and :func:`compare_models` (04, baseline vs tuned). Plots and widgets live in :mod:`slmlab.lora.views`.
+MLX) and :func:`compare_models` (04, baseline vs tuned, shown by :func:`summary_table` and
+:func:`per_category_table`). Plots and widgets live in :mod:`slmlab.lora.views`.
 """
 
 from slmlab.lora.datagen import DataConfig, build_rows, dataset_stats, find_leaks, generate_dataset, load_split
-from slmlab.lora.evaluation import before_after_table, compare_models
+from slmlab.lora.evaluation import before_after_table, compare_models, per_category_table, summary_table
 from slmlab.lora.patterns import PatternError, check_patterns_cli, load_patterns, pattern_counts, patterns_table
 from slmlab.lora.training import TrainConfig, train_lora
 
 __all__ = [
     "DataConfig", "PatternError", "TrainConfig", "before_after_table", "build_rows", "check_patterns_cli",
     "compare_models", "dataset_stats", "find_leaks", "generate_dataset", "load_patterns", "load_split",
-    "pattern_counts", "patterns_table", "train_lora",
+    "pattern_counts", "patterns_table", "per_category_table", "summary_table", "train_lora",
 ]

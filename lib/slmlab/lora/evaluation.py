@@ -1,7 +1,8 @@
 """Chapter 04: baseline vs tuned on the held-out test set — exact and normalized match, per category.
 
 Entry point: :func:`compare_models`, which writes ``results/comparison.json`` (baseline, tuned,
-improvement) and a per-item CSV, and returns both for the notebook's chart and before/after table.
+improvement) and a per-item CSV, and returns both; :func:`summary_table`, :func:`per_category_table` and
+:func:`before_after_table` are the tables the notebook shows.
 """
 
 from __future__ import annotations
@@ -144,3 +145,23 @@ def before_after_table(comparison: Comparison, limit: int | None = 12):
     return table.head(limit) if limit else table
 
 
+METRIC_LABELS = {"exact_match": "exact match (%)", "normalized_match": "normalized match (%)"}
+
+
+def summary_table(summary: dict):
+    """Baseline, tuned and improvement (columns) for exact and normalized match in % (rows)."""
+    import pandas as pd
+
+    columns = ("baseline", "tuned", "improvement")
+    return pd.DataFrame({column: [summary[column][metric] for metric in METRIC_LABELS] for column in columns},
+                        index=list(METRIC_LABELS.values()))
+
+
+def per_category_table(summary: dict):
+    """One row per category: the tuned model's exact / normalized match (%), then the baseline's."""
+    import pandas as pd
+
+    def scores(model: str):
+        return pd.DataFrame(summary[model]["per_category"]).T.add_prefix(f"{model} ")
+
+    return scores("tuned").join(scores("baseline"))

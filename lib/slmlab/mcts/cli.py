@@ -18,7 +18,6 @@ from slmlab.mcts.serve import CONTROLLERS, create_app
 from slmlab.models.registry import DEFAULT_MODEL
 
 CONTROLLER_NAMES = tuple(CONTROLLERS)
-DEFAULT_RUN = "results/mcts"  # --quick runs go to results/mcts-quick, so the two sizes never share a folder
 DEFAULT = " (default: %(default)s)"  # appended to a help text: argparse fills in the option's default
 FROM_SETTINGS = " (default: ChapterSettings, or its quick sizes with --quick)"
 SETTINGS_FIELDS = ("seed", "simulations", "budget", "span_tokens", "n_train", "n_test", "rounds", "episodes_per_round",
@@ -46,10 +45,10 @@ def _given(args: argparse.Namespace, names) -> dict:
 def chapter_settings(args: argparse.Namespace):
     """The :class:`~slmlab.mcts.runs.ChapterSettings` of a parsed ``slmlab mcts ...`` command line (the quick
     sizes with ``--quick``, changed by the options given); also fills in the default run folder."""
-    from slmlab.mcts.runs import ChapterSettings
+    from slmlab.mcts.runs import ChapterSettings, default_run_dir
 
     if args.run_dir is None:
-        args.run_dir = DEFAULT_RUN + ("-quick" if args.quick else "")
+        args.run_dir = str(default_run_dir(quick=bool(args.quick)))
     base = ChapterSettings.quick() if args.quick else ChapterSettings()
     return replace(base, **_given(args, SETTINGS_FIELDS))
 
@@ -109,7 +108,8 @@ def _run(args: argparse.Namespace) -> int:
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL, help="model name" + DEFAULT)
     parser.add_argument("--run", dest="run_dir", default=None,
-                        help=f"run folder: replay buffer, episodes, network, results (default: {DEFAULT_RUN}[-quick])")
+                        help="run folder: replay buffer, episodes, network, results "
+                             "(default: results/mcts of the full or, with --quick, the quick artifacts tree)")
     parser.add_argument("--qa", default=None, help="a task file in chapter 05's schema instead of the generated QA")
     parser.add_argument("--seed", type=int, help="run seed" + FROM_SETTINGS)
     parser.add_argument("--quick", action="store_true", help="the smoke-run sizes of the notebook's quick mode")

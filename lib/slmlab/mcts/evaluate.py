@@ -1,7 +1,8 @@
 """Chapter 06's honest comparison: the MCTS controller against plain greedy decoding and best-of-n sampling
 on held-out QA items, on accuracy, tokens spent and latency.
 
-Entry point: :func:`evaluate_controllers` (one row per method and item) and :func:`summarize_evaluation`.
+Entry point: :func:`evaluate_controllers` (one row per method and item) and :func:`summarize_evaluation`;
+:func:`conclusion` turns that summary into the chapter's verdict.
 None of the methods sees the gold answer while answering:
 
 - ``greedy``: one greedy reply of up to ``budget`` tokens.
@@ -140,3 +141,21 @@ def summarize_evaluation(frame: pd.DataFrame) -> pd.DataFrame:
         "latency_p95_ms": grouped["latency_ms"].quantile(0.95).round(1),
     })
     return table.reset_index()
+
+
+def conclusion_figures(table: pd.DataFrame) -> dict:
+    """The verdict's numbers from a :func:`summarize_evaluation` table with ``mcts`` and ``greedy`` rows:
+    held-out ``items``, accuracy ``gain`` of mcts over greedy (points), ``token_cost`` (mcts tokens spent per
+    greedy token) and whether mcts ``beats`` greedy."""
+    by_method = table.set_index("method")
+    gain = float(by_method.loc["mcts", "accuracy"] - by_method.loc["greedy", "accuracy"])
+    cost = float(by_method.loc["mcts", "tokens_spent"] / max(by_method.loc["greedy", "tokens_spent"], 1e-9))
+    return {"items": int(by_method.loc["greedy", "items"]), "gain": gain, "token_cost": cost, "beats": gain > 0}
+
+
+def conclusion(table: pd.DataFrame) -> str:
+    """One Markdown sentence: does the MCTS controller beat greedy decoding, by how much, at what token cost."""
+    figures = conclusion_figures(table)
+    verdict = "beats" if figures["beats"] else "does not beat"
+    return (f"On these {figures['items']} held-out questions the MCTS controller **{verdict}** greedy decoding: "
+            f"{figures['gain']:+.1f} points of exact match, at {figures['token_cost']:.1f}× the tokens.")

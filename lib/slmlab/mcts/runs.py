@@ -1,7 +1,8 @@
 """The whole of chapter 06 in one call, shared by the notebook and ``slmlab mcts run``: rounds of self-play
 and network training, then the held-out comparison with greedy decoding and best-of-n sampling.
 
-Entry point: :func:`run_chapter`. Everything lands in one run folder (see :mod:`slmlab.mcts.selfplay`),
+Entry point: :func:`run_chapter`. Everything lands in one run folder (see :mod:`slmlab.mcts.selfplay`;
+:func:`default_run_dir` gives ``results/mcts`` of the mode's full or quick artifacts tree),
 plus ``eval.csv`` (one row per method and item), ``eval_summary.md`` / ``eval_summary.csv`` and
 ``summary.json``. A second call with the same settings reuses what is there: finished self-play episodes
 and training steps are not repeated, and the evaluation is redone only when ``eval.csv`` is missing or was made
@@ -24,6 +25,7 @@ from slmlab.mcts.learning import TrainSettings
 from slmlab.mcts.network import load_network
 from slmlab.mcts.qa import qa_split
 from slmlab.mcts.selfplay import SelfPlayConfig, current_network, episodes_done, network_path, self_play, train_round
+from slmlab.settings import results_dir
 from slmlab.tasks import TaskItem, load_task
 
 
@@ -62,6 +64,12 @@ class ChapterSettings:
     def evaluation(self) -> EvalSettings:
         return EvalSettings(budget=self.budget, span_tokens=self.span_tokens, best_of=self.best_of,
                             simulations=self.simulations, seed=self.seed)
+
+
+def default_run_dir(quick: bool | None = None) -> Path:
+    """The chapter's run folder: ``results/mcts`` of the full or quick artifacts tree (``quick`` defaults to
+    ``SLMLAB_QUICK``; see :func:`~slmlab.settings.artifacts_root`), so the two sizes never share a folder."""
+    return results_dir("mcts", quick=quick)
 
 
 def chapter_items(settings: ChapterSettings, qa_file: str | Path | None = None) -> tuple[list[TaskItem], list[TaskItem]]:
