@@ -17,8 +17,8 @@ from slmlab.mcts.cli import add_mcts_commands
 from slmlab.mcts.controller import MCTSController
 from slmlab.mcts.evaluate import COLUMNS, EvalSettings, evaluate_controllers, summarize_evaluation
 from slmlab.mcts.features import feature_dim
-from slmlab.mcts.lm_env import THOUGHT_PLACEHOLDER, EnvConfig, LMEnvironment
-from slmlab.mcts.macro import MACROS, Macro, MacroState, Span
+from slmlab.mcts.lm_env import EnvConfig, LMEnvironment
+from slmlab.mcts.macro import MACROS, THOUGHT_PLACEHOLDER, Macro, MacroState, Span
 from slmlab.mcts.network import PolicyValueNet, save_network
 from slmlab.mcts.qa import final_answer, make_qa_items, qa_correct, qa_split
 from slmlab.mcts.replay import ReplayBuffer

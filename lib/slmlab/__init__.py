@@ -1,9 +1,10 @@
 """SLM Lab: the helper library behind the notebook course.
 
 The top level is the shared core: ``models`` and ``backends`` (load any model on torch or MLX),
-``generation`` (decoding settings), ``io`` (atomic files and folders), ``settings``, ``errors``,
-``tasks`` and ``metrics`` (items with gold answers and how answers are scored), ``adapters`` (PEFT and
-mlx-lm LoRA folders), ``course`` (the papermill runner) and ``cli``. Each teaching lever is one
+``generation`` (decoding settings), ``io`` (atomic files and folders), ``settings`` (quick mode and the
+artifact folders), ``errors``, ``trainloop`` and ``checkpoints`` (the one training loop and its checkpoint
+folders), ``tasks`` and ``metrics`` (items with gold answers and how answers are scored), ``adapters``
+(PEFT and mlx-lm LoRA folders), ``course`` (the papermill runner) and ``cli``. Each teaching lever is one
 subpackage with one entry point and a ``views`` module for its plots and widgets:
 
 ==========================  =================  ==========================================

@@ -56,7 +56,6 @@ import torch
 
 from slmlab.errors import BackendError
 from slmlab.generation import Prompt, as_messages
-from slmlab.mcts.macro import THOUGHT_PLACEHOLDER as THOUGHT_PLACEHOLDER  # re-exported: what a trace shows for a thought
 from slmlab.mcts.macro import Macro, MacroActionError, MacroState, Span, as_macro, trace_step
 from slmlab.mcts.reward import RewardWeights, score_episode
 
@@ -258,7 +257,7 @@ class LMEnvironment:
 
     def macro_trace(self) -> list[dict]:
         """One dict per macro-action so far: ``action``, ``tokens`` (kept span tokens), ``fed`` (tokens run
-        through the model), ``ms`` and, for spans, ``thought`` and ``text`` (:data:`THOUGHT_PLACEHOLDER`
+        through the model), ``ms`` and, for spans, ``thought`` and ``text`` (:data:`~slmlab.mcts.macro.THOUGHT_PLACEHOLDER`
         for a thought)."""
         return [dict(step) for step in self._trace]
 
