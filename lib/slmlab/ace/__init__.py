@@ -8,30 +8,19 @@ Each name below is imported from its module on first use, so importing the packa
 until a name that needs it is asked for).
 """
 
-from importlib import import_module
+import lazy_loader
 
-_EXPORTS = {
-    "Bullet": "slmlab.ace.playbook", "DeltaOp": "slmlab.ace.playbook", "Playbook": "slmlab.ace.playbook",
-    "PlaybookError": "slmlab.ace.playbook",
-    "AceConfig": "slmlab.ace.runs", "AceRunError": "slmlab.ace.runs", "default_run_dir": "slmlab.ace.runs",
-    "run_ace": "slmlab.ace.runs",
-    "load_results": "slmlab.ace.report", "summarize": "slmlab.ace.report", "to_markdown": "slmlab.ace.report",
-    "write_summary": "slmlab.ace.report",
-    "question_block": "slmlab.ace.roles",
-    "load_task": "slmlab.tasks", "task_split": "slmlab.tasks",
-}
+from slmlab.tasks import load_task as load_task  # re-exported from the core: its task registry is light
+from slmlab.tasks import task_split as task_split
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    """Import an entry point from its module the first time it is asked for."""
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
+__getattr__, _, _lazy = lazy_loader.attach(__name__, submod_attrs={
+    "playbook": ["Bullet", "DeltaOp", "Playbook", "PlaybookError"],
+    "runs": ["AceConfig", "AceRunError", "default_run_dir", "run_ace"],
+    "report": ["load_results", "summarize", "to_markdown", "write_summary"],
+    "roles": ["question_block"],
+})
+__all__ = sorted([*_lazy, "load_task", "task_split"])
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+    return list(__all__)

@@ -15,33 +15,16 @@ imported from its module on first use, so importing the package needs neither to
 fastapi: only a cell that asks for ``create_app`` loads the server.
 """
 
-from importlib import import_module
+import lazy_loader
 
-_EXPORTS = {
-    "ChapterSettings": "runs", "chapter_items": "runs", "default_run_dir": "runs", "evaluate_run": "runs",
-    "run_chapter": "runs",
-    "EvalSettings": "evaluate", "conclusion": "evaluate", "conclusion_figures": "evaluate",
-    "evaluate_controllers": "evaluate", "summarize_evaluation": "evaluate",
-    "FEATURE_NAMES": "features", "state_features": "features",
-    "EnvConfig": "lm_env", "LMEnvironment": "lm_env", "greedy_episode": "lm_env",
-    "Macro": "macro", "MacroActionError": "macro", "MacroState": "macro",
-    "NetworkEvaluator": "network", "load_network": "network",
-    "Featurizer": "selfplay", "SearchSettings": "selfplay", "current_network": "selfplay",
-    "episodes_done": "selfplay", "search_episode": "selfplay",
-    "MCTSController": "controller", "create_app": "serve",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    """Import an entry point from its module the first time it is asked for."""
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
+    "runs": ["ChapterSettings", "chapter_items", "default_run_dir", "evaluate_run", "run_chapter"],
+    "evaluate": ["EvalSettings", "conclusion", "conclusion_figures", "evaluate_controllers", "summarize_evaluation"],
+    "features": ["FEATURE_NAMES", "state_features"],
+    "lm_env": ["EnvConfig", "LMEnvironment", "greedy_episode"],
+    "macro": ["Macro", "MacroActionError", "MacroState"],
+    "network": ["NetworkEvaluator", "load_network"],
+    "selfplay": ["Featurizer", "SearchSettings", "current_network", "episodes_done", "search_episode"],
+    "controller": ["MCTSController"],
+    "serve": ["create_app"],
+})
