@@ -28,14 +28,13 @@ from slmlab.errors import SlmLabError
 from slmlab.generation import STRATEGIES, DecodingConfig
 from slmlab.lora.datagen import DataConfig
 from slmlab.lora.evaluation import compare_models
-from slmlab.lora.training import TrainConfig, train_lora
+from slmlab.lora.training import ADAPTER_NAME, TrainConfig, default_adapter_dir, train_lora
 from slmlab.mcts.cli import add_mcts_commands
 from slmlab.models.registry import DEFAULT_MODEL
-from slmlab.settings import adapters_dir, artifacts_root, data_dir
+from slmlab.settings import artifacts_root, data_dir
 
 DEFAULT = " (default: %(default)s)"  # appended to a help text: argparse fills in the option's default
 ARTIFACT = " (default: %s of the artifacts tree, see slmlab.settings.artifacts_root)"
-LORA_ADAPTER = "patterns-lora"  # the adapter folder chapters 03 and 04 share, under adapters/
 
 
 def _defaults_of(function: Callable) -> dict[str, object]:
@@ -120,14 +119,14 @@ def _data(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
                          rank=args.rank, seed=args.seed)
-    out = args.out or adapters_dir(LORA_ADAPTER)
+    out = args.out or default_adapter_dir()
     result = train_lora(args.data or data_dir(), out, args.model, config, backend=args.backend, resume=not args.fresh)
     print(f"adapter: {result.adapter_dir}  metrics: {result.metrics_path}")
     return 0
 
 
 def _eval(args: argparse.Namespace) -> int:
-    adapter, data = args.adapter or adapters_dir(LORA_ADAPTER), args.data or data_dir()
+    adapter, data = args.adapter or default_adapter_dir(), args.data or data_dir()
     results = args.results or artifacts_root() / "results"
     comparison = compare_models(args.model, adapter, data, results, backend=args.backend, limit=args.limit)
     summary = comparison.summary
@@ -213,7 +212,7 @@ def _add_train_command(commands) -> None:
     backend = _defaults_of(train_lora)["backend"]
     train = commands.add_parser("train", help="LoRA-train the model on the generated data (resumes by default)")
     train.add_argument("--data", default=None, help="folder with train.jsonl and valid.jsonl" + ARTIFACT % "data/")
-    train.add_argument("--out", default=None, help="adapter folder" + ARTIFACT % f"adapters/{LORA_ADAPTER}/")
+    train.add_argument("--out", default=None, help="adapter folder" + ARTIFACT % f"adapters/{ADAPTER_NAME}/")
     train.add_argument("--model", default=DEFAULT_MODEL, help="base model" + DEFAULT)
     train.add_argument("--backend", default=backend, help="auto, torch or mlx" + DEFAULT)
     train.add_argument("--steps", type=int, default=config.steps, help="optimiser steps" + DEFAULT)
@@ -228,7 +227,7 @@ def _add_train_command(commands) -> None:
 def _add_eval_command(commands) -> None:
     defaults = _defaults_of(compare_models)
     evaluate = commands.add_parser("eval", help="baseline vs tuned on the held-out test set")
-    evaluate.add_argument("--adapter", default=None, help="adapter folder" + ARTIFACT % f"adapters/{LORA_ADAPTER}/")
+    evaluate.add_argument("--adapter", default=None, help="adapter folder" + ARTIFACT % f"adapters/{ADAPTER_NAME}/")
     evaluate.add_argument("--data", default=None, help="folder with test.jsonl" + ARTIFACT % "data/")
     evaluate.add_argument("--results", default=None, help="where the comparison goes" + ARTIFACT % "results/")
     evaluate.add_argument("--model", default=DEFAULT_MODEL, help="base model" + DEFAULT)

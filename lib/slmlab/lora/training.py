@@ -19,6 +19,7 @@ from slmlab.checkpoints import latest_checkpoint as latest_checkpoint  # re-expo
 from slmlab.io import atomic_write_folder
 from slmlab.lora.datagen import load_split
 from slmlab.models import DEFAULT_MODEL, resolve_model
+from slmlab.settings import adapters_dir
 from slmlab.trainloop import Callback, Checkpointing, TrainState, train_loop
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 IGNORE = -100  # label value the loss skips (prompt tokens and padding)
 # settings that do not change what is trained; a checkpoint that differs only in these is resumed
 NOT_TRAJECTORY = ("eval_every", "save_every", "keep_checkpoints")
+ADAPTER_NAME = "patterns-lora"  # the adapter chapter 03 trains and chapter 04 evaluates
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,12 @@ def _valid_loss(model, encoded, pad_id: int, batch_size: int) -> float:
             count += n
     model.train()
     return total / max(count, 1)
+
+
+def default_adapter_dir(quick: bool | None = None) -> Path:
+    """``adapters/patterns-lora`` of the full or quick artifacts tree (:func:`~slmlab.settings.artifacts_root`;
+    ``quick`` defaults to ``SLMLAB_QUICK``): where the notebooks and ``slmlab train`` / ``eval`` put it."""
+    return adapters_dir(ADAPTER_NAME, quick=quick)
 
 
 @dataclass
