@@ -1,36 +1,10 @@
-"""Shared fixtures: a tiny random Llama (built once per session) and the real packaged model; a temporary
-artifacts root for the whole session, so the tests never read or write a user's data, adapters or results."""
+"""Shared fixtures: a tiny random Llama (built once per session) and the real packaged model."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-
 import pytest
 
-from slmlab.settings import ARTIFACTS_ENV
 from slmlab.testing import make_tiny_llama
-
-_SESSION_ARTIFACTS = "_slmlab_artifacts"
-
-
-def pytest_configure(config):
-    """Point SLMLAB_ARTIFACTS at a fresh folder before anything runs; notebook kernels inherit it."""
-    folder = tempfile.mkdtemp(prefix="slmlab-test-artifacts-")
-    setattr(config, _SESSION_ARTIFACTS, (folder, os.environ.get(ARTIFACTS_ENV)))
-    os.environ[ARTIFACTS_ENV] = folder
-
-
-def pytest_unconfigure(config):
-    folder, previous = getattr(config, _SESSION_ARTIFACTS, (None, None))
-    if folder is None:
-        return
-    if previous is None:
-        os.environ.pop(ARTIFACTS_ENV, None)
-    else:
-        os.environ[ARTIFACTS_ENV] = previous
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
