@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from slmlab.mcts.learning import TrainSettings, lr_factor, read_metrics, train_network
+from slmlab.mcts.learning import TrainSettings, lr_factor, train_network
 from slmlab.mcts.macro import MACROS, Macro, MacroState, Span, action_mask
 from slmlab.mcts.network import (
     NetworkEvaluator,
@@ -21,6 +21,7 @@ from slmlab.mcts.network import (
 )
 from slmlab.mcts.replay import ReplayBuffer, ReplayBufferError
 from slmlab.mcts.views import plot_training
+from slmlab.runlog import read_metrics
 
 D, A = 12, len(MACROS)
 

@@ -32,6 +32,7 @@ from slmlab.lora.training import ADAPTER_NAME, TrainConfig, default_adapter_dir,
 from slmlab.mcts.cli import add_mcts_commands
 from slmlab.models.registry import DEFAULT_MODEL
 from slmlab.settings import artifacts_root, data_dir
+from slmlab.tinylm.cli import add_lm_commands
 
 DEFAULT = " (default: %(default)s)"  # appended to a help text: argparse fills in the option's default
 ARTIFACT = " (default: %s of the artifacts tree, see slmlab.settings.artifacts_root)"
@@ -152,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_adapter_commands(commands)
     add_ace_commands(commands)
     add_mcts_commands(commands)
+    add_lm_commands(commands)
     return parser
 
 
@@ -249,6 +251,7 @@ def _add_adapter_commands(commands) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]  # what a launcher (slmlab lm train --nproc) passes on
     try:
         return args.run(args)
     except (SlmLabError, ValueError, FileNotFoundError) as problem:

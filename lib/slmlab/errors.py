@@ -19,3 +19,11 @@ class ModelCacheError(SlmLabError):
 
 class BackendError(SlmLabError, ValueError):
     """An unknown backend, a backend that cannot run here, or a feature a backend lacks."""
+
+
+class CorpusError(SlmLabError, ValueError):
+    """A corpus that cannot be trained on: missing, empty, binary, or smaller than one training window."""
+
+
+class CheckpointShapeError(SlmLabError, ValueError):
+    """A checkpoint whose tensors do not fit the model it is loaded into (another shape or vocabulary)."""

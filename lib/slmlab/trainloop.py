@@ -7,6 +7,7 @@ reports through callbacks ``(event, state)`` with the events "step", "eval", "ch
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -51,6 +52,21 @@ class TrainState:
 
 
 Callback = Callable[[str, TrainState], None]  # (event, state); events: "step", "eval", "checkpoint", "end"
+
+
+class StopRequested(KeyboardInterrupt):
+    """Raised by a callback to end a run cleanly (a notebook's Stop button): the loop checkpoints, as on Ctrl+C."""
+
+
+def stop_when(event: threading.Event) -> Callback:
+    """A callback that stops the run after the step during which ``event`` was set (from another thread)."""
+    def check(name: str, state: TrainState) -> None:
+        if name == "step" and event.is_set():
+            raise StopRequested(f"stopped at step {state.step}")
+
+    return check
+
+
 StepFunction = Callable[[int], Mapping[str, float]]  # trains 0-based step i; returns {"loss", optional "tokens", ...}
 
 

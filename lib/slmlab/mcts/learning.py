@@ -18,7 +18,6 @@ step and the buffer's contents only, so a resumed run draws the batches an unint
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -27,10 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from slmlab.io import atomic_write_text
 from slmlab.mcts.network import PolicyValueNet, masked_log_policy, save_network
 from slmlab.mcts.replay import ReplayBuffer
-from slmlab.trainloop import Checkpointing, TrainState, train_loop
+from slmlab.runlog import RUN_FILES, RunLog
+from slmlab.trainloop import Checkpointing, train_loop
 
 SCHEDULES = ("cosine", "linear", "constant")
 # settings that only say how long to train or how often to save; any other difference forbids a resume
@@ -153,61 +152,7 @@ def _checkpointing(out_dir: Path, settings: TrainSettings, net: PolicyValueNet, 
 
     record = asdict(settings) | {"horizon": settings.horizon, "network": asdict(net.config)}
     return Checkpointing(out_dir, record, save_files, load_files, keep=settings.keep_checkpoints,
-                         ignore=_NOT_TRAJECTORY, run_files=("tensorboard", "metrics.jsonl"))
-
-
-# --- metrics ---------------------------------------------------------------------------------------
-
-
-def read_metrics(path: str | Path) -> list[dict[str, float]]:
-    """The records of a ``metrics.jsonl`` (or of the run folder holding one), in step order."""
-    path = Path(path)
-    path = path / "metrics.jsonl" if path.is_dir() else path
-    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
-    return [json.loads(line) for line in lines if line.strip()]
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop lines past ``step``: a run killed after its last checkpoint logged steps that will run again."""
-    if path.exists():
-        kept = [json.dumps(r) + "\n" for r in read_metrics(path) if r["step"] <= step]
-        atomic_write_text(path, "".join(kept))
-
-
-class _RunLog:
-    """The loop callback that appends each step to ``metrics.jsonl`` and TensorBoard.
-
-    Opened at the first event, when the step the run continues from is known: lines a killed run logged past
-    its last checkpoint are dropped (they will be logged again).
-    """
-
-    def __init__(self, out_dir: Path, tensorboard: bool):
-        self.metrics_path, self.tensorboard_dir = out_dir / "metrics.jsonl", out_dir / "tensorboard"
-        self.tensorboard, self.file, self.writer = tensorboard, None, None
-
-    def __call__(self, event: str, state: TrainState) -> None:
-        if self.file is None:
-            self._open(state.step - 1 if event == "step" else state.step)
-        if event == "step":
-            self.file.write(json.dumps({"step": state.step, **{key: state.scalars[key] for key in _LOGGED}}) + "\n")
-            self.file.flush()  # a notebook may plot the file while training runs
-            if self.writer is not None:
-                for key, tag in _LOGGED.items():
-                    self.writer.add_scalar(tag, state.scalars[key], state.step)
-
-    def _open(self, step: int) -> None:
-        _truncate_metrics(self.metrics_path, step)
-        self.file = self.metrics_path.open("a", encoding="utf-8")
-        if self.tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            # purge_step drops events a killed run logged after its last checkpoint (they will be logged again)
-            self.writer = SummaryWriter(log_dir=str(self.tensorboard_dir), purge_step=step + 1 if step else None)
-
-    def close(self) -> None:
-        for handle in (self.file, self.writer):
-            if handle is not None:
-                handle.close()
+                         ignore=_NOT_TRAJECTORY, run_files=RUN_FILES)
 
 
 # --- the loop -----------------------------------------------------------------------------------
@@ -238,7 +183,7 @@ def train_network(
     optimizer = torch.optim.AdamW(net.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(settings))
     torch.manual_seed(settings.seed)  # dropout draws from torch's global generator; a resume restores it
-    log = _RunLog(out_dir, tensorboard)
+    log = RunLog(out_dir, _LOGGED, tensorboard)
     was_training = net.training
     net.train()
     try:

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from slmlab.mcts.learning import read_metrics
 from slmlab.mcts.macro import Macro
+from slmlab.runlog import read_metrics
 
 ACTION_COLOURS = {
     Macro.CONTINUE.value: "#4c72b0", Macro.THINK_BEGIN.value: "#dd8452", Macro.THINK_END.value: "#c44e52",

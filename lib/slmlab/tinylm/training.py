@@ -1,0 +1,330 @@
+"""Chapter 07's trainer: pre-train the tiny decoder from zero on a prepared token folder, on one process or
+data-parallel under ``torchrun`` (DDP), with the shared loop's checkpoints, resume and clean stop.
+
+Entry point: :func:`train_lm`. The run folder is itself a model folder (``slmlab.load_model(run_dir)``) and holds
+``checkpoints/step-NNNNNN/`` (each one a loadable model folder plus ``optimizer.pt``), ``metrics.jsonl``,
+``tensorboard/`` and ``training_metrics.json``. AdamW with decoupled weight decay on the matrices only, linear
+warmup then cosine decay to ``min_lr_ratio`` of the peak, gradient clipping; the gradient norm (before clipping)
+and the learning rate are logged every step.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from slmlab.checkpoints import latest_checkpoint, read_checkpoint
+from slmlab.runlog import RUN_FILES, RunLog
+from slmlab.settings import adapters_dir
+from slmlab.tinylm import distributed
+from slmlab.tinylm.model import ModelConfig, build_model, count_parameters, load_weights, save_model, save_model_files
+from slmlab.tinylm.prepare import PreparedData, default_data_dir
+from slmlab.tinylm.tokens import TokenLoader
+from slmlab.trainloop import Callback, Checkpointing, StopRequested, TrainState, stop_when, train_loop
+
+if TYPE_CHECKING:
+    import torch
+
+RUN_NAME = "tiny-lm"
+# settings that say how long to train, how often to look or save: a checkpoint differing only in these resumes
+NOT_TRAJECTORY = ("steps", "eval_every", "eval_batches", "save_every", "keep_checkpoints")
+LOGGED = {"loss": "loss/train", "perplexity": "perplexity/train", "lr": "lr", "grad_norm": "grad_norm"}
+
+
+@dataclass(frozen=True)
+class LMTrainConfig:
+    """Model shape, batches and optimisation. The defaults are the chapter's recipe for two CPU cores."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    batch_size: int = 16  # windows per step, over all processes
+    sampling: str = "random"  # "random" windows or "sequential" packing (see slmlab.tinylm.tokens)
+    steps: int = 850  # about two minutes on two CPU cores with the default model
+    learning_rate: float = 3e-3
+    min_lr_ratio: float = 0.1  # the cosine ends at this share of the peak rate
+    warmup_steps: int = 28
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    eval_every: int = 100
+    eval_batches: int = 4  # validation windows scored = eval_batches × batch_size
+    save_every: int = 100
+    keep_checkpoints: int = 2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.sampling not in ("random", "sequential"):
+            raise ValueError(f"sampling must be 'random' or 'sequential', got '{self.sampling}'")
+        if min(self.batch_size, self.steps) < 1 or self.learning_rate <= 0:
+            raise ValueError("batch_size and steps must be >= 1 and learning_rate > 0")
+
+    @classmethod
+    def quick(cls) -> LMTrainConfig:
+        """Quick mode's recipe: a model and a run small enough to train in seconds under test."""
+        model = ModelConfig(hidden_size=64, layers=2, heads=4, kv_heads=4, intermediate_size=128, context_length=64)
+        return cls(model=model, batch_size=8, steps=40, warmup_steps=5, eval_every=20, eval_batches=4, save_every=20)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> LMTrainConfig:
+        """The inverse of ``dataclasses.asdict`` (the model shape nested under ``model``)."""
+        data = dict(data)
+        model = data.pop("model", None)
+        return cls(model=ModelConfig(**model) if isinstance(model, dict) else model or ModelConfig(), **data)
+
+
+@dataclass
+class LMTrainResult:
+    run_dir: Path
+    state: TrainState
+    resumed_from: int
+    stopped: bool  # ended by a stop request (the newest checkpoint holds the steps done)
+    parameters: int
+    metrics_path: Path | None
+
+    @property
+    def final_valid_loss(self) -> float:
+        return self.state.valid_loss[-1][1] if self.state.valid_loss else math.nan
+
+
+def default_run_dir(quick: bool | None = None) -> Path:
+    """``adapters/tiny-lm`` (``quick/adapters/tiny-lm`` in quick mode)."""
+    return adapters_dir(RUN_NAME, quick=quick)
+
+
+def train_lm(
+    data_dir: str | Path | None = None,
+    run_dir: str | Path | None = None,
+    config: LMTrainConfig = LMTrainConfig(),
+    resume: bool = True,
+    callbacks: Sequence[Callback] = (),
+    progress: bool = True,
+    stop: threading.Event | None = None,
+    device: str | None = None,
+    tensorboard: bool = True,
+) -> LMTrainResult:
+    """Pre-train the decoder on the token folder ``data_dir`` (see :mod:`slmlab.tinylm.prepare`) into ``run_dir``.
+
+    Continues from the run folder's newest checkpoint when it was made with the same settings (``resume``).
+    Setting ``stop`` (from another thread, e.g. a notebook button) ends the run after the current step with a
+    checkpoint; Ctrl+C does the same and is raised again. Under ``torchrun`` every process trains on its share of
+    each step's batch and rank 0 writes the files.
+    """
+    import torch
+
+    context = distributed.setup(device)
+    data = PreparedData(Path(data_dir) if data_dir else default_data_dir())
+    run_dir = Path(run_dir) if run_dir else default_run_dir()
+    tokenizer = data.tokenizer(model_max_length=config.model.context_length)
+    loader = data.loader("train", config.model.context_length, config.batch_size, config.sampling, config.seed)
+    if config.batch_size % context.world_size:
+        raise ValueError(f"batch_size {config.batch_size} must divide by the {context.world_size} processes")
+    model = build_model(config.model, tokenizer, config.seed).to(context.device)
+    model.train()
+    trained = _data_parallel(model, context)
+    optimizer = make_optimizer(model, config)
+    scheduler = make_scheduler(optimizer, config)
+    valid = data.loader("valid", config.model.context_length, config.batch_size, "sequential", config.seed, shuffle=False)
+
+    def train_step(index: int) -> dict[str, float]:
+        batch = {key: value.to(context.device) for key, value in loader.batch(index, context.rank, context.world_size).items()}
+        lr = scheduler.get_last_lr()[0]  # the rate this step uses
+        loss = trained(**batch).loss
+        loss.backward()
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip))  # before clipping
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        mean_loss = distributed.mean_over_ranks(loss.item(), context)
+        tokens = int(batch["attention_mask"].sum()) * context.world_size
+        return {"loss": mean_loss, "perplexity": math.exp(min(mean_loss, 50.0)), "lr": lr, "grad_norm": grad_norm,
+                "tokens": tokens}
+
+    checkpointing = _checkpointing(run_dir, config, data, model, tokenizer, optimizer, scheduler, context)
+    log = RunLog(run_dir, LOGGED, tensorboard=tensorboard, eval_tag="loss/valid", enabled=context.is_main)
+    hooks = [log, *callbacks] + ([stop_when(stop)] if stop is not None else [])
+    stopped = False
+    try:
+        run = train_loop(
+            train_step, config.steps, checkpointing,
+            evaluate=lambda: validation_loss(model, valid, config.eval_batches, context),
+            eval_every=config.eval_every, save_every=config.save_every, callbacks=hooks, resume=resume,
+            progress=progress and context.is_main, desc="tiny LM", save_on_interrupt=not context.enabled,
+            finish=lambda state: save_model(model, tokenizer, run_dir) if context.is_main else None,
+            metrics=lambda state: training_metrics(state, config, data, model, context),
+            metrics_path=run_dir / "training_metrics.json" if context.is_main else None,
+        )
+        state, resumed_from = run.state, run.resumed_from
+    except StopRequested:  # a clean stop: the loop has checkpointed; the run folder gets the weights so far
+        stopped = True
+        state, resumed_from = _state_of_latest(run_dir), -1
+        if context.is_main:
+            save_model(model, tokenizer, run_dir)
+    finally:
+        log.close()
+        model.eval()
+        distributed.teardown(context)
+    return LMTrainResult(run_dir, state, resumed_from, stopped, count_parameters(model),
+                         run_dir / "training_metrics.json" if not stopped else None)
+
+
+def overfit_one_batch(data_dir: str | Path | None = None, config: LMTrainConfig = LMTrainConfig(), steps: int = 200,
+                      learning_rate: float = 3e-3, device: str | None = None) -> list[float]:
+    """The shape check before a long run: train a fresh model on the first batch only and return its losses.
+
+    Model, data and loss are wired up right when the loss falls to near zero (the model memorises the batch); a
+    loss that stays near ln(vocabulary) means the labels, masks or optimiser are not connected.
+    """
+    import torch
+
+    from slmlab.backends import torch_device
+
+    device = device or torch_device()
+    data = PreparedData(Path(data_dir) if data_dir else default_data_dir())
+    tokenizer = data.tokenizer(model_max_length=config.model.context_length)
+    loader = data.loader("train", config.model.context_length, config.batch_size, config.sampling, config.seed)
+    batch = {key: value.to(device) for key, value in loader.batch(0).items()}
+    model = build_model(config.model, tokenizer, config.seed).to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
+    curve = []
+    for _ in range(steps):
+        loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        curve.append(loss.item())
+    return curve
+
+
+def make_optimizer(model: torch.nn.Module, config: LMTrainConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on the weight matrices (and embeddings) only, not on the norms."""
+    import torch
+
+    params = {id(p): p for p in model.parameters() if p.requires_grad}.values()  # a tied matrix once
+    decayed = [p for p in params if p.dim() >= 2]
+    plain = [p for p in params if p.dim() < 2]
+    groups = [{"params": decayed, "weight_decay": config.weight_decay}, {"params": plain, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=config.learning_rate, betas=(config.beta1, config.beta2))
+
+
+def make_scheduler(optimizer, config: LMTrainConfig):
+    """Linear warmup to the peak rate, then cosine decay to ``min_lr_ratio`` of it at ``steps``."""
+    from transformers import get_cosine_with_min_lr_schedule_with_warmup
+
+    return get_cosine_with_min_lr_schedule_with_warmup(optimizer, config.warmup_steps, config.steps,
+                                                       min_lr_rate=config.min_lr_ratio)
+
+
+def validation_loss(model: torch.nn.Module, loader: TokenLoader, batches: int, context=distributed.Distributed()) -> float:
+    """Mean loss in nats per predicted token over the first ``batches`` sequential validation batches.
+
+    Under data-parallel each process scores every ``world_size``-th batch and the sums are combined.
+    """
+    import torch
+
+    was_training = model.training
+    model.eval()
+    nats = tokens = 0.0
+    with torch.inference_mode():
+        for index in range(context.rank, min(batches, max(1, len(loader))), context.world_size):
+            batch = {key: value.to(context.device) for key, value in loader.batch(index).items()}
+            predicted = int((batch["labels"][:, 1:] != -100).sum())
+            nats += float(model(**batch).loss) * predicted
+            tokens += predicted
+    model.train(was_training)
+    nats, tokens = distributed.sum_over_ranks([nats, tokens], context)
+    return nats / tokens if tokens else math.nan
+
+
+def training_metrics(state: TrainState, config: LMTrainConfig, data: PreparedData, model, context) -> dict:
+    """``training_metrics.json``: the run's figures, curves and settings."""
+    final_valid = state.valid_loss[-1][1] if state.valid_loss else math.nan
+    final_train = state.train_loss[-1][1] if state.train_loss else math.nan
+    return {
+        "steps": state.step,
+        "parameters": count_parameters(model),
+        "final_train_loss": final_train,
+        "final_valid_loss": final_valid,
+        "final_valid_perplexity": math.exp(final_valid) if final_valid == final_valid else math.nan,
+        "trained_tokens": state.trained_tokens,
+        "train_seconds": round(state.seconds, 2),
+        "tokens_per_second": round(state.tokens_per_second, 1),
+        "processes": context.world_size,
+        "device": context.device,
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "data_dir": str(data.folder),
+        "train_loss": state.train_loss,
+        "valid_loss": state.valid_loss,
+        "config": asdict(config),
+    }
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, kilobytes on Linux
+
+
+# --- internals ------------------------------------------------------------------------------------
+
+
+def _data_parallel(model, context):
+    if not context.enabled:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[context.local_rank] if context.device.startswith("cuda") else None)
+
+
+def _state_of_latest(run_dir: Path) -> TrainState:
+    checkpoint = latest_checkpoint(run_dir)
+    return TrainState.from_dict(read_checkpoint(checkpoint)[0]) if checkpoint else TrainState()
+
+
+@dataclass(frozen=True)
+class _RankCheckpointing(Checkpointing):
+    """Checkpoints of a data-parallel run: rank 0 writes and decides; the others read what it decided."""
+
+    context: distributed.Distributed = distributed.Distributed()
+
+    def save(self, state: TrainState) -> Path | None:
+        path = super().save(state) if self.context.is_main else None
+        distributed.barrier(self.context)
+        return path
+
+    def restore(self, resume: bool) -> TrainState | None:
+        if self.context.is_main:
+            restored = super().restore(resume)
+            distributed.barrier(self.context)
+            return restored
+        distributed.barrier(self.context)  # rank 0 has removed a stale run or picked the checkpoint
+        checkpoint = latest_checkpoint(self.run_dir) if resume else None
+        if checkpoint is None:
+            return None
+        self.load_files(checkpoint)
+        return TrainState.from_dict(read_checkpoint(checkpoint)[0])
+
+
+def _checkpointing(run_dir, config, data, model, tokenizer, optimizer, scheduler, context) -> Checkpointing:
+    import torch
+
+    def save_files(folder: Path) -> None:  # a loadable model folder + optimizer, schedule and RNG
+        save_model_files(model, tokenizer, folder)
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "torch_rng": torch.get_rng_state()}, folder / "optimizer.pt")
+
+    def load_files(folder: Path) -> None:
+        load_weights(model, folder)
+        saved = torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=False)
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        torch.set_rng_state(saved["torch_rng"])
+
+    settings = asdict(config) | {"data": data.fingerprint()}
+    return _RankCheckpointing(run_dir, settings, save_files, load_files, keep=config.keep_checkpoints,
+                              ignore=NOT_TRAJECTORY, run_files=RUN_FILES, context=context)

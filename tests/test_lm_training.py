@@ -1,0 +1,166 @@
+"""Chapter 07's trainer: overfitting one batch, resume to the same curve, rotation, a clean stop, shape refusal,
+a Ctrl+C during a save, the saved folder in slmlab.load_model and mlx_lm, and DDP against one process."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from slmlab.checkpoints import checkpoint_step, list_checkpoints
+from slmlab.errors import CheckpointShapeError
+from slmlab.runlog import read_metrics
+from slmlab.tinylm.model import ModelConfig, build_model, load_weights
+from slmlab.tinylm.prepare import PrepareConfig, PreparedData, prepare_corpus
+from slmlab.tinylm.training import LMTrainConfig, overfit_one_batch, train_lm
+from slmlab.trainloop import StopRequested
+
+TINY = ModelConfig(hidden_size=32, layers=2, heads=2, kv_heads=2, intermediate_size=64, context_length=32)
+CONFIG = LMTrainConfig(model=TINY, batch_size=4, steps=6, warmup_steps=2, eval_every=2, eval_batches=2, save_every=2,
+                       keep_checkpoints=2, learning_rate=3e-3)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> PreparedData:
+    corpus = tmp_path_factory.mktemp("corpus")
+    sources = sorted(Path(os.__file__).parent.glob("[a-c]*.py"))[:12]  # a dozen standard-library modules
+    for source in sources:
+        (corpus / (source.stem + ".txt")).write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
+    return prepare_corpus(corpus, tmp_path_factory.mktemp("tokens") / "data",
+                          PrepareConfig(vocab_size=300, max_bytes=None, valid_fraction=0.2), progress=False)
+
+
+def losses(run_dir: Path) -> list[float]:
+    return [record["loss"] for record in read_metrics(run_dir) if "loss" in record]
+
+
+def test_overfit_one_batch_reaches_near_zero_loss(data):
+    curve = overfit_one_batch(data.folder, dataclasses.replace(CONFIG, batch_size=2), steps=150)
+    assert curve[0] > 4.0  # about ln(300) at random initialisation
+    assert curve[-1] < 0.1
+
+
+def test_resume_after_interrupt_gives_the_same_curve(data, tmp_path):
+    straight = train_lm(data.folder, tmp_path / "straight", CONFIG, progress=False, tensorboard=False)
+
+    def interrupt_at_step_3(event, state):
+        if event == "step" and state.step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_lm(data.folder, tmp_path / "resumed", CONFIG, callbacks=[interrupt_at_step_3], progress=False,
+                 tensorboard=False)
+    assert checkpoint_step(list_checkpoints(tmp_path / "resumed")[-1]) == 3  # Ctrl+C saved the steps done
+    resumed = train_lm(data.folder, tmp_path / "resumed", CONFIG, progress=False, tensorboard=False)
+    assert resumed.resumed_from == 3
+    assert losses(tmp_path / "resumed") == pytest.approx(losses(tmp_path / "straight"), rel=1e-5)
+    assert [step for step, _ in resumed.state.train_loss] == list(range(1, 7))
+    assert resumed.final_valid_loss == pytest.approx(straight.final_valid_loss, rel=1e-5)
+
+
+def test_rotation_keeps_the_last_k_and_the_best(data, tmp_path):
+    config = dataclasses.replace(CONFIG, steps=8, save_every=1, eval_every=1, keep_checkpoints=2)
+    result = train_lm(data.folder, tmp_path / "run", config, progress=False, tensorboard=False)
+    kept = [checkpoint_step(path) for path in list_checkpoints(tmp_path / "run")]
+    best = min(result.state.valid_loss, key=lambda pair: pair[1])[0]
+    assert kept[-2:] == [7, 8]
+    assert set(kept) == {7, 8, best}
+
+
+def test_a_stop_request_leaves_a_checkpoint_and_a_loadable_model(data, tmp_path):
+    stop = threading.Event()
+
+    def press_stop(event, state):
+        if event == "step" and state.step == 2:
+            stop.set()
+
+    result = train_lm(data.folder, tmp_path / "run", dataclasses.replace(CONFIG, save_every=0), callbacks=[press_stop],
+                      stop=stop, progress=False, tensorboard=False)
+    assert result.stopped and result.state.step == 2  # the stop comes after the step during which it was pressed
+    assert checkpoint_step(list_checkpoints(tmp_path / "run")[-1]) == 2
+    assert (tmp_path / "run" / "model.safetensors").is_file()
+
+
+def test_a_checkpoint_of_another_shape_is_refused_with_the_shapes(data, tmp_path):
+    train_lm(data.folder, tmp_path / "run", dataclasses.replace(CONFIG, steps=2), progress=False, tensorboard=False)
+    wider = build_model(dataclasses.replace(TINY, hidden_size=64, intermediate_size=128), data.tokenizer())
+    with pytest.raises(CheckpointShapeError, match=r"checkpoint \[300, 32\] vs model \[300, 64\]"):
+        load_weights(wider, list_checkpoints(tmp_path / "run")[-1])
+
+
+def test_ctrl_c_during_a_save_keeps_the_last_good_checkpoint(data, tmp_path, monkeypatch):
+    train_lm(data.folder, tmp_path / "run", dataclasses.replace(CONFIG, steps=2), progress=False, tensorboard=False)
+    good = list_checkpoints(tmp_path / "run")
+
+    import slmlab.tinylm.training as training
+
+    def interrupted_save(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "save_model_files", interrupted_save)
+    with pytest.raises(KeyboardInterrupt):
+        train_lm(data.folder, tmp_path / "run", dataclasses.replace(CONFIG, steps=4), progress=False, tensorboard=False)
+    assert list_checkpoints(tmp_path / "run") == good
+    monkeypatch.undo()
+    again = train_lm(data.folder, tmp_path / "run", dataclasses.replace(CONFIG, steps=4), progress=False,
+                     tensorboard=False)
+    assert again.resumed_from == 2
+
+
+def test_the_run_folder_loads_in_slmlab_and_every_strategy_generates(data, tmp_path):
+    import slmlab
+    from slmlab.generation import DecodingConfig
+
+    train_lm(data.folder, tmp_path / "run", dataclasses.replace(CONFIG, steps=2), progress=False, tensorboard=False)
+    model = slmlab.load_model(str(tmp_path / "run"), backend="torch")
+    for config in (DecodingConfig(max_new_tokens=5), DecodingConfig(strategy="sample", top_k=20, top_p=0.9,
+                   max_new_tokens=5), DecodingConfig(strategy="beam", num_beams=2, max_new_tokens=5)):
+        replies = model.generate(["def ", "import os\n"], config, chat=False)
+        assert len(replies) == 2
+
+
+@pytest.mark.mlx
+def test_the_run_folder_loads_in_mlx_lm_with_the_same_greedy_tokens(data, tmp_path):
+    pytest.importorskip("mlx_lm")
+    import mlx.core as mx
+    import torch
+    from mlx_lm import load
+
+    train_lm(data.folder, tmp_path / "run", dataclasses.replace(CONFIG, steps=2), progress=False, tensorboard=False)
+    model, tokenizer = load(str(tmp_path / "run"))
+    ids = tokenizer.encode("import os\n")
+    mlx_logits = model(mx.array([ids]))[0, -1]
+    import slmlab
+
+    torch_model = slmlab.load_model(str(tmp_path / "run"), backend="torch").model
+    with torch.inference_mode():
+        torch_logits = torch_model(torch.tensor([ids])).logits[0, -1]
+    assert int(mx.argmax(mlx_logits)) == int(torch_logits.argmax())
+    assert math.isclose(float(mx.max(mlx_logits)), float(torch_logits.max()), rel_tol=1e-3, abs_tol=1e-3)
+
+
+def test_two_ddp_processes_match_one_process(data, tmp_path):
+    config = dataclasses.replace(CONFIG, steps=3, eval_every=3, save_every=3)
+    train_lm(data.folder, tmp_path / "single", config, progress=False, tensorboard=False)
+    options = ["--steps", "3", "--batch-size", "4", "--warmup-steps", "2", "--eval-every", "3", "--eval-batches", "2",
+               "--save-every", "3", "--learning-rate", "0.003", "--hidden-size", "32", "--layers", "2", "--heads", "2",
+               "--kv-heads", "2", "--intermediate-size", "64", "--context-length", "32"]
+    command = [sys.executable, "-m", "slmlab", "lm", "train", "--nproc", "2", "--data", str(data.folder), "--run-dir",
+               str(tmp_path / "ddp"), "--no-tensorboard", *options]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert losses(tmp_path / "ddp") == pytest.approx(losses(tmp_path / "single"), rel=1e-4)
+    import json
+
+    metrics = json.loads((tmp_path / "ddp" / "training_metrics.json").read_text())
+    assert metrics["processes"] == 2
+
+
+def test_stop_requested_is_a_keyboard_interrupt():
+    assert issubclass(StopRequested, KeyboardInterrupt)
