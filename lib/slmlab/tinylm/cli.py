@@ -55,22 +55,26 @@ def _scalar_type(hint) -> type | None:
 def _crawl(args: argparse.Namespace) -> int:
     from slmlab.tinylm.crawl import CrawlConfig, crawl
 
-    config = config_from(args, CrawlConfig)
     out = Path(args.out) if args.out else _default_corpus_dir(args.url)
-    result = crawl(args.url, out, config)
-    print(result.summary() if hasattr(result, "summary") else result)
+    result = crawl(args.url, out, config_from(args, CrawlConfig))
+    skipped = ", ".join(f"{reason} {count}" for reason, count in result.skipped.items() if count) or "none"
+    print(f"{len(result.pages)} pages ({sum(page.bytes for page in result.pages):,} bytes) from {result.requests} "
+          f"requests; skipped: {skipped}")
+    print(f"corpus folder: {result.out_dir} (manifest.json lists url, bytes and sha256 of each page)")
     return 0
 
 
 def _clean(args: argparse.Namespace) -> int:
-    from slmlab.tinylm.clean import CleanConfig, clean_corpus, write_clean_corpus
-    from slmlab.tinylm.corpus import load_documents
+    from slmlab.io import save_table
+    from slmlab.tinylm.clean import CleanConfig, clean_corpus
+    from slmlab.tinylm.corpus import load_documents, write_corpus_folder
 
     result = clean_corpus(load_documents(args.corpus), config_from(args, CleanConfig))
-    out = Path(args.out) if args.out else Path(str(Path(args.corpus).resolve()) + "-clean")
-    write_clean_corpus(result, out)
+    out = Path(args.out) if args.out else Path(str(Path(args.corpus).resolve()).rstrip("/") + "-clean")
+    write_corpus_folder(result.documents, out)
+    save_table(result.report, out.with_name(out.name + "-report.csv"))
     print(result.report.to_string(index=False))
-    print(f"cleaned corpus: {out}")
+    print(f"cleaned corpus: {out} ({len(result.documents)} documents); report: {out.name}-report.csv beside it")
     return 0
 
 

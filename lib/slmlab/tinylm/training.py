@@ -10,6 +10,7 @@ and the learning rate are logged every step.
 
 from __future__ import annotations
 
+import json
 import math
 import resource
 import sys
@@ -171,6 +172,37 @@ def train_lm(
         distributed.teardown(context)
     return LMTrainResult(run_dir, state, resumed_from, stopped, count_parameters(model),
                          run_dir / "training_metrics.json" if not stopped else None)
+
+
+def train_data_parallel(nproc: int, data_dir: str | Path, run_dir: str | Path, config: LMTrainConfig = LMTrainConfig(),
+                        resume: bool = True, tensorboard: bool = True) -> LMTrainResult:
+    """:func:`train_lm` on ``nproc`` processes started by ``torchrun`` (``slmlab lm train --nproc``), from a
+    notebook or script: the processes cannot live inside a Jupyter kernel, so they are launched and waited for."""
+    from slmlab.tinylm.distributed import launch
+
+    arguments = ["lm", "train", "--data", str(data_dir), "--run-dir", str(run_dir), *config_arguments(config)]
+    arguments += ([] if resume else ["--fresh"]) + ([] if tensorboard else ["--no-tensorboard"])
+    status = launch(nproc, arguments)
+    if status != 0:
+        raise RuntimeError(f"torchrun exited with status {status}; its output above names the failing process")
+    metrics = json.loads((Path(run_dir) / "training_metrics.json").read_text(encoding="utf-8"))
+    state = TrainState(step=metrics["steps"], total_steps=config.steps, trained_tokens=metrics["trained_tokens"],
+                       seconds=metrics["train_seconds"], train_loss=[tuple(p) for p in metrics["train_loss"]],
+                       valid_loss=[tuple(p) for p in metrics["valid_loss"]])
+    return LMTrainResult(Path(run_dir), state, -1, False, metrics["parameters"], Path(run_dir) / "training_metrics.json")
+
+
+def config_arguments(config: LMTrainConfig) -> list[str]:
+    """The ``slmlab lm train`` options that reproduce ``config`` (every field, model shape included)."""
+    values = {key: value for key, value in asdict(config).items() if key != "model"} | asdict(config.model)
+    arguments = []
+    for key, value in values.items():
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            arguments.append(flag if value else "--no-" + flag[2:])
+        else:
+            arguments += [flag, str(value)]
+    return arguments
 
 
 def overfit_one_batch(data_dir: str | Path | None = None, config: LMTrainConfig = LMTrainConfig(), steps: int = 200,
