@@ -49,6 +49,7 @@ bench: setup
 	$(BIN)/python benchmarks/generation.py
 	$(BIN)/python benchmarks/lora.py
 	$(BIN)/python benchmarks/mcts.py
+	$(BIN)/python benchmarks/lm.py
 
 clean:
 	find results adapters -mindepth 1 ! -name .gitkeep -exec rm -rf {} +

@@ -2,8 +2,8 @@
 
 The top level is the shared core: ``models`` and ``backends`` (load any model on torch or MLX),
 ``generation`` (decoding settings), ``io`` (atomic files and folders), ``settings`` (quick mode and the
-artifact folders), ``errors``, ``trainloop`` and ``checkpoints`` (the one training loop and its checkpoint
-folders), ``tasks`` and ``metrics`` (items with gold answers and how answers are scored), ``adapters``
+artifact folders), ``errors``, ``trainloop``, ``checkpoints`` and ``runlog`` (the one training loop, its checkpoint
+folders and step log), ``tasks`` and ``metrics`` (items with gold answers and how answers are scored), ``adapters``
 (PEFT and mlx-lm LoRA folders), ``course`` (the papermill runner) and ``cli``. Each teaching lever is one
 subpackage with one entry point and a ``views`` module for its plots and widgets:
 
@@ -15,6 +15,8 @@ chapter                     subpackage         entry point
                                                ``train_lora``, ``compare_models``
 05 ACE playbook             ``ace``            ``run_ace``
 06 MCTS controller          ``mcts``           ``run_chapter``
+07 tiny LM from scratch     ``tinylm``         ``prepare_corpus``, ``train_lm``,
+                                               ``evaluate_run``
 ==========================  =================  ==========================================
 """
 
