@@ -164,3 +164,17 @@ def test_two_ddp_processes_match_one_process(data, tmp_path):
 
 def test_stop_requested_is_a_keyboard_interrupt():
     assert issubclass(StopRequested, KeyboardInterrupt)
+
+
+@pytest.mark.parametrize("changes", [{"precision": "bf16"}, {"compile": True}], ids=["bf16", "compile"])
+def test_bf16_and_compiled_training_follow_the_fp32_curve(data, tmp_path, changes):
+    config = dataclasses.replace(CONFIG, steps=3, eval_every=3, save_every=3)
+    train_lm(data.folder, tmp_path / "fp32", config, progress=False, tensorboard=False)
+    train_lm(data.folder, tmp_path / "other", dataclasses.replace(config, **changes), progress=False, tensorboard=False)
+    tolerance = 2e-2 if "precision" in changes else 1e-3
+    assert losses(tmp_path / "other") == pytest.approx(losses(tmp_path / "fp32"), rel=tolerance)
+
+
+def test_an_unknown_precision_is_refused():
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16"):
+        LMTrainConfig(precision="fp8")

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 RUN_NAME = "tiny-lm"
 # settings that say how long to train, how often to look or save: a checkpoint differing only in these resumes
 NOT_TRAJECTORY = ("steps", "eval_every", "eval_batches", "save_every", "keep_checkpoints")
+PRECISIONS = ("fp32", "bf16")
 LOGGED = {"loss": "loss/train", "perplexity": "perplexity/train", "lr": "lr", "grad_norm": "grad_norm"}
 
 
@@ -53,6 +54,8 @@ class LMTrainConfig:
     beta1: float = 0.9
     beta2: float = 0.95
     grad_clip: float = 1.0
+    precision: str = "fp32"  # "bf16": bfloat16 autocast (CUDA, and CPUs with AVX512-BF16 or AMX); weights stay fp32
+    compile: bool = False  # torch.compile the model (inductor needs a C++ compiler on CPU)
     eval_every: int = 100
     eval_batches: int = 4  # validation windows scored = eval_batches × batch_size
     save_every: int = 100
@@ -62,6 +65,8 @@ class LMTrainConfig:
     def __post_init__(self) -> None:
         if self.sampling not in ("random", "sequential"):
             raise ValueError(f"sampling must be 'random' or 'sequential', got '{self.sampling}'")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got '{self.precision}'")
         if min(self.batch_size, self.steps) < 1 or self.learning_rate <= 0:
             raise ValueError("batch_size and steps must be >= 1 and learning_rate > 0")
 
@@ -128,6 +133,8 @@ def train_lm(
     model = build_model(config.model, tokenizer, config.seed).to(context.device)
     model.train()
     trained = _data_parallel(model, context)
+    if config.compile:
+        trained = torch.compile(trained)  # the first step compiles (seconds); later ones run fused kernels
     optimizer = make_optimizer(model, config)
     scheduler = make_scheduler(optimizer, config)
     valid = data.loader("valid", config.model.context_length, config.batch_size, "sequential", config.seed, shuffle=False)
@@ -135,7 +142,8 @@ def train_lm(
     def train_step(index: int) -> dict[str, float]:
         batch = {key: value.to(context.device) for key, value in loader.batch(index, context.rank, context.world_size).items()}
         lr = scheduler.get_last_lr()[0]  # the rate this step uses
-        loss = trained(**batch).loss
+        with autocast(context.device, config.precision):
+            loss = trained(**batch).loss
         loss.backward()
         grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip))  # before clipping
         optimizer.step()
@@ -231,6 +239,14 @@ def overfit_one_batch(data_dir: str | Path | None = None, config: LMTrainConfig 
         optimizer.zero_grad(set_to_none=True)
         curve.append(loss.item())
     return curve
+
+
+def autocast(device: str, precision: str):
+    """The forward pass's precision: bfloat16 autocast for "bf16" (matrix products in bf16, weights and optimizer
+    state in fp32), nothing for "fp32"."""
+    import torch
+
+    return torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 def make_optimizer(model: torch.nn.Module, config: LMTrainConfig) -> torch.optim.AdamW:
