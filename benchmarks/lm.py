@@ -32,6 +32,7 @@ from slmlab.tinylm.evaluation import evaluate_lm
 from slmlab.tinylm.model import build_model
 from slmlab.tinylm.prepare import PrepareConfig, PreparedData, prepare_corpus
 from slmlab.tinylm.training import LMTrainConfig, make_optimizer, make_scheduler, peak_rss_mb, train_lm
+from trainer_timing import step_timer
 
 THROUGHPUT_GOAL = 1.5  # slmlab's loop vs Trainer, tokens/s
 QUALITY_GOAL = {"bits_per_byte": 2.4, "train_seconds": 180}
@@ -57,7 +58,7 @@ def run_slmlab(data: PreparedData, config: LMTrainConfig, out: Path) -> dict:
 def run_trainer(data: PreparedData, config: LMTrainConfig, out: Path) -> dict:
     """The same training through ``transformers.Trainer``: same model init, optimiser, schedule, windows."""
     import torch
-    from transformers import Trainer, TrainerCallback, TrainingArguments
+    from transformers import Trainer, TrainingArguments
 
     loader = data.loader("train", config.model.context_length, config.batch_size, config.sampling, config.seed)
 
@@ -69,14 +70,7 @@ def run_trainer(data: PreparedData, config: LMTrainConfig, out: Path) -> dict:
             batch = loader.batch(index // config.batch_size)
             return {key: value[index % config.batch_size] for key, value in batch.items()}
 
-    class StepTimer(TrainerCallback):
-        seconds = 0.0
-
-        def on_step_begin(self, args, state, control, **kwargs):
-            self.start = time.perf_counter()
-
-        def on_step_end(self, args, state, control, **kwargs):
-            StepTimer.seconds += time.perf_counter() - self.start
+    timer = step_timer()
 
     model = build_model(config.model, data.tokenizer(), config.seed)
     optimizer = make_optimizer(model, config)
@@ -86,12 +80,12 @@ def run_trainer(data: PreparedData, config: LMTrainConfig, out: Path) -> dict:
         use_cpu=True, dataloader_num_workers=0, disable_tqdm=False, bf16=config.precision == "bf16",
         torch_compile=config.compile,
     )
-    trainer = Trainer(model=model, args=args, train_dataset=Windows(), callbacks=[StepTimer()],
+    trainer = Trainer(model=model, args=args, train_dataset=Windows(), callbacks=[timer],
                       optimizers=(optimizer, make_scheduler(optimizer, config)))
     trainer.train()
     tokens = config.steps * config.batch_size * config.model.context_length  # every window is full in random mode
     losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
-    return {"tokens": tokens, "seconds": round(StepTimer.seconds, 2), "tokens_per_s": round(tokens / StepTimer.seconds, 1),
+    return {"tokens": tokens, "seconds": round(timer.seconds, 2), "tokens_per_s": round(tokens / timer.seconds, 1),
             "final_loss": round(losses[-1], 4) if losses else None}
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -26,6 +25,7 @@ from slmlab.lora.patterns import load_patterns
 from slmlab.lora.training import TrainConfig, peft_lora_config, train_lora
 from slmlab.models import DEFAULT_MODEL, resolve_model
 from slmlab.settings import project_root, results_dir
+from trainer_timing import step_timer
 
 GOAL = 2.0
 
@@ -40,7 +40,7 @@ def run_slmlab(data_dir: Path, config: TrainConfig) -> dict:
 
 def run_trl(data_dir: Path, config: TrainConfig) -> dict:
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
     base_dir = resolve_model(DEFAULT_MODEL)
@@ -49,14 +49,7 @@ def run_trl(data_dir: Path, config: TrainConfig) -> dict:
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     lora = peft_lora_config(config, model.config.num_hidden_layers)
 
-    class StepTimer(TrainerCallback):
-        seconds = 0.0
-
-        def on_step_begin(self, args, state, control, **kwargs):
-            self.start = time.perf_counter()
-
-        def on_step_end(self, args, state, control, **kwargs):
-            StepTimer.seconds += time.perf_counter() - self.start
+    timer = step_timer()
 
     with tempfile.TemporaryDirectory() as out:
         args = SFTConfig(
@@ -68,12 +61,12 @@ def run_trl(data_dir: Path, config: TrainConfig) -> dict:
         )
         trainer = SFTTrainer(model=model, args=args, train_dataset=dataset,
                              processing_class=AutoTokenizer.from_pretrained(base_dir), peft_config=lora,
-                             callbacks=[StepTimer()])
+                             callbacks=[timer])
         trainer.train()
     tokens = int(trainer._total_train_tokens)  # TRL's own count: attention-mask sum of the trained batches
     losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
-    return {"tokens": tokens, "seconds": round(StepTimer.seconds, 2),
-            "tokens_per_s": round(tokens / StepTimer.seconds, 1), "final_loss": losses[-1] if losses else None}
+    return {"tokens": tokens, "seconds": round(timer.seconds, 2),
+            "tokens_per_s": round(tokens / timer.seconds, 1), "final_loss": losses[-1] if losses else None}
 
 
 def main() -> None:
