@@ -80,10 +80,10 @@ def _clean(args: argparse.Namespace) -> int:
 
 def _tokenizer(args: argparse.Namespace) -> int:
     from slmlab.settings import quick_mode
-    from slmlab.tinylm.prepare import QUICK_PREPARE, PrepareConfig, default_data_dir, prepare_corpus
+    from slmlab.tinylm.prepare import PrepareConfig, default_data_dir, prepare_corpus
     from slmlab.tinylm.tokenizer import merges
 
-    base = QUICK_PREPARE if (args.quick or quick_mode()) else PrepareConfig()
+    base = PrepareConfig.quick() if (args.quick or quick_mode()) else PrepareConfig()
     config = config_from(args, PrepareConfig, base)
     out = Path(args.out) if args.out else default_data_dir(quick=args.quick or None)
     data = prepare_corpus(args.corpus, out, config, progress=True)

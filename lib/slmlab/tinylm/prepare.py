@@ -33,8 +33,10 @@ class PrepareConfig:
     max_bytes: int | None = 6_000_000  # a seeded subset of the corpus's documents (None: all of it)
     seed: int = 0
 
-
-QUICK_PREPARE = PrepareConfig(vocab_size=512, max_bytes=300_000)  # quick mode: seconds, not minutes
+    @classmethod
+    def quick(cls, seed: int = 0) -> PrepareConfig:
+        """Quick mode's sizes: a 300 kB corpus and a 512-token vocabulary, prepared in seconds."""
+        return cls(vocab_size=512, max_bytes=300_000, seed=seed)
 
 
 def default_data_dir(quick: bool | None = None, name: str = "stdlib") -> Path:
@@ -52,7 +54,7 @@ def prepare_corpus(
 
     The folder is written atomically: a half-prepared corpus is never read by a trainer.
     """
-    config = config or (QUICK_PREPARE if quick_mode() else PrepareConfig())
+    config = config or (PrepareConfig.quick() if quick_mode() else PrepareConfig())
     out_dir = Path(out_dir) if out_dir else default_data_dir()
     documents = load_documents(corpus, max_bytes=config.max_bytes, seed=config.seed)
     train_docs, valid_docs = split_corpus(documents, config.valid_fraction, config.seed)

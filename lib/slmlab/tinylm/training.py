@@ -74,7 +74,7 @@ class LMTrainConfig:
     def quick(cls) -> LMTrainConfig:
         """Quick mode's recipe: a model and a run small enough to train in seconds under test."""
         model = ModelConfig(hidden_size=64, layers=2, heads=4, kv_heads=4, intermediate_size=128, context_length=64)
-        return cls(model=model, batch_size=8, steps=40, warmup_steps=5, eval_every=20, eval_batches=4, save_every=20)
+        return cls(model=model, batch_size=8, steps=120, warmup_steps=10, eval_every=40, eval_batches=4, save_every=40)
 
     @classmethod
     def from_dict(cls, data: dict) -> LMTrainConfig:
