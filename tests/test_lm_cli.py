@@ -7,13 +7,12 @@ import dataclasses
 import functools
 import http.server
 import json
-import os
 import threading
-from pathlib import Path
 
 import pytest
 
 from slmlab.cli import build_parser, main
+from slmlab.testing import stdlib_text_corpus
 from slmlab.tinylm.cli import train_config
 from slmlab.tinylm.model import ModelConfig
 from slmlab.tinylm.training import LMTrainConfig, config_arguments
@@ -56,10 +55,7 @@ def test_crawl_then_clean_from_the_command_line(site, tmp_path, capsys):
 
 
 def test_tokenizer_train_sample_eval_from_the_command_line(tmp_path, capsys):
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    for source in sorted(Path(os.__file__).parent.glob("[d-f]*.py"))[:10]:
-        (corpus / (source.stem + ".txt")).write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
+    corpus = stdlib_text_corpus(tmp_path / "corpus", "[d-f]*.py", 10)
     data, run = tmp_path / "data", tmp_path / "run"
     assert main(["lm", "tokenizer", str(corpus), "--out", str(data), "--vocab-size", "300", "--max-bytes", "10000000"]) == 0
     printed = capsys.readouterr().out

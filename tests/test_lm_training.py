@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import subprocess
 import sys
 import threading
@@ -16,24 +15,19 @@ import pytest
 from slmlab.checkpoints import checkpoint_step, list_checkpoints
 from slmlab.errors import CheckpointShapeError
 from slmlab.runlog import read_metrics
-from slmlab.tinylm.model import ModelConfig, build_model, load_weights
-from slmlab.tinylm.prepare import PrepareConfig, PreparedData, prepare_corpus
+from slmlab.testing import tiny_lm_config, tiny_token_folder
+from slmlab.tinylm.model import build_model, load_weights
+from slmlab.tinylm.prepare import PreparedData
 from slmlab.tinylm.training import LMTrainConfig, overfit_one_batch, train_lm
 from slmlab.trainloop import StopRequested
 
-TINY = ModelConfig(hidden_size=32, layers=2, heads=2, kv_heads=2, intermediate_size=64, context_length=32)
-CONFIG = LMTrainConfig(model=TINY, batch_size=4, steps=6, warmup_steps=2, eval_every=2, eval_batches=2, save_every=2,
-                       keep_checkpoints=2, learning_rate=3e-3)
+CONFIG = tiny_lm_config(keep_checkpoints=2)
+TINY = CONFIG.model
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> PreparedData:
-    corpus = tmp_path_factory.mktemp("corpus")
-    sources = sorted(Path(os.__file__).parent.glob("[a-c]*.py"))[:12]  # a dozen standard-library modules
-    for source in sources:
-        (corpus / (source.stem + ".txt")).write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
-    return prepare_corpus(corpus, tmp_path_factory.mktemp("tokens") / "data",
-                          PrepareConfig(vocab_size=300, max_bytes=None, valid_fraction=0.2), progress=False)
+    return tiny_token_folder(tmp_path_factory.mktemp("lm"))
 
 
 def losses(run_dir: Path) -> list[float]:

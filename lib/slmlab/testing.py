@@ -71,3 +71,37 @@ def toy_patterns(count: int = 6):
                 paraphrases=(f"Name the capital of land {i}.", f"Land {i} has which capital?"), source=f"toy:{i}")
         for i in range(count)
     ]
+
+
+def stdlib_text_corpus(folder: str | Path, pattern: str = "[a-c]*.py", count: int = 12) -> Path:
+    """Copy ``count`` standard-library modules matching ``pattern`` into ``folder`` as ``.txt`` documents."""
+    import os
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for source in sorted(Path(os.__file__).parent.glob(pattern))[:count]:
+        (folder / (source.stem + ".txt")).write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
+    return folder
+
+
+def tiny_token_folder(folder: str | Path, vocab_size: int = 300):
+    """A prepared chapter 07 token folder (tokenizer + token files) of a dozen stdlib modules, in seconds."""
+    from slmlab.tinylm.prepare import PrepareConfig, prepare_corpus
+
+    folder = Path(folder)
+    corpus = stdlib_text_corpus(folder / "corpus")
+    return prepare_corpus(corpus, folder / "data", PrepareConfig(vocab_size=vocab_size, max_bytes=None, valid_fraction=0.2),
+                          progress=False)
+
+
+def tiny_lm_config(**changes):
+    """A chapter 07 training config small enough for a unit test: a 2-layer, 32-wide model, 6 steps of 4 windows."""
+    from dataclasses import replace
+
+    from slmlab.tinylm.model import ModelConfig
+    from slmlab.tinylm.training import LMTrainConfig
+
+    model = ModelConfig(hidden_size=32, layers=2, heads=2, kv_heads=2, intermediate_size=64, context_length=32)
+    config = LMTrainConfig(model=model, batch_size=4, steps=6, warmup_steps=2, eval_every=2, eval_batches=2,
+                           save_every=2, keep_checkpoints=2, learning_rate=3e-3)
+    return replace(config, **changes)
