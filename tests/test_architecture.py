@@ -140,7 +140,7 @@ def _all_imports() -> Iterator[tuple[str, Import]]:
 
 
 def test_the_chapters_are_known():
-    assert {"slmlab.lora", "slmlab.ace", "slmlab.mcts", "slmlab.tinylm"} <= set(CHAPTERS)
+    assert {"slmlab.lora", "slmlab.ace", "slmlab.mcts", "slmlab.tinylm", "slmlab.rl"} <= set(CHAPTERS)
 
 
 def test_no_chapter_imports_another_chapter():

@@ -170,13 +170,13 @@ def test_notebook_rules(path, check):
 
 def test_entry_points_stay_light():
     """Importing a chapter package loads none of torch, pandas or fastapi: its names are imported on first use."""
-    code = ("import sys, slmlab.ace, slmlab.mcts, slmlab.tinylm; "
+    code = ("import sys, slmlab.ace, slmlab.mcts, slmlab.tinylm, slmlab.rl; "
             "print(sorted(m for m in ('torch', 'pandas', 'fastapi') if m in sys.modules))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == "[]"
 
 
-@pytest.mark.parametrize("package", ["slmlab.ace", "slmlab.mcts", "slmlab.lora", "slmlab.tinylm"])
+@pytest.mark.parametrize("package", ["slmlab.ace", "slmlab.mcts", "slmlab.lora", "slmlab.tinylm", "slmlab.rl"])
 def test_every_exported_name_resolves(package):
     module = importlib.import_module(package)
     missing = [name for name in module.__all__ if getattr(module, name, None) is None]

@@ -1,0 +1,19 @@
+"""Chapter 08: learning to code from execution feedback — coding tasks, a sandbox for generated programs, and a
+scorer with partial credit whose reward is the only teacher.
+
+:mod:`slmlab.rl.tasks` loads task files (and HumanEval's problems) and generates the seeded task families;
+:mod:`slmlab.rl.sandbox` runs a program in a separate, limited process; :mod:`slmlab.rl.scoring` scores a program
+against a task's tests (the reward scale is in its docstring); :mod:`slmlab.rl.fingerprint` recognises an attempt
+seen before.
+
+The names below are imported from their modules on first use.
+"""
+
+import lazy_loader
+
+__getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
+    "tasks": ["CodeTask", "TestCase", "generate_families", "load_humaneval", "load_tasks", "validate_task", "write_tasks"],
+    "sandbox": ["SandboxLimits", "SandboxResult", "run_python", "sandbox_report"],
+    "scoring": ["RewardNormalizer", "Score", "score_program", "score_programs"],
+    "fingerprint": ["FingerprintSet", "fingerprint", "normalize_code"],
+})
