@@ -227,11 +227,16 @@ _RLIMIT_FIELDS: dict[str, tuple[str, int]] = {
 # a documented platform gap: macOS accepts RLIMIT_AS but does not enforce it
 _UNENFORCED: dict[str, set[str]] = {"darwin": {"RLIMIT_AS"}}
 
-# runs as root inside the new mount namespace: hide the home folder that blocks the interpreter from nobody
-# behind an empty tmpfs, bind the interpreter's prefix back at its own path, then drop to nobody and exec
+# runs as root inside the new mount namespace: bind each folder the interpreter needs (its prefix, and the virtual
+# environment's when that lies under the same home) to a stage folder, hide the home folder that blocks nobody behind
+# an empty tmpfs, move each stage back to its own path, then drop to nobody and exec.
+# Arguments: mount, mkdir, the hidden folder, the number of folders N, then N pairs (folder, stage), then the command.
 _HIDE_HOME_SCRIPT = (
-    'set -e; umask 022; "$1" --bind "$4" "$5"; "$1" -t tmpfs -o mode=0755,size=64k slmlab-sandbox "$3"; '
-    '"$2" -p "$4"; "$1" --move "$5" "$4"; shift 5; exec "$@"'
+    'set -e; umask 022; m="$1"; mk="$2"; hidden="$3"; n="$4"; shift 4; i=0; '
+    'while [ "$i" -lt "$n" ]; do "$m" --bind "$1" "$2"; eval "p$i=\"\$1\"; s$i=\"\$2\""; shift 2; i=$((i+1)); done; '
+    '"$m" -t tmpfs -o mode=0755,size=64k slmlab-sandbox "$hidden"; i=0; '
+    'while [ "$i" -lt "$n" ]; do eval "p=\"\$p$i\"; s=\"\$s$i\""; "$mk" -p "$p"; "$m" --move "$s" "$p"; i=$((i+1)); '
+    'done; exec "$@"'
 )
 
 
@@ -242,7 +247,7 @@ class _Launch:
     name: str
     prefix: tuple[str, ...] = ()
     drop_in_preexec: bool = False
-    hide: tuple[str, str] | None = None  # (hidden folder, interpreter prefix) for the mount trick
+    hide: tuple[str, tuple[str, ...]] | None = None  # (hidden folder, folders brought back) for the mount trick
     namespace: str | None = None
     uid_drop: str | None = None
     notes: tuple[str, ...] = ()
@@ -335,14 +340,15 @@ def _candidates() -> list[_Launch]:
     if unshare is not None:
         found.append(_Launch("net namespace + nobody", (unshare, "--net", "-S", str(NOBODY_UID), "-G", str(NOBODY_GID), "--"),
                              namespace="net (unshare --net)", uid_drop=nobody))
-        hidden = _blocking_ancestor(Path(sys.base_prefix).resolve())
+        hidden = _blocking_ancestor(Path(sys.base_prefix).resolve()) or _blocking_ancestor(Path(sys.prefix).resolve())
         tools = [shutil.which(tool) for tool in ("mount", "mkdir", "setpriv", "sh")]
         if hidden is not None and None not in tools:
             mount, mkdir, setpriv, sh = tools
             prefix = (unshare, "--net", "--mount", "--", sh, "-c", _HIDE_HOME_SCRIPT, "sh", mount, mkdir)
             drop = (setpriv, f"--reuid={NOBODY_UID}", f"--regid={NOBODY_GID}", "--clear-groups", "--no-new-privs", "--")
-            found.append(_Launch("net+mount namespace + nobody", prefix + ("HIDDEN", "PREFIX", "STAGE") + drop,
-                                 hide=(str(hidden), str(Path(sys.base_prefix).resolve())),
+            kept = _needed_folders(hidden)
+            found.append(_Launch("net+mount namespace + nobody", prefix + ("HIDDEN", "FOLDERS") + drop,
+                                 hide=(str(hidden), kept),
                                  namespace=f"net+mount (unshare --net --mount; {hidden} hidden behind an empty tmpfs)",
                                  uid_drop=nobody,
                                  notes=(f"{hidden} is not traversable by uid {NOBODY_UID}: the interpreter prefix is "
@@ -352,6 +358,15 @@ def _candidates() -> list[_Launch]:
         found.append(_Launch("net namespace", (unshare, "--net", "--"), namespace="net (unshare --net)",
                              notes=("running as root without a uid drop: RLIMIT_NPROC does not apply to root",)))
     return found
+
+
+def _needed_folders(hidden: Path) -> tuple[str, ...]:
+    """The interpreter's prefix, and the virtual environment's when it lies under ``hidden`` too (outermost first)."""
+    folders = []
+    for prefix in (Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()):
+        if hidden in prefix.parents and not any(Path(kept) == prefix or Path(kept) in prefix.parents for kept in folders):
+            folders.append(str(prefix))
+    return tuple(folders)
 
 
 def _blocking_ancestor(path: Path) -> Path | None:
@@ -394,7 +409,8 @@ def _run(launch: _Launch, source: str, stdin: str, limits: SandboxLimits, files:
 def _prepare_folder(base: Path, source: str, files: Mapping[str, str], drop_uid: bool) -> Path:
     work = base / "work"
     work.mkdir()
-    (base / "stage").mkdir()
+    for index in range(2):  # the mount trick's stage folders (at most the interpreter's and the environment's)
+        (base / f"stage{index}").mkdir()
     for name, text in {**files, "main.py": source}.items():
         target = (work / name).resolve()
         if work.resolve() not in target.parents:
@@ -412,8 +428,9 @@ def _prepare_folder(base: Path, source: str, files: Mapping[str, str], drop_uid:
 def _argv(launch: _Launch, base: Path, work: Path, limits: SandboxLimits) -> list[str]:
     prefix = list(launch.prefix)
     if launch.hide is not None:
-        values = {"HIDDEN": launch.hide[0], "PREFIX": launch.hide[1], "STAGE": str(base / "stage")}
-        prefix = [values.get(part, part) for part in prefix]
+        pairs = [item for index, folder in enumerate(launch.hide[1]) for item in (folder, str(base / f"stage{index}"))]
+        at = prefix.index("HIDDEN")
+        prefix = prefix[:at] + [launch.hide[0], str(len(launch.hide[1])), *pairs] + prefix[at + 2:]
     token = _token()
     return prefix + [sys.executable, "-I", "-B", "-X", "utf8", "-c", _BOOTSTRAP, str(work), token, "1" if limits.network else "0"]
 
