@@ -11,8 +11,9 @@ import tokenize
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
+
+from slmlab.bpe import BYTE_ALPHABET, train_byte_bpe
 
 INDENT_WIDTH = 4  # spaces per block level in normalized source; tabs in indentation count as this many columns
 INDENT_TOKEN = "<INDENT>"  # this line is one block deeper than the one before
@@ -20,7 +21,6 @@ DEDENT_TOKEN = "<DEDENT>"  # this line is one block shallower (one marker per bl
 RAWLINE_TOKEN = "<RAWLINE>"  # the rest of this line is copied as it is, without the block's indentation
 STRUCTURE_TOKENS = (INDENT_TOKEN, DEDENT_TOKEN, RAWLINE_TOKEN)
 SPECIAL_TOKENS = ("<PAD>", "<UNK>", "<BOS>", "<EOS>")  # ids 0..3 in this order, the structure tokens 4..6 after them
-BYTE_ALPHABET = 256
 SPACES = " \t\f"  # Python's whitespace within a line
 STRUCTURE_PATTERN = re.compile("|".join(re.escape(token) for token in STRUCTURE_TOKENS))
 _STRING_OPENERS = tuple(getattr(tokenize, name) for name in ("FSTRING_START", "TSTRING_START") if hasattr(tokenize, name))
@@ -248,16 +248,8 @@ def train_code_tokenizer(texts: Iterable[str], vocab_size: int = CodeTokenizerCo
     if vocab_size < min_vocab_size():
         raise ValueError(f"vocab_size {vocab_size} is smaller than the byte alphabet plus special and structure tokens "
                          f"({min_vocab_size()})")
-    backend = Tokenizer(models.BPE(unk_token="<UNK>"))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                  special_tokens=[*SPECIAL_TOKENS, *STRUCTURE_TOKENS],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=progress)
-    backend.train_from_iterator(_training_pieces(texts), trainer=trainer)
-    pad, unk, bos, eos = SPECIAL_TOKENS
-    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token=pad, unk_token=unk, bos_token=bos, eos_token=eos,
-                                   model_max_length=model_max_length, clean_up_tokenization_spaces=False)
+    return train_byte_bpe(_training_pieces(texts), vocab_size, [*SPECIAL_TOKENS, *STRUCTURE_TOKENS], min_frequency,
+                          progress, model_max_length)
 
 
 def encode_code(tokenizer: PreTrainedTokenizerFast, code: str, add_bos_eos: bool = False) -> list[int]:

@@ -11,11 +11,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
+from slmlab.bpe import BYTE_ALPHABET, train_byte_bpe
+
 SPECIAL_TOKENS = ("<PAD>", "<UNK>", "<BOS>", "<EOS>")  # ids 0..3 in this order
-BYTE_ALPHABET = 256
 
 
 @dataclass(frozen=True)
@@ -49,16 +49,8 @@ def train_tokenizer(texts: Iterable[object], vocab_size: int = TokenizerConfig.v
     if vocab_size < min_vocab_size():
         raise ValueError(f"vocab_size {vocab_size} is smaller than the byte alphabet plus special tokens "
                          f"({BYTE_ALPHABET} + {len(SPECIAL_TOKENS)} = {min_vocab_size()})")
-    backend = Tokenizer(models.BPE(unk_token="<UNK>"))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=list(SPECIAL_TOKENS),
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=progress)
     length = len(texts) if hasattr(texts, "__len__") else None
-    backend.train_from_iterator(_texts(texts), trainer=trainer, length=length)
-    pad, unk, bos, eos = SPECIAL_TOKENS
-    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token=pad, unk_token=unk, bos_token=bos, eos_token=eos,
-                                   model_max_length=model_max_length, clean_up_tokenization_spaces=False)
+    return train_byte_bpe(_texts(texts), vocab_size, SPECIAL_TOKENS, min_frequency, progress, model_max_length, length)
 
 
 @lru_cache(maxsize=1)
