@@ -3,7 +3,8 @@
 The top level is the shared core: ``models`` and ``backends`` (load any model on torch or MLX),
 ``generation`` (decoding settings), ``io`` (atomic files and folders), ``settings`` (quick mode and the
 artifact folders), ``errors``, ``trainloop``, ``checkpoints`` and ``runlog`` (the one training loop, its checkpoint
-folders and step log), ``tasks`` and ``metrics`` (items with gold answers and how answers are scored), ``adapters``
+folders and step log), ``tasks`` and ``metrics`` (items with gold answers and how answers are scored), ``bpe`` (the byte-level
+BPE tokenizer recipe), ``adapters``
 (PEFT and mlx-lm LoRA folders), ``course`` (the papermill runner) and ``cli``. Each teaching lever is one
 subpackage with one entry point and a ``views`` module for its plots and widgets:
 
