@@ -51,3 +51,17 @@ def test_generate_writes_loadable_files(tmp_path, capsys):
     assert main(["rl", "tasks", "--generate", str(tmp_path / "tasks"), "--seed", "1"]) == 0
     assert "68 train and 34 held-out" in capsys.readouterr().out
     assert len(load_tasks(tmp_path / "tasks")) == 102
+
+
+def test_eval_measures_pass_at_1_and_writes_the_table(tmp_path, capsys):
+    from slmlab.testing import make_tiny_llama
+
+    model = make_tiny_llama(tmp_path / "tiny")
+    out = tmp_path / "eval.csv"
+    assert main(["rl", "eval", "--model", str(model), "--limit", "3", "--max-new-tokens", "8", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "pass_at_1" in printed and "all" in printed
+    import pandas as pd
+
+    table = pd.read_csv(out)
+    assert len(table) == 3 and set(table.columns) >= {"task", "family", "status", "reward", "solved", "code"}

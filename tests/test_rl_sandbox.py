@@ -3,6 +3,8 @@ Every run uses small limits so the whole file stays fast."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import signal
 import socket
@@ -10,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import psutil
 import pytest
@@ -325,6 +328,66 @@ def test_allowed_actions_inside_the_folder():
     result = run_python(source, limits=FAST)
     assert result.status == "ok", result.stderr
     assert result.stdout.splitlines() == ['["main.py"]', "True"]
+
+
+# --- runs from many threads at once (no preexec_fn: the child sets its own limits) ---------------------------------
+
+LIMITS_PROBE = ("import json, os, resource\n"
+                "names = ['RLIMIT_CPU', 'RLIMIT_AS', 'RLIMIT_FSIZE', 'RLIMIT_NOFILE', 'RLIMIT_NPROC', 'RLIMIT_CORE']\n"
+                "print(json.dumps({'tag': TAG, 'pid': os.getpid(),\n"
+                "                  'limits': {n: list(resource.getrlimit(getattr(resource, n))) for n in names}}))\n")
+
+
+def _expected_limits(limits: SandboxLimits) -> dict[str, list[int]]:
+    return {name: [soft, hard] for name, _, soft, hard in resolve_rlimits(limits)}
+
+
+def test_eight_programs_from_four_threads_get_their_own_output_and_limits(monkeypatch):
+    seen_kwargs: list[dict] = []
+    real_popen = sandbox.subprocess.Popen
+
+    def recording_popen(*args, **kwargs):
+        seen_kwargs.append(kwargs)
+        return real_popen(*args, **kwargs)
+
+    monkeypatch.setattr(sandbox.subprocess, "Popen", recording_popen)
+    own_limits = {name: sandbox.resource.getrlimit(constant) for name, constant, _, _ in resolve_rlimits(FAST)}
+    cases = [dataclasses.replace(FAST, cpu_seconds=1 + index % 4, open_files=40 + index, wall_seconds=10.0)
+             for index in range(8)]
+
+    def run(index: int):
+        return run_python(f"TAG = {index}\n" + LIMITS_PROBE, limits=cases[index])
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(run, range(8)))
+    reports = []
+    for index, result in enumerate(results):
+        assert result.status == "ok", (result.status, result.stderr[-500:])
+        report = json.loads(result.stdout)
+        assert report["tag"] == index
+        assert report["limits"]["RLIMIT_CPU"] == [cases[index].cpu_seconds, cases[index].cpu_seconds + 1]
+        assert report["limits"] == _expected_limits(cases[index])
+        reports.append(report)
+    assert len({report["pid"] for report in reports}) == 8
+    assert seen_kwargs and all(kwargs.get("preexec_fn") is None for kwargs in seen_kwargs)
+    assert all(kwargs.get("start_new_session") for kwargs in seen_kwargs)
+    assert {name: sandbox.resource.getrlimit(constant) for name, constant, _, _ in resolve_rlimits(FAST)} == own_limits
+
+
+def test_cpu_bound_program_stops_at_the_cpu_limit_while_others_run():
+    spin = SandboxLimits(cpu_seconds=1, wall_seconds=20.0, memory_mb=256)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        spinning = pool.submit(run_python, "while True:\n    pass\n", limits=spin)
+        quick = pool.submit(run_python, "TAG = 'quick'\n" + LIMITS_PROBE, limits=FAST)
+        spun, done = spinning.result(), quick.result()
+    assert spun.status == "cpu_limit" and spun.killed_by in ("SIGXCPU", "SIGKILL"), spun
+    assert spun.wall_seconds < spin.wall_seconds
+    assert done.status == "ok" and '"tag": "quick"' in done.stdout
+
+
+def test_the_program_cannot_raise_its_own_limits():
+    result = run_python("import resource\nresource.setrlimit(resource.RLIMIT_CPU, (1000, 1000))\n", limits=FAST)
+    assert result.status == "blocked" and "refused resource.setrlimit" in result.stderr
 
 
 # --- limits that cannot be set -------------------------------------------------------------------------------------

@@ -6,7 +6,8 @@ scorer with partial credit whose reward is the only teacher.
 against a task's tests (the reward scale is in its docstring); :mod:`slmlab.rl.fingerprint` recognises an attempt
 seen before; :mod:`slmlab.rl.hints` gives a task's hints only when training is stuck, with exponential backoff;
 :mod:`slmlab.rl.initialization` checks (and repairs) a from-scratch policy's initial weights and output entropy;
-:mod:`slmlab.rl.codetext` normalizes code and writes its block structure as INDENT/DEDENT tokens.
+:mod:`slmlab.rl.codetext` normalizes code and writes its block structure as INDENT/DEDENT tokens;
+:mod:`slmlab.rl.evaluate` measures a model's greedy pass@1.
 
 The names below are imported from their modules on first use.
 """
@@ -17,6 +18,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
     "tasks": ["CodeTask", "TestCase", "generate_families", "load_humaneval", "load_tasks", "validate_task", "write_tasks"],
     "sandbox": ["SandboxLimits", "SandboxResult", "run_python", "sandbox_report"],
     "scoring": ["RewardNormalizer", "Score", "score_program", "score_programs"],
+    "evaluate": ["EvalSettings", "by_family", "extract_code", "pass_at_1", "task_prompt"],
     "fingerprint": ["FingerprintSet", "fingerprint", "normalize_code"],
     "hints": ["HintConfig", "HintSchedule", "prompt_with_hint"],
     "initialization": ["INIT_SCHEMES", "InitCheckConfig", "check_initialization", "ensure_good_initialization",

@@ -1,11 +1,14 @@
-"""Chapter 08 on the command line: ``slmlab rl tasks`` lists (or generates) the coding tasks and ``slmlab rl check``
-scores one program, given by path, against one task in the sandbox, printing one JSON line.
+"""Chapter 08 on the command line: ``slmlab rl tasks`` lists (or generates) the coding tasks, ``slmlab rl check``
+scores one program, given by path, against one task in the sandbox (one JSON line) and ``slmlab rl eval`` measures a
+model's greedy pass@1 per family.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from slmlab.models.registry import DEFAULT_MODEL
 
 HUMANEVAL = "humaneval"  # the --tasks value that selects HumanEval's 164 problems
 
@@ -69,6 +72,25 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval(args: argparse.Namespace) -> int:
+    from slmlab.models import load_model
+    from slmlab.rl.evaluate import EvalSettings, by_family, pass_at_1
+    from slmlab.settings import results_dir
+
+    if args.tasks is None:
+        args.tasks = str(default_tasks_dir() / "heldout")
+    tasks = _tasks_of(args)[: args.limit or None]
+    settings = EvalSettings(max_new_tokens=args.max_new_tokens) if args.max_new_tokens else EvalSettings()
+    results = pass_at_1(load_model(args.model, backend="torch"), tasks, settings, progress=True)
+    out = Path(args.out) if args.out else results_dir("rl") / "eval.csv"
+    from slmlab.io import save_table
+
+    save_table(results, out)
+    print(by_family(results).to_string(float_format=lambda value: f"{value:.3f}"))
+    print(f"per-task results: {out}")
+    return 0
+
+
 def add_rl_commands(commands) -> None:
     """``slmlab rl ...`` under the top-level parser's subcommands."""
     rl = commands.add_parser("rl", help="chapter 08: learning to code from execution feedback")
@@ -87,4 +109,13 @@ def add_rl_commands(commands) -> None:
     check.add_argument("code_file", metavar="CODE_FILE", help="the program, a Python file")
     check.add_argument("--tasks", default=None, help=where)
     check.set_defaults(run=_check)
+
+    evaluate = verbs.add_parser("eval", help="greedy pass@1 of a model on tasks, per family (held-out by default)")
+    evaluate.add_argument("--model", default=DEFAULT_MODEL, help="model name or folder (default: %(default)s)")
+    evaluate.add_argument("--tasks", default=None, help=f"task folder or file, or '{HUMANEVAL}' (default: data/tasks/rl/heldout)")
+    evaluate.add_argument("--task", default=None, help="a task name, a glob over names or a path")
+    evaluate.add_argument("--limit", type=int, default=0, help="only the first N tasks (0: all)")
+    evaluate.add_argument("--max-new-tokens", type=int, default=None, help="reply length (default: EvalSettings)")
+    evaluate.add_argument("--out", default=None, help="per-task CSV (default: results/rl/eval.csv)")
+    evaluate.set_defaults(run=_eval)
 

@@ -70,12 +70,23 @@ class SandboxResult:
     killed_by: str | None
 
 
-# The child's first code (run with `python -I -B -X utf8 -c`): it installs an audit hook, then executes main.py as
-# __main__ with its real file name, so tracebacks name main.py and its line numbers. Everything the hook uses is
+# The child's first code (run with `python -I -B -X utf8 -c`): it sets its own rlimits (passed as "resource:soft:hard"
+# items, so the parent needs no preexec_fn, which is unsafe in a threaded parent), installs an audit hook (which refuses
+# any later setrlimit), then executes main.py as __main__ with its real file name, so tracebacks name main.py and its
+# line numbers. Everything the hook uses is
 # bound at install time, so a program that monkey-patches os or builtins cannot change what the hook checks.
 # This layer is a tripwire for programs that misbehave inside Python; the kernel layers are the real boundary.
 _BOOTSTRAP = r'''
 import sys, os
+def _limit(spec):
+    import resource
+    for item in filter(None, spec.split(",")):
+        constant, soft, hard = (int(part) for part in item.split(":"))
+        current = resource.getrlimit(constant)[1]
+        if current != resource.RLIM_INFINITY and hard > current:  # a uid dropped before exec cannot raise a hard limit:
+            hard, soft = current, min(soft, current)  # keep the stricter one the account already has
+        resource.setrlimit(constant, (soft, hard))
+
 def _install(root, token, network_allowed):
     import pathlib
     import _posixsubprocess
@@ -186,6 +197,7 @@ def _install(root, token, network_allowed):
     sys.addaudithook(hook)
 
 def _main():
+    _limit(sys.argv[4])
     root, token, network_allowed = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
     _install(root, token, network_allowed)
     path = root + "/main.py"
@@ -246,7 +258,6 @@ class _Launch:
 
     name: str
     prefix: tuple[str, ...] = ()
-    drop_in_preexec: bool = False
     hide: tuple[str, tuple[str, ...]] | None = None  # (hidden folder, folders brought back) for the mount trick
     namespace: str | None = None
     uid_drop: str | None = None
@@ -336,28 +347,34 @@ def _candidates() -> list[_Launch]:
                     namespace="user+net (unshare --user --net)"),
         ]
     nobody = f"uid {NOBODY_UID}, gid {NOBODY_GID}, no supplementary groups"
+    setpriv = shutil.which("setpriv")
     found: list[_Launch] = []
     if unshare is not None:
         found.append(_Launch("net namespace + nobody", (unshare, "--net", "-S", str(NOBODY_UID), "-G", str(NOBODY_GID), "--"),
                              namespace="net (unshare --net)", uid_drop=nobody))
         hidden = _blocking_ancestor(Path(sys.base_prefix).resolve()) or _blocking_ancestor(Path(sys.prefix).resolve())
-        tools = [shutil.which(tool) for tool in ("mount", "mkdir", "setpriv", "sh")]
-        if hidden is not None and None not in tools:
-            mount, mkdir, setpriv, sh = tools
+        tools = [shutil.which(tool) for tool in ("mount", "mkdir", "sh")]
+        if hidden is not None and None not in tools and setpriv is not None:
+            mount, mkdir, sh = tools
             prefix = (unshare, "--net", "--mount", "--", sh, "-c", _HIDE_HOME_SCRIPT, "sh", mount, mkdir)
-            drop = (setpriv, f"--reuid={NOBODY_UID}", f"--regid={NOBODY_GID}", "--clear-groups", "--no-new-privs", "--")
             kept = _needed_folders(hidden)
-            found.append(_Launch("net+mount namespace + nobody", prefix + ("HIDDEN", "FOLDERS") + drop,
+            found.append(_Launch("net+mount namespace + nobody", prefix + ("HIDDEN", "FOLDERS") + _drop_to_nobody(setpriv),
                                  hide=(str(hidden), kept),
                                  namespace=f"net+mount (unshare --net --mount; {hidden} hidden behind an empty tmpfs)",
                                  uid_drop=nobody,
                                  notes=(f"{hidden} is not traversable by uid {NOBODY_UID}: the interpreter prefix is "
                                         "bind-mounted back inside a private mount namespace",)))
-    found.append(_Launch("nobody", drop_in_preexec=True, uid_drop=nobody))
+    if setpriv is not None:
+        found.append(_Launch("nobody", _drop_to_nobody(setpriv), uid_drop=nobody))
     if unshare is not None:
         found.append(_Launch("net namespace", (unshare, "--net", "--"), namespace="net (unshare --net)",
                              notes=("running as root without a uid drop: RLIMIT_NPROC does not apply to root",)))
     return found
+
+
+def _drop_to_nobody(setpriv: str) -> tuple[str, ...]:
+    """The setpriv prefix that drops to uid nobody before exec (a preexec_fn would be unsafe in a threaded parent)."""
+    return (setpriv, f"--reuid={NOBODY_UID}", f"--regid={NOBODY_GID}", "--clear-groups", "--no-new-privs", "--")
 
 
 def _needed_folders(hidden: Path) -> tuple[str, ...]:
@@ -401,7 +418,8 @@ def _run(launch: _Launch, source: str, stdin: str, limits: SandboxLimits, files:
     base = Path(tempfile.mkdtemp(prefix="slmlab-sandbox-"))
     try:
         work = _prepare_folder(base, source, files or {}, launch.drops_uid)
-        return _execute(launch, _argv(launch, base, work, limits), work, stdin, limits, rlimits)
+        token = _token()
+        return _execute(_argv(launch, base, work, token, limits, rlimits), token, work, stdin, limits)
     finally:
         _remove_tree(base)
 
@@ -425,32 +443,20 @@ def _prepare_folder(base: Path, source: str, files: Mapping[str, str], drop_uid:
     return work.resolve()
 
 
-def _argv(launch: _Launch, base: Path, work: Path, limits: SandboxLimits) -> list[str]:
+def _argv(launch: _Launch, base: Path, work: Path, token: str, limits: SandboxLimits,
+          rlimits: list[tuple[str, int, int, int]]) -> list[str]:
     prefix = list(launch.prefix)
     if launch.hide is not None:
         pairs = [item for index, folder in enumerate(launch.hide[1]) for item in (folder, str(base / f"stage{index}"))]
         at = prefix.index("HIDDEN")
         prefix = prefix[:at] + [launch.hide[0], str(len(launch.hide[1])), *pairs] + prefix[at + 2:]
-    token = _token()
-    return prefix + [sys.executable, "-I", "-B", "-X", "utf8", "-c", _BOOTSTRAP, str(work), token, "1" if limits.network else "0"]
+    spec = ",".join(f"{constant}:{soft}:{hard}" for _, constant, soft, hard in rlimits)
+    return prefix + [sys.executable, "-I", "-B", "-X", "utf8", "-c", _BOOTSTRAP, str(work), token,
+                     "1" if limits.network else "0", spec]
 
 
 def _token() -> str:
     return "slmlab-sandbox-" + secrets.token_hex(8)
-
-
-def _preexec(rlimits: list[tuple[str, int, int, int]], drop_uid: bool):
-    """Runs in the forked child before exec: limits and the uid drop must apply to the child only, not the parent."""
-
-    def apply() -> None:
-        for _, constant, soft, hard in rlimits:
-            resource.setrlimit(constant, (soft, hard))
-        if drop_uid:
-            os.setgroups([])
-            os.setgid(NOBODY_GID)
-            os.setuid(NOBODY_UID)
-
-    return apply
 
 
 class _Capture(threading.Thread):
@@ -481,14 +487,12 @@ class _Capture(threading.Thread):
         return self.kept.decode("utf-8", "replace")
 
 
-def _execute(launch: _Launch, argv: list[str], work: Path, stdin: str, limits: SandboxLimits,
-             rlimits: list[tuple[str, int, int, int]]) -> SandboxResult:
-    token = argv[-2].encode()
+def _execute(argv: list[str], token: str, work: Path, stdin: str, limits: SandboxLimits) -> SandboxResult:
+    """Start the child without a preexec_fn (safe from threads: rlimits are set by the bootstrap itself) and watch it."""
     env = {"PATH": "/usr/bin:/bin", "HOME": str(work), "TMPDIR": str(work), "LANG": "C.UTF-8"}
     started = time.monotonic()
     process = subprocess.Popen(argv, cwd=work, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, start_new_session=True, close_fds=True,
-                               preexec_fn=_preexec(rlimits, launch.drop_in_preexec))
+                               stderr=subprocess.PIPE, start_new_session=True, close_fds=True)
     reason: list[str] = []
     lock = threading.Lock()
     reaped: list[bool] = []
@@ -499,7 +503,7 @@ def _execute(launch: _Launch, argv: list[str], work: Path, stdin: str, limits: S
                 reason.append(why)
             _kill_group(process.pid, leader_alive=not reaped)
 
-    readers = [_Capture(os.dup(stream.fileno()), limits.output_bytes, token, lambda: stop("output_limit"))
+    readers = [_Capture(os.dup(stream.fileno()), limits.output_bytes, token.encode(), lambda: stop("output_limit"))
                for stream in (process.stdout, process.stderr)]
     process.stdout.close()
     process.stderr.close()
