@@ -25,7 +25,6 @@ import datetime as dt
 import gc
 import os
 import platform
-import resource
 import signal
 import statistics
 import sys
@@ -44,7 +43,7 @@ from tqdm.auto import tqdm
 
 import slmlab
 from slmlab import DecodingConfig
-from slmlab.environment import environment_report
+from slmlab.environment import environment_report, peak_rss_mb
 from slmlab.io import atomic_write_json
 from slmlab.settings import results_dir
 
@@ -93,12 +92,6 @@ GOALS: list[dict[str, Any]] = [
 def rss_mb() -> float:
     """Current resident set size of this process, in MiB."""
     return psutil.Process().memory_info().rss / 2**20
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far (ru_maxrss is KiB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
 class RssSampler:

@@ -25,14 +25,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from slmlab.environment import environment_report
+from slmlab.environment import environment_report, peak_rss_mb
 from slmlab.io import atomic_write_json
 from slmlab.settings import results_dir
 from slmlab.tinylm.evaluation import evaluate_lm
 from slmlab.tinylm.model import ModelConfig, build_model
 from slmlab.tinylm.prepare import PrepareConfig, PreparedData, prepare_corpus
 from slmlab.tinylm.tokenizer import min_vocab_size
-from slmlab.tinylm.training import LMTrainConfig, make_optimizer, make_scheduler, peak_rss_mb, train_lm
+from slmlab.tinylm.training import LMTrainConfig, make_optimizer, make_scheduler, train_lm
 from trainer_timing import step_timer
 
 THROUGHPUT_GOAL = 1.5  # slmlab's loop vs Trainer, tokens/s

@@ -32,6 +32,14 @@ def memory_gib() -> tuple[float, float]:
     return memory.total / 2**30, memory.available / 2**30
 
 
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB (``ru_maxrss`` is KiB on Linux, bytes on macOS)."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
 def environment_report() -> dict[str, object]:
     """A flat dict of facts about the machine, for a table."""
     import torch

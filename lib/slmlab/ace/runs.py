@@ -24,8 +24,6 @@ import csv
 import io
 import json
 import re
-import resource
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -45,6 +43,7 @@ from slmlab.ace.roles import (
     reflector_prompt,
     used_bullets,
 )
+from slmlab.environment import peak_rss_mb
 from slmlab.errors import SlmLabError
 from slmlab.generation import DecodingConfig, Prompt
 from slmlab.io import atomic_write_json, atomic_write_text
@@ -136,8 +135,7 @@ def default_run_dir(config: AceConfig, root: str | Path | None = None, quick: bo
 
 def peak_memory_mb() -> float:
     """Peak resident memory of this process (and peak CUDA memory when a GPU is in use), in MB."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    peak_mb = peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+    peak_mb = peak_rss_mb()
     try:
         import torch
 

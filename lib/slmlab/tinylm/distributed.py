@@ -70,14 +70,7 @@ def barrier(context: Distributed) -> None:
 
 def mean_over_ranks(value: float, context: Distributed) -> float:
     """The mean of a scalar over the processes (the value itself in a one-process run)."""
-    if not context.enabled:
-        return value
-    import torch
-    import torch.distributed as dist
-
-    tensor = torch.tensor([value], dtype=torch.float64, device=context.device)
-    dist.all_reduce(tensor)
-    return float(tensor.item()) / context.world_size
+    return sum_over_ranks([value], context)[0] / context.world_size
 
 
 def sum_over_ranks(values: Sequence[float], context: Distributed) -> list[float]:

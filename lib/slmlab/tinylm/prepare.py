@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 
 from slmlab.io import atomic_folder, atomic_write_json
@@ -87,7 +88,8 @@ def split_corpus(documents: Sequence[Document], valid_fraction: float = 0.1, see
         return split_documents(documents, valid_fraction, seed)
     train, valid = [], []
     for doc in documents:
-        cut = doc.text.rfind("\n", 0, int(len(doc.text) * (1 - valid_fraction))) + 1 or int(len(doc.text) * (1 - valid_fraction))
+        tail = int(len(doc.text) * (1 - valid_fraction))
+        cut = doc.text.rfind("\n", 0, tail) + 1 or tail  # at the last line break before the tail, if there is one
         train.append(Document(doc.source, doc.text[:cut]))
         valid.append(Document(f"{doc.source} (last {valid_fraction:.0%})", doc.text[cut:]))
     return train, [doc for doc in valid if doc.text.strip()]
@@ -117,11 +119,14 @@ class PreparedData:
     def token_file(self, split: str) -> TokenFile:
         return TokenFile.open(self.folder / f"{split}.bin")
 
+    @cached_property
+    def pad_id(self) -> int:
+        return self.tokenizer().pad_token_id
+
     def loader(self, split: str, context_length: int, batch_size: int, mode: str = "random", seed: int = 0,
                shuffle: bool = True) -> TokenLoader:
-        pad_id = self.tokenizer().pad_token_id
         return TokenLoader([self.token_file(split)], context_length, batch_size, mode=mode, shuffle=shuffle, seed=seed,
-                           pad_id=pad_id)
+                           pad_id=self.pad_id)
 
     def valid_documents(self) -> list[Document]:
         lines = (self.folder / "valid.jsonl").read_text(encoding="utf-8").splitlines()

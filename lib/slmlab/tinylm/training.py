@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import resource
-import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -21,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from slmlab.checkpoints import latest_checkpoint, read_checkpoint
+from slmlab.environment import peak_rss_mb
 from slmlab.runlog import RUN_FILES, RunLog
 from slmlab.settings import adapters_dir
 from slmlab.tinylm import distributed
@@ -75,13 +74,6 @@ class LMTrainConfig:
         """Quick mode's recipe: a model and a run small enough to train in seconds under test."""
         model = ModelConfig(hidden_size=64, layers=2, heads=4, kv_heads=4, intermediate_size=128, context_length=64)
         return cls(model=model, batch_size=8, steps=120, warmup_steps=10, eval_every=40, eval_batches=4, save_every=40)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> LMTrainConfig:
-        """The inverse of ``dataclasses.asdict`` (the model shape nested under ``model``)."""
-        data = dict(data)
-        model = data.pop("model", None)
-        return cls(model=ModelConfig(**model) if isinstance(model, dict) else model or ModelConfig(), **data)
 
 
 @dataclass
@@ -310,12 +302,6 @@ def training_metrics(state: TrainState, config: LMTrainConfig, data: PreparedDat
         "valid_loss": state.valid_loss,
         "config": asdict(config),
     }
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory in MB."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, kilobytes on Linux
 
 
 # --- internals ------------------------------------------------------------------------------------
