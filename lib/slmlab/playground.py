@@ -52,35 +52,59 @@ def compare_strategies(
     return pd.DataFrame(rows)
 
 
+STYLE = {"description_width": "110px"}
+
+
+class DecodingControls:
+    """The widgets of a DecodingConfig — strategy, temperature, top-k, top-p, beams, max new tokens, seed — set from
+    ``defaults``; the sampling sliders are enabled only for sampling and the beam slider only for beam search.
+    :meth:`config` reads them back (ValueError naming a bad setting). Chapter 00's playground and chapter 07's
+    generation panel both use them."""
+
+    def __init__(self, defaults: DecodingConfig, strategies: Sequence[str] = STRATEGIES, max_tokens_limit: int = 512):
+        import ipywidgets as w
+
+        self.strategy = w.Dropdown(options=tuple(strategies), value=defaults.strategy, description="Strategy", style=STYLE)
+        self.temperature = w.FloatSlider(value=defaults.temperature, min=0.05, max=2.0, step=0.05,
+                                         description="Temperature", style=STYLE)
+        self.top_k = w.IntSlider(value=defaults.top_k, min=0, max=200, description="Top-k (0=off)", style=STYLE)
+        self.top_p = w.FloatSlider(value=defaults.top_p, min=0.05, max=1.0, step=0.05, description="Top-p", style=STYLE)
+        self.beams = w.IntSlider(value=defaults.num_beams, min=2, max=8, description="Beams", style=STYLE)
+        self.max_tokens = w.IntSlider(value=defaults.max_new_tokens, min=1, max=max_tokens_limit,
+                                      description="Max new tokens", style=STYLE)
+        self.seed = w.IntText(value=defaults.seed, description="Seed", style=STYLE)
+        self.strategy.observe(self.sync, names="value")
+        self.sync()
+
+    def sync(self, _=None) -> None:
+        for slider in (self.temperature, self.top_k, self.top_p):
+            slider.disabled = self.strategy.value != "sample"
+        self.beams.disabled = self.strategy.value != "beam"
+
+    def config(self) -> DecodingConfig:
+        return DecodingConfig(strategy=self.strategy.value, temperature=self.temperature.value, top_k=self.top_k.value,
+                              top_p=self.top_p.value, num_beams=self.beams.value, max_new_tokens=self.max_tokens.value,
+                              seed=self.seed.value)
+
+    @property
+    def widgets(self) -> list:
+        """The controls in display order, seed last."""
+        return [self.strategy, self.temperature, self.top_k, self.top_p, self.beams, self.max_tokens, self.seed]
+
+
 def playground(model: LanguageModel, prompt: str = "Explain what a language model is in one sentence."):
     """An ipywidgets form: prompt, strategy, temperature, top-k, top-p, beams, max tokens, seed → reply."""
     import ipywidgets as w
 
-    style = {"description_width": "110px"}
-    prompt_box = w.Textarea(value=prompt, description="Prompt", layout=w.Layout(width="95%", height="80px"), style=style)
+    prompt_box = w.Textarea(value=prompt, description="Prompt", layout=w.Layout(width="95%", height="80px"), style=STYLE)
     strategies = STRATEGIES if model.backend == "torch" else tuple(s for s in STRATEGIES if s != "beam")
-    strategy = w.Dropdown(options=strategies, value="greedy", description="Strategy", style=style)
-    temperature = w.FloatSlider(value=0.7, min=0.05, max=2.0, step=0.05, description="Temperature", style=style)
-    top_k = w.IntSlider(value=0, min=0, max=200, description="Top-k (0=off)", style=style)
-    top_p = w.FloatSlider(value=1.0, min=0.05, max=1.0, step=0.05, description="Top-p", style=style)
-    beams = w.IntSlider(value=4, min=2, max=8, description="Beams", style=style)
-    max_tokens = w.IntSlider(value=64, min=1, max=512, description="Max new tokens", style=style)
-    seed = w.IntText(value=0, description="Seed", style=style)
+    decoding = DecodingControls(DecodingConfig(), strategies)
     button = w.Button(description="Generate", button_style="primary", icon="play")
     output = w.Output(layout=w.Layout(border="1px solid #ccc", padding="6px", width="95%"))
 
-    def sync(_=None) -> None:
-        sampling = strategy.value == "sample"
-        for slider in (temperature, top_k, top_p):
-            slider.disabled = not sampling
-        beams.disabled = strategy.value != "beam"
-
     def reply_text() -> str:
         try:
-            config = DecodingConfig(
-                strategy=strategy.value, temperature=temperature.value, top_k=top_k.value, top_p=top_p.value,
-                num_beams=beams.value, max_new_tokens=max_tokens.value, seed=seed.value,
-            )
+            config = decoding.config()
         except ValueError as problem:
             return str(problem)
         start = time.perf_counter()
@@ -97,10 +121,8 @@ def playground(model: LanguageModel, prompt: str = "Explain what a language mode
             print(text)
         return text
 
-    strategy.observe(sync, names="value")
     button.on_click(run)
-    sync()
-    controls = w.VBox([strategy, temperature, top_k, top_p, beams, max_tokens, seed, button])
+    controls = w.VBox([*decoding.widgets, button])
     form = w.VBox([prompt_box, controls, output])
     form.run = run  # lets a notebook or test press the button programmatically
     return form

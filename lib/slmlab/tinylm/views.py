@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 
 from slmlab.checkpoints import checkpoint_step, list_checkpoints, validation_loss
-from slmlab.generation import STRATEGIES, DecodingConfig
-from slmlab.playground import default_strategies
+from slmlab.generation import DecodingConfig
+from slmlab.playground import STYLE, DecodingControls, default_strategies
 from slmlab.runlog import read_metrics
 from slmlab.tinylm.evaluation import decode_raw
 from slmlab.tinylm.tokenizer import merges, readable
@@ -441,13 +441,6 @@ def samples_view(prompt: str, texts: Sequence[str]):
     return HTML(samples_html(prompt, texts))
 
 
-def panel_decoding(strategy: str, temperature: float, top_k: int, top_p: float, beams: int, max_new_tokens: int,
-                   seed: int = 0) -> DecodingConfig:
-    """The DecodingConfig of the generation panel's controls (raises ValueError naming a bad setting)."""
-    return DecodingConfig(strategy=strategy, temperature=temperature, top_k=top_k, top_p=top_p, num_beams=beams,
-                          max_new_tokens=max_new_tokens, seed=seed)
-
-
 def generation_panel(model_dir: str | Path | None = None, model: LanguageModel | None = None, prompt: str = "def ",
                      samples: int = 3):
     """Prompt, strategy (greedy / sample / beam), temperature, top-k, top-p, beams, max new tokens, samples per
@@ -456,24 +449,13 @@ def generation_panel(model_dir: str | Path | None = None, model: LanguageModel |
     e.g. from :func:`checkpoints_panel`) and ``.replies`` (the latest texts)."""
     import ipywidgets as w
 
-    style = {"description_width": "110px"}
-    prompt_box = w.Textarea(value=prompt, description="Prompt", layout=w.Layout(width="95%", height="70px"), style=style)
-    strategy = w.Dropdown(options=STRATEGIES, value="sample", description="Strategy", style=style)
-    temperature = w.FloatSlider(value=0.8, min=0.05, max=2.0, step=0.05, description="Temperature", style=style)
-    top_k = w.IntSlider(value=40, min=0, max=200, description="Top-k (0=off)", style=style)
-    top_p = w.FloatSlider(value=0.95, min=0.05, max=1.0, step=0.05, description="Top-p", style=style)
-    beams = w.IntSlider(value=4, min=2, max=8, description="Beams", style=style)
-    max_tokens = w.IntSlider(value=48, min=1, max=256, description="Max new tokens", style=style)
-    count = w.IntSlider(value=samples, min=1, max=16, description="Samples (batch)", style=style)
-    seed = w.IntText(value=0, description="Seed", style=style)
+    prompt_box = w.Textarea(value=prompt, description="Prompt", layout=w.Layout(width="95%", height="70px"), style=STYLE)
+    defaults = DecodingConfig(strategy="sample", temperature=0.8, top_k=40, top_p=0.95, max_new_tokens=48)
+    decoding = DecodingControls(defaults, max_tokens_limit=256)
+    count = w.IntSlider(value=samples, min=1, max=16, description="Samples (batch)", style=STYLE)
     button = w.Button(description="Generate", button_style="primary", icon="play")
     source = w.HTML()
     output = w.HTML(layout=w.Layout(width="95%"))
-
-    def sync(_=None) -> None:
-        for slider in (temperature, top_k, top_p):
-            slider.disabled = strategy.value != "sample"
-        beams.disabled = strategy.value != "beam"
 
     def load(new_model: LanguageModel) -> None:
         panel.model = new_model
@@ -481,8 +463,7 @@ def generation_panel(model_dir: str | Path | None = None, model: LanguageModel |
 
     def generate(_=None) -> list[str]:
         try:
-            config = panel_decoding(strategy.value, temperature.value, top_k.value, top_p.value, beams.value,
-                                    max_tokens.value, seed.value)
+            config = decoding.config()
         except ValueError as problem:
             output.value = html.escape(str(problem))
             return []
@@ -493,10 +474,8 @@ def generation_panel(model_dir: str | Path | None = None, model: LanguageModel |
             f"{config.describe()} · {count.value} in one batch · {seconds:.2f} s")
         return panel.replies
 
-    strategy.observe(sync, names="value")
     button.on_click(generate)
-    sync()
-    controls = w.VBox([strategy, temperature, top_k, top_p, beams, max_tokens, count, seed, button])
+    controls = w.VBox([*decoding.widgets[:-1], count, decoding.seed, button])
     panel = w.VBox([source, prompt_box, controls, output])
     panel.replies, panel.generate, panel.load = [], generate, load
     load(model if model is not None else load_lm(model_dir))
