@@ -21,18 +21,12 @@ def default_tasks_dir() -> Path:
 
 
 def _tasks_of(args: argparse.Namespace):
-    from slmlab.rl.tasks import load_humaneval, load_tasks
+    from slmlab.rl.tasks import load_humaneval, load_tasks, select_tasks
 
     if args.tasks == HUMANEVAL:
         tasks = load_humaneval()
-        return [task for task in tasks if _matches(task.name, args.task)] if args.task else tasks
+        return select_tasks(tasks, args.task, "HumanEval") if args.task else tasks
     return load_tasks(args.tasks or default_tasks_dir(), select=args.task)
-
-
-def _matches(name: str, select: str) -> bool:
-    import fnmatch
-
-    return fnmatch.fnmatchcase(name, select)
 
 
 def _list(args: argparse.Namespace) -> int:

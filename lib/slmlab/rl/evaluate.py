@@ -7,9 +7,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from slmlab.rl.scoring import score_programs
 from slmlab.rl.tasks import CodeTask
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _FENCE = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)(?:```|$)", re.DOTALL | re.IGNORECASE)
 
@@ -51,7 +55,8 @@ def extract_code(reply: str, task: CodeTask | None = None) -> str:
     return code
 
 
-def pass_at_1(lm, tasks: Sequence[CodeTask], settings: EvalSettings = EvalSettings(), progress: bool = False):
+def pass_at_1(lm, tasks: Sequence[CodeTask], settings: EvalSettings = EvalSettings(),
+              progress: bool = False) -> pd.DataFrame:
     """Greedy pass@1 of the slmlab model ``lm`` on ``tasks``: a DataFrame with one row per task (task, family, status,
     reward, passed, total, solved, reply, code)."""
     import pandas as pd
@@ -71,7 +76,7 @@ def pass_at_1(lm, tasks: Sequence[CodeTask], settings: EvalSettings = EvalSettin
     })
 
 
-def by_family(results) -> object:
+def by_family(results: pd.DataFrame) -> pd.DataFrame:
     """pass@1 (share of tasks solved) and mean reward per family, plus an "all" row."""
     table = results.groupby("family").agg(tasks=("task", "count"), pass_at_1=("solved", "mean"),
                                           mean_reward=("reward", "mean"))

@@ -173,14 +173,20 @@ def load_tasks(path: str | Path, select: str | None = None, validate: bool = Fal
     else:
         tasks = _read_all(_task_files(Path(path)))
         if select is not None:
-            pick = (lambda name: fnmatch.fnmatchcase(name, select)) if any(c in select for c in GLOB_CHARS) \
-                else (lambda name: name == select)
-            tasks = [task for task in tasks if pick(task.name)]
-            if not tasks:
-                raise TaskNotFoundError(f"No task matches '{select}' under {path}")
+            tasks = select_tasks(tasks, select, str(path))
     for task in tasks if validate else ():
         validate_task(task)
     return tasks
+
+
+def select_tasks(tasks: Sequence[CodeTask], select: str, where: str = "the tasks") -> list[CodeTask]:
+    """The tasks named ``select``, or matching it as a glob over names ("add_*"); none is an error naming ``where``."""
+    pick = (lambda name: fnmatch.fnmatchcase(name, select)) if any(c in select for c in GLOB_CHARS) \
+        else (lambda name: name == select)
+    chosen = [task for task in tasks if pick(task.name)]
+    if not chosen:
+        raise TaskNotFoundError(f"No task matches '{select}' under {where}")
+    return chosen
 
 
 def validate_task(task: CodeTask) -> None:
