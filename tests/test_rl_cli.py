@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 
 from slmlab.cli import main
-from slmlab.rl.cli import default_tasks_dir
-from slmlab.rl.tasks import generate_families, load_tasks
+from slmlab.rl.tasks import default_tasks_dir, generate_families, load_tasks
 
 
 def test_the_committed_task_sets_are_what_the_generator_writes():

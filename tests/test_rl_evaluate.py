@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from slmlab.rl.cli import default_tasks_dir
 from slmlab.rl.evaluate import by_family, extract_code, pass_at_1, task_prompt
-from slmlab.rl.tasks import load_humaneval, load_tasks
+from slmlab.rl.tasks import default_tasks_dir, load_humaneval, load_tasks
 
 TASKS = {task.name: task for task in load_tasks(default_tasks_dir())}
 

@@ -59,20 +59,26 @@ def pass_at_1(lm, tasks: Sequence[CodeTask], settings: EvalSettings = EvalSettin
               progress: bool = False) -> pd.DataFrame:
     """Greedy pass@1 of the slmlab model ``lm`` on ``tasks``: a DataFrame with one row per task (task, family, status,
     reward, passed, total, solved, reply, code)."""
-    import pandas as pd
-
     from slmlab.generation import DecodingConfig
 
     config = DecodingConfig(strategy="greedy", max_new_tokens=settings.max_new_tokens, batch_size=settings.batch_size,
                             seed=settings.seed)
     replies = lm.generate([task_prompt(task) for task in tasks], config, progress=progress)
+    return score_replies(tasks, replies)
+
+
+def score_replies(tasks: Sequence[CodeTask], replies: Sequence[str]) -> pd.DataFrame:
+    """Score each task's reply (the program taken from it, run in the sandbox): one row per task (task, family,
+    status, reward, passed, total, solved, reply, code)."""
+    import pandas as pd
+
     codes = [extract_code(reply, task) for reply, task in zip(replies, tasks)]
     scores = score_programs(list(zip(tasks, codes)))
     return pd.DataFrame({
         "task": [task.name for task in tasks], "family": [task.family or "-" for task in tasks],
         "status": [score.status for score in scores], "reward": [score.reward for score in scores],
         "passed": [score.passed for score in scores], "total": [score.total for score in scores],
-        "solved": [score.status == "passed" for score in scores], "reply": replies, "code": codes,
+        "solved": [score.status == "passed" for score in scores], "reply": list(replies), "code": codes,
     })
 
 

@@ -28,6 +28,13 @@ HELD_OUT_PER_FAMILY = 2  # members of each generated family kept out of training
 GLOB_CHARS = "*?["
 
 
+
+def default_tasks_dir() -> Path:
+    """The committed task sets: ``data/tasks/rl/`` (``train/`` and ``heldout/``) of the checkout."""
+    from slmlab.settings import project_root
+
+    return project_root() / "data" / "tasks" / "rl"
+
 class TaskFileError(SlmLabError, ValueError):
     """A task file that cannot be used: invalid JSON, a missing or mistyped field, or tests its reference fails."""
 
