@@ -1,6 +1,7 @@
 """Chapter 08 on the command line: ``slmlab rl tasks`` lists (or generates) the coding tasks, ``slmlab rl check``
-scores one program, given by path, against one task in the sandbox (one JSON line) and ``slmlab rl eval`` measures a
-model's greedy pass@1 per family.
+scores one program, given by path, against one task in the sandbox (one JSON line), ``slmlab rl train`` runs
+REINFORCE with a live panel and measures pass@1 before and after, and ``slmlab rl eval`` measures a model's greedy
+pass@1 per family.
 """
 
 from __future__ import annotations
@@ -13,15 +14,8 @@ from slmlab.models.registry import DEFAULT_MODEL
 HUMANEVAL = "humaneval"  # the --tasks value that selects HumanEval's 164 problems
 
 
-def default_tasks_dir() -> Path:
-    """The committed task sets: ``data/tasks/rl/`` (``train/`` and ``heldout/``) of the checkout."""
-    from slmlab.settings import project_root
-
-    return project_root() / "data" / "tasks" / "rl"
-
-
 def _tasks_of(args: argparse.Namespace):
-    from slmlab.rl.tasks import load_humaneval, load_tasks, select_tasks
+    from slmlab.rl.tasks import default_tasks_dir, load_humaneval, load_tasks, select_tasks
 
     if args.tasks == HUMANEVAL:
         tasks = load_humaneval()
@@ -69,13 +63,15 @@ def _check(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from slmlab.models import load_model
     from slmlab.rl.evaluate import EvalSettings, by_family, pass_at_1
+    from slmlab.rl.tasks import default_tasks_dir
     from slmlab.settings import results_dir
 
     if args.tasks is None:
         args.tasks = str(default_tasks_dir() / "heldout")
     tasks = _tasks_of(args)[: args.limit or None]
     settings = EvalSettings(max_new_tokens=args.max_new_tokens) if args.max_new_tokens else EvalSettings()
-    results = pass_at_1(load_model(args.model, backend="torch"), tasks, settings, progress=True)
+    lm = load_model(args.model, backend="torch", adapter=args.adapter)
+    results = pass_at_1(lm, tasks, settings, progress=True)
     out = Path(args.out) if args.out else results_dir("rl") / "eval.csv"
     from slmlab.io import save_table
 
@@ -83,6 +79,63 @@ def _eval(args: argparse.Namespace) -> int:
     print(by_family(results).to_string(float_format=lambda value: f"{value:.3f}"))
     print(f"per-task results: {out}")
     return 0
+
+
+def _config_of(args: argparse.Namespace):
+    from slmlab.rl.config import RLConfig
+
+    config = RLConfig.quick() if args.quick else RLConfig()
+    changes = {name: getattr(args, name) for name in TRAIN_OPTIONS if getattr(args, name) is not None}
+    return config.with_(seed=args.seed, **changes)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from slmlab.rl.monitor import LivePanel, summary_table
+    from slmlab.rl.runs import default_results_dir, train_and_measure
+
+    config = _config_of(args)
+    sets = [] if args.no_eval else ["heldout"] + (["humaneval"] if args.humaneval else [])
+    panel = LivePanel(config.steps)
+    run_dir = Path(args.run_dir) if args.run_dir else default_results_dir() / "run"
+    try:
+        chapter = train_and_measure(config, args.model, sets, run_dir, limit=args.limit, resume=not args.fresh,
+                                    progress=False, callbacks=[panel])
+    finally:
+        panel.stop()
+    from slmlab.rl.learner import read_attempts
+
+    print(summary_table(read_attempts(run_dir)).to_string(float_format=lambda value: f"{value:.2f}"))
+    for name, item in chapter.measurements.items():
+        print(f"\n{name} pass@1 before -> after (points):")
+        print(item.change().to_string(float_format=lambda value: f"{value:.3f}"))
+    run = chapter.run
+    print(f"\n{run.steps} steps, {run.completions} programs, {run.completions_per_s:.2f} programs/s; run folder {run_dir}")
+    return 0
+
+
+# RLConfig fields with a command-line option (its default is the config's, shown in --help).
+TRAIN_OPTIONS = ("steps", "tasks_per_step", "samples_per_task", "max_new_tokens", "temperature", "learning_rate",
+                 "entropy_weight", "kl_weight", "replay_weight")
+
+
+def _add_train(verbs) -> None:
+    from slmlab.rl.config import RLConfig
+
+    train = verbs.add_parser("train", help="REINFORCE on the train families; pass@1 before and after (held-out)")
+    train.add_argument("--model", default=None, help=f"model to put a LoRA adapter on, or 'tiny' to train one from "
+                       f"scratch (default: {DEFAULT_MODEL})")
+    for name in TRAIN_OPTIONS:
+        kind = type(getattr(RLConfig, name))
+        train.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None,
+                           help=f"(default: {getattr(RLConfig, name)})")
+    train.add_argument("--seed", type=int, default=RLConfig.seed, help="(default: %(default)s)")
+    train.add_argument("--quick", action="store_true", help="a few short steps (RLConfig.quick())")
+    train.add_argument("--run-dir", default=None, help="run folder (default: results/rl/run)")
+    train.add_argument("--fresh", action="store_true", help="start over instead of resuming the run folder")
+    train.add_argument("--humaneval", action="store_true", help="also measure HumanEval before and after")
+    train.add_argument("--no-eval", action="store_true", help="train only")
+    train.add_argument("--limit", type=int, default=0, help="measure only the first N tasks of each set (0: all)")
+    train.set_defaults(run=_train)
 
 
 def add_rl_commands(commands) -> None:
@@ -110,6 +163,8 @@ def add_rl_commands(commands) -> None:
     evaluate.add_argument("--task", default=None, help="a task name, a glob over names or a path")
     evaluate.add_argument("--limit", type=int, default=0, help="only the first N tasks (0: all)")
     evaluate.add_argument("--max-new-tokens", type=int, default=None, help="reply length (default: EvalSettings)")
+    evaluate.add_argument("--adapter", default=None, help="a PEFT adapter folder, e.g. results/rl/run/adapter")
     evaluate.add_argument("--out", default=None, help="per-task CSV (default: results/rl/eval.csv)")
     evaluate.set_defaults(run=_eval)
+    _add_train(verbs)
 
