@@ -18,8 +18,8 @@ chapter                     subpackage         entry point
 06 MCTS controller          ``mcts``           ``run_chapter``
 07 tiny LM from scratch     ``tinylm``         ``prepare_corpus``, ``train_lm``,
                                                ``evaluate_run``
-08 RL codegen (tasks,       ``rl``             ``load_tasks``, ``run_python``,
-sandbox, scorer so far)                        ``score_program``
+08 RL codegen              ``rl``             ``train_and_measure``, ``train_policy``,
+                                               ``load_tasks``, ``run_python``
 ==========================  =================  ==========================================
 """
 
