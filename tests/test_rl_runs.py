@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from slmlab.cli import main
-from slmlab.rl.runs import ChapterRun, Measurement, before_after, save_measurements, task_set
+from slmlab.rl.runs import ChapterRun, Measurement, before_after, default_results_dir, save_measurements, task_set
 
 
 def _results(solved: dict[str, bool], family: str = "f") -> pd.DataFrame:
@@ -50,7 +50,8 @@ def test_rl_train_runs_measures_and_resumes_from_the_command_line(tmp_path, monk
     assert main(arguments) == 0
     out = capsys.readouterr().out
     assert "heldout pass@1 before -> after" in out and "2 steps" in out
-    report = json.loads((tmp_path / "results" / "rl" / "eval.json").read_text())
+    report = json.loads((default_results_dir() / "eval.json").read_text())  # under tmp_path, quick/ in quick mode
+    assert default_results_dir().is_relative_to(tmp_path)
     assert report["heldout"]["tasks"] == 2 and report["training"]["steps"] == 2
     assert main(arguments[:6] + ["3"] + arguments[7:]) == 0  # one more step, resumed
     assert [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
