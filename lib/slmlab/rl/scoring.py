@@ -8,6 +8,7 @@ import difflib
 import json
 import math
 import secrets
+import warnings
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -352,7 +353,9 @@ def score_program(task: CodeTask, code: str | bytes, limits: SandboxLimits = San
     if text is None:
         return _failed(total, "empty", "the program is empty or not UTF-8 text")
     try:
-        compile(text, SOLUTION_FILE, "exec", dont_inherit=True)
+        with warnings.catch_warnings():  # a generated program's SyntaxWarnings are its own business, not the scorer's
+            warnings.simplefilter("ignore", SyntaxWarning)
+            compile(text, SOLUTION_FILE, "exec", dont_inherit=True)
     except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError) as exc:
         return _failed(total, "syntax_error", f"{type(exc).__name__}: {exc}"[:300])
     scorer = {"function": _score_function, "stdio": _score_stdio, "check": _score_check}[task.kind]
