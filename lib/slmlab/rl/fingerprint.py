@@ -129,7 +129,10 @@ class FingerprintSet:
 
     def add(self, code: str) -> bool:
         """Count an attempt; True when it is new."""
-        key = fingerprint(code)
+        return self.add_fingerprint(fingerprint(code))
+
+    def add_fingerprint(self, key: str) -> bool:
+        """Count an attempt by its :func:`fingerprint` (for a caller that needs the key too); True when it is new."""
         self.counts[key] = self.counts.get(key, 0) + 1
         return self.counts[key] == 1
 

@@ -266,8 +266,8 @@ class Learner:
         self.policy, self.config, self.tasks, self.run_dir = policy, config, list(tasks), Path(run_dir)
         self.by_name = {task.name: task for task in self.tasks}
         self.logger = logger or logging.getLogger("slmlab.rl")
-        self.optimizer = torch.optim.AdamW([param for _, param in policy.trainable()], lr=config.learning_rate,
-                                           weight_decay=0.0)
+        self.parameters = [param for _, param in policy.trainable()]
+        self.optimizer = torch.optim.AdamW(self.parameters, lr=config.learning_rate, weight_decay=0.0)
         self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode="max", factor=config.plateau_factor, patience=config.plateau_patience,
             min_lr=config.min_learning_rate)
@@ -306,18 +306,19 @@ class Learner:
 
     def _score(self, samples: Sequence[Sample]) -> None:
         """Run each new program once; a repeat takes its earlier score (a repeat that failed loses the penalty)."""
-        fresh: dict[str, list[Sample]] = {}
+        keys, fresh = [], {}
         for sample in samples:
             prints = self.state.fingerprints.setdefault(sample.task.name, FingerprintSet())
-            key = f"{sample.task.name}:{fingerprint(sample.code)}"
-            sample.duplicate = not prints.add(sample.code)
+            program = fingerprint(sample.code)
+            sample.duplicate = not prints.add_fingerprint(program)
+            keys.append(f"{sample.task.name}:{program}")
             if not sample.duplicate:
-                fresh.setdefault(key, []).append(sample)
-        scores = score_programs([(group[0].task, group[0].code) for group in fresh.values()])
+                fresh[keys[-1]] = sample
+        scores = score_programs([(sample.task, sample.code) for sample in fresh.values()])
         for key, score in zip(fresh, scores):
             self.state.scores[key] = (score.reward, score.status)
-        for sample in samples:
-            reward, sample.status = self.state.scores[f"{sample.task.name}:{fingerprint(sample.code)}"]
+        for sample, key in zip(samples, keys):
+            reward, sample.status = self.state.scores[key]
             penalty = self.config.duplicate_penalty if sample.duplicate and sample.status != "passed" else 0.0
             sample.reward = max(0.0, reward - penalty)
 
@@ -339,7 +340,9 @@ class Learner:
             self.hints.record(sample.task, sample.reward)
             if sample.status == "passed" and not sample.duplicate:
                 self.state.replay.append((sample.task.name, list(sample.completion_ids)))
-        del self.state.replay[:-self.config.replay_size or len(self.state.replay)]
+        excess = len(self.state.replay) - self.config.replay_size  # keep the newest replay_size programs
+        if excess > 0:
+            del self.state.replay[:excess]
 
     def _replay_rows(self, step: int) -> list[tuple[list[int], list[int]]]:
         if not self.state.replay or not self.config.replay_per_step or not self.config.replay_weight:
@@ -383,7 +386,7 @@ class Learner:
             totals["entropy"] += float((share * terms.entropy.detach()).sum())
             totals["replay"] += float(-(terms.logprob.detach() * (share == 0)).sum()) / replays
             tokens += terms.tokens
-        grad_norm = torch.nn.utils.clip_grad_norm_([param for _, param in self.policy.trainable()], config.grad_clip)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.parameters, config.grad_clip)
         self.optimizer.step()
         return {**totals, "grad_norm": float(grad_norm), "tokens": tokens}
 
