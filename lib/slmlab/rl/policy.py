@@ -30,26 +30,32 @@ ADAPTER_FILE = "adapter_model.safetensors"
 TINY_WEIGHTS = "model.safetensors"
 
 
+def load_base(folder: Path):
+    """``(model, tokenizer)`` of a local transformers folder as the policies train it: float32 weights, a tokenizer
+    that pads (and truncates) on the left and falls back to EOS for padding."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder, padding_side="left", truncation_side="left")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32), tokenizer
+
+
 class LoraPolicy:
     """SmolLM2 (or any local transformers causal LM) with a trainable LoRA adapter; prompts use the chat template."""
 
     kind = "lora"
 
     def __init__(self, config: RLConfig, model: str | None = None) -> None:
-        import torch
         from peft import get_peft_model
-        from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from slmlab.adapters import quiet_peft_deprecation
         from slmlab.models import DEFAULT_MODEL, resolve_model
 
         self.name = model or DEFAULT_MODEL
         self.base_dir = resolve_model(self.name)
-        self.tokenizer = AutoTokenizer.from_pretrained(self.base_dir)
-        self.tokenizer.padding_side = "left"
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        base = AutoModelForCausalLM.from_pretrained(self.base_dir, dtype=torch.float32)
+        base, self.tokenizer = load_base(self.base_dir)
         with quiet_peft_deprecation():
             self.model = get_peft_model(base, peft_lora_config(config))
         self.pad_id, self.eos_id = self.tokenizer.pad_token_id, self.tokenizer.eos_token_id

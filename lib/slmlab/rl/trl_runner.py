@@ -16,6 +16,7 @@ from slmlab.errors import SlmLabError
 from slmlab.models import DEFAULT_MODEL, resolve_model
 from slmlab.rl.config import RLConfig, peft_lora_config
 from slmlab.rl.evaluate import extract_code, task_prompt
+from slmlab.rl.policy import load_base
 from slmlab.rl.scoring import score_programs
 from slmlab.rl.tasks import CodeTask
 
@@ -115,17 +116,6 @@ def trl_config(config: RLConfig, algorithm: str, output_dir: Path, use_cpu: bool
     return RLOOConfig(**settings)
 
 
-def load_policy(model: str):
-    """The base model (float32) and its tokenizer (left padding) from the local folder ``model`` resolves to."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    folder = resolve_model(model)
-    tokenizer = AutoTokenizer.from_pretrained(folder, padding_side="left", truncation_side="left")
-    policy = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-    return policy, tokenizer
-
-
 def make_trainer(config: RLConfig, tasks: Sequence[CodeTask], run_dir: Path, reward: Callable,
                  model: str = DEFAULT_MODEL, algorithm: str = "grpo", progress: bool = False):
     """A GRPOTrainer / RLOOTrainer over ``tasks`` with ``reward`` and the config's LoRA adapter, not yet trained."""
@@ -137,7 +127,7 @@ def make_trainer(config: RLConfig, tasks: Sequence[CodeTask], run_dir: Path, rew
     if len(tasks) < config.tasks_per_step:
         raise TRLSetupError(f"{len(tasks)} tasks cannot fill a step of tasks_per_step={config.tasks_per_step}")
     args = trl_config(config, algorithm, run_dir / "trl", use_cpu=torch_device() == "cpu", progress=progress)
-    policy, tokenizer = load_policy(model)
+    policy, tokenizer = load_base(resolve_model(model))
     trainer_class = GRPOTrainer if algorithm == "grpo" else RLOOTrainer
     with quiet_peft_deprecation():
         trainer = trainer_class(model=policy, reward_funcs=reward, args=args, processing_class=tokenizer,
