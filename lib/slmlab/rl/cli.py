@@ -90,6 +90,7 @@ def _config_of(args: argparse.Namespace):
 
 
 def _train(args: argparse.Namespace) -> int:
+    from slmlab.rl.learner import read_attempts
     from slmlab.rl.monitor import LivePanel, summary_table
     from slmlab.rl.runs import default_results_dir, train_and_measure
 
@@ -102,8 +103,6 @@ def _train(args: argparse.Namespace) -> int:
                                     progress=False, callbacks=[panel])
     finally:
         panel.stop()
-    from slmlab.rl.learner import read_attempts
-
     print(summary_table(read_attempts(run_dir)).to_string(float_format=lambda value: f"{value:.2f}"))
     for name, item in chapter.measurements.items():
         print(f"\n{name} pass@1 before -> after (points):")

@@ -126,14 +126,13 @@ def train_and_measure(config: RLConfig, model: str | None = None, sets: Sequence
 
     train = task_set("train")
     policy = build_policy(config, train, model)
-    chapter = ChapterRun(None)
-    for name in sets:
-        tasks = task_set(name, limit)
-        chapter.measurements[name] = Measurement(name, measure(policy, tasks, settings, progress))
+    measured = {name: task_set(name, limit) for name in sets}
+    chapter = ChapterRun(None, {name: Measurement(name, measure(policy, tasks, settings, progress))
+                                for name, tasks in measured.items()})
     out = default_results_dir()
     chapter.run = train_policy(config, train, run_dir or out / "run", resume=resume, progress=progress,
                                callbacks=callbacks, stop=stop, policy=policy)
     for name, item in chapter.measurements.items():
-        item.after = measure(policy, task_set(name, limit), settings, progress)
+        item.after = measure(policy, measured[name], settings, progress)
     save_measurements(chapter, out)
     return chapter
