@@ -24,6 +24,7 @@ from slmlab.rl.config import RLConfig
 from slmlab.rl.evaluate import extract_code, task_prompt
 from slmlab.rl.fingerprint import FingerprintSet, fingerprint
 from slmlab.rl.hints import HintSchedule
+from slmlab.rl.monitor import ATTEMPTS_FILE, WeightChangeMonitor, attempt_records, attempts_frame, close_run_logger, run_logger
 from slmlab.rl.scoring import RewardNormalizer, score_programs
 from slmlab.rl.tasks import CodeTask
 from slmlab.runlog import read_metrics
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 __all__ = ["Learner", "RLResult", "policy_pass_at_1", "read_attempts", "read_metrics", "sample_programs",
            "token_terms", "train_policy"]
 
-ATTEMPTS_FILE = "attempts.jsonl"
 STATE_FILE = "learner_state.pt"
 ADAPTER_DIR = "adapter"
 LOG_FILE = "train.log"
@@ -259,8 +259,6 @@ class Learner:
                  logger: logging.Logger | None = None) -> None:
         import torch
 
-        from slmlab.rl.monitor import WeightChangeMonitor
-
         if not tasks:
             raise ValueError("train_policy needs at least one training task")
         self.policy, self.config, self.tasks, self.run_dir = policy, config, list(tasks), Path(run_dir)
@@ -468,23 +466,13 @@ class Learner:
 def truncate_attempts(path: Path, step: int) -> None:
     """Keep the attempts of steps up to ``step`` (a killed run may have logged steps that will run again, or half a
     line)."""
-    if not path.exists():
-        return
-    kept = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            break
-        if record["step"] <= step:
-            kept.append(line + "\n")
-    atomic_write_text(path, "".join(kept))
+    if path.exists():
+        kept = [json.dumps(record) + "\n" for record in attempt_records(path) if record["step"] <= step]
+        atomic_write_text(path, "".join(kept))
 
 
 def read_attempts(run_dir: str | Path) -> pd.DataFrame:
     """The attempts of a run folder as a DataFrame (one row per sampled program)."""
-    from slmlab.rl.monitor import attempts_frame
-
     return attempts_frame(Path(run_dir))
 
 
@@ -498,7 +486,6 @@ def train_policy(config: RLConfig, tasks: Sequence[CodeTask], run_dir: str | Pat
     the end the policy itself to ``adapter/`` (a PEFT folder; a full model folder for the tiny policy) and
     ``summary.json``. Ctrl+C checkpoints and re-raises; ``stop`` set from another thread ends the run cleanly.
     """
-    from slmlab.rl.monitor import close_run_logger, run_logger
     from slmlab.rl.policy import build_policy
     from slmlab.runlog import RunLog
 

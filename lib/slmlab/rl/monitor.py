@@ -374,15 +374,19 @@ class LivePanel:
 def attempts_frame(run_dir: Path) -> pd.DataFrame:
     """The rows of ``run_dir/attempts.jsonl`` (one per completion; a half-written last line of a killed run is left
     out), or an empty frame with the same columns when the file is missing."""
-    path = Path(run_dir) / ATTEMPTS_FILE
-    rows = []
+    return pd.DataFrame(attempt_records(Path(run_dir) / ATTEMPTS_FILE), columns=list(ATTEMPT_COLUMNS))
+
+
+def attempt_records(path: Path) -> list[dict]:
+    """The records of an attempts file, without the half-written line a killed run may leave ([] when missing)."""
+    records = []
     if path.exists():
         for line in path.read_text(encoding="utf-8").splitlines():
             try:
-                rows.append(json.loads(line))
+                records.append(json.loads(line))
             except json.JSONDecodeError:
                 continue
-    return pd.DataFrame(rows, columns=list(ATTEMPT_COLUMNS))
+    return records
 
 
 def _first_pass_step(group: pd.DataFrame) -> float:
