@@ -42,7 +42,16 @@ def load_base(folder: Path):
     return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32), tokenizer
 
 
-class LoraPolicy:
+class Policy:
+    """What the learner asks of a policy: ``model``, ``tokenizer``, ``pad_id``/``eos_id``, ``prompt_ids(text)``,
+    ``reply_text(ids)``, ``reference()`` (a context in which ``model`` is the frozen reference), ``save(folder)`` and
+    ``load(folder)``; the trainable weights are those of ``model`` that require gradients."""
+
+    def trainable(self) -> list[tuple[str, torch.nn.Parameter]]:
+        return [(name, param) for name, param in self.model.named_parameters() if param.requires_grad]
+
+
+class LoraPolicy(Policy):
     """SmolLM2 (or any local transformers causal LM) with a trainable LoRA adapter; prompts use the chat template."""
 
     kind = "lora"
@@ -71,9 +80,6 @@ class LoraPolicy:
     def reference(self) -> contextlib.AbstractContextManager:
         """The base model: the adapter switched off for the duration."""
         return self.model.disable_adapter()
-
-    def trainable(self) -> list[tuple[str, torch.nn.Parameter]]:
-        return [(name, param) for name, param in self.model.named_parameters() if param.requires_grad]
 
     def save(self, folder: Path) -> None:
         """The stock PEFT adapter folder (``adapter_config.json`` + ``adapter_model.safetensors``)."""
@@ -111,7 +117,7 @@ class TinyPolicyConfig:
 TASK_HEADER, CODE_HEADER = "# task: ", "\n# code:\n"
 
 
-class TinyPolicy:
+class TinyPolicy(Policy):
     """A small Llama trained from scratch; every weight is trainable and the initial weights are the reference.
 
     Its prompt is the task text as comment lines followed by a code header (it has no chat template); its reply is
@@ -170,9 +176,6 @@ class TinyPolicy:
             yield
         finally:
             self.model = live
-
-    def trainable(self) -> list[tuple[str, torch.nn.Parameter]]:
-        return [(name, param) for name, param in self.model.named_parameters() if param.requires_grad]
 
     def save(self, folder: Path) -> None:
         """A stock transformers folder (config, weights, tokenizer), loadable by ``slmlab.load_model``."""
