@@ -345,3 +345,77 @@ def test_tree_reuse_keeps_the_subtree_and_adds_simulations():
     assert sum(c.visit_count for c in again.children.values()) == before - 1 + 60  # its first visit expanded it
     with pytest.raises(ValueError, match="reused root"):
         mcts.run(TicTacToe(), root=child)
+
+
+# --- batched leaves (virtual loss) and batched stepping -------------------------------------------------
+
+
+def batched(state, num_simulations: int, leaves: int, siblings: bool = False, seed: int = 0) -> Node:
+    config = MCTSConfig(num_simulations=num_simulations, seed=seed, parallel_leaves=leaves, expand_siblings=siblings)
+    return MCTS(config, UniformRandomRollout(seed)).run(state)
+
+
+def all_nodes(root: Node) -> list[Node]:
+    nodes, stack = [], [root]
+    while stack:
+        node = stack.pop()
+        nodes.append(node)
+        stack.extend(node.children.values())
+    return nodes
+
+
+@pytest.mark.parametrize("leaves", [2, 3, 8])
+def test_batched_rounds_run_exactly_num_simulations_and_leave_no_pending_visit(leaves):
+    root = batched(TicTacToe.from_string("x../.o./..."), 57, leaves)
+    assert root.visit_count == 57 == sum(child.visit_count for child in root.children.values())
+    assert all(node.virtual_visits == 0 for node in all_nodes(root))
+
+
+def test_one_leaf_with_siblings_stepped_early_gives_the_plain_search_tree():
+    state = TicTacToe.from_string("x../.o./...")
+    plain, eager = search(state, 200), batched(state, 200, leaves=1, siblings=True)
+    assert search_tree(plain, max_depth=4) == search_tree(eager, max_depth=4)
+    stepped = [c for c in eager.children.values() if c.state is not None]
+    assert len(stepped) == len(eager.children)  # every root child got its state in the root's first batch
+
+
+@pytest.mark.parametrize("text, value, num_simulations", SOLVED.values(), ids=SOLVED.keys())
+def test_batched_search_still_solves_positions_with_a_known_outcome(text, value, num_simulations):
+    state = TicTacToe.from_string(text)
+    root = batched(state, num_simulations, leaves=4)
+    assert most_visited(root) in best_actions(state)
+    assert root.value() * value > 0.5 if value else abs(root.value()) < 0.2
+
+
+def test_virtual_loss_sends_the_next_leaf_of_a_round_elsewhere():
+    root = root_with_visits(0, 0)
+    root.children[0].virtual_visits = 1
+    root.virtual_visits = 1
+    config = MCTSConfig()
+    assert puct_score(root, root.children[0], config) < puct_score(root, root.children[1], config)
+    assert MCTS(config, UniformRandomRollout(0))._select_child(root)[0] == 1
+
+
+@dataclass(frozen=True)
+class CountedChain(Chain):
+    """The chain, with every ``step_batch`` call recorded (class-wide) so a test can see the batching."""
+
+    def step(self, action: int) -> CountedChain:
+        return CountedChain(super().step(action).path)
+
+    @staticmethod
+    def step_batch(pairs):
+        BATCHES.append(len(pairs))
+        return [state.step(action) for state, action in pairs]
+
+
+BATCHES: list[int] = []
+
+
+def test_environments_with_step_batch_are_stepped_in_one_call_per_round():
+    BATCHES.clear()
+    root = MCTS(MCTSConfig(num_simulations=12, parallel_leaves=4, expand_siblings=True), UniformRandomRollout(0)).run(
+        CountedChain())
+    assert root.visit_count == 12 and BATCHES and max(BATCHES) > 1
+    assert sum(BATCHES) <= 14  # each of the chain's 14 non-root states is stepped at most once
+    assert most_visited(root) == 1

@@ -11,7 +11,7 @@ import torch
 
 from slmlab.errors import BackendError
 from slmlab.generation import DecodingConfig
-from slmlab.mcts.core import MCTS, MCTSConfig
+from slmlab.mcts.core import MCTS, MCTSConfig, search_tree
 from slmlab.mcts.lm_env import EnvConfig, LMEnvironment, cache_keyword, greedy_episode
 from slmlab.mcts.macro import THOUGHT_PLACEHOLDER, Macro, MacroActionError
 
@@ -39,11 +39,15 @@ class EosAfter(torch.nn.Module):
         super().__init__()
         self.inner, self.length, self.eos, self.config = inner, length, eos, inner.config
 
-    def forward(self, input_ids, cache=None, **kwargs):
-        total = input_ids.shape[1] + (cache.get_seq_length() if cache is not None else 0)
-        out = self.inner(input_ids=input_ids, **{cache_keyword(type(self.inner)): cache}, **kwargs)
-        if total >= self.length:
-            out.logits[..., self.eos] = 1e4
+    def forward(self, input_ids, cache=None, position_ids=None, **kwargs):
+        if position_ids is None:  # one row, or rows of equal length: the cache length is every row's
+            total = torch.full((input_ids.shape[0],), input_ids.shape[1] + (cache.get_seq_length() if cache else 0))
+        else:  # a batch of rows of different lengths (left-padded): each row's own length
+            total = position_ids[:, -1] + 1
+        out = self.inner(input_ids=input_ids, position_ids=position_ids, **{cache_keyword(type(self.inner)): cache},
+                         **kwargs)
+        reached = (total >= self.length)[:, None]
+        out.logits[..., self.eos] = torch.where(reached, torch.tensor(1e4), out.logits[..., self.eos])
         return out
 
 
@@ -215,3 +219,60 @@ def test_stop_waits_for_the_end_of_the_reply_or_the_budget(tiny_torch):
     ended = eos_model(tiny_torch, after_prompt=4)
     done = LMEnvironment(ended, PROMPT, config).step(C)
     assert done.ended and S in done.legal_actions()
+
+
+# --- batched stepping ---------------------------------------------------------------------------------
+
+
+def mixed_pairs(model) -> list[tuple[LMEnvironment, Macro]]:
+    """States with different prefix lengths, each with every legal action (spans, markers and STOP)."""
+    config = dataclasses.replace(SMALL, budget=24)
+    states = [LMEnvironment(model, prompt, config) for prompt in (PROMPT, "a longer prompt than the first one", "x")]
+    states += [states[0].step(C), states[1].step(C).step(TB).step(C), states[2].step(C).step(R)]
+    return [(state, action) for state in states for action in state.legal_actions()]
+
+
+def test_step_batch_equals_stepping_each_pair(tiny_torch):
+    pairs = mixed_pairs(tiny_torch)
+    assert {action for _, action in pairs} >= {C, R, TB, TE, S}
+    one_by_one = [state.step(action) for state, action in pairs]
+    together = LMEnvironment.step_batch(pairs)
+    for a, b in zip(one_by_one, together):
+        assert a.ids == b.ids and a.macro.spans == b.macro.spans and a.hit_eos == b.hit_eos
+        torch.testing.assert_close(a.next_token_logits, b.next_token_logits, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(a.hidden_mean, b.hidden_mean, atol=1e-4, rtol=1e-4)
+        assert [s["action"] for s in a.macro_trace()] == [s["action"] for s in b.macro_trace()]
+        assert a.macro_trace()[-1]["fed"] == b.macro_trace()[-1]["fed"]
+    # the children's own caches are right: the next span decodes the same tokens
+    nexts = [(a.step(C), b.step(C)) for a, b in zip(one_by_one, together) if C in a.legal_actions()]
+    assert nexts and all(x.ids == y.ids for x, y in nexts)
+
+
+def test_step_batch_copes_with_an_early_end_of_sequence(tiny_torch):
+    model = eos_model(tiny_torch, after_prompt=2)
+    env = LMEnvironment(model, PROMPT, SMALL)
+    long = LMEnvironment(model, PROMPT + " and more words", SMALL)
+    pairs = [(env, C), (env, R) if R in env.legal_actions() else (env, C), (long, C)]
+    for a, b in zip([s.step(x) for s, x in pairs], LMEnvironment.step_batch(pairs)):
+        assert a.ids == b.ids and a.hit_eos == b.hit_eos
+
+
+def uniform_priors(state):
+    actions = state.legal_actions()
+    return {action: 1.0 / len(actions) for action in actions}, 0.0
+
+
+def test_batched_search_equals_the_same_search_stepped_one_state_at_a_time(tiny_torch, monkeypatch):
+    config = MCTSConfig(num_simulations=24, seed=3, parallel_leaves=4, expand_siblings=True)
+    env_config = dataclasses.replace(SMALL, budget=16)
+    batched = MCTS(config, uniform_priors).run(LMEnvironment(tiny_torch, PROMPT, env_config, gold="x"))
+    calls = []
+
+    def one_at_a_time(pairs):
+        calls.append(len(pairs))
+        return [state.step(action) for state, action in pairs]
+
+    monkeypatch.setattr(LMEnvironment, "step_batch", staticmethod(one_at_a_time))
+    serial = MCTS(config, uniform_priors).run(LMEnvironment(tiny_torch, PROMPT, env_config, gold="x"))
+    assert calls and max(calls) > 1  # the batched search really batched
+    assert search_tree(batched, max_depth=6) == search_tree(serial, max_depth=6)

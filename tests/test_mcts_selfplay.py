@@ -153,6 +153,24 @@ def test_self_play_fills_the_replay_buffer_and_resumes(tiny_torch, tmp_path):
                   progress=False)
 
 
+def test_a_folder_written_before_batched_rounds_resumes_with_one_leaf_per_round(tiny_torch, tmp_path):
+    one_leaf = dataclasses.replace(SMALL, parallel_leaves=1)
+    self_play(tiny_torch, ITEMS, tmp_path, 1, one_leaf, progress=False)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    del saved["parallel_leaves"]  # as such a folder was written
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert self_play(tiny_torch, ITEMS, tmp_path, 1, one_leaf, progress=False).first_episode == 1
+    with pytest.raises(ValueError, match=r"parallel_leaves differ"):
+        self_play(tiny_torch, ITEMS, tmp_path, 1, dataclasses.replace(SMALL, parallel_leaves=4), progress=False)
+
+
+def test_batched_and_one_leaf_searches_both_play_whole_episodes(tiny_torch):
+    for leaves in (1, 3):
+        episode = search_episode(tiny_torch, ITEMS[0], UniformEvaluator(), SMALL.env_config(),
+                                 SearchSettings(simulations=6, parallel_leaves=leaves))
+        assert episode.actions[-1] == "stop" and all(sum(p.values()) == pytest.approx(1.0) for *_, p in episode.steps)
+
+
 def test_self_play_is_deterministic_for_a_seed(tiny_torch, tmp_path):
     def texts(folder):
         self_play(tiny_torch, ITEMS, folder, 2, SMALL, progress=False)

@@ -20,8 +20,8 @@ from slmlab.models.registry import DEFAULT_MODEL
 CONTROLLER_NAMES = tuple(CONTROLLERS)
 DEFAULT = " (default: %(default)s)"  # appended to a help text: argparse fills in the option's default
 FROM_SETTINGS = " (default: ChapterSettings, or its quick sizes with --quick)"
-SETTINGS_FIELDS = ("seed", "simulations", "budget", "span_tokens", "n_train", "n_test", "rounds", "episodes_per_round",
-                   "steps_per_round", "best_of")  # options named as ChapterSettings' fields
+SETTINGS_FIELDS = ("seed", "simulations", "parallel_leaves", "budget", "span_tokens", "n_train", "n_test", "rounds",
+                   "episodes_per_round", "steps_per_round", "best_of")  # options named as ChapterSettings' fields
 
 
 def _positive(text: str) -> int:
@@ -114,6 +114,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="run seed" + FROM_SETTINGS)
     parser.add_argument("--quick", action="store_true", help="the smoke-run sizes of the notebook's quick mode")
     parser.add_argument("--sims", dest="simulations", type=_positive, help="simulations per macro-action" + FROM_SETTINGS)
+    parser.add_argument("--leaves", dest="parallel_leaves", type=_positive,
+                        help="simulations per batched round (virtual loss; their states decoded in one batch)" + FROM_SETTINGS)
     parser.add_argument("--budget", type=_positive, help="token budget of an answer, thoughts included" + FROM_SETTINGS)
     parser.add_argument("--span-tokens", type=_positive, help="tokens per CONTINUE / RESAMPLE span" + FROM_SETTINGS)
     parser.add_argument("--n-train", type=_positive, help="self-play items" + FROM_SETTINGS)

@@ -1,5 +1,5 @@
 """A generic AlphaZero-style Monte-Carlo tree search: PUCT selection, Dirichlet noise at the root,
-sign-aware value backup and visit-count policies.
+sign-aware value backup, visit-count policies, and batched leaves with virtual loss.
 
 Value convention, used everywhere: a value lies in [-1, 1] and is seen from the perspective of the
 player *to move* in the state it belongs to. Two-player zero-sum games negate a value whenever the
@@ -43,6 +43,15 @@ class Environment(Protocol):
         """The player to move; a constant for single-player environments."""
 
 
+class BatchStepper(Protocol):
+    """Optional: an environment class whose ``step_batch`` steps several (state, action) pairs at once
+    (e.g. one batched forward pass of a language model); it must return what ``state.step(action)``
+    would, in order. Environments without it are stepped one pair at a time."""
+
+    @staticmethod
+    def step_batch(pairs: Sequence[tuple[Environment, Action]]) -> list[Environment]: ...
+
+
 class Evaluator(Protocol):
     """Priors over the legal actions and a value estimate, both for the player to move in ``state``."""
 
@@ -59,6 +68,13 @@ class MCTSConfig:
     dirichlet_alpha: float = 0.3
     dirichlet_fraction: float = 0.25  # weight of the noise in the root priors
     seed: int = 0  # seeds the Dirichlet noise
+    # Leaves gathered per round: each simulation's path gets a virtual loss so the next one looks elsewhere,
+    # then the new states are stepped together (one batched forward pass where the environment has
+    # ``step_batch``). 1 is the plain one-leaf-at-a-time search.
+    parallel_leaves: int = 1
+    # Step every unstepped sibling of a new leaf in the same batch, so later visits find them ready.
+    expand_siblings: bool = False
+    virtual_loss: float = 1.0  # the value a pending visit counts as, against the player who chose it
 
     def __post_init__(self) -> None:
         checks = {
@@ -67,6 +83,8 @@ class MCTSConfig:
             "c_base": self.c_base > 0,
             "dirichlet_alpha": self.dirichlet_alpha > 0,
             "dirichlet_fraction": 0 <= self.dirichlet_fraction <= 1,
+            "parallel_leaves": isinstance(self.parallel_leaves, int) and self.parallel_leaves >= 1,
+            "virtual_loss": self.virtual_loss >= 0,
         }
         for name, ok in checks.items():
             if not ok:
@@ -84,6 +102,7 @@ class Node:
     visit_count: int = 0
     value_sum: float = 0.0  # from the perspective of this node's ``to_play``
     terminal: bool = False
+    virtual_visits: int = 0  # simulations of the current round that passed here and are not backed up yet
     children: dict[Action, Node] = field(default_factory=dict, repr=False)  # a full tree would flood a notebook
 
     @property
@@ -121,10 +140,18 @@ def child_q(parent: Node, child: Node) -> float:
 
 def puct_score(parent: Node, child: Node, config: MCTSConfig) -> float:
     """AlphaZero's PUCT: Q + c(N) * prior * sqrt(N_parent) / (1 + N_child), with the exploration
-    weight c(N) = log((N_parent + c_base + 1) / c_base) + c_init growing slowly with the parent's visits."""
-    c = math.log((parent.visit_count + config.c_base + 1) / config.c_base) + config.c_init
-    u = c * child.prior * math.sqrt(parent.visit_count) / (1 + child.visit_count)
-    return child_q(parent, child) + u
+    weight c(N) = log((N_parent + c_base + 1) / c_base) + c_init growing slowly with the parent's visits.
+
+    Pending visits of a batched round (virtual loss) count as visits that lost ``config.virtual_loss``
+    for the player choosing the child; without any pending visit this is the plain formula."""
+    parent_visits = parent.visit_count + parent.virtual_visits
+    visits, pending = child.visit_count + child.virtual_visits, child.virtual_visits
+    c = math.log((parent_visits + config.c_base + 1) / config.c_base) + config.c_init
+    u = c * child.prior * math.sqrt(parent_visits) / (1 + visits)
+    if not pending:
+        return child_q(parent, child) + u
+    q = (child_q(parent, child) * child.visit_count - config.virtual_loss * pending) / visits
+    return q + u
 
 
 class MCTS:
@@ -154,22 +181,65 @@ class MCTS:
             self._expand(root)
         if add_noise:
             self._add_dirichlet_noise(root)
-        for _ in range(self.config.num_simulations):
-            self._simulate(root)
+        done = 0
+        while done < self.config.num_simulations:
+            leaves = min(self.config.parallel_leaves, self.config.num_simulations - done)
+            self._simulate_round(root, leaves)
+            done += leaves
         return root
 
-    def _simulate(self, root: Node) -> None:
+    def _simulate_round(self, root: Node, leaves: int) -> None:
+        """``leaves`` simulations: walk down ``leaves`` paths (each marking its nodes as pending, so the
+        next walk sees a virtual loss there), step the new states together, evaluate each new leaf once
+        and back every path up. With one leaf this is the classic simulation."""
+        paths = []
+        for _ in range(leaves):
+            path = self._descend(root)
+            for node in path:
+                node.virtual_visits += 1
+            paths.append(path)
+        self._step_new_states(paths)
+        values: dict[int, float] = {}
+        for path in paths:  # paths that met at one leaf share its single evaluation
+            leaf = path[-1]
+            if id(leaf) not in values:
+                values[id(leaf)] = leaf.state.terminal_value() if leaf.expanded else self._expand(leaf)
+        for path in paths:
+            leaf, value = path[-1], values[id(path[-1])]
+            for visited in path:  # zero-sum: a value is negated for the other player
+                visited.virtual_visits -= 1
+                visited.visit_count += 1
+                visited.value_sum += value if visited.to_play == leaf.to_play else -value
+
+    def _descend(self, root: Node) -> list[Node]:
+        """The PUCT path from the root to a leaf: a node not expanded yet (its state may still be
+        unstepped) or a terminal one."""
         node, path = root, [root]
         while node.expanded and not node.terminal:
-            action, child = self._select_child(node)
-            if child.state is None:
-                child.state = node.state.step(action)
-            node = child
+            _, node = self._select_child(node)
             path.append(node)
-        value = node.state.terminal_value() if node.expanded else self._expand(node)
-        for visited in path:  # zero-sum: a value is negated for the other player
-            visited.visit_count += 1
-            visited.value_sum += value if visited.to_play == node.to_play else -value
+            if node.state is None:
+                break
+        return path
+
+    def _step_new_states(self, paths: list[list[Node]]) -> None:
+        """Fill in the state of every path's unstepped leaf (and, with ``expand_siblings``, of its
+        unstepped siblings), all in one ``step_batch`` call when the environment offers it."""
+        todo: dict[int, tuple[Node, Action, Node]] = {}
+        for path in paths:
+            if path[-1].state is not None:
+                continue
+            parent = path[-2]
+            for action, child in parent.children.items():
+                if child.state is None and (child is path[-1] or self.config.expand_siblings):
+                    todo.setdefault(id(child), (parent, action, child))
+        if not todo:
+            return
+        pairs = [(parent.state, action) for parent, action, _ in todo.values()]
+        step_batch = getattr(type(pairs[0][0]), "step_batch", None)
+        states = step_batch(pairs) if step_batch is not None and len(pairs) > 1 else [s.step(a) for s, a in pairs]
+        for (_, _, child), state in zip(todo.values(), states):
+            child.state = state
 
     def _select_child(self, node: Node) -> tuple[Action, Node]:
         # max() keeps the first of equal scores, so ties go to the earliest legal action

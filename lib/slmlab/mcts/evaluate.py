@@ -5,8 +5,8 @@ Entry point: :func:`evaluate_controllers` (one row per method and item) and :fun
 :func:`conclusion` turns that summary into the chapter's verdict.
 None of the methods sees the gold answer while answering:
 
-- ``greedy``: one greedy reply of up to ``budget`` tokens.
-- ``best-of-n``: ``best_of`` replies sampled at ``temperature`` in one batch; the one with the highest
+- ``greedy``: one greedy reply of up to ``budget`` tokens (every item in one continuously batched call).
+- ``best-of-n``: ``best_of`` replies sampled at ``temperature`` (every item's in one call); the one with the highest
   verifier-free score (the model's own fluency, 0.9, and brevity, 0.1 — the reward the MCTS controller
   uses at test time) is kept.
 - ``mcts``: :func:`~slmlab.mcts.selfplay.search_episode` with the network (or uniform priors without
@@ -51,39 +51,55 @@ class EvalSettings:
     best_of: int = 4
     temperature: float = 0.8
     simulations: int = 8
+    parallel_leaves: int = 4  # see SearchSettings.parallel_leaves
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if min(self.budget, self.span_tokens, self.best_of, self.simulations) < 1 or self.temperature <= 0:
+        if min(self.budget, self.span_tokens, self.best_of, self.simulations, self.parallel_leaves) < 1 or self.temperature <= 0:
             raise ValueError(f"EvalSettings needs budget, span_tokens, best_of, simulations >= 1 and temperature > 0: "
                              f"{self}")
 
 
-def _row(method: str, item: TaskItem, pred: str, answer_tokens: int, spent: int, start: float,
+def _row(method: str, item: TaskItem, pred: str, answer_tokens: int, spent: int, latency_ms: float,
          actions: str = "") -> dict:
     return {"method": method, "sample_id": item.id, "question": item.question, "gold": item.answer, "pred": pred,
             "correct": qa_correct(pred, item.answer), "answer_tokens": answer_tokens, "tokens_spent": spent,
-            "latency_ms": round((time.perf_counter() - start) * 1000, 1), "actions": actions}
+            "latency_ms": round(latency_ms, 1), "actions": actions}
 
 
-def greedy_answer(model, item: TaskItem, settings: EvalSettings) -> dict:
+def _elapsed_ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000
+
+
+def greedy_answers(model, items: Sequence[TaskItem], settings: EvalSettings) -> list[dict]:
+    """One greedy reply per item, all items in one continuously batched call (latency: its share of the call)."""
     start = time.perf_counter()
-    ids = model.generate_ids([item.question], DecodingConfig(max_new_tokens=settings.budget))[0]
-    return _row("greedy", item, model.decode(ids), len(ids), len(ids), start)
+    replies = model.generate_ids([item.question for item in items], DecodingConfig(max_new_tokens=settings.budget))
+    latency = _elapsed_ms(start) / max(len(items), 1)
+    return [_row("greedy", item, model.decode(ids), len(ids), len(ids), latency) for item, ids in zip(items, replies)]
 
 
-def best_of_n_answer(model, item: TaskItem, settings: EvalSettings) -> dict:
+def best_of_n_answers(model, items: Sequence[TaskItem], settings: EvalSettings) -> list[dict]:
+    """``best_of`` sampled replies per item, every item's samples in one continuously batched call; per item the
+    reply with the best verifier-free score is kept (latency: the item's share of the call, plus its scoring)."""
     start = time.perf_counter()
     config = DecodingConfig(strategy="sample", temperature=settings.temperature, max_new_tokens=settings.budget,
-                            seed=settings.seed, batch_size=settings.best_of)
-    samples = model.generate_ids([item.question] * settings.best_of, config)
-    scored = []
-    for ids in samples:
-        text = model.decode(ids)
-        score = score_episode(model, item.question, text, None, len(ids), settings.budget, VERIFIER_FREE)["total"]
-        scored.append((score, text, len(ids)))
-    best = max(scored, key=lambda s: s[0])  # max keeps the first of equal scores
-    return _row("best-of-n", item, best[1], best[2], sum(len(ids) for ids in samples), start)
+                            seed=settings.seed, batch_size=max(16, settings.best_of))
+    replies = model.generate_ids([item.question for item in items for _ in range(settings.best_of)], config)
+    share = _elapsed_ms(start) / max(len(items), 1)
+    rows = []
+    for index, item in enumerate(items):
+        scoring = time.perf_counter()
+        samples = replies[index * settings.best_of : (index + 1) * settings.best_of]
+        scored = []
+        for ids in samples:
+            text = model.decode(ids)
+            score = score_episode(model, item.question, text, None, len(ids), settings.budget, VERIFIER_FREE)["total"]
+            scored.append((score, text, len(ids)))
+        best = max(scored, key=lambda s: s[0])  # max keeps the first of equal scores
+        rows.append(_row("best-of-n", item, best[1], best[2], sum(len(ids) for ids in samples),
+                         share + _elapsed_ms(scoring)))
+    return rows
 
 
 def mcts_answer(model, item: TaskItem, settings: EvalSettings, network: PolicyValueNet | None = None,
@@ -92,10 +108,11 @@ def mcts_answer(model, item: TaskItem, settings: EvalSettings, network: PolicyVa
     featurizer = Featurizer(embedder)
     evaluator = NetworkEvaluator(network, featurizer) if network is not None else UniformEvaluator()
     episode = search_episode(model, item, evaluator, EnvConfig(span_tokens=settings.span_tokens, budget=settings.budget),
-                             SearchSettings(simulations=settings.simulations, seed=settings.seed), featurizer,
+                             SearchSettings(simulations=settings.simulations, parallel_leaves=settings.parallel_leaves,
+                                            seed=settings.seed), featurizer,
                              use_gold=False)
     return _row("mcts", item, episode.visible_text, episode.tokens - episode.thought_tokens, episode.fed_tokens,
-                start, actions=",".join(episode.actions))
+                _elapsed_ms(start), actions=",".join(episode.actions))
 
 
 def evaluate_controllers(
@@ -112,16 +129,16 @@ def evaluate_controllers(
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
-    answer = {
-        "greedy": lambda item: greedy_answer(model, item, settings),
-        "best-of-n": lambda item: best_of_n_answer(model, item, settings),
-        "mcts": lambda item: mcts_answer(model, item, settings, network, embedder),
-    }
+    batched = {"greedy": greedy_answers, "best-of-n": best_of_n_answers}  # every item in one generate call
     rows = []
     with tqdm(total=len(methods) * len(items), desc="evaluate", unit="answer", disable=not progress) as bar:
         for method in methods:
+            if method in batched:
+                rows.extend(batched[method](model, items, settings))
+                bar.update(len(items))
+                continue
             for item in items:
-                rows.append(answer[method](item))
+                rows.append(mcts_answer(model, item, settings, network, embedder))
                 bar.update(1)
     frame = pd.DataFrame(rows, columns=COLUMNS)
     if out is not None:

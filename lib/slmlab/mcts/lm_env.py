@@ -113,6 +113,18 @@ class _Point:
 
 
 @dataclass(frozen=True)
+class _SpanPlan:
+    """A span to decode: after ``ids[:length]``, at most ``max_tokens``, at ``temperature`` with ``seed``;
+    ``previous`` are the spans kept before it."""
+
+    length: int
+    max_tokens: int
+    previous: tuple[Span, ...]
+    temperature: float
+    seed: int
+
+
+@dataclass(frozen=True)
 class _Episode:
     """What every state of one episode shares."""
 
@@ -304,13 +316,7 @@ class LMEnvironment:
     def step(self, action: Macro | str) -> LMEnvironment:
         """The state after ``action``; this one is left unchanged. Raises MacroActionError when the action
         is not in :meth:`legal_actions`."""
-        action = as_macro(action)
-        if action not in self.legal_actions():
-            reason = self.macro.why_illegal(action) or (
-                "the model has ended its reply (end of sequence)" if self.ended else
-                f"the model has not ended its reply and {self.macro.tokens_left} tokens of budget are left "
-                f"(EnvConfig.early_stop=True allows it)")
-            raise MacroActionError(f"{action.name} is illegal: {reason}.")
+        action = self._check_legal(action)
         start = time.perf_counter()
         if action in (Macro.CONTINUE, Macro.RESAMPLE):
             child, span, fed = self._generate(action)
@@ -318,7 +324,40 @@ class LMEnvironment:
             child, span, fed = self._child(self.ids, self.macro.apply(action), None, self._point, self.hit_eos), None, 0
         else:
             child, span, fed = self._think(action)
-        child._trace = self._trace + (trace_step(action, span, (time.perf_counter() - start) * 1000, fed=fed),)
+        return self._record(child, action, span, (time.perf_counter() - start) * 1000, fed)
+
+    @staticmethod
+    def step_batch(pairs: Sequence[tuple[LMEnvironment, Macro | str]]) -> list[LMEnvironment]:
+        """``[state.step(action) for state, action in pairs]``, computed together: the CONTINUE and RESAMPLE
+        spans of states that reuse their cache and share a model are decoded in one batch (one forward pass
+        per token over their forked caches, left-padded to one width); other actions step one by one.
+        Each child's trace carries its share of the batch's time."""
+        pairs = [(state, state._check_legal(action)) for state, action in pairs]
+        children: list[LMEnvironment | None] = [None] * len(pairs)
+        groups: dict[int, list[int]] = {}
+        for index, (state, action) in enumerate(pairs):
+            if action in (Macro.CONTINUE, Macro.RESAMPLE) and state.config.reuse_cache:
+                groups.setdefault(id(state.model), []).append(index)
+            else:
+                children[index] = state.step(action)
+        for indices in groups.values():
+            for index, child in zip(indices, _generate_together([pairs[i] for i in indices])):
+                children[index] = child
+        return children
+
+    def _check_legal(self, action: Macro | str) -> Macro:
+        action = as_macro(action)
+        if action not in self.legal_actions():
+            reason = self.macro.why_illegal(action) or (
+                "the model has ended its reply (end of sequence)" if self.ended else
+                f"the model has not ended its reply and {self.macro.tokens_left} tokens of budget are left "
+                f"(EnvConfig.early_stop=True allows it)")
+            raise MacroActionError(f"{action.name} is illegal: {reason}.")
+        return action
+
+    def _record(self, child: LMEnvironment, action: Macro, span: Span | None, ms: float, fed: int) -> LMEnvironment:
+        """Append the step to the child's trace and to the episode's compute."""
+        child._trace = self._trace + (trace_step(action, span, ms, fed=fed),)
         self._episode.spent["steps"] += 1
         self._episode.spent["fed"] += fed
         return child
@@ -338,20 +377,28 @@ class LMEnvironment:
         return child, None, self._fed(len(self.ids)) + len(marker)
 
     def _generate(self, action: Macro) -> tuple[LMEnvironment, Span, int]:
+        plan = self._span_plan(action)
+        cache, before = self._resume(plan.length)
+        ids, hit_eos, point = self._decode(cache, before, plan.max_tokens, plan.temperature, plan.seed)
+        return self._span_child(action, plan, cache, before, ids, hit_eos, point)
+
+    def _span_plan(self, action: Macro) -> _SpanPlan:
+        """Where a CONTINUE or RESAMPLE span starts, how long it may be and how it is decoded."""
         config, macro = self.config, self.macro
         if action is Macro.RESAMPLE:  # back to before the last span, whose tokens go back to the budget
-            length, room, previous = self._before.length, macro.tokens_left + len(macro.spans[-1]), macro.spans[:-1]
-            temperature, seed = config.resample_temperature, config.seed + macro.total_resamples + 1
-        else:
-            length, room, previous = len(self.ids), macro.tokens_left, macro.spans
-            temperature, seed = config.continue_temperature, config.seed
-        cache, before = self._resume(length)
-        ids, hit_eos, point = self._decode(cache, before, min(config.span_tokens, room), temperature, seed)
-        span = Span(self._span_text(previous, ids), ids, thought=macro.in_thought, seed=seed, temperature=temperature)
-        child = self._child(self.ids[:length] + span.token_ids, macro.apply(action, span),
-                            cache if config.reuse_cache else None, point, hit_eos)
+            return _SpanPlan(self._before.length, min(config.span_tokens, macro.tokens_left + len(macro.spans[-1])),
+                             macro.spans[:-1], config.resample_temperature, config.seed + macro.total_resamples + 1)
+        return _SpanPlan(len(self.ids), min(config.span_tokens, macro.tokens_left), macro.spans,
+                         config.continue_temperature, config.seed)
+
+    def _span_child(self, action: Macro, plan: _SpanPlan, cache: Cache, before: _Point, ids: tuple[int, ...],
+                    hit_eos: bool, point: _Point) -> tuple[LMEnvironment, Span, int]:
+        span = Span(self._span_text(plan.previous, ids), ids, thought=self.macro.in_thought, seed=plan.seed,
+                    temperature=plan.temperature)
+        child = self._child(self.ids[:plan.length] + span.token_ids, self.macro.apply(action, span),
+                            cache if self.config.reuse_cache else None, point, hit_eos)
         child._before = before
-        return child, span, self._fed(length) + len(ids)
+        return child, span, self._fed(plan.length) + len(ids)
 
     def _fed(self, length: int) -> int:
         """Tokens re-encoded to resume after ``ids[:length]``: none when the cache is reused."""
@@ -410,6 +457,93 @@ class LMEnvironment:
         decode = self.model.hf_tokenizer.decode
         before, after = decode(context, skip_special_tokens=True), decode(context + list(ids), skip_special_tokens=True)
         return after[len(before):] if after.startswith(before) else decode(list(ids), skip_special_tokens=True)
+
+
+def _generate_together(pairs: list[tuple[LMEnvironment, Macro]]) -> list[LMEnvironment]:
+    """The children of CONTINUE / RESAMPLE ``pairs`` (states of one model that reuse their caches), their
+    spans decoded in one batch; equal, token for token, to stepping each pair on its own."""
+    start = time.perf_counter()
+    plans = [state._span_plan(action) for state, action in pairs]
+    resumed = [state._resume(plan.length) for (state, _), plan in zip(pairs, plans)]
+    decoded = _decode_batch(pairs[0][0], resumed, plans)
+    ms = (time.perf_counter() - start) * 1000 / len(pairs)
+    children = []
+    for (state, action), plan, (_, before), (ids, hit_eos, point, cache) in zip(pairs, plans, resumed, decoded):
+        child, span, fed = state._span_child(action, plan, cache, before, ids, hit_eos, point)
+        children.append(state._record(child, action, span, ms, fed))
+    return children
+
+
+def _decode_batch(env: LMEnvironment, resumed: list[tuple[Cache, _Point]],
+                  plans: list[_SpanPlan]) -> list[tuple[tuple[int, ...], bool, _Point, Cache]]:
+    """:meth:`LMEnvironment._decode` for several rows at once: per row (ids, stopped at EOS, view after
+    them, its own cache). The rows' caches are left-padded to one width and stacked; each row keeps its
+    own positions (RoPE), generator and stopping rule, and a row that has stopped feeds a masked dummy
+    token until every row is done. Hand-written: transformers' ``generate`` cannot start rows from
+    different, already-computed caches."""
+    model, eos = env.model, env._episode.eos
+    lengths = [point.length for _, point in resumed]
+    width, rows = max(lengths), len(resumed)
+    cache = _stack_caches([c for c, _ in resumed], width, model.model.config)
+    mask = torch.tensor([[0] * (width - n) + [1] * n for n in lengths], device=model.device)
+    generators = [torch.Generator().manual_seed(p.seed) if p.temperature > 0 else None for p in plans]
+    points, ids = [point for _, point in resumed], [[] for _ in resumed]
+    live, hit_eos = [p.max_tokens > 0 for p in plans], [False] * rows
+    while any(live):
+        step = []
+        for row in range(rows):
+            token = eos
+            if live[row]:
+                token = _pick(points[row].logits, plans[row].temperature, generators[row],
+                              forbid=eos if not ids[row] else None)
+                if token == eos:
+                    live[row], hit_eos[row] = False, True
+                else:
+                    ids[row].append(token)
+            step.append(token)
+        feeding = [live[row] for row in range(rows)]
+        if not any(feeding):
+            break
+        mask = torch.cat([mask, torch.tensor([[int(f)] for f in feeding], device=model.device)], dim=1)
+        positions = torch.tensor([[lengths[r] + len(ids[r]) - 1] for r in range(rows)], device=model.device)
+        with torch.inference_mode():
+            out = model.model(input_ids=torch.tensor([[t] for t in step], device=model.device), attention_mask=mask,
+                              position_ids=positions, use_cache=True, output_hidden_states=True, logits_to_keep=1,
+                              **{cache_keyword(type(model.model)): cache})
+        logits, hidden = out.logits[:, -1].float().cpu(), out.hidden_states[-1][:, -1].float().cpu()
+        for row in range(rows):
+            if feeding[row]:
+                old = points[row]
+                points[row] = _Point(old.length + 1, logits[row], old.hidden_sum + hidden[row])
+                live[row] = len(ids[row]) < plans[row].max_tokens
+    return [(tuple(ids[r]), hit_eos[r], points[r], _row_cache(cache, r, width - lengths[r], lengths[r] + len(ids[r]),
+                                                              model.model.config))
+            for r in range(rows)]
+
+
+def _stack_caches(caches: list[Cache], width: int, config) -> Cache:
+    """One batch cache from single-row caches, each left-padded with zeros to ``width`` tokens."""
+    from transformers import DynamicCache
+
+    stacked = DynamicCache(config=config)
+    for index in range(len(caches[0].layers)):
+        pad = [width - cache.layers[index].keys.shape[-2] for cache in caches]
+        keys = torch.cat([torch.nn.functional.pad(c.layers[index].keys, (0, 0, p, 0)) for c, p in zip(caches, pad)])
+        values = torch.cat([torch.nn.functional.pad(c.layers[index].values, (0, 0, p, 0)) for c, p in zip(caches, pad)])
+        stacked.update(keys, values, index)
+    return stacked
+
+
+def _row_cache(stacked: Cache, row: int, start: int, length: int, config) -> Cache:
+    """Row ``row`` of a batch cache as a single-row cache of its ``length`` real tokens (padding dropped);
+    the tensors are copied so the batch's memory is freed."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=config)
+    for index, layer in enumerate(stacked.layers):
+        cache.update(layer.keys[row : row + 1, :, start : start + length].clone(),
+                     layer.values[row : row + 1, :, start : start + length].clone(), index)
+    return cache
 
 
 def _pick(logits: torch.Tensor, temperature: float, generator: torch.Generator | None, forbid: int | None) -> int:

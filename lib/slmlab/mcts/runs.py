@@ -40,6 +40,7 @@ class ChapterSettings:
     steps_per_round: int = 150
     batch_size: int = 32
     simulations: int = 8
+    parallel_leaves: int = 4  # simulations per batched round of the search (see SearchSettings)
     budget: int = 48
     span_tokens: int = 8
     best_of: int = 4
@@ -52,7 +53,7 @@ class ChapterSettings:
 
     def selfplay(self) -> SelfPlayConfig:
         return SelfPlayConfig(span_tokens=self.span_tokens, budget=self.budget, simulations=self.simulations,
-                              seed=self.seed)
+                              parallel_leaves=self.parallel_leaves, seed=self.seed)
 
     def training(self, round_index: int) -> TrainSettings:
         """Round ``round_index`` (0-based) trains up to its share of one schedule over all rounds."""
@@ -63,7 +64,7 @@ class ChapterSettings:
 
     def evaluation(self) -> EvalSettings:
         return EvalSettings(budget=self.budget, span_tokens=self.span_tokens, best_of=self.best_of,
-                            simulations=self.simulations, seed=self.seed)
+                            simulations=self.simulations, parallel_leaves=self.parallel_leaves, seed=self.seed)
 
 
 def default_run_dir(quick: bool | None = None) -> Path:

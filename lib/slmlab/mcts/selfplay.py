@@ -55,12 +55,19 @@ class SearchSettings:
     temperature: float = 1.0
     temperature_moves: int = 3
     tree_reuse: bool = True
+    parallel_leaves: int = 4  # simulations per batched round (see MCTSConfig.parallel_leaves); 1 = one at a time
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.simulations < 1 or self.temperature < 0 or self.temperature_moves < 0:
-            raise ValueError(f"SearchSettings needs simulations >= 1, temperature >= 0 and temperature_moves >= 0, "
-                             f"got {self.simulations}, {self.temperature}, {self.temperature_moves}")
+        if self.simulations < 1 or self.temperature < 0 or self.temperature_moves < 0 or self.parallel_leaves < 1:
+            raise ValueError(f"SearchSettings needs simulations >= 1, temperature >= 0, temperature_moves >= 0 and "
+                             f"parallel_leaves >= 1, got {self.simulations}, {self.temperature}, "
+                             f"{self.temperature_moves}, {self.parallel_leaves}")
+
+    def mcts(self) -> MCTSConfig:
+        """The search's settings: with several leaves per round, their siblings are stepped in the same batch."""
+        return MCTSConfig(num_simulations=self.simulations, seed=self.seed, parallel_leaves=self.parallel_leaves,
+                          expand_siblings=self.parallel_leaves > 1)
 
 
 class Featurizer:
@@ -148,7 +155,7 @@ def search_episode(
         featurizer.reset()
     root_state = LMEnvironment(model, item.question, replace(env_config, seed=search.seed),
                                gold=item.answer if use_gold else None, reward_fn=reward_fn)
-    mcts = MCTS(MCTSConfig(num_simulations=search.simulations, seed=search.seed), evaluator)
+    mcts = MCTS(search.mcts(), evaluator)
     rng = random.Random(search.seed)
     state, node, steps, tree = root_state, None, [], None
     while not state.is_terminal():
@@ -186,6 +193,7 @@ class SelfPlayConfig:
     replay_capacity: int = 20_000
     hidden: int = 128
     early_stop: bool = False  # see EnvConfig.early_stop
+    parallel_leaves: int = 4  # see SearchSettings.parallel_leaves
     seed: int = 0
 
     def env_config(self) -> EnvConfig:
@@ -193,7 +201,11 @@ class SelfPlayConfig:
 
     def search(self, episode: int) -> SearchSettings:
         return SearchSettings(simulations=self.simulations, temperature_moves=self.temperature_moves,
-                              seed=self.seed + episode)
+                              parallel_leaves=self.parallel_leaves, seed=self.seed + episode)
+
+
+# settings added after run folders were first written, with the value those folders were played with
+_EARLIER_DEFAULTS = {"parallel_leaves": 1}
 
 
 @dataclass
@@ -214,7 +226,7 @@ class SelfPlayReport:
 def _check_config(run_dir: Path, config: SelfPlayConfig) -> None:
     path = run_dir / CONFIG_FILE
     if path.is_file():
-        saved = json.loads(path.read_text(encoding="utf-8"))
+        saved = {**_EARLIER_DEFAULTS, **json.loads(path.read_text(encoding="utf-8"))}
         if saved != asdict(config):
             changed = sorted(k for k in set(saved) | set(asdict(config)) if saved.get(k) != asdict(config).get(k))
             raise ValueError(f"{path} was made with other settings ({', '.join(changed)} differ); use another "
