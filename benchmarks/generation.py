@@ -28,7 +28,6 @@ import platform
 import signal
 import statistics
 import sys
-import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -43,7 +42,7 @@ from tqdm.auto import tqdm
 
 import slmlab
 from slmlab import DecodingConfig
-from slmlab.environment import environment_report, peak_rss_mb
+from slmlab.environment import RssSampler, environment_report, peak_rss_mb, rss_mb
 from slmlab.io import atomic_write_json
 from slmlab.settings import results_dir
 
@@ -87,35 +86,6 @@ GOALS: list[dict[str, Any]] = [
 
 
 # --- measurement helpers ------------------------------------------------------------------------------
-
-
-def rss_mb() -> float:
-    """Current resident set size of this process, in MiB."""
-    return psutil.Process().memory_info().rss / 2**20
-
-
-class RssSampler:
-    """Samples this process's RSS in a background thread; ``peak`` is the highest value seen."""
-
-    def __init__(self, interval: float = 0.05) -> None:
-        self.interval = interval
-        self.start_mb = rss_mb()
-        self.peak = self.start_mb
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.peak = max(self.peak, rss_mb())
-
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, rss_mb())
 
 
 class CpuMeter:

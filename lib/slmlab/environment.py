@@ -6,6 +6,7 @@ import importlib.metadata
 import os
 import platform
 import sys
+import threading
 
 _PACKAGES = (
     "slmlab", "torch", "transformers", "tokenizers", "peft", "accelerate", "gguf", "mlx", "mlx-lm",
@@ -38,6 +39,39 @@ def peak_rss_mb() -> float:
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
+def rss_mb() -> float:
+    """Current resident set size of this process, in MiB."""
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+class RssSampler:
+    """A ``with`` block's peak RSS: a background thread samples this process every ``interval`` seconds
+    (``ru_maxrss`` only knows the peak of the whole process, so it cannot tell one measurement from another).
+    The same sampler may be entered again: ``peak`` is then the highest over all its blocks."""
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self.interval = interval
+        self.start_mb = self.peak = rss_mb()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, rss_mb())
+
+    def __enter__(self) -> RssSampler:
+        self.peak = max(self.peak, rss_mb())
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_mb())
 
 
 def environment_report() -> dict[str, object]:
