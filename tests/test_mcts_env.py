@@ -9,10 +9,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from slmlab.backends.continuous import cache_keyword
 from slmlab.errors import BackendError
 from slmlab.generation import DecodingConfig
 from slmlab.mcts.core import MCTS, MCTSConfig, search_tree
-from slmlab.mcts.lm_env import EnvConfig, LMEnvironment, cache_keyword, greedy_episode
+from slmlab.mcts.lm_env import EnvConfig, LMEnvironment, greedy_episode
 from slmlab.mcts.macro import THOUGHT_PLACEHOLDER, Macro, MacroActionError
 
 C, TB, TE, R, S = Macro.CONTINUE, Macro.THINK_BEGIN, Macro.THINK_END, Macro.RESAMPLE, Macro.STOP

@@ -23,6 +23,8 @@ class DecodingConfig:
 
     ``strategy`` is ``greedy`` (argmax), ``sample`` (temperature, then top-k and/or top-p filtering;
     ``top_k=0`` and ``top_p=1.0`` switch a filter off) or ``beam`` (``num_beams`` beams, torch only).
+    ``continuous`` lets a backend that can refill batch rows (torch, for greedy and sample) start the next
+    waiting prompt as soon as a row ends instead of running fixed batches to their longest reply.
     """
 
     strategy: str = "greedy"
@@ -33,6 +35,7 @@ class DecodingConfig:
     num_beams: int = 4
     seed: int = 0
     batch_size: int = 16
+    continuous: bool = True
 
     def __post_init__(self) -> None:
         problems = []
@@ -50,6 +53,8 @@ class DecodingConfig:
             problems.append(f"num_beams must be >= 2 for beam search, got {self.num_beams}")
         if self.batch_size < 1:
             problems.append(f"batch_size must be >= 1, got {self.batch_size}")
+        if not isinstance(self.continuous, bool):
+            problems.append(f"continuous must be True or False, got {self.continuous!r}")
         if problems:
             raise ValueError("Invalid DecodingConfig: " + "; ".join(problems))
 

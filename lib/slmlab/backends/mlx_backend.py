@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,11 @@ class MlxModel(LanguageModel):
         from mlx.utils import tree_flatten
 
         return sum(value.size for _, value in tree_flatten(self.model.parameters()))
+
+    def context_length(self) -> int:
+        config_file = self.path / "config.json"
+        config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+        return config.get("max_position_embeddings") or super().context_length()
 
     def _seed(self, seed: int) -> None:
         import mlx.core as mx

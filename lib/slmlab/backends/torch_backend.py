@@ -1,10 +1,13 @@
-"""The torch backend: transformers ``generate`` with left padding, on CUDA, MPS or CPU."""
+"""The torch backend on CUDA, MPS or CPU: continuous batching for greedy and sampled replies, transformers
+``generate`` with left-padded batches for beam search (or when ``DecodingConfig.continuous`` is off)."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from tqdm.auto import tqdm
 
 from slmlab.backends.base import LanguageModel
 from slmlab.generation import DecodingConfig
@@ -50,6 +53,22 @@ class TorchModel(LanguageModel):
         import torch
 
         torch.manual_seed(seed)
+
+    def context_length(self) -> int:
+        return getattr(self.model.config, "max_position_embeddings", None) or super().context_length()
+
+    def _generate_all(self, texts: list[str], config: DecodingConfig, progress: bool) -> list[list[int]]:
+        """Continuous batching for greedy and sample when ``config.continuous``; padded batches otherwise."""
+        if not config.continuous or config.strategy not in ("greedy", "sample"):
+            return super()._generate_all(texts, config, progress)
+        from slmlab.backends.continuous import ContinuousBatcher
+
+        prompts = [self.tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
+        batcher = ContinuousBatcher(self.model, config, self.tokenizer.eos_token_id, self.tokenizer.pad_token_id)
+        with tqdm(total=len(texts), desc=f"generate ({config.describe()})", disable=not progress, unit="prompt") as bar:
+            replies = batcher.run(prompts, on_reply=lambda: bar.update(1))
+        self.last_generation_stats["token_slots"] = batcher.token_slots
+        return replies
 
     def generation_kwargs(self, config: DecodingConfig) -> dict:
         """The keyword arguments of ``model.generate`` for a decoding config."""

@@ -45,8 +45,6 @@ the best answer. :meth:`LMEnvironment.reward` gives ``r`` itself.
 from __future__ import annotations
 
 import copy
-import functools
-import inspect
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -54,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from slmlab.backends.continuous import cache_keyword
 from slmlab.errors import BackendError
 from slmlab.generation import Prompt, as_messages
 from slmlab.mcts.macro import Macro, MacroActionError, MacroState, Span, as_macro, trace_step
@@ -163,14 +162,6 @@ def fork_cache(cache: Cache) -> Cache:
         fork.layers = [copy.copy(layer) for layer in cache.layers]
         return fork
     return copy.deepcopy(cache)
-
-
-@functools.cache
-def cache_keyword(model_class: type) -> str:
-    """The keyword ``model_class.forward`` takes its KV cache under: ``cache`` in recent transformers 5.x
-    releases, ``past_key_values`` before (still accepted there, with a deprecation warning)."""
-    parameters = inspect.signature(model_class.forward).parameters
-    return "cache" if "cache" in parameters else "past_key_values"
 
 
 class LMEnvironment:
