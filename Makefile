@@ -16,7 +16,7 @@ help:
 	@echo "make test     set up .venv and run unit + notebook tests (quick mode)"
 	@echo "make lint     ruff on lib/, tests/ and benchmarks/ (make test runs it first)"
 	@echo "make lab      open JupyterLab on the course"
-	@echo "make bench    run the benchmarks into results/benchmarks/"
+	@echo "make bench    run the benchmarks into results/benchmarks/ and regenerate the README table"
 	@echo "make clean    delete generated results and adapters (keeps .venv and the model cache)"
 
 setup: $(STAMP)
@@ -50,6 +50,8 @@ bench: setup
 	$(BIN)/python benchmarks/lora.py
 	$(BIN)/python benchmarks/mcts.py
 	$(BIN)/python benchmarks/lm.py
+	$(BIN)/python benchmarks/rl.py --steps 12
+	$(BIN)/python benchmarks/readme_table.py
 
 clean:
 	find results adapters -mindepth 1 ! -name .gitkeep -exec rm -rf {} +
