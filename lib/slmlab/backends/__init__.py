@@ -1,8 +1,9 @@
-"""One generation API over two backends: torch (CUDA → MPS → CPU) and MLX (mlx-lm).
+"""One generation API over three backends: torch (CUDA → MPS → CPU), MLX (mlx-lm) and llama.cpp (GGUF files).
 
 Entry point: :func:`load_backend` (usually reached through :func:`slmlab.load_model`). ``auto`` picks
 MLX on Apple silicon when mlx-lm imports, torch everywhere else; ``mlx`` can be chosen wherever mlx
-imports (on Linux through ``mlx[cpu]``).
+imports (on Linux through ``mlx[cpu]``); ``llamacpp`` (optional extra ``slmlab[llamacpp]``) is only ever
+chosen by name.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from slmlab.backends.base import LanguageModel
 from slmlab.errors import BackendError
 
-BACKENDS = ("torch", "mlx")
+BACKENDS = ("torch", "mlx", "llamacpp")
 
 __all__ = ["BACKENDS", "LanguageModel", "available_backends", "load_backend", "select_backend", "torch_device"]
 
@@ -36,8 +37,18 @@ def mlx_available() -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=None)
+def llamacpp_available() -> bool:
+    """True when llama-cpp-python imports (its compiled library loads)."""
+    try:
+        importlib.import_module("llama_cpp")
+    except Exception:
+        return False
+    return True
+
+
 def available_backends() -> list[str]:
-    return ["torch"] + (["mlx"] if mlx_available() else [])
+    return ["torch"] + (["mlx"] if mlx_available() else []) + (["llamacpp"] if llamacpp_available() else [])
 
 
 def select_backend(name: str = "auto") -> str:
@@ -49,6 +60,10 @@ def select_backend(name: str = "auto") -> str:
     if name == "mlx" and not mlx_available():
         extra = "'mlx[cpu]'" if sys.platform == "linux" else "mlx"
         raise BackendError(f"The mlx backend needs mlx and mlx-lm: pip install {extra} mlx-lm")
+    if name == "llamacpp" and not llamacpp_available():
+        from slmlab.backends.llamacpp_backend import INSTALL_HINT
+
+        raise BackendError(INSTALL_HINT)
     return name
 
 
@@ -68,8 +83,12 @@ def torch_device(preferred: str | None = None) -> str:
 def load_backend(
     path: Path, backend: str = "auto", device: str | None = None, label: str | None = None, **options
 ) -> LanguageModel:
-    """Load the Hugging Face folder ``path`` on the selected backend."""
+    """Load the Hugging Face folder ``path`` on the selected backend (a GGUF file for llamacpp)."""
     chosen = select_backend(backend)
+    if chosen == "llamacpp":
+        from slmlab.backends.llamacpp_backend import LlamaCppModel
+
+        return LlamaCppModel.load(path, label=label, device=device, **options)
     if chosen == "mlx":
         if device not in (None, "cpu", "gpu"):
             raise BackendError(f"The mlx backend runs on 'cpu' or 'gpu', not '{device}'.")
