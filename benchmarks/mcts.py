@@ -1,7 +1,7 @@
 """MCTS over the language-model environment of chapter 06: re-encoding every step, KV-cache reuse, and
 batched expansion. Writes results/benchmarks/mcts.json (simulations/s, ratios, tokens/s, peak RSS, agreement).
 
-Run: ``.venv/bin/python benchmarks/mcts.py [--sims N] [--prompts N] [--leaves K] [--quick]``
+Run: ``.venv/bin/python benchmarks/mcts.py [--sims N] [--prompts N] [--leaves K,K] [--quick]``
 
 Every configuration runs the search of ``slmlab.mcts.core.MCTS`` (same seed and settings) over
 ``LMEnvironment`` on the offline default model:
@@ -10,8 +10,9 @@ Every configuration runs the search of ``slmlab.mcts.core.MCTS`` (same seed and 
 - ``reuse``: a child forks its parent's KV cache and decodes only its own tokens, one leaf per simulation;
 - ``siblings``: as reuse, and a new leaf's unstepped siblings are decoded with it in one batch (one forward
   pass per token over the forked caches): the same tree as ``reuse``, computed sooner;
-- ``batched``: ``--leaves`` simulations per round (virtual loss), their new states and siblings stepped in one
-  batch: a slightly different search (each round picks its leaves before seeing their values).
+- ``batched_K``: K simulations per round (virtual loss; ``--leaves``, default 4 and 8), their new states and
+  siblings stepped in one batch: a slightly different search (each round picks its leaves before seeing
+  their values), so its tree is compared with ``reuse`` but not expected to equal it.
 
 The evaluator is deliberately free — uniform priors, value 0 — so the time is the environment's: decoding
 spans, feeding thought markers, scoring finished episodes (exact match + brevity, no model call). Per prompt
@@ -94,13 +95,13 @@ class OtherCpu:
         self.cores = max(0.0, other) / wall if wall > 0 else 0.0
 
 
-def configurations(leaves: int) -> dict[str, tuple[bool, MCTSConfig]]:
+def configurations(leaves: list[int]) -> dict[str, tuple[bool, MCTSConfig]]:
     """name → (reuse the KV cache, search settings without the simulation count)."""
     return {
         "recompute": (False, MCTSConfig()),
         "reuse": (True, MCTSConfig()),
         "siblings": (True, MCTSConfig(expand_siblings=True)),
-        "batched": (True, MCTSConfig(parallel_leaves=leaves, expand_siblings=True)),
+        **{f"batched_{k}": (True, MCTSConfig(parallel_leaves=k, expand_siblings=True)) for k in leaves},
     }
 
 
@@ -142,7 +143,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sims", type=int, default=32, help="simulations per search")
     parser.add_argument("--prompts", type=int, default=3, help=f"how many of the {len(PROMPTS)} prompts")
-    parser.add_argument("--leaves", type=int, default=4, help="simulations per batched round (virtual loss)")
+    parser.add_argument("--leaves", default="4,8",
+                        help="simulations per batched round (virtual loss), one configuration each (default: 4,8; "
+                             "chapter 06 searches 4)")
     parser.add_argument("--span-tokens", type=int, default=8)
     parser.add_argument("--budget", type=int, default=64)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -154,7 +157,8 @@ def main() -> None:
     sims, prompts = (6, PROMPTS[:1]) if args.quick else (args.sims, PROMPTS[: args.prompts])
     model = slmlab.load_model(slmlab.DEFAULT_MODEL, backend="torch")
     config = EnvConfig(span_tokens=args.span_tokens, budget=args.budget, seed=args.seed)
-    setups = configurations(args.leaves)
+    leaves = [int(k) for k in args.leaves.split(",")]
+    setups = configurations(leaves)
     runs: dict[str, list[dict]] = {name: [] for name in setups}
     samplers = {name: RssSampler() for name in setups}
     for question, gold in prompts:  # the configurations back to back per prompt, so a load change hits all
@@ -186,7 +190,7 @@ def main() -> None:
         "quick": args.quick,
         "model": slmlab.DEFAULT_MODEL,
         "settings": {**{k: v for k, v in asdict(config).items() if k != "reuse_cache"}, "sims": sims,
-                     "leaves": args.leaves, "evaluator": "uniform priors, value 0"},
+                     "leaves": leaves, "evaluator": "uniform priors, value 0"},
         "environment": {**environment_report(), "load_average": [round(x, 2) for x in os.getloadavg()]},
         "configurations": summary,
         "reuse": summary["reuse"],

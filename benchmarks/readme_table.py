@@ -80,9 +80,20 @@ def rl_rows(data: dict) -> Iterator[Row]:
            f"held-out {100 * data['slmlab']['heldout_pass_at_1']:.1f} %", ""]
 
 
+def agreement_rows(data: dict) -> Iterator[Row]:
+    for name, row in data["models"].items():
+        same = row["agreement"]
+        yield ["agreement", f"llama.cpp vs torch, {name}, chapter 04 test set",
+               f"normalized {row['llamacpp']['normalized']:.1f} vs {row['torch']['normalized']:.1f} %", "",
+               _num(data.get("peak_rss_mb"), 0),
+               f"{same['identical']}/{same['total']} identical, common prefix {same['mean_common_prefix_share']:.2f}", ""]
+
+
 SOURCES: dict[str, Callable[[dict], Iterator[Row]]] = {
-    "generation": generation_rows, "mcts": mcts_rows, "lora": lora_rows, "lm": lm_rows, "rl": rl_rows,
+    "generation": generation_rows, "mcts": mcts_rows, "agreement": agreement_rows, "lora": lora_rows,
+    "lm": lm_rows, "rl": rl_rows,
 }
+SCRIPTS = {"agreement": "backend_agreement"}
 
 
 def table(folder: Path) -> str:
@@ -91,7 +102,7 @@ def table(folder: Path) -> str:
     for name, to_rows in SOURCES.items():
         path = folder / f"{name}.json"
         if not path.is_file():
-            made.append(f"- `{name}`: not run (`python benchmarks/{name}.py`)")
+            made.append(f"- `{name}`: not run (`python benchmarks/{SCRIPTS.get(name, name)}.py`)")
             continue
         data = json.loads(path.read_text(encoding="utf-8"))
         rows.extend(to_rows(data))

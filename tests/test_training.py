@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from slmlab.errors import BackendError
 from slmlab.lora.datagen import DatasetError, generate_dataset, read_jsonl
 from slmlab.lora.training import TrainConfig, batch_schedule, encode_rows, latest_checkpoint, train_lora
 from slmlab.testing import toy_patterns
@@ -183,3 +184,11 @@ def test_mlx_resume_matches_uninterrupted(tiny_model_dir, data_dir, tmp_path):
     assert resumed.resumed_from == 2 and resumed.state.step == config.steps
     straight_losses = [loss for _, loss in straight.state.train_loss]
     assert [loss for _, loss in resumed.state.train_loss] == pytest.approx(straight_losses, rel=1e-4)
+
+
+def test_the_inference_only_llamacpp_backend_refuses_to_train(tiny_model_dir, data_dir, tmp_path, monkeypatch):
+    import slmlab.backends as backends
+
+    monkeypatch.setattr(backends, "llamacpp_available", lambda: True)  # the refusal does not need llama.cpp itself
+    with pytest.raises(BackendError, match="inference only"):
+        train_lora(data_dir, tmp_path / "out", str(tiny_model_dir), TrainConfig(steps=1), backend="llamacpp")

@@ -179,7 +179,7 @@ def _add_setup_commands(commands) -> None:
     generate = commands.add_parser("generate", help="generate one reply")
     generate.add_argument("prompt")
     generate.add_argument("--model", default=DEFAULT_MODEL, help="model name" + DEFAULT)
-    generate.add_argument("--backend", default="auto", help="auto, torch or mlx" + DEFAULT)
+    generate.add_argument("--backend", default="auto", help="auto, torch, mlx or llamacpp" + DEFAULT)
     generate.add_argument("--strategy", default=decoding.strategy, choices=STRATEGIES, help="decoding" + DEFAULT)
     generate.add_argument("--max-new-tokens", type=int, default=decoding.max_new_tokens, help="reply length" + DEFAULT)
     generate.add_argument("--temperature", type=float, default=decoding.temperature, help="sampling temperature" + DEFAULT)
@@ -235,7 +235,7 @@ def _add_eval_command(commands) -> None:
     evaluate.add_argument("--data", default=None, help="folder with test.jsonl" + ARTIFACT % "data/")
     evaluate.add_argument("--results", default=None, help="where the comparison goes" + ARTIFACT % "results/")
     evaluate.add_argument("--model", default=DEFAULT_MODEL, help="base model" + DEFAULT)
-    evaluate.add_argument("--backend", default=defaults["backend"], help="auto, torch or mlx" + DEFAULT)
+    evaluate.add_argument("--backend", default=defaults["backend"], help="auto, torch, mlx or llamacpp" + DEFAULT)
     evaluate.add_argument("--limit", type=int, default=defaults["limit"], help="test rows, spread over categories (default: all)")
     evaluate.set_defaults(run=_eval)
 

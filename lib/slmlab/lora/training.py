@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from slmlab.adapters import quiet_peft_deprecation
 from slmlab.checkpoints import latest_checkpoint as latest_checkpoint  # re-exported: chapter 03 reads it from here
+from slmlab.errors import BackendError
 from slmlab.io import atomic_write_folder
 from slmlab.lora.datagen import load_split
 from slmlab.models import DEFAULT_MODEL, resolve_model
@@ -185,7 +186,11 @@ def train_lora(
     """
     from slmlab.backends import select_backend
 
-    if select_backend(backend) == "mlx":
+    chosen = select_backend(backend)
+    if chosen == "llamacpp":
+        raise BackendError("The llamacpp backend is for inference only: train with backend='torch' (or 'mlx'), then "
+                           "load the adapter on llamacpp with load_model(..., backend='llamacpp', adapter=folder).")
+    if chosen == "mlx":
         from slmlab.lora.mlx_training import train_lora_mlx
 
         return train_lora_mlx(data_dir, out_dir, model, config, resume=resume, callbacks=callbacks, progress=progress)
