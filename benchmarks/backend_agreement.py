@@ -31,7 +31,7 @@ ADAPTER = "patterns-lora"
 
 
 def scores(frame) -> dict:
-    return {"exact": round(100 * frame["exact"].mean(), 1), "normalized": round(100 * frame["normalized"].mean(), 1)}
+    return {name: round(100 * float(frame[name].mean()), 1) for name in ("exact", "normalized")}
 
 
 def agreement(llama, torch_) -> dict:
