@@ -24,10 +24,13 @@ def _num(value: Any, digits: int = 1) -> str:
     return "–" if value is None else f"{value:,.{digits}f}"
 
 
-def _goal(goal: dict | None) -> str:
+def _goal(goal: dict | None, measured: float | None = None, of: str | None = None) -> str:
+    """'met: 2.43× (goal ≥ 1.5× llama.cpp single stream)' from a benchmark's goal record."""
     if not goal:
         return ""
-    return f"{'met' if goal.get('met') else 'not met'} (≥ {goal.get('factor', goal.get('goal', goal.get('ratio')))}×)"
+    target = goal.get("factor", goal.get("goal", goal.get("ratio")))
+    got = f": {measured:.2f}×" if measured is not None else ""
+    return f"{'met' if goal.get('met') else 'not met'}{got} (goal ≥ {target}×{' ' + of if of else ''})"
 
 
 def _same(match: dict | None) -> str:
@@ -46,18 +49,26 @@ def generation_rows(data: dict) -> Iterator[Row]:
         agreement = _same(row.get("matches_static_same_batch")) and "vs static: " + _same(row["matches_static_same_batch"])
         agreement = agreement or ("vs fp32 b1: " + _same(row.get("matches_fp32_batch1_greedy")))
         yield ["generation", name, f"{row['tokens_per_s']:.1f} tok/s", f"{_num(ratio, 2)}× fp32 b1",
-               _num(row["rss_peak_mb"], 0), agreement, _goal(goals.get(f"{row['variant']} @ batch {row['batch_size']}"))]
+               _num(row["rss_peak_mb"], 0), agreement, _generation_goal(goals.get(name))]
+
+
+def _generation_goal(goal: dict | None) -> str:
+    return _goal(goal, goal.get("ratio"), goal.get("of")) if goal else ""
 
 
 def mcts_rows(data: dict) -> Iterator[Row]:
     configurations = data.get("configurations") or {"reuse": data["reuse"], "recompute": data["recompute"]}
-    goal = (data.get("goals") or {}).get("sims_ratio_to_recompute")
+    goals = data.get("goals") or {}
     for name, row in configurations.items():
         same = row.get("agreement_with_reuse")
         agreement = f"{same['same_trees']}/{same['prompts']} trees = reuse" if same else ""
         yield ["mcts", name, f"{row['sims_per_s']:.2f} sims/s, {row['tokens_per_s']:.1f} tok/s",
                f"{_num(row.get('ratio_to_recompute'), 2)}× recompute", _num(row.get("peak_rss_mb"), 0), agreement,
-               _goal(goal) if goal and goal.get("best") == name else ""]
+               "; ".join(_goal(goal, goal["measured"], label) for key, label in MCTS_GOALS.items()
+                         if (goal := goals.get(key)) and goal.get("best") == name)]
+
+
+MCTS_GOALS = {"sims_ratio_to_recompute": "recompute sims/s", "self_play_tokens_ratio_to_reuse": "reuse tokens/s"}
 
 
 def lora_rows(data: dict) -> Iterator[Row]:
