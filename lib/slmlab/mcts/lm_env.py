@@ -492,7 +492,7 @@ def _decode_batch(env: LMEnvironment, resumed: list[tuple[Cache, _Point]],
                 else:
                     ids[row].append(token)
             step.append(token)
-        feeding = [live[row] for row in range(rows)]
+        feeding = list(live)  # the rows that picked a token this step (a row that stopped feeds a masked dummy)
         if not any(feeding):
             break
         mask = torch.cat([mask, torch.tensor([[int(f)] for f in feeding], device=model.device)], dim=1)
