@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
-import statistics
 import time
 
 import slmlab
-from slmlab.backends import available_backends
+from slmlab.backends import llamacpp_available
 from slmlab.environment import environment_report, peak_rss_mb
 from slmlab.io import atomic_write_json
 from slmlab.lora.datagen import load_split
 from slmlab.lora.evaluation import evaluate
+from slmlab.metrics import reply_agreement
 from slmlab.settings import adapters_dir, data_dir, results_dir
 
 ADAPTER = "patterns-lora"
@@ -32,13 +31,6 @@ ADAPTER = "patterns-lora"
 
 def scores(frame) -> dict:
     return {name: round(100 * float(frame[name].mean()), 1) for name in ("exact", "normalized")}
-
-
-def agreement(llama, torch_) -> dict:
-    pairs = list(zip(llama["prediction"], torch_["prediction"]))
-    shares = [len(os.path.commonprefix([a, b])) / max(len(a), len(b), 1) for a, b in pairs]
-    return {"identical": sum(a == b for a, b in pairs), "total": len(pairs),
-            "mean_common_prefix_share": round(statistics.mean(shares), 3)}
 
 
 def run(backend: str, adapter: str | None, rows: list[dict]) -> tuple[object, float]:
@@ -52,7 +44,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=None, help="first N test rows (default: all)")
     args = parser.parse_args()
-    if "llamacpp" not in available_backends():
+    if not llamacpp_available():
         raise SystemExit("llama-cpp-python is not installed: pip install -e '.[llamacpp]' (builds llama.cpp, ~7 min)")
     if not (data_dir() / "test.jsonl").is_file():
         raise SystemExit(f"{data_dir() / 'test.jsonl'} is missing: run `slmlab data` first")
@@ -69,7 +61,8 @@ def main() -> None:
         "test_rows": len(rows),
         "environment": environment_report(),
         "models": {name: {
-            "agreement": agreement(frames[name, "llamacpp"][0], frames[name, "torch"][0]),
+            "agreement": reply_agreement(list(frames[name, "llamacpp"][0]["prediction"]),
+                                         list(frames[name, "torch"][0]["prediction"])),
             "llamacpp": {**scores(frames[name, "llamacpp"][0]), "seconds": frames[name, "llamacpp"][1]},
             "torch": {**scores(frames[name, "torch"][0]), "seconds": frames[name, "torch"][1]},
         } for name in models},

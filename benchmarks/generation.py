@@ -43,8 +43,10 @@ from tqdm.auto import tqdm
 
 import slmlab
 from slmlab import DecodingConfig
+from slmlab.backends import llamacpp_available
 from slmlab.environment import RssSampler, environment_report, peak_rss_mb, rss_mb
 from slmlab.io import atomic_write_json
+from slmlab.metrics import reply_agreement
 from slmlab.settings import results_dir
 
 MODEL_NAME = "smollm2-135m-instruct"
@@ -225,12 +227,6 @@ def build_llamacpp(_lm: Any) -> Any:
     return slmlab.load_model(MODEL_NAME, backend="llamacpp")
 
 
-def llamacpp_available() -> bool:
-    from slmlab.backends import available_backends
-
-    return "llamacpp" in available_backends()
-
-
 def compile_config() -> Any:
     from transformers import CompileConfig
 
@@ -277,17 +273,8 @@ class Plan:
 
 
 def compare(outputs: list[str], reference: list[str] | None) -> dict[str, Any] | None:
-    """How many replies equal the float32 batch-1 greedy replies, and their mean common-prefix share."""
-    if reference is None:
-        return None
-    same = [a == b for a, b in zip(outputs, reference)]
-    shares = [len(os.path.commonprefix([a, b])) / max(len(a), len(b), 1) for a, b in zip(outputs, reference)]
-    return {
-        "identical": sum(same),
-        "total": len(same),
-        "differing_prompts": [i for i, s in enumerate(same) if not s],
-        "mean_common_prefix_share": round(statistics.mean(shares), 3),
-    }
+    """How many replies equal the reference replies (float32 batch-1 greedy), and their mean common-prefix share."""
+    return None if reference is None else reply_agreement(outputs, reference)
 
 
 def prompts_for(prompts: list[str], batch_size: int) -> list[str]:

@@ -6,7 +6,15 @@ import math
 
 import pytest
 
-from slmlab.metrics import choice_letter, choice_match, exact_match, latency_percentiles, normalize_text, token_f1
+from slmlab.metrics import (
+    choice_letter,
+    choice_match,
+    exact_match,
+    latency_percentiles,
+    normalize_text,
+    reply_agreement,
+    token_f1,
+)
 
 
 @pytest.mark.parametrize(
@@ -77,3 +85,10 @@ def test_numbers_and_percentages_match_where_squad_normalisation_does_not():
         reference = squad([{"prediction_text": prediction, "id": "q"}],
                           [{"answers": {"answer_start": [0], "text": [gold]}, "id": "q"}])
         assert exact_match(prediction, gold) and float(reference["exact_match"]) == 0.0
+
+
+def test_reply_agreement_counts_identical_replies_and_their_common_prefix():
+    agreement = reply_agreement(["Paris", "The cat sat", "abcd"], ["Paris", "The dog sat", "wxyz"])
+    assert agreement["identical"] == 1 and agreement["total"] == 3 and agreement["differing_prompts"] == [1, 2]
+    assert agreement["mean_common_prefix_share"] == round((1 + 4 / 11 + 0) / 3, 3)
+    assert reply_agreement([], [])["mean_common_prefix_share"] == 1.0

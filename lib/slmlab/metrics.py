@@ -1,11 +1,14 @@
 """Answer metrics shared by every chapter: normalized exact match (numbers, percentages, articles), token F1,
-choice letters, latency percentiles. Written by hand because the SQuAD-style normalisers in evaluate/rouge-score
-do not treat "1,200", "1200" and "1200.0" (or "12%" and "12 percent") as the same answer.
+choice letters, latency percentiles, and the agreement of two sets of replies. Written by hand because the
+SQuAD-style normalisers in evaluate/rouge-score do not treat "1,200", "1200" and "1200.0" (or "12%" and
+"12 percent") as the same answer.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import statistics
 import string
 from collections import Counter
 from collections.abc import Sequence
@@ -67,3 +70,16 @@ def latency_percentiles(milliseconds: Sequence[float]) -> dict[str, float]:
         return {"p50": float("nan"), "p95": float("nan"), "p99": float("nan")}
     values = np.asarray(milliseconds, dtype=float)
     return {f"p{q}": round(float(np.percentile(values, q)), 2) for q in (50, 95, 99)}
+
+
+def reply_agreement(replies: Sequence[str], reference: Sequence[str]) -> dict:
+    """How two runs' replies to the same prompts agree (e.g. two backends, or two ways of batching): how many are
+    identical, which differ, and the mean share of each pair that is a common prefix (1.0 when all are identical)."""
+    same = [a == b for a, b in zip(replies, reference)]
+    shares = [len(os.path.commonprefix([a, b])) / max(len(a), len(b), 1) for a, b in zip(replies, reference)]
+    return {
+        "identical": sum(same),
+        "total": len(same),
+        "differing_prompts": [i for i, s in enumerate(same) if not s],
+        "mean_common_prefix_share": round(statistics.mean(shares), 3) if shares else 1.0,
+    }

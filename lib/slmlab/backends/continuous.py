@@ -30,7 +30,7 @@ def cache_keyword(model_class: type) -> str:
     return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
 
 
-def _left_pad(tensor: torch.Tensor, width: int, dim: int) -> torch.Tensor:
+def left_pad(tensor: torch.Tensor, width: int, dim: int) -> torch.Tensor:
     """``tensor`` with zeros added in front along ``dim`` (-1 or -2) up to ``width``."""
     missing = width - tensor.shape[dim]
     if missing == 0:
@@ -57,14 +57,14 @@ class Rows:
         """Both sets of rows in one batch: the narrower one is left-padded to the common width."""
         width = max(self.mask.shape[1], other.mask.shape[1])
         for mine, theirs in zip(self.cache.layers, other.cache.layers):
-            mine.keys = torch.cat([_left_pad(mine.keys, width, -2), _left_pad(theirs.keys, width, -2)])
-            mine.values = torch.cat([_left_pad(mine.values, width, -2), _left_pad(theirs.values, width, -2)])
+            mine.keys = torch.cat([left_pad(mine.keys, width, -2), left_pad(theirs.keys, width, -2)])
+            mine.values = torch.cat([left_pad(mine.values, width, -2), left_pad(theirs.values, width, -2)])
         return Rows(
             self.prompt_index + other.prompt_index,
             self.replies + other.replies,
             self.finished + other.finished,
             torch.cat([self.next_tokens, other.next_tokens]),
-            torch.cat([_left_pad(self.mask, width, -1), _left_pad(other.mask, width, -1)]),
+            torch.cat([left_pad(self.mask, width, -1), left_pad(other.mask, width, -1)]),
             self.cache,
         )
 

@@ -84,7 +84,7 @@ def best_of_n_answers(model, items: Sequence[TaskItem], settings: EvalSettings) 
     reply with the best verifier-free score is kept (latency: the item's share of the call, plus its scoring)."""
     start = time.perf_counter()
     config = DecodingConfig(strategy="sample", temperature=settings.temperature, max_new_tokens=settings.budget,
-                            seed=settings.seed, batch_size=max(16, settings.best_of))
+                            seed=settings.seed, batch_size=max(DecodingConfig.batch_size, settings.best_of))
     replies = model.generate_ids([item.question for item in items for _ in range(settings.best_of)], config)
     share = _elapsed_ms(start) / max(len(items), 1)
     rows = []

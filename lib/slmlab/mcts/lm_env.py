@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from slmlab.backends.continuous import cache_keyword
+from slmlab.backends.continuous import cache_keyword, left_pad
 from slmlab.errors import BackendError
 from slmlab.generation import Prompt, as_messages
 from slmlab.mcts.macro import Macro, MacroActionError, MacroState, Span, as_macro, trace_step
@@ -518,9 +518,8 @@ def _stack_caches(caches: list[Cache], width: int, config) -> Cache:
 
     stacked = DynamicCache(config=config)
     for index in range(len(caches[0].layers)):
-        pad = [width - cache.layers[index].keys.shape[-2] for cache in caches]
-        keys = torch.cat([torch.nn.functional.pad(c.layers[index].keys, (0, 0, p, 0)) for c, p in zip(caches, pad)])
-        values = torch.cat([torch.nn.functional.pad(c.layers[index].values, (0, 0, p, 0)) for c, p in zip(caches, pad)])
+        keys = torch.cat([left_pad(cache.layers[index].keys, width, -2) for cache in caches])
+        values = torch.cat([left_pad(cache.layers[index].values, width, -2) for cache in caches])
         stacked.update(keys, values, index)
     return stacked
 
