@@ -1,12 +1,14 @@
 """LoRA training throughput: slmlab's loop against TRL's SFTTrainer + PEFT on the same data and settings.
-Writes results/benchmarks/lora.json (tokens/s of each, the ratio, and whether the 2x goal is met).
+Writes results/benchmarks/lora.json (tokens/s of each, the ratios, and whether the 3x goal is met).
 
 Run: ``.venv/bin/python benchmarks/lora.py [--steps N] [--quick]``
 
 Both sides train the offline default model with the same LoRA (rank, alpha, modules, layers), learning rate,
 schedule, batch size, maximum length and answer-only loss, on the rows chapter 02 generates. Tokens are the
 real (non-padding) tokens of the batches trained on; seconds are the summed wall time of the training steps
-(data collation included, model loading and evaluation excluded).
+(data collation included, model loading and evaluation excluded). slmlab runs twice: with its default fast
+step (frozen layers and the shared prompt prefix computed once, :mod:`slmlab.lora.fast_step`; a row's frozen
+layers run inside the step that first uses it) and with ``fast_step=False``, to show what each part buys.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -27,7 +30,7 @@ from slmlab.models import DEFAULT_MODEL, resolve_model
 from slmlab.settings import project_root, results_dir
 from trainer_timing import step_timer
 
-GOAL = 2.0
+GOAL = 3.0
 
 
 def run_slmlab(data_dir: Path, config: TrainConfig) -> dict:
@@ -71,7 +74,9 @@ def run_trl(data_dir: Path, config: TrainConfig) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=TrainConfig().steps,
+                        help="steps of each run (default: the chapter's; the fast step reuses a row's frozen layers "
+                             "from its second epoch on, so short runs show less of it)")
     parser.add_argument("--quick", action="store_true", help="4 steps each: checks the script, not the speed")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -80,6 +85,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as data:
         generate_dataset(load_patterns(project_root() / "patterns"), data, DataConfig(seed=args.seed))
         ours = run_slmlab(Path(data), config)
+        plain = run_slmlab(Path(data), replace(config, fast_step=False))
         trl = run_trl(Path(data), config)
     ratio = ours["tokens_per_s"] / trl["tokens_per_s"]
     report = {
@@ -90,15 +96,21 @@ def main() -> None:
         "settings": {k: v for k, v in config.__dict__.items() if k not in ("eval_every", "save_every", "keep_checkpoints")},
         "environment": environment_report(),
         "slmlab": ours,
+        "slmlab_plain_step": plain,
         "trl_sfttrainer_peft": trl,
         "ratio": round(ratio, 2),
+        "plain_step_ratio": round(plain["tokens_per_s"] / trl["tokens_per_s"], 2),
+        "fast_step_speedup": round(ours["tokens_per_s"] / plain["tokens_per_s"], 2),
         "goal": {"ratio": GOAL, "met": ratio >= GOAL},
-        "why": "slmlab groups rows of similar length into batches (little padding) and projects only answer "
-               "positions onto the 49k-word vocabulary; TRL pads each random batch to its longest row and "
-               "computes logits, entropy and accuracy for every position.",
+        "why": "slmlab groups rows of similar length into batches (little padding), projects only answer "
+               "positions onto the 49k-word vocabulary, runs the layers below the adapter once per row and the "
+               "chat template's shared system turn once per batch; TRL pads each random batch to its longest row, "
+               "runs every layer on every token of every step and computes logits, entropy and accuracy for "
+               "every position.",
     }
     path = atomic_write_json(results_dir("benchmarks") / "lora.json", report)
-    print(f"slmlab {ours['tokens_per_s']} tokens/s, TRL {trl['tokens_per_s']} tokens/s: {ratio:.2f}x -> {path}")
+    print(f"slmlab {ours['tokens_per_s']} tokens/s (plain step {plain['tokens_per_s']}), TRL {trl['tokens_per_s']} "
+          f"tokens/s: {ratio:.2f}x -> {path}")
 
 
 if __name__ == "__main__":

@@ -112,7 +112,8 @@ def _data(args: argparse.Namespace) -> int:
     from slmlab.lora.datagen import generate_dataset
     from slmlab.lora.patterns import load_patterns
 
-    config = DataConfig(variants_per_prompt=args.variants, seed=args.seed)
+    config = DataConfig(variants_per_prompt=args.variants, augmentation_file=args.augmentation,
+                        phrasings_per_fact=args.phrasings, seed=args.seed)
     summary = generate_dataset(load_patterns(args.patterns), args.out or data_dir(), config)
     print(f"wrote {summary.counts} to {summary.folder}")
     return 0
@@ -207,6 +208,10 @@ def _add_data_command(commands) -> None:
     data.add_argument("--out", default=None, help="output folder" + ARTIFACT % "data/")
     data.add_argument("--variants", type=int, default=config.variants_per_prompt,
                       help="augmented copies per training prompt" + DEFAULT)
+    data.add_argument("--augmentation", default=config.augmentation_file,
+                      help="knowledge-augmentation template file, '' for none" + DEFAULT)
+    data.add_argument("--phrasings", type=int, default=config.phrasings_per_fact,
+                      help="augmented phrasings per fact" + DEFAULT)
     data.add_argument("--seed", type=int, default=config.seed, help="augmentation and split seed" + DEFAULT)
     data.set_defaults(run=_data)
 

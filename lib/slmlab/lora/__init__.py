@@ -9,10 +9,10 @@ MLX) and :func:`compare_models` (04, baseline vs tuned, shown by :func:`summary_
 from slmlab.lora.datagen import DataConfig, build_rows, dataset_stats, find_leaks, generate_dataset, load_split
 from slmlab.lora.evaluation import before_after_table, compare_models, per_category_table, summary_table
 from slmlab.lora.patterns import PatternError, check_patterns_cli, load_patterns, pattern_counts, patterns_table
-from slmlab.lora.training import TrainConfig, default_adapter_dir, train_lora
+from slmlab.lora.training import TrainConfig, benchmark_summary, default_adapter_dir, train_lora
 
 __all__ = [
-    "DataConfig", "PatternError", "TrainConfig", "before_after_table", "build_rows", "check_patterns_cli",
+    "DataConfig", "PatternError", "TrainConfig", "before_after_table", "benchmark_summary", "build_rows", "check_patterns_cli",
     "compare_models", "dataset_stats", "default_adapter_dir", "find_leaks", "generate_dataset", "load_patterns", "load_split",
     "pattern_counts", "patterns_table", "per_category_table", "summary_table", "train_lora",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,6 +17,15 @@ from typing import Protocol
 
 from slmlab.errors import SlmLabError
 from slmlab.io import atomic_write_json, atomic_write_text
+from slmlab.lora.augmentation import (
+    NEAR_COPY,
+    KnowledgeTemplates,
+    load_augmentation,
+    phrasings,
+    unknown_facts,
+    word_overlap,
+)
+from slmlab.settings import project_root
 
 SPLITS = ("train", "valid", "test")
 
@@ -52,6 +62,10 @@ class DataConfig:
     variants_per_prompt: int = 2  # augmented copies of each training prompt
     valid_fraction: float = 0.2
     completion_fraction: float = 0.25  # share of rows in completion framing
+    # knowledge augmentation (slmlab.lora.augmentation): a template file ("" for none; a relative path is read
+    # from the working folder, else from the project root) and how many of its phrasings each fact gets
+    augmentation_file: str = "patterns/augmentation/facts.yaml"
+    phrasings_per_fact: int = 8
     seed: int = 0
 
 
@@ -101,9 +115,38 @@ def split_prompts(pattern: PatternLike, rng: random.Random) -> tuple[list[str], 
     return train, test
 
 
+def augmentation_templates(config: DataConfig) -> KnowledgeTemplates | None:
+    """The config's template file, loaded and checked (None when augmentation is off)."""
+    if not config.augmentation_file or config.phrasings_per_fact <= 0:
+        return None
+    path = Path(config.augmentation_file)
+    if not path.is_absolute() and not path.exists():
+        path = project_root() / path
+    return load_augmentation(path)
+
+
+def augmented_prompts(pattern: PatternLike, templates: KnowledgeTemplates | None, test_prompt: str | None,
+                      count: int, rng: random.Random) -> list[str]:
+    """A seeded sample of ``count`` phrasings of the pattern's fact, none near its held-out test prompt."""
+    if templates is None or pattern.category != templates.category:
+        return []
+    candidates = phrasings(templates, pattern.id, pattern.input, pattern.output)
+    if test_prompt is not None:
+        held_out = normalize(test_prompt)
+        candidates = [text for text in candidates
+                      if held_out not in normalize(text) and word_overlap(text, test_prompt) < NEAR_COPY]
+    return rng.sample(candidates, min(count, len(candidates)))
+
+
 def build_rows(patterns: Iterable[PatternLike], config: DataConfig = DataConfig()) -> dict[str, list[dict]]:
-    """All rows of all splits, before writing. Pure: same patterns and config → same rows."""
+    """All rows of all splits, before writing. Pure: same patterns, config and template file → same rows."""
     rng = random.Random(config.seed)
+    patterns = list(patterns)
+    templates = augmentation_templates(config)
+    if templates is not None and any(pattern.id in templates.facts for pattern in patterns):
+        unknown = unknown_facts(templates, {pattern.id for pattern in patterns})
+        if unknown:  # a typo in an id, or a subset of the patterns: the entries are skipped, not guessed
+            warnings.warn(f"{len(unknown)} augmentation entries match no pattern:\n" + "\n".join(unknown), stacklevel=2)
     pool: list[dict] = []
     test: list[dict] = []
     for pattern in patterns:
@@ -117,6 +160,9 @@ def build_rows(patterns: Iterable[PatternLike], config: DataConfig = DataConfig(
                 if held_out and held_out in normalize(text):
                     continue  # never train on (a variant of) the test prompt
                 pool.append(_row(text, pattern, "train"))
+        phrasing_rng = random.Random(f"{config.seed}:{pattern.id}")  # its own stream: the other splits stay as they were
+        for text in augmented_prompts(pattern, templates, test_prompt, config.phrasings_per_fact, phrasing_rng):
+            pool.append({**_row(text, pattern, "train"), "augmented": True})
     rng.shuffle(pool)
     n_valid = round(len(pool) * config.valid_fraction)
     valid = [{**row, "split": "valid"} for row in pool[:n_valid]]
@@ -151,7 +197,9 @@ def generate_dataset(
     out = Path(out_dir)
     files = {split: str(atomic_write_text(out / f"{split}.jsonl", _jsonl(rows[split]))) for split in SPLITS}
     counts = {split: len(rows[split]) for split in SPLITS}
-    atomic_write_json(out / "manifest.json", {"counts": counts, "config": asdict(config), "patterns": len(patterns)})
+    augmented = sum(bool(row.get("augmented")) for split in ("train", "valid") for row in rows[split])
+    atomic_write_json(out / "manifest.json", {"counts": counts, "config": asdict(config), "patterns": len(patterns),
+                                              "augmented_rows": augmented})
     return DatasetSummary(out, counts, config, files)
 
 

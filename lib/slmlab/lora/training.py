@@ -20,15 +20,15 @@ from slmlab.errors import BackendError
 from slmlab.io import atomic_write_folder
 from slmlab.lora.datagen import load_split
 from slmlab.models import DEFAULT_MODEL, resolve_model
-from slmlab.settings import adapters_dir
+from slmlab.settings import adapters_dir, results_dir
 from slmlab.trainloop import Callback, Checkpointing, TrainState, train_loop
 
 if TYPE_CHECKING:
     import torch
 
-IGNORE = -100  # label value the loss skips (prompt tokens and padding)
 # settings that do not change what is trained; a checkpoint that differs only in these is resumed
-NOT_TRAJECTORY = ("eval_every", "save_every", "keep_checkpoints")
+NOT_TRAJECTORY = ("eval_every", "save_every", "keep_checkpoints", "fast_step")
+IGNORE = -100  # label value the loss skips (prompt tokens and padding)
 ADAPTER_NAME = "patterns-lora"  # the adapter chapter 03 trains and chapter 04 evaluates
 
 
@@ -41,15 +41,16 @@ class TrainConfig:
     dropout: float = 0.0
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
     num_layers: int | None = 16  # LoRA on the last N transformer layers (None: all), as mlx-lm does
-    learning_rate: float = 1e-3
+    learning_rate: float = 2e-3
     warmup_steps: int = 10
-    steps: int = 150
+    steps: int = 250
     batch_size: int = 8
     max_length: int = 256
     grad_clip: float = 1.0
     eval_every: int = 25
     save_every: int = 25
     keep_checkpoints: int = 2
+    fast_step: bool = True  # run the frozen layers and the shared prompt prefix once (slmlab.lora.fast_step)
     seed: int = 0
 
 
@@ -138,16 +139,41 @@ def completion_loss(model, batch) -> "torch.Tensor":
 # --- the torch loop -----------------------------------------------------------------------------
 
 
-def _valid_loss(model, encoded, pad_id: int, batch_size: int) -> float:
+class _PlainRows:
+    """Padded batches of whole rows through the whole model: the step when ``fast_step`` is off or unusable."""
+
+    def __init__(self, encoded, pad_id: int) -> None:
+        self.encoded, self.pad_id = encoded, pad_id
+
+    def loss(self, model, indices: Sequence[int]):
+        return completion_loss(model, collate([self.encoded[i] for i in indices], self.pad_id))
+
+    def batch_tokens(self, indices: Sequence[int]) -> int:
+        return sum(len(self.encoded[i][0]) for i in indices)
+
+    def answer_tokens(self, indices: Sequence[int]) -> int:
+        return sum(label != IGNORE for i in indices for label in self.encoded[i][1][1:])
+
+
+def _batches_for(model, encoded, pad_id: int, config: TrainConfig):
+    """What computes a batch's loss: the frozen-layer and prefix cache, or plain padded rows."""
+    from slmlab.lora.fast_step import FrozenPrefixCache, supports_layer_slicing
+
+    if config.fast_step and encoded and supports_layer_slicing(model):
+        return FrozenPrefixCache(model, encoded)
+    return _PlainRows(encoded, pad_id)
+
+
+def _valid_loss(model, batches, rows: int, batch_size: int) -> float:
     import torch
 
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad():
-        for start in range(0, len(encoded), batch_size):
-            batch = collate(encoded[start : start + batch_size], pad_id)
-            n = int((batch["labels"][:, 1:] != IGNORE).sum())
-            total += float(completion_loss(model, batch)) * n
+        for start in range(0, rows, batch_size):
+            indices = list(range(start, min(start + batch_size, rows)))
+            n = batches.answer_tokens(indices)
+            total += float(batches.loss(model, indices)) * n
             count += n
     model.train()
     return total / max(count, 1)
@@ -236,16 +262,16 @@ def _train_lora_torch(data_dir, out_dir, model_name, config, resume, callbacks, 
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate)
     scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.steps)
     schedule = batch_schedule([len(ids) for ids, _ in train], config)
+    train_batches, valid_batches = _batches_for(model, train, pad_id, config), _batches_for(model, valid, pad_id, config)
 
     def train_step(index: int) -> dict[str, float]:
-        batch = collate([train[i] for i in schedule[index]], pad_id)
-        loss = completion_loss(model, batch)
+        loss = train_batches.loss(model, schedule[index])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        return {"loss": loss.item(), "tokens": int(batch["attention_mask"].sum())}
+        return {"loss": loss.item(), "tokens": train_batches.batch_tokens(schedule[index])}
 
     def save_files(folder: Path) -> None:  # PEFT adapter + optimizer + scheduler + torch RNG
         model.save_pretrained(folder)
@@ -266,7 +292,7 @@ def _train_lora_torch(data_dir, out_dir, model_name, config, resume, callbacks, 
                                   ignore=NOT_TRAJECTORY)
     run = train_loop(
         train_step, config.steps, checkpointing,
-        evaluate=lambda: _valid_loss(model, valid, pad_id, config.batch_size),
+        evaluate=lambda: _valid_loss(model, valid_batches, len(valid), config.batch_size),
         eval_every=config.eval_every, save_every=config.save_every, callbacks=callbacks, resume=resume,
         progress=progress, desc="LoRA",
         finish=lambda state: atomic_write_folder(out_dir, model.save_pretrained, merge=True),  # the stock PEFT folder
@@ -294,3 +320,20 @@ def training_metrics(state: TrainState, config: TrainConfig, model_name: str, ba
         "valid_loss": state.valid_loss,
         "config": asdict(config),
     }
+
+
+def benchmark_summary(path: str | Path | None = None) -> dict:
+    """The LoRA training benchmark's figures (``results/benchmarks/lora.json`` of the full artifacts tree), or the
+    command that makes them when it has not run."""
+    import json
+
+    path = Path(path) if path else results_dir("benchmarks", quick=False) / "lora.json"
+    if not path.is_file():
+        return {"benchmark": "not run", "command": "python benchmarks/lora.py"}
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return {"slmlab tokens/s": data["slmlab"]["tokens_per_s"],
+            "plain step tokens/s": data.get("slmlab_plain_step", {}).get("tokens_per_s"),
+            "TRL tokens/s": data["trl_sfttrainer_peft"]["tokens_per_s"], "ratio": data["ratio"],
+            "goal": data["goal"]["ratio"], "steps": data["settings"]["steps"], "created": data["created"],
+            "source": str(path)}
+
