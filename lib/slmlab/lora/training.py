@@ -39,7 +39,8 @@ class TrainConfig:
     rank: int = 8
     alpha: float = 16.0
     dropout: float = 0.0
-    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    # attention and MLP projections: facts are learned far better with the MLP ones (same steps, ~5 % slower)
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
     num_layers: int | None = 16  # LoRA on the last N transformer layers (None: all), as mlx-lm does
     learning_rate: float = 2e-3
     warmup_steps: int = 10
