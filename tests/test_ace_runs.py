@@ -79,7 +79,9 @@ def test_ace_offline_adapts_on_train_and_evaluates_every_epoch(task_file, tiny_m
     assert sum(stats["1"]["reflection_parses"].values()) == 5
     operations = [json.loads(line) for line in (run_dir / "operations.jsonl").read_text().splitlines()]
     added = [op["bullet_id"] for op in operations if op["op"] == "ADD"]
-    assert len(added) == len(set(added)) and {op["epoch"] for op in operations} == {1, 2}  # ids never reused
+    # ids never reused; epoch 2 adds nothing here: worked examples are no longer merged (and then learned again)
+    # by embeddings, so the tiny model's repeated mistakes bring no new bullet
+    assert len(added) == len(set(added)) and {op["epoch"] for op in operations} <= {1, 2} and operations[0]["epoch"] == 1
 
 
 def test_online_mode_reflects_on_the_samples_it_evaluates(task_file, tiny_model_dir, tiny_torch, tmp_path):

@@ -16,8 +16,9 @@ from slmlab.tasks import task_split as task_split
 __getattr__, _, _lazy = lazy_loader.attach(__name__, submod_attrs={
     "playbook": ["Bullet", "DeltaOp", "Playbook", "PlaybookError"],
     "runs": ["AceConfig", "AceRunError", "default_run_dir", "run_ace"],
-    "report": ["load_results", "summarize", "to_markdown", "write_summary"],
+    "report": ["baseline_vs_ace_by_split", "load_results", "split_summary", "summarize", "to_markdown", "write_summary"],
     "roles": ["question_block"],
+    "tasks": ["transfer_path"],
 })
 __all__ = sorted([*_lazy, "load_task", "task_split"])
 

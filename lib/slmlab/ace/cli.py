@@ -8,7 +8,7 @@ import inspect
 from pathlib import Path
 
 from slmlab.ace.runs import MODES, AceConfig
-from slmlab.ace.tasks import build_task_sets
+from slmlab.ace.tasks import build_task_sets, build_transfer_sets
 
 DEFAULT = " (default: %(default)s)"  # appended to a help text: argparse fills in the option's default
 
@@ -18,7 +18,8 @@ def _run(args: argparse.Namespace) -> int:
     from slmlab.ace.runs import run_ace
 
     config = AceConfig(
-        model_id=args.model, task=args.task, mode=args.mode, epochs=args.epochs, limit=args.limit, seed=args.seed,
+        model_id=args.model, reflector_model=args.reflector_model, task=args.task, mode=args.mode, epochs=args.epochs,
+        limit=args.limit, seed=args.seed,
         train_task=args.train_task, use_labels=not args.no_labels, batch_size=args.batch_size, top_k=args.top_k,
         token_budget=args.token_budget, dedup_threshold=args.dedup_threshold, backend=args.backend,
     )
@@ -29,10 +30,13 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _summarize(args: argparse.Namespace) -> int:
-    from slmlab.ace.report import load_results, summarize, to_markdown, write_summary
+    from slmlab.ace.report import baseline_vs_ace_by_split, load_results, split_summary, to_markdown, write_summary
 
-    table = summarize(load_results(args.paths))
+    table = split_summary(load_results(args.paths))
     print(to_markdown(table))
+    cells = baseline_vs_ace_by_split(table)
+    if not cells.empty:
+        print("\n" + to_markdown(cells))
     if args.out:
         for path in write_summary(table, args.out):
             print(f"wrote {path}")
@@ -51,9 +55,8 @@ def _grid(args: argparse.Namespace) -> int:
 
 
 def _tasks(args: argparse.Namespace) -> int:
-    from slmlab.ace.tasks import build_task_sets
-
-    for name, path in build_task_sets(args.out, seed=args.seed).items():
+    written = {**build_task_sets(args.out, seed=args.seed), **build_transfer_sets(args.out, seed=args.seed)}
+    for name, path in written.items():
         print(f"{name}: {path}")
     return 0
 
@@ -88,7 +91,7 @@ def add_ace_commands(commands) -> None:
     verbs = ace.add_subparsers(dest="ace_command", required=True)
     _add_run(verbs)
 
-    summary = verbs.add_parser("summarize", help="accuracy, latency and counts per model/task/mode/epoch")
+    summary = verbs.add_parser("summarize", help="exact match, token F1, semantic similarity, parse failures per split")
     summary.add_argument("paths", nargs="*", default=["results/ace"], help="run folders or results.csv files" + DEFAULT)
     summary.add_argument("--out", default=None, help="also write OUT.md and OUT.csv")
     summary.set_defaults(run=_summarize)
@@ -102,7 +105,7 @@ def add_ace_commands(commands) -> None:
     grid.set_defaults(run=_grid)
 
     task_seed = inspect.signature(build_task_sets).parameters["seed"].default
-    tasks = verbs.add_parser("tasks", help="regenerate the finance, medical and IoT task sets")
+    tasks = verbs.add_parser("tasks", help="regenerate the finance, medical and IoT task sets (train, test, transfer)")
     tasks.add_argument("--out", default="data/tasks", help="output folder" + DEFAULT)
     tasks.add_argument("--seed", type=int, default=task_seed, help="generator seed" + DEFAULT)
     tasks.set_defaults(run=_tasks)
@@ -124,6 +127,8 @@ def _add_run(verbs) -> None:
     run.add_argument("--limit", type=int, default=defaults.limit, help="first N samples of each split (default: all)")
     run.add_argument("--seed", type=int, default=defaults.seed, help="run seed" + DEFAULT)
     run.add_argument("--model", default=defaults.model_id, help="model name" + DEFAULT)
+    run.add_argument("--reflector-model", default=defaults.reflector_model, metavar="NAME_OR_FOLDER",
+                     help="model of the Reflector and the Curator: a registry name or a folder (default: --model)")
     run.add_argument("--backend", default=defaults.backend, help="auto, torch or mlx" + DEFAULT)
     run.add_argument("--train-task", default=defaults.train_task, help="adaptation set when --task is a single file")
     run.add_argument("--no-labels", action="store_true", help="the Reflector judges answers without gold labels")

@@ -15,6 +15,7 @@ from slmlab.ace.embeddings import TextEmbedder
 from slmlab.ace.playbook import Bullet, DeltaOp, Playbook
 
 TokenCounter = Callable[[str], int]
+EXAMPLES = "worked examples"  # the section of question -> gold answer bullets learned from feedback
 
 
 @dataclass(frozen=True)
@@ -23,8 +24,12 @@ class CurationConfig:
 
     dedup_threshold: float = 0.9  # cosine similarity above which two bullets of a section are merged
     prune_min_harmful: int = 2  # a bullet goes once harmful > helpful and harmful reaches this count
-    token_budget: int = 2048  # the whole playbook, rendered in the text format, stays within this
+    token_budget: int = 16384  # the whole playbook, rendered in the text format, stays within this; the
+    # Generator sees only the top_k retrieved bullets, so the budget bounds storage, not the prompt
     top_k: int = 3  # bullets shown to the Generator for one question
+    # sections merged only on identical text: MiniLM sees two worked examples that differ in their numbers
+    # (another table, another patient) as near-duplicates, and merging them would lose an answer
+    exact_sections: tuple[str, ...] = (EXAMPLES,)
 
     def __post_init__(self) -> None:
         if not 0 < self.dedup_threshold <= 1:
@@ -45,11 +50,15 @@ def _score(bullet: Bullet) -> tuple[int, float]:
     return bullet.helpful - bullet.harmful, bullet.updated
 
 
-def duplicate_merges(playbook: Playbook, embedder: TextEmbedder, threshold: float) -> list[DeltaOp]:
+def duplicate_merges(playbook: Playbook, embedder: TextEmbedder, threshold: float,
+                     exact_sections: Sequence[str] = ()) -> list[DeltaOp]:
     """MERGE operations for groups of bullets in one section whose contents are at least ``threshold``
-    cosine-similar. The oldest bullet of a group keeps its id; the best-scored content survives."""
+    cosine-similar (``exact_sections`` are left alone: their repeats are refused when added). The oldest
+    bullet of a group keeps its id; the best-scored content survives."""
     merges = []
     for section in playbook.sections():
+        if section in exact_sections:
+            continue
         bullets = [b for b in playbook.bullets.values() if b.section == section]
         if len(bullets) < 2:
             continue
@@ -137,7 +146,7 @@ class Curator:
         """Merge near-duplicates, prune harmful bullets, then enforce the token budget."""
         applied = []
         for step in (
-            lambda: duplicate_merges(playbook, self.embedder, self.config.dedup_threshold),
+            lambda: duplicate_merges(playbook, self.embedder, self.config.dedup_threshold, self.config.exact_sections),
             lambda: prune_removals(playbook, self.config.prune_min_harmful),
             lambda: budget_removals(playbook, self.count_tokens, self.config.token_budget),
         ):

@@ -4,6 +4,9 @@ Both prompts end the chat template with the start of the expected reply (``Answe
 even a 135M model answers in the right slot; parsers then accept what such a model actually writes
 ("In 2022, net income was 90." → ``90``). Every parse is labelled ``strict`` (the reply was well formed),
 ``lenient`` (a fallback recovered it) or ``failed`` (nothing usable; the run records it and goes on).
+
+What a 135M Generator can use from a playbook: worked examples (a question with its right answer) given as
+earlier chat turns, the most relevant one last, and a few short hints placed right before the question.
 """
 
 from __future__ import annotations
@@ -12,13 +15,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from slmlab.ace.curation import Lesson
+from slmlab.ace.curation import EXAMPLES, Lesson
 from slmlab.ace.playbook import Bullet
 from slmlab.metrics import choice_letter, normalize_text
 from slmlab.tasks import TaskItem, parse_iot
 
 STRATEGIES = "strategies"
-EXAMPLES = "worked examples"
 PARSES = ("strict", "lenient", "failed")
 
 _BULLET_ID = re.compile(r"\[?\b([a-z]{3}-\d{5})\b\]?")
@@ -26,6 +28,7 @@ _NUMBER = re.compile(r"[-+]?\$?\d[\d,]*(?:\.\d+)?\s?%?")
 _FULL_NUMBER = re.compile(r"^[-+]?\$?\d[\d,]*(?:\.\d+)?\s?%?$")
 _MAX_EXAMPLE_CONTEXT = 300  # characters of context a worked example may carry
 _LESSON_WORDS = (4, 40)
+_HINT_WORDS = 25  # a hint shown to the Generator is cut to this many words: long advice buries the question
 
 
 @dataclass(frozen=True)
@@ -61,9 +64,16 @@ def question_block(item: TaskItem) -> str:
     return "\n".join(parts)
 
 
+def short_hint(content: str, words: int = _HINT_WORDS) -> str:
+    """A bullet as a hint: its first sentence, at most ``words`` words."""
+    sentence = re.split(r"(?<=[.!?])\s", " ".join(content.split()), maxsplit=1)[0]
+    kept = sentence.split()
+    return " ".join(kept[:words]) + (" ..." if len(kept) > words else "")
+
+
 def playbook_block(bullets: Sequence[Bullet]) -> str:
-    lines = [f"[{b.id}] {b.content}" for b in bullets]
-    return "Playbook (lessons from earlier questions):\n" + "\n".join(lines) + "\n\n" if lines else ""
+    lines = [f"[{b.id}] {short_hint(b.content)}" for b in bullets]
+    return "Hints from earlier questions:\n" + "\n".join(lines) + "\n" if lines else ""
 
 
 def answer_instruction(item: TaskItem) -> str:
@@ -75,9 +85,12 @@ def answer_instruction(item: TaskItem) -> str:
 
 
 def generator_prompt(item: TaskItem, bullets: Sequence[Bullet]) -> str:
-    """The user message for one question, with the retrieved playbook bullets on top."""
-    cite = " If a lesson helped, end with its id in brackets." if bullets else ""
-    return f"{playbook_block(bullets)}{question_block(item)}\n{answer_instruction(item)}{cite}"
+    """The user message for one question: the context, then the retrieved hints (short, right before the
+    question, where a small model still attends to them), then the question and its choices."""
+    cite = " If a hint helped, end with its id in brackets." if bullets else ""
+    context = f"{item.context.strip()}\n" if item.context.strip() else ""
+    question = question_block(TaskItem(item.id, item.question, item.answer, item.domain, "", item.choices))
+    return f"{context}{playbook_block(bullets)}{question}\n{answer_instruction(item)}{cite}"
 
 
 def demonstration(bullet: Bullet, item: TaskItem) -> list[dict]:
@@ -108,13 +121,24 @@ def _strip_citations(text: str) -> str:
     return _BULLET_ID.sub("", text).strip(" .;,")
 
 
+def _named_choice(item: TaskItem, text: str) -> int | None:
+    """The index of the one choice whose text appears in ``text`` (None for none or several)."""
+    def words(value: str) -> str:  # not normalize_text: it drops the article-like "A" of "Vitamin A"
+        return " " + " ".join(re.findall(r"[\w%.°/-]+", value.casefold())) + " "
+
+    named = [i for i, choice in enumerate(item.choices) if words(choice).rstrip(". ") + " " in words(text)]
+    return named[0] if len(named) == 1 else None
+
+
 def extract_answer(item: TaskItem, raw: str) -> tuple[str, str]:
-    """(answer, parse status) from a Generator reply, leniently."""
+    """(answer, parse status) from a Generator reply, leniently. A multiple-choice reply whose letter and
+    choice text disagree ("B (Vitamin C)" copied from an example with other letters) is read by its text."""
     line = _strip_citations(first_line(raw))
     if item.choices:
         letter = choice_letter(line)
         if letter and ord(letter) - 65 < len(item.choices):
-            return letter, "strict"
+            named = _named_choice(item, line)
+            return (chr(65 + named), "lenient") if named not in (None, ord(letter) - 65) else (letter, "strict")
         for index, choice in enumerate(item.choices):
             if choice.casefold() in raw.casefold():
                 return chr(65 + index), "lenient"
@@ -151,6 +175,14 @@ def used_bullets(reply: GeneratorReply, shown: Sequence[Bullet]) -> tuple[str, .
     return tuple(
         b.id for b in shown if f" {answer} " in f" {normalize_text(b.content.rsplit(' A: ', 1)[-1])} "
     )
+
+
+def answer_text(item: TaskItem, answer: str) -> str:
+    """An answer in words, for similarity scores: a choice letter becomes its choice's text."""
+    letter = choice_letter(answer) if item.choices else None
+    if letter and ord(letter) - 65 < len(item.choices):
+        return item.choices[ord(letter) - 65]
+    return answer.strip()
 
 
 def gold_display(item: TaskItem) -> str:

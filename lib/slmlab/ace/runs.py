@@ -7,13 +7,19 @@ One run writes one folder (default ``results/ace/<model>/<task>/<mode>/`` of the
 
 - ``results.csv``     one row per evaluated test sample and epoch (the columns are :data:`CORE_COLUMNS`, then
                       :data:`DETAIL_COLUMNS`, then :data:`ACE_COLUMNS` in ACE modes, then ``parse`` —
-                      strict, lenient or failed — and in ACE modes ``bullets``, the ids shown to the model);
+                      strict, lenient or failed — and in ACE modes ``bullets``, the ids shown to the model).
+                      A domain has two test splits, ``generalization`` (new tables, facts, windows) and
+                      ``transfer`` (what the adaptation items' feedback teaches, asked again in other words);
+                      a task file has one, ``test``. ``token_f1`` and ``semantic`` (MiniLM cosine between the
+                      answer and the gold) give partial credit beside exact match (``correct``);
 - ``adaptation.csv``  the same columns for the training samples ACE offline learned from;
 - ``playbook_epoch{N}.jsonl`` the playbook after epoch N; ``playbook.jsonl`` / ``state.json`` the
                       playbook so far and how far adaptation got (for resuming);
 - ``operations.jsonl`` every delta operation with its epoch and the sample that caused it;
-- ``stats.json``      per-epoch accuracy, per-step latency, parse failures, playbook size and operations, peak
-                      memory; ``config.json``.
+- ``stats.json``      per-epoch accuracy (overall and per split), per-step latency, parse failures of the
+                      Generator and the Reflector, playbook size and operations, peak memory; ``config.json``.
+
+The Reflector and the Curator run on ``reflector_model`` (default: the Generator's model).
 
 Epoch 0 is always the baseline (empty playbook); epoch N ≥ 1 evaluates after N adaptation passes.
 """
@@ -33,43 +39,49 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from slmlab.ace.curation import CurationConfig, Curator, retrieve
-from slmlab.ace.embeddings import load_embedder
+from slmlab.ace.embeddings import TextEmbedder, load_embedder
 from slmlab.ace.playbook import Playbook
 from slmlab.ace.roles import (
     GeneratorReply,
+    answer_text,
     generator_messages,
     parse_generator_reply,
     parse_reflection,
     reflector_prompt,
     used_bullets,
 )
+from slmlab.ace.tasks import transfer_path
 from slmlab.environment import peak_rss_mb
 from slmlab.errors import SlmLabError
 from slmlab.generation import DecodingConfig, Prompt
 from slmlab.io import atomic_write_json, atomic_write_text
-from slmlab.metrics import latency_percentiles
+from slmlab.metrics import latency_percentiles, token_f1
 from slmlab.models.registry import DEFAULT_MODEL
 from slmlab.settings import results_dir
 from slmlab.tasks import TaskItem, load_tasks, resolve_task, score_answer, task_split
 
 MODES = ("baseline", "ace", "ace-online")
 DOMAINS = ("finance", "medical", "iot")
-CORE_COLUMNS = ("model_id", "task_name", "domain", "mode", "sample_id", "gold", "pred", "latency_ms")
-DETAIL_COLUMNS = ("question", "context", "correct")
-ACE_COLUMNS = ("reflection_latency_ms", "reflected", "epoch")
+SPLITS = ("generalization", "transfer")  # a domain's test splits; a task file has one split, "test"
+CORE_COLUMNS = ("model_id", "task_name", "split", "domain", "mode", "sample_id", "gold", "pred", "latency_ms")
+DETAIL_COLUMNS = ("question", "context", "correct", "token_f1", "semantic")
+ACE_COLUMNS = ("reflection_latency_ms", "reflected", "epoch", "reflection_parse")
 
 
 class AceRunError(SlmLabError):
-    """A run that cannot start: unknown mode or task, or settings that contradict each other."""
+    """A run that cannot start: unknown mode or task, a Reflector model that cannot be loaded, or settings
+    that contradict each other."""
 
 
 @dataclass(frozen=True)
 class AceConfig:
     """One ACE run. ``task`` is a domain (``finance``, ``medical``, ``iot``: its train and test sets), a
     registry name or a JSON/JSONL path (then used for both adaptation and evaluation unless
-    ``train_task`` names another)."""
+    ``train_task`` names another). ``reflector_model`` (a registry name or a model folder) runs the Reflector
+    and the Curator; None uses the Generator's model."""
 
     model_id: str = DEFAULT_MODEL
+    reflector_model: str | None = None
     task: str = "finance"
     mode: str = "ace"
     epochs: int = 1
@@ -80,10 +92,10 @@ class AceConfig:
     batch_size: int = 8
     answer_tokens: int = 24
     reflection_tokens: int = 40
-    top_k: int = 3
-    token_budget: int = 2048
-    dedup_threshold: float = 0.9
-    prune_min_harmful: int = 2
+    top_k: int = CurationConfig.top_k
+    token_budget: int = CurationConfig.token_budget
+    dedup_threshold: float = CurationConfig.dedup_threshold
+    prune_min_harmful: int = CurationConfig.prune_min_harmful
     backend: str = "auto"
 
     def __post_init__(self) -> None:
@@ -111,19 +123,20 @@ def model_slug(model_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(model_id).name if "/" in model_id else model_id).strip("_")
 
 
-def task_sets(config: AceConfig) -> tuple[str, str, list[TaskItem], list[TaskItem]]:
-    """(task name, domain, train items, test items), each cut to ``config.limit``."""
+def task_sets(config: AceConfig) -> tuple[str, str, list[TaskItem], dict[str, list[TaskItem]]]:
+    """(task name, domain, train items, test items by split), each cut to ``config.limit``. A domain is
+    measured on its generalization (test) and transfer splits, a task file on itself."""
     if config.task in DOMAINS:
         train_spec, test_spec = task_split(config.task)
         name, domain = config.task, test_spec.domain
+        paths = {"generalization": test_spec.full_path(), "transfer": transfer_path(config.task)}
     else:
         test_spec = resolve_task(config.task)
         train_spec = resolve_task(config.train_task) if config.train_task else test_spec
         name, domain = test_spec.name, test_spec.domain
-    train, test = load_tasks(train_spec.full_path()), load_tasks(test_spec.full_path())
-    if config.limit:
-        train, test = train[: config.limit], test[: config.limit]
-    return name, domain, train, test
+        paths = {"test": test_spec.full_path()}
+    train = load_tasks(train_spec.full_path())[: config.limit]
+    return name, domain, train, {split: load_tasks(path)[: config.limit] for split, path in paths.items()}
 
 
 def default_run_dir(config: AceConfig, root: str | Path | None = None, quick: bool | None = None) -> Path:
@@ -193,8 +206,11 @@ class AceRunner:
         self.config = config
         self.run_dir = Path(run_dir) if run_dir else default_run_dir(config)
         self.progress = progress
-        self.task_name, self.domain, self.train, self.test = task_sets(config)
+        self.task_name, self.domain, self.train, self.tests = task_sets(config)
+        self.test = [item for items in self.tests.values() for item in items]
+        self.split_of = {item.id: split for split, items in self.tests.items() for item in items}
         self._model = model
+        self._reflector = None
         self.playbook = Playbook()
         self.stats: dict[str, dict] = {}
         self.operations: Counter = Counter()
@@ -212,14 +228,22 @@ class AceRunner:
         return self._model
 
     @property
-    def embedder(self):
+    def reflector(self):
+        """The model of the Reflector and the Curator: ``reflector_model``, or the Generator's model."""
+        if self._reflector is None:
+            name = self.config.reflector_model
+            self._reflector = self.model if name in (None, self.config.model_id) else load_reflector(name, self.config.backend)
+        return self._reflector
+
+    @property
+    def embedder(self) -> TextEmbedder:
         if self._embedder is None:
             self._embedder = load_embedder()
         return self._embedder
 
     @property
     def curator(self) -> Curator:
-        if self._curator is None:
+        if self._curator is None:  # the budget counts the Generator's tokens: the playbook goes into its context
             self._curator = Curator(self.config.curation, self.embedder, self.model.count_tokens)
         return self._curator
 
@@ -246,6 +270,8 @@ class AceRunner:
     # --- the run -------------------------------------------------------------------------------------
     def run(self) -> Path:
         """Run every epoch (skipping what is already on disk) and return the results CSV path."""
+        if self.config.mode != "baseline":
+            _ = self.reflector  # a Reflector that cannot load stops the run before any generation starts
         self._prepare_dir()
         for epoch in range(self.config.epoch_count):
             self._run_epoch(epoch)
@@ -333,38 +359,50 @@ class AceRunner:
     def _batch(self, batch: Sequence[TaskItem], epoch: int, adapt: bool, times: _StepTimes) -> list[dict]:
         shown = [self._retrieve(item) for item in batch]
         started = time.perf_counter()
-        raws = self._generate([generator_messages(i, s) for i, s in zip(batch, shown)], "Answer:", self.config.answer_tokens)
+        messages = [generator_messages(i, s) for i, s in zip(batch, shown)]
+        raws = self._generate(self.model, messages, "Answer:", self.config.answer_tokens)
         generation_ms = (time.perf_counter() - started) * 1000
         times.generation_ms += generation_ms
         replies = [parse_generator_reply(item, raw) for item, raw in zip(batch, raws)]
         correct = [score_answer(item, reply.answer) if reply.answer else False for item, reply in zip(batch, replies)]
-        reflection_ms = 0.0
+        reflection_ms, parses = 0.0, [""] * len(batch)
         if adapt:
-            reflection_ms = self._reflect_and_curate(batch, replies, correct, shown, epoch, times)
+            reflection_ms, parses = self._reflect_and_curate(batch, replies, correct, shown, epoch, times)
+        semantic = self._semantic(batch, replies)
         return [
-            self._row(item, reply, ok, generation_ms / len(batch), reflection_ms / len(batch), adapt, epoch, bullets)
-            for item, reply, ok, bullets in zip(batch, replies, correct, shown)
+            {**self._row(item, reply, ok, generation_ms / len(batch), reflection_ms / len(batch), adapt, epoch, bullets),
+             **({"reflection_parse": parse} if self.config.mode != "baseline" else {}), "semantic": score}
+            for item, reply, ok, bullets, parse, score in zip(batch, replies, correct, shown, parses, semantic)
         ]
+
+    def _semantic(self, batch: Sequence[TaskItem], replies: Sequence[GeneratorReply]) -> list[float]:
+        """Partial credit per answer: MiniLM cosine between the answer and the gold (choice texts for letters),
+        0 for an empty answer."""
+        answers = [answer_text(item, reply.answer) for item, reply in zip(batch, replies)]
+        golds = [answer_text(item, item.answer) for item in batch]
+        vectors, gold_vectors = self.embedder.encode(answers), self.embedder.encode(golds)
+        return [round(max(0.0, float(a @ g)), 4) if text else 0.0 for a, g, text in zip(vectors, gold_vectors, answers)]
 
     def _retrieve(self, item: TaskItem):
         if not self.playbook.bullets:
             return []
         return retrieve(self.playbook, self.embedder, f"{item.question} {item.context}", self.config.top_k)
 
-    def _generate(self, prompts: Sequence[Prompt], prefix: str, max_new_tokens: int) -> list[str]:
-        """Batched greedy generation with the reply started by ``prefix`` (e.g. ``Answer:``)."""
-        model = self.model
+    def _generate(self, model, prompts: Sequence[Prompt], prefix: str, max_new_tokens: int) -> list[str]:
+        """Batched greedy generation on ``model`` with the reply started by ``prefix`` (e.g. ``Answer:``)."""
         texts = [model.render(p) + prefix for p in prompts]
         decoding = DecodingConfig(max_new_tokens=max_new_tokens, seed=self.config.seed, batch_size=self.config.batch_size)
         return model.generate(texts, decoding, chat=False)
 
     def _reflect_and_curate(
         self, batch, replies: Sequence[GeneratorReply], correct, shown, epoch: int, times: _StepTimes
-    ) -> float:
+    ) -> tuple[float, list[str]]:
+        """Reflect on a batch and curate the playbook; returns the reflection time and each reply's parse
+        status. An unparsable reflection still lets the Curator record what the label holds (a worked example)."""
         labels = self.config.use_labels
         started = time.perf_counter()
         prompts = [reflector_prompt(item, reply, labels) for item, reply in zip(batch, replies)]
-        raws = self._generate(prompts, "Lesson:" if labels else "Correct:", self.config.reflection_tokens)
+        raws = self._generate(self.reflector, prompts, "Lesson:" if labels else "Correct:", self.config.reflection_tokens)
         reflection_ms = (time.perf_counter() - started) * 1000
         times.reflection_ms += reflection_ms
         started = time.perf_counter()
@@ -377,7 +415,7 @@ class AceRunner:
             self._log_operations(operations, epoch, item.id)
         times.curation_ms += (time.perf_counter() - started) * 1000
         self._reflection_parses.update(r.parse for r in reflections)
-        return reflection_ms
+        return reflection_ms, [r.parse for r in reflections]
 
     def _log_operations(self, operations, epoch: int, sample_id: str) -> None:
         if not operations:
@@ -392,6 +430,7 @@ class AceRunner:
         row = {
             "model_id": self.config.model_id,
             "task_name": self.task_name,
+            "split": self.split_of.get(item.id, "adaptation"),
             "domain": item.domain,
             "mode": self.config.mode,
             "sample_id": item.id,
@@ -401,6 +440,7 @@ class AceRunner:
             "question": item.question,
             "context": item.context,
             "correct": correct,
+            "token_f1": round(token_f1(reply.answer, item.answer), 4),
             "parse": reply.parse,
         }
         if self.config.mode != "baseline":
@@ -413,11 +453,15 @@ class AceRunner:
         rows = [r for r in read_rows(self.path("results.csv")) if str(r.get("epoch", "0")) == str(epoch)]
         entry = self.stats.get(str(epoch), {})
         if times.generation_ms or not entry:  # keep the timings of a run resumed after this epoch ended
+            reflected = sum(self._reflection_parses.values())
             entry = {
                 "epoch": epoch,
                 "samples": len(rows),
-                "accuracy": round(100 * sum(r["correct"] == "True" for r in rows) / max(len(rows), 1), 2),
+                "accuracy": accuracy(rows),
+                "accuracy_by_split": {split: accuracy([r for r in rows if r["split"] == split]) for split in self.tests},
                 "parse_failures": sum(r["parse"] == "failed" for r in rows),
+                "reflection_parse_failure_rate": round(100 * self._reflection_parses["failed"] / reflected, 1)
+                if reflected else None,
                 "generation_ms": round(times.generation_ms, 1),
                 "reflection_ms": round(times.reflection_ms, 1),
                 "curation_ms": round(times.curation_ms, 1),
@@ -439,8 +483,27 @@ class AceRunner:
             "task_name": self.task_name,
             "domain": self.domain,
             "accuracy_by_epoch": {e["epoch"]: e["accuracy"] for e in epochs},
+            "accuracy_by_split": {e["epoch"]: e.get("accuracy_by_split", {}) for e in epochs},
             "samples": len(self.test),
+            "splits": {split: len(items) for split, items in self.tests.items()},
         }
+
+
+def accuracy(rows: Sequence[dict]) -> float:
+    """Exact-match accuracy (%) of results rows."""
+    return round(100 * sum(r["correct"] == "True" for r in rows) / max(len(rows), 1), 2)
+
+
+def load_reflector(name: str, backend: str = "auto"):
+    """The Reflector's model; a name that does not resolve or load is refused in one sentence."""
+    from slmlab.models import load_model
+
+    try:
+        return load_model(name, backend=backend)
+    except (SlmLabError, OSError, ValueError) as exc:
+        reason = " ".join(str(exc).split()).rstrip(".")
+        raise AceRunError(f"The Reflector model '{name}' cannot be loaded ({reason}); "
+                          "give a registry name or a model folder.") from exc
 
 
 def run_ace(config: AceConfig, run_dir: str | Path | None = None, model=None, progress: bool = True) -> Path:

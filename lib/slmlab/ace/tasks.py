@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 from functools import lru_cache
@@ -322,3 +323,134 @@ def build_task_sets(out_dir: str | Path | None = None, seed: int = 0, n_train: i
     folder = Path(out_dir) if out_dir is not None else project_root() / "data" / "tasks"
     return {name: atomic_write_text(folder / f"{name}.jsonl", dump_tasks(items))
             for name, items in build_items(seed, n_train, n_test).items()}
+
+
+# --- transfer split ----------------------------------------------------------------------------------------
+# The transfer split asks again what the adaptation (train) items' feedback teaches, in other words: the same
+# tables and patient data with the question rephrased, the same facts in a third wording, the same sensor windows
+# read in another order. The generalization split is the test split above (new tables, facts and windows).
+FACT_REWORDINGS = {  # a third wording per fact, used only by the transfer split
+    "Vitamin C": "A sailor with bleeding gums and scurvy lacks which vitamin?",
+    "Vitamin D": "Soft, bowed bones in a child with rickets point to a shortage of which vitamin?",
+    "Vitamin B1 (thiamine)": "Beriberi is linked to too little of which vitamin?",
+    "Vitamin B3 (niacin)": "Pellagra (dermatitis, diarrhea, dementia) is due to a shortage of which vitamin?",
+    "Vitamin A": "Poor vision in dim light is an early sign of too little of which vitamin?",
+    "Vitamin B12": "Which vitamin cannot be absorbed without intrinsic factor from the stomach?",
+    "Vitamin K": "Clotting factors II, VII, IX and X depend on which vitamin?",
+    "Pancreas": "The islets of Langerhans, which release insulin, lie in which organ?",
+    "Liver": "Bile is produced by which organ?",
+    "Gallbladder": "Which small organ under the liver keeps bile until a meal?",
+    "Kidney": "Urine is produced by which organ filtering the blood?",
+    "Lungs": "Oxygen passes from air into the blood in which organ?",
+    "Thyroid gland": "Thyroxine is produced by which gland?",
+    "Heart": "Which muscular organ keeps the blood circulating?",
+    "Femur": "The thigh bone, the longest in the body, is called what?",
+    "Stapes": "The tiniest bone of the human skeleton, in the middle ear, is which?",
+    "Humerus": "The long bone between shoulder and elbow is called what?",
+    "Patella": "The kneecap is which bone?",
+    "Clavicle": "The collarbone is which bone?",
+    "Scapula": "The shoulder blade is which bone?",
+    "60-100 beats per minute": "In which range is an adult's normal heart rate at rest?",
+    "12-20 breaths per minute": "In which range is the normal breathing rate of an adult at rest?",
+    "About 37 °C": "What is the usual core temperature of a healthy person?",
+    "70-99 mg/dL": "In which range should an adult's fasting blood sugar normally be?",
+    "7.35-7.45": "In which range does the pH of normal arterial blood lie?",
+    "About 5 litres": "How much blood is in an average adult's body, roughly?",
+    "135-145 mmol/L": "In which range is a normal blood sodium level?",
+    "Red blood cells": "Which blood cells contain hemoglobin and deliver oxygen?",
+    "Platelets": "Which cell fragments in blood plug a bleeding vessel?",
+    "Neutrophils": "Which white blood cells are the most common in an adult's blood?",
+    "B lymphocytes": "Antibody-making plasma cells come from which white blood cells?",
+}
+FINANCE_REWORDINGS = (  # (pattern of a train question, the same question in other words)
+    (r"What was (.+) in (\d{4}), in \$ millions\?", r"How much was \1 in \2? Give $ millions."),
+    (r"By how much did (.+) change from (\d{4}) to (\d{4}), in \$ millions\?",
+     r"What was \1 in \3 minus \1 in \2, in $ millions?"),
+    (r"What was the percentage change in (.+) from (\d{4}) to (\d{4})\? Round to 1 decimal\.",
+     r"By what percent did \1 change between \2 and \3? Round to 1 decimal."),
+    (r"What was the ratio of (.+) to (.+) in (\d{4})\? Round to 2 decimals\.",
+     r"In \3, what was \1 divided by \2? Round to 2 decimals."),
+)
+CALCULATION_REWORDINGS = {  # a medical calculation's train question -> the same question in other words
+    "What is the patient's BMI in kg/m², rounded to 1 decimal?":
+        "Calculate this patient's body mass index (BMI) in kg/m². Round to 1 decimal.",
+    "What single dose in mg should be given? Round to a whole number.":
+        "How many mg is one dose for this patient? Round to a whole number.",
+    "What is the mean arterial pressure in mmHg, using MAP = (SBP + 2 × DBP) / 3? Round to a whole number.":
+        "Using MAP = (SBP + 2 × DBP) / 3, what is this patient's mean arterial pressure in mmHg? Round to a whole number.",
+    "What pump rate in mL/h is needed? Round to a whole number.":
+        "At how many mL per hour should the pump run? Round to a whole number.",
+    "What is this in mmol/L (divide by 18)? Round to 1 decimal.":
+        "Convert this glucose value to mmol/L (divide by 18). Round to 1 decimal.",
+}
+
+
+def _reworded_finance(item: TaskItem) -> TaskItem:
+    for pattern, rewording in FINANCE_REWORDINGS:
+        if re.fullmatch(pattern, item.question):
+            return replace(item, question=re.sub(pattern, rewording, item.question))
+    raise ValueError(f"no rewording for finance question {item.question!r}")
+
+
+def _reworded_medical(item: TaskItem, rng: random.Random) -> TaskItem:
+    """A calculation keeps its patient data; a fact is asked in its third wording, choices shuffled anew."""
+    if not item.choices:
+        return replace(item, question=CALCULATION_REWORDINGS[item.question])
+    answer = item.choices[LETTERS.index(item.answer)]
+    choices = list(item.choices)
+    rng.shuffle(choices)
+    return replace(item, question=FACT_REWORDINGS[answer], choices=tuple(choices), answer=LETTERS[choices.index(answer)])
+
+
+def _reordered_window(item: TaskItem, rng: random.Random) -> TaskItem:
+    """The same five readings in another order (a rotation), renumbered; the anomaly moves with its reading."""
+    readings = [line.split(": ", 1)[1] for line in item.context.splitlines()]
+    shift = rng.randrange(1, len(readings))
+    order = readings[shift:] + readings[:shift]
+    answer = item.answer
+    if item.answer != "no":
+        anomalous = readings[int(item.answer.rsplit(" ", 1)[1]) - 1]
+        answer = f"yes, reading {order.index(anomalous) + 1}"
+    context = "\n".join(f"reading {i}: {reading}" for i, reading in enumerate(order, 1))
+    return replace(item, context=context, answer=answer)
+
+
+def _transfer_sample(train: list[TaskItem], n: int, rng: random.Random, share_mc: float | None = None) -> list[TaskItem]:
+    """``n`` adaptation items to ask again; for medical, ``share_mc`` of them multiple-choice facts."""
+    if share_mc is None:
+        return rng.sample(train, min(n, len(train)))
+    by_fact = {i.choices[LETTERS.index(i.answer)]: i for i in train if i.choices}  # one item per fact
+    facts, calculations = list(by_fact.values()), [i for i in train if not i.choices]
+    n_facts = min(len(facts), round(n * share_mc))
+    return rng.sample(facts, n_facts) + rng.sample(calculations, min(len(calculations), n - n_facts))
+
+
+def build_transfer_items(seed: int = 0, n_train: int = 100, n_test: int = 50,
+                         items: dict[str, list[TaskItem]] | None = None) -> dict[str, list[TaskItem]]:
+    """``{domain}_transfer``: ``n_test`` adaptation items of each domain asked again in other words (see
+    :data:`FACT_REWORDINGS`); pure, and it leaves :func:`build_items` and its files unchanged."""
+    items = items or build_items(seed, n_train, n_test)
+    rng = random.Random(f"transfer:{seed}")
+    reworded = {
+        "finance": [_reworded_finance(i) for i in _transfer_sample(items["finance_train"], n_test, rng)],
+        "medical": [_reworded_medical(i, rng) for i in _transfer_sample(items["medical_train"], n_test, rng, 0.4)],
+        "iot": [_reordered_window(i, rng) for i in _transfer_sample(items["iot_train"], n_test, rng)],
+    }
+    for rows in reworded.values():
+        rng.shuffle(rows)
+    prefixes = {"finance": "fin", "medical": "med", "iot": "iot"}
+    return {f"{domain}_transfer": [replace(item, id=f"{prefixes[domain]}-transfer-{i:04d}") for i, item in enumerate(rows, 1)]
+            for domain, rows in reworded.items()}
+
+
+def build_transfer_sets(out_dir: str | Path | None = None, seed: int = 0, n_train: int = 100,
+                        n_test: int = 50) -> dict[str, Path]:
+    """Write ``{finance,medical,iot}_transfer.jsonl`` next to the other task sets, byte for byte deterministic."""
+    folder = Path(out_dir) if out_dir is not None else project_root() / "data" / "tasks"
+    return {name: atomic_write_text(folder / f"{name}.jsonl", dump_tasks(items))
+            for name, items in build_transfer_items(seed, n_train, n_test).items()}
+
+
+def transfer_path(domain: str) -> Path:
+    """The committed transfer split of a domain."""
+    return project_root() / "data" / "tasks" / f"{domain}_transfer.jsonl"

@@ -1,5 +1,5 @@
-"""What chapter 05 shows: task overview, per-epoch statistics, accuracy and playbook-growth plots, an
-ipywidgets playbook viewer and worked examples of a lesson being learned and then used."""
+"""What chapter 05 shows: task overview, per-epoch statistics, accuracy per split and playbook-growth plots,
+an ipywidgets playbook viewer and worked examples of a lesson being learned and then used."""
 
 from __future__ import annotations
 
@@ -43,6 +43,7 @@ def epoch_stats(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
                 reflection_s=round(entry["reflection_ms"] / 1000, 1),
                 curation_s=round(entry["curation_ms"] / 1000, 1),
                 reflection_parse_failures=f"{parses.get('failed', 0)}/{sum(parses.values())}",
+                reflection_parse_failure_rate=entry.get("reflection_parse_failure_rate"),
                 peak_memory_mb=entry["peak_memory_mb"],
             )
             records.append(record)
@@ -60,6 +61,30 @@ def plot_accuracy_by_epoch(summary: pd.DataFrame):
     axis.set_xticks(sorted(summary["epoch"].unique()))
     axis.grid(alpha=0.3)
     axis.legend()
+    figure.tight_layout()
+    return figure
+
+
+def plot_splits(cells: pd.DataFrame, metric: str = "em"):
+    """Grouped bars per task: baseline and ACE on each test split (``metric``: em, f1 or semantic), from
+    :func:`slmlab.ace.report.baseline_vs_ace_by_split`."""
+    import matplotlib.pyplot as plt
+
+    tasks, splits = list(dict.fromkeys(cells["task"])), list(dict.fromkeys(cells["split"]))
+    bars = [(split, stage) for split in splits for stage in ("baseline", "ace")]
+    width = 0.8 / len(bars)
+    figure, axis = plt.subplots(figsize=(max(6.5, 2.2 * len(tasks)), 3.8))
+    for n, (split, stage) in enumerate(bars):
+        rows = cells[cells["split"] == split].set_index("task")
+        values = [rows[f"{stage}_{metric}"].get(task, float("nan")) for task in tasks]
+        label = f"{split}: {'ACE' if stage == 'ace' else 'baseline'}"
+        axis.bar([i + (n - (len(bars) - 1) / 2) * width for i in range(len(tasks))], values, width, label=label,
+                 color=plt.cm.tab20(2 * splits.index(split) + (stage == "baseline")))
+    names = {"em": "exact match", "f1": "token F1", "semantic": "semantic similarity"}
+    axis.set(xticks=range(len(tasks)), xticklabels=tasks, ylabel=f"{names.get(metric, metric)} (%)",
+             title=f"Baseline vs ACE per test split ({names.get(metric, metric)})")
+    axis.grid(axis="y", alpha=0.3)
+    axis.legend(fontsize=8)
     figure.tight_layout()
     return figure
 
