@@ -6,7 +6,8 @@ the trace steps with thought redaction and the controller result type;
 :mod:`slmlab.mcts.lm_env` the language-model environment (KV-cache forks); :mod:`slmlab.mcts.features`,
 :mod:`slmlab.mcts.reward`, :mod:`slmlab.mcts.network`, :mod:`slmlab.mcts.replay` and
 :mod:`slmlab.mcts.learning` what the AlphaZero-style learning needs; :mod:`slmlab.mcts.selfplay` plays the
-episodes; :mod:`slmlab.mcts.evaluate` compares the controller with greedy and best-of-n;
+episodes; :mod:`slmlab.mcts.consistency` is the test-time value without gold (self-consistency among finished
+branches); :mod:`slmlab.mcts.evaluate` compares the controller with greedy, best-of-n and majority vote;
 :mod:`slmlab.mcts.runs` is the chapter's entry point (:func:`~slmlab.mcts.runs.run_chapter`);
 :mod:`slmlab.mcts.controller` and :mod:`slmlab.mcts.serve` put the controller behind HTTP.
 
@@ -18,8 +19,10 @@ fastapi: only a cell that asks for ``create_app`` loads the server.
 import lazy_loader
 
 __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
-    "runs": ["ChapterSettings", "chapter_items", "default_run_dir", "evaluate_run", "run_chapter"],
-    "evaluate": ["EvalSettings", "conclusion", "conclusion_figures", "evaluate_controllers", "summarize_evaluation"],
+    "runs": ["ChapterSettings", "chapter_items", "default_run_dir", "evaluate_run", "long_run_dir", "run_chapter"],
+    "evaluate": ["METHODS", "EvalSettings", "conclusion", "conclusion_figures", "evaluate_controllers",
+                 "summarize_evaluation"],
+    "consistency": ["AnswerPool", "ConsistencySettings", "answer_key", "consistency_values", "majority_answer"],
     "features": ["FEATURE_NAMES", "state_features"],
     "lm_env": ["EnvConfig", "LMEnvironment", "greedy_episode"],
     "macro": ["Macro", "MacroActionError", "MacroState"],

@@ -96,10 +96,11 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from slmlab.mcts.evaluate import METHODS
     from slmlab.mcts.runs import run_chapter
 
     settings = chapter_settings(args)
-    summary = run_chapter(_load(args), args.run_dir, settings, qa_file=args.qa)
+    summary = run_chapter(_load(args), args.run_dir, settings, qa_file=args.qa, methods=METHODS)
     print(open(f"{args.run_dir}/eval_summary.md", encoding="utf-8").read())
     print(f"mean self-play reward by round: {summary['mean_reward_by_round']}")
     return 0

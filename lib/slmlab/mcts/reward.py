@@ -244,6 +244,16 @@ def token_logprobs(model, context_ids: Sequence[int], target_ids: Sequence[int])
     raise BackendError(f"Scoring text needs the torch or mlx backend, not '{model.backend}'.")
 
 
+def reply_mean_logprob(model, prompt: Prompt, reply_ids: Sequence[int]) -> float:
+    """Mean log-probability (nats per token) of the reply tokens right after the rendered ``prompt``; -inf for
+    an empty reply. Unlike :func:`answer_nll` it scores the very tokens generated, not a re-tokenised text."""
+    if not reply_ids:
+        return float("-inf")
+    context = model.hf_tokenizer(model.render(prompt), add_special_tokens=False)["input_ids"]
+    values = token_logprobs(model, context, list(reply_ids))
+    return float(np.mean(values))
+
+
 def next_token_logprobs(model, ids: Sequence[int]) -> np.ndarray:
     """Log-probabilities (nats) over the vocabulary of the token that follows ``ids``."""
     if model.backend == "torch":

@@ -1,5 +1,6 @@
 """The whole of chapter 06 in one call, shared by the notebook and ``slmlab mcts run``: rounds of self-play
-and network training, then the held-out comparison with greedy decoding and best-of-n sampling.
+and network training, then the held-out comparison with greedy decoding, best-of-n sampling (and, when asked for,
+as the notebook and ``slmlab mcts run`` do, self-consistency majority vote).
 
 Entry point: :func:`run_chapter`. Everything lands in one run folder (see :mod:`slmlab.mcts.selfplay`;
 :func:`default_run_dir` gives ``results/mcts`` of the mode's full or quick artifacts tree),
@@ -20,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from slmlab.io import atomic_write_json, atomic_write_text
-from slmlab.mcts.evaluate import METHODS, EvalSettings, evaluate_controllers, summarize_evaluation
+from slmlab.mcts.evaluate import BASE_METHODS, EvalSettings, evaluate_controllers, summarize_evaluation
 from slmlab.mcts.learning import TrainSettings
 from slmlab.mcts.network import load_network
 from slmlab.mcts.qa import qa_split
@@ -73,6 +74,13 @@ def default_run_dir(quick: bool | None = None) -> Path:
     return results_dir("mcts", quick=quick)
 
 
+def long_run_dir(quick: bool | None = None) -> Path:
+    """The folder of the chapter's long self-play run (``results/mcts-long`` of the mode's artifacts tree),
+    made by ``slmlab mcts run --run results/mcts-long --rounds 10 --episodes-per-round 50 --sims 2 --budget 16``:
+    500 episodes, resumable like every run folder; the notebook draws its reward curve when it exists."""
+    return results_dir("mcts-long", quick=quick)
+
+
 def chapter_items(settings: ChapterSettings, qa_file: str | Path | None = None) -> tuple[list[TaskItem], list[TaskItem]]:
     """Self-play items and held-out test items: generated (:func:`~slmlab.mcts.qa.qa_split`) or, from a
     task file in chapter 05's schema, its first ``n_train`` items and the ``n_test`` after them."""
@@ -97,7 +105,7 @@ def _network_digest(run_dir: Path) -> str | None:
 
 
 def evaluate_run(model, run_dir: str | Path, settings: ChapterSettings, test_items: Sequence[TaskItem],
-                 methods: Sequence[str] = METHODS, progress: bool = True) -> pd.DataFrame:
+                 methods: Sequence[str] = BASE_METHODS, progress: bool = True) -> pd.DataFrame:
     """The comparison on ``test_items`` with the run's current network, written to ``eval.csv`` with
     ``eval_summary.md`` / ``.csv``. A finished evaluation with the same settings, methods, items and network
     (``eval.json`` records them) is read back instead of redone."""
@@ -121,7 +129,7 @@ def evaluate_run(model, run_dir: str | Path, settings: ChapterSettings, test_ite
 
 
 def run_chapter(model, run_dir: str | Path, settings: ChapterSettings = ChapterSettings(),
-                qa_file: str | Path | None = None, methods=METHODS, progress: bool = True, log=None) -> dict:
+                qa_file: str | Path | None = None, methods=BASE_METHODS, progress: bool = True, log=None) -> dict:
     """Self-play rounds, training, evaluation; returns (and writes as ``summary.json``) the headline figures."""
     run_dir = Path(run_dir)
     train_items, test_items = chapter_items(settings, qa_file)

@@ -31,14 +31,16 @@ import torch
 from tqdm.auto import tqdm
 
 from slmlab.io import atomic_write_json
+from slmlab.mcts.consistency import AnswerPool, ConsistencySettings
 from slmlab.mcts.core import MCTS, Environment, MCTSConfig, Policy, search_tree, select_action, visit_policy
 from slmlab.mcts.features import RunningStats, feature_dim, state_features
 from slmlab.mcts.learning import TrainReport, TrainSettings, train_network
 from slmlab.mcts.lm_env import EnvConfig, LMEnvironment, RewardFn
-from slmlab.mcts.macro import MACROS
+from slmlab.mcts.macro import MACROS, Macro
 from slmlab.mcts.network import NetworkEvaluator, PolicyValueNet, load_network
 from slmlab.mcts.qa import qa_correct
 from slmlab.mcts.replay import ReplayBuffer
+from slmlab.mcts.reward import reply_mean_logprob
 from slmlab.tasks import TaskItem
 
 CONFIG_FILE = "config.json"
@@ -129,6 +131,40 @@ class Episode:
         return {k: v for k, v in asdict(replace(self, final=None, steps=[], tree=None)).items() if k not in skip}
 
 
+def consistency_reward(pool: AnswerPool) -> RewardFn:
+    """The test-time reward of a finished branch: it joins ``pool`` (its vote weighted by the model's likelihood
+    of the visible reply) and scores its answer's share of the pool's votes, in [0, 1]. No gold is used."""
+    def reward(env: LMEnvironment) -> float:
+        visible = [t for span in env.macro.spans if not span.thought for t in span.token_ids]
+        weight = reply_mean_logprob(env.model, env.prompt, visible) if pool.settings.sharpness else None
+        pool.add(env.visible_text, weight, state=env)
+        return pool.value(env.visible_text)
+
+    return reward
+
+
+def rollout(state: LMEnvironment) -> LMEnvironment:
+    """The finished branch a leaf leads to when the model just goes on: close an open thought after its first span,
+    stop as soon as that is legal, else CONTINUE (greedy). Its steps count in the episode's compute."""
+    while not state.is_terminal():
+        legal = state.legal_actions()
+        state = state.step(next((a for a in (Macro.THINK_END, Macro.STOP) if a in legal), Macro.CONTINUE))
+    return state
+
+
+class ConsistencyEvaluator:
+    """The test-time evaluator: priors from ``inner`` (the network, or uniform); the value of an unfinished leaf
+    is that of its :func:`rollout`, a finished branch that joins the search's answer pool and is valued by its
+    agreement with the pool (:func:`consistency_reward`). ``inner``'s own value is not used."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    def evaluate(self, state: LMEnvironment) -> tuple[Policy, float]:
+        priors, _ = self.inner.evaluate(state)
+        return priors, rollout(state).terminal_value()
+
+
 def search_episode(
     model,
     item: TaskItem,
@@ -141,39 +177,64 @@ def search_episode(
     explore: bool = False,
     keep_tree: bool = False,
     tree_depth: int = 3,
+    consistency: ConsistencySettings | None = None,
 ) -> Episode:
     """Play one episode on ``item``: at each move search ``search.simulations`` simulations from the current
     state, record the position, play an action (see :class:`SearchSettings`), until STOP.
 
     With ``use_gold`` the reward of finished episodes scores the answer against ``item.answer`` (self-play);
     without it the search never sees the gold answer (evaluation, serving): the default reward then falls
-    back to the model's own fluency and brevity. ``correct`` is always measured against the gold answer
-    when the item has one.
+    back to the model's own fluency and brevity, or, with ``consistency``, every finished branch is valued by
+    its agreement with the others (:func:`consistency_reward`), an unfinished leaf by that of its greedy
+    :func:`rollout` (:class:`ConsistencyEvaluator`) — the search stops as soon as they agree
+    (:meth:`~slmlab.mcts.consistency.AnswerPool.settled`) and the episode ends on the branch that carries the
+    majority answer. ``correct`` is always measured against the gold answer when the item has one.
     """
     start = time.perf_counter()
     if featurizer is not None:
         featurizer.reset()
+    pool = AnswerPool(consistency) if consistency is not None and not use_gold else None
+    if pool is not None:
+        reward_fn = consistency_reward(pool)
     root_state = LMEnvironment(model, item.question, replace(env_config, seed=search.seed),
                                gold=item.answer if use_gold else None, reward_fn=reward_fn)
-    mcts = MCTS(search.mcts(), evaluator)
+    config = search.mcts()
+    if pool is not None:  # searched a round of leaves at a time, so that agreement can stop it between rounds
+        config = replace(config, num_simulations=min(search.parallel_leaves, search.simulations))
+    mcts = MCTS(config, ConsistencyEvaluator(evaluator) if pool is not None else evaluator)
+    rounds = -(-search.simulations // config.num_simulations)
     rng = random.Random(search.seed)
     state, node, steps, tree = root_state, None, [], None
     while not state.is_terminal():
-        root = mcts.run(state, add_noise=explore, root=node if search.tree_reuse else None)
+        root = node if search.tree_reuse else None
+        for round_index in range(rounds):
+            root = mcts.run(state, add_noise=explore and round_index == 0, root=root)
+            if pool is not None and pool.settled():
+                break
         features, mask = featurizer(state) if featurizer is not None else (None, None)
         steps.append((features, mask, visit_policy(root, 1.0)))
         if keep_tree and tree is None:
             tree = search_tree(root, max_depth=tree_depth)
+        if pool is not None and pool.settled():
+            break
         temperature = search.temperature if explore and len(steps) <= search.temperature_moves else 0.0
         action = select_action(root, temperature, rng)
         node = root.children[action]
         if node.state is None:
             node.state = state.step(action)
         state = node.state
+    reward = state.reward() if state.is_terminal() else None
+    if pool is not None:
+        best = pool.best()  # the played path's end joined the pool when it was scored
+        if best is not None:
+            state = pool.states[best]
+        elif not state.is_terminal():  # every finished reply was blank: finish the played path
+            state = rollout(state)
+        reward = pool.value(state.visible_text)
     spans = state.macro.spans
     return Episode(
         item_id=item.id, question=item.question, gold=item.answer or None, visible_text=state.visible_text,
-        reward=state.reward(), correct=qa_correct(state.visible_text, item.answer) if item.answer else None,
+        reward=reward, correct=qa_correct(state.visible_text, item.answer) if item.answer else None,
         actions=[step["action"] for step in state.macro_trace()], tokens=state.macro.tokens_used,
         thought_tokens=sum(len(s) for s in spans if s.thought), fed_tokens=root_state.spent["fed"],
         search_steps=root_state.spent["steps"], seconds=round(time.perf_counter() - start, 3),

@@ -1,5 +1,5 @@
-"""Pictures and tables for chapter 06's notebook: a search tree, a macro-trace, self-play rewards and the
-controller comparison, the policy-value network's training curves."""
+"""Pictures and tables for chapter 06's notebook: a search tree, a macro-trace, self-play rewards (also the reward
+curve of a long run from its folder), the controller comparison, the policy-value network's training curves."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ ACTION_COLOURS = {
     Macro.CONTINUE.value: "#4c72b0", Macro.THINK_BEGIN.value: "#dd8452", Macro.THINK_END.value: "#c44e52",
     Macro.RESAMPLE.value: "#8172b3", Macro.STOP.value: "#55a868",
 }
+
+METHOD_COLOURS = {"greedy": "#999999", "best-of-n": "#dd8452", "majority-vote": "#55a868", "mcts": "#4c72b0"}
 
 
 def _label(action) -> str:
@@ -125,18 +127,48 @@ def plot_rewards(episodes: Sequence[dict], window: int = 5, ax=None):
     return ax.figure
 
 
+def plot_reward_curve(run_dir: str | Path, window: int = 25, ax=None):
+    """The self-play reward of every episode in a run folder's ``episodes.jsonl`` (dots) and its moving average
+    over ``window`` episodes (line), for a long run. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    from slmlab.mcts.selfplay import episodes_done  # torch comes with it, so only when a curve is drawn
+
+    rewards = np.array([e["reward"] for e in episodes_done(run_dir)], dtype=float)
+    if not len(rewards):
+        raise ValueError(f"{run_dir} holds no finished self-play episode")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 3.2))
+    episodes = np.arange(len(rewards))
+    ax.plot(episodes, rewards, ".", ms=3, alpha=0.35, color="#4c72b0", label="episode reward")
+    window = max(1, min(window, len(rewards)))
+    average = np.convolve(rewards, np.ones(window) / window, mode="valid")
+    ax.plot(episodes[window - 1 :], average, color="#c44e52", lw=2, label=f"moving average of {window}")
+    ax.set_xlabel("self-play episode")
+    ax.set_ylabel("reward")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(f"self-play reward over {len(rewards)} episodes")
+    ax.legend(loc="upper left")
+    ax.figure.tight_layout()
+    return ax.figure
+
+
 def plot_comparison(summary: pd.DataFrame):
-    """Accuracy, tokens spent and median latency per method, side by side. Returns the figure."""
+    """Accuracy, tokens spent (with their multiple of greedy's) and median latency per method, side by side.
+    Returns the figure."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(11, 3))
     panels = (("accuracy", "exact match (%)"), ("tokens_spent", "tokens spent per item"),
               ("latency_p50_ms", "median latency (ms)"))
     for ax, (column, label) in zip(axes, panels):
-        ax.bar(summary["method"], summary[column], color=["#999999", "#dd8452", "#4c72b0"][: len(summary)])
+        ax.bar(summary["method"], summary[column], color=[METHOD_COLOURS.get(m, "#777777") for m in summary["method"]])
         ax.set_title(label)
+        ratios = summary["tokens_x_greedy"] if column == "tokens_spent" and "tokens_x_greedy" in summary else None
         for x, value in enumerate(summary[column]):
-            ax.text(x, value, f"{value:g}", ha="center", va="bottom", fontsize=8)
+            text = f"{value:g}" if ratios is None else f"{value:g} ({ratios.iloc[x]:g}×)"
+            ax.text(x, value, text, ha="center", va="bottom", fontsize=8)
+        ax.tick_params(axis="x", labelsize=8)
     fig.tight_layout()
     return fig
 
