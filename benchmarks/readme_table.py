@@ -73,8 +73,17 @@ MCTS_GOALS = {"sims_ratio_to_recompute": "recompute sims/s", "self_play_tokens_r
 
 def lora_rows(data: dict) -> Iterator[Row]:
     yield ["lora", "slmlab vs TRL SFTTrainer", f"{data['slmlab']['tokens_per_s']:.0f} vs "
-           f"{data['trl_sfttrainer_peft']['tokens_per_s']:.0f} tok/s", f"{data['ratio']:.2f}×", "", "",
+           f"{data['trl_sfttrainer_peft']['tokens_per_s']:.0f} tok/s", f"{data['ratio']:.2f}×", "", _plain_step(data),
            _goal({**data["goal"], "factor": data["goal"]["ratio"]})]
+
+
+def _plain_step(data: dict) -> str:
+    """The same loop without its fast step, when the run measured it."""
+    plain = data.get("slmlab_plain_step")
+    if not plain:
+        return ""
+    return (f"plain step {plain['tokens_per_s']:.0f} tok/s ({data['plain_step_ratio']:.2f}×); final loss "
+            f"{data['slmlab']['final_loss']:.5f} vs {plain['final_loss']:.5f}")
 
 
 def lm_rows(data: dict) -> Iterator[Row]:
