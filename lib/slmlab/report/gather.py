@@ -1,0 +1,216 @@
+"""Chapter 09's gathering: every lever's figures read back from the artifacts on disk, each with where it came from.
+
+Entry point: :func:`gather`. A section whose file is missing says "not run" and gives the command that makes it;
+one whose file is half-written or from an older format says so, and the other sections still come. No number is
+made up: each :class:`Number` names its file, its field and when the file was made.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+NOT_RUN, OK, UNREADABLE = "not run", "ok", "unreadable"
+
+
+@dataclass(frozen=True)
+class Number:
+    """One figure of the report and its provenance (``source`` is relative to the artifacts root)."""
+
+    label: str
+    value: float | int | str
+    source: str
+    field: str
+    created: str
+
+
+@dataclass
+class Section:
+    key: str
+    title: str
+    command: str
+    status: str = OK
+    problem: str = ""
+    numbers: list[Number] = field(default_factory=list)
+
+
+class _Unreadable(Exception):
+    """A results file that exists but cannot be read as its format says (half-written, older format)."""
+
+
+@dataclass
+class _Reader:
+    """Reads JSON results under ``root`` and records every number it hands out."""
+
+    root: Path
+    section: Section
+
+    def load(self, relative: str) -> dict | list | None:
+        path = self.root / relative
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise _Unreadable(f"{relative}: not valid JSON at line {error.lineno} (half-written?)") from error
+
+    @staticmethod
+    def get(relative: str, data, *path: str | int):
+        """The field at ``path`` (keys and indices), or :class:`_Unreadable` naming it."""
+        value = data
+        for step in path:
+            try:
+                value = value[step]
+            except (KeyError, IndexError, TypeError) as error:
+                dotted = ".".join(str(p) for p in path)
+                raise _Unreadable(f"{relative}: no field {dotted} (a file from an older format?)") from error
+        return value
+
+    def number(self, label: str, relative: str, data, *path: str | int):
+        """:meth:`get`, recorded as a figure of the section with its provenance."""
+        value = self.get(relative, data, *path)
+        self.section.numbers.append(Number(label, value, relative, ".".join(str(p) for p in path),
+                                           _created(self.root / relative, data)))
+        return value
+
+
+def _created(path: Path, data) -> str:
+    """The file's own ``created`` field when it has one, else its modification time (UTC, ISO 8601)."""
+    if isinstance(data, dict) and isinstance(data.get("created"), str):
+        return data["created"]
+    stamp = dt.datetime.fromtimestamp(path.stat().st_mtime, tz=dt.timezone.utc)
+    return stamp.isoformat(timespec="seconds")
+
+
+def _lora(read: _Reader) -> bool:
+    metrics = read.load("adapters/patterns-lora/training_metrics.json")
+    comparison = read.load("results/comparison.json")
+    if metrics is None and comparison is None:
+        return False
+    if metrics is not None:
+        source = "adapters/patterns-lora/training_metrics.json"
+        for label, key in (("training steps", "steps"), ("training seconds", "train_seconds"),
+                           ("training tokens/s", "tokens_per_second")):
+            read.number(label, source, metrics, key)
+    if comparison is not None:
+        source = "results/comparison.json"
+        read.number("baseline normalized match %", source, comparison, "baseline", "normalized_match")
+        read.number("tuned normalized match %", source, comparison, "tuned", "normalized_match")
+        for category in sorted(read.get(source, comparison, "tuned", "per_category")):
+            read.number(f"tuned {category} %", source, comparison, "tuned", "per_category", category, "normalized")
+    return True
+
+
+def _ace(read: _Reader) -> bool:
+    summaries = sorted(read.root.glob("results/ace/*/*/ace/summary.json"))
+    problems = []
+    for path in summaries:  # one run folder per task: an old or broken one is named, the others still count
+        relative = str(path.relative_to(read.root))
+        try:
+            _ace_run(read, relative)
+        except _Unreadable as problem:
+            problems.append(str(problem))
+    if problems and len(problems) == len(summaries):
+        raise _Unreadable("; ".join(problems))
+    read.section.problem = "; ".join(problems)
+    return bool(summaries)
+
+
+def _ace_run(read: _Reader, relative: str) -> None:
+    data = read.load(relative)
+    task = read.get(relative, data, "task_name")
+    by_epoch = read.get(relative, data, "accuracy_by_split")
+    last = max(by_epoch, key=int)
+    for split in sorted(read.get(relative, by_epoch, "0")):
+        read.get(relative, data, "accuracy_by_split", last, split)  # checked before either figure is kept
+        read.number(f"{task} {split} baseline EM %", relative, data, "accuracy_by_split", "0", split)
+        read.number(f"{task} {split} ACE EM % (epoch {last})", relative, data, "accuracy_by_split", last, split)
+
+
+def _mcts(read: _Reader) -> bool:
+    source = "results/mcts/summary.json"
+    data = read.load(source)
+    if data is None:
+        return False
+    for index in range(len(read.get(source, data, "evaluation"))):
+        method = read.get(source, data, "evaluation", index, "method")
+        read.number(f"{method} exact match %", source, data, "evaluation", index, "accuracy")
+        read.number(f"{method} tokens spent", source, data, "evaluation", index, "tokens_spent")
+    return True
+
+
+def _rl(read: _Reader) -> bool:
+    source = "results/rl/eval.json"
+    data = read.load(source)
+    if data is None:
+        return False
+    for split in ("heldout", "humaneval"):
+        for stage, value in sorted(read.get(source, data, split).items()) if split in data else ():
+            if isinstance(value, (int, float)):
+                read.number(f"{split} {stage}", source, data, split, stage)
+    return True
+
+
+BENCHMARK_RATIOS = {  # file under results/benchmarks → the fields holding its headline ratio
+    "lora.json": ("ratio",),
+    "lm.json": ("throughput", "ratio"),
+    "rl.json": ("ratio_completions_per_s",),
+    "mcts.json": ("ratio",),
+}
+
+
+def _benchmarks(read: _Reader) -> bool:
+    found = False
+    for name, path in BENCHMARK_RATIOS.items():
+        relative = f"results/benchmarks/{name}"
+        data = read.load(relative)
+        if data is not None:
+            found = True
+            read.number(f"{name.removesuffix('.json')} ratio", relative, data, *path)
+    return found
+
+
+SECTIONS: tuple[tuple[str, str, str, Callable[[_Reader], bool]], ...] = (
+    ("lora", "LoRA: patterns → adapter (chapters 03–04)", "slmlab data && slmlab train && slmlab eval", _lora),
+    ("ace", "ACE playbooks (chapter 05)", "slmlab ace run --task finance --epochs 2 (and medical, iot)", _ace),
+    ("mcts", "MCTS controller (chapter 06)", "slmlab mcts run", _mcts),
+    ("rl", "RL from execution feedback (chapter 08)", "slmlab rl train --humaneval", _rl),
+    ("benchmarks", "Benchmarks (same-run ratios)", "make bench", _benchmarks),
+)
+
+
+def gather(root: str | Path) -> list[Section]:
+    """Every section read from the artifacts tree ``root`` (the folder holding ``results/`` and ``adapters/``)."""
+    root = Path(root)
+    sections = []
+    for key, title, command, read_section in SECTIONS:
+        section = Section(key, title, command)
+        try:
+            if not read_section(_Reader(root, section)):
+                section.status = NOT_RUN
+        except _Unreadable as problem:
+            section.status, section.problem, section.numbers = UNREADABLE, str(problem), []
+        sections.append(section)
+    return sections
+
+
+def sections_markdown(sections: list[Section]) -> str:
+    """The sections as Markdown: one table per section (figure, value, source file and field, made), or its status."""
+    lines: list[str] = []
+    for section in sections:
+        lines += [f"## {section.title}", ""]
+        if section.status == NOT_RUN:
+            lines += [f"Not run: `{section.command}` makes it.", ""]
+            continue
+        if section.status == UNREADABLE:
+            lines += [f"Unreadable: {section.problem}. Run `{section.command}` again.", ""]
+            continue
+        if section.problem:
+            lines += [f"Skipped: {section.problem}.", ""]
+        lines += ["| figure | value | from | made |", "|---|---|---|---|"]
+        lines += [f"| {n.label} | {n.value} | `{n.source}` : `{n.field}` | {n.created} |" for n in section.numbers]
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,73 @@
+"""Chapter 09's gathering: figures read from files with their provenance; missing, half-written and old files."""
+
+from __future__ import annotations
+
+import json
+
+from slmlab.report import gather, sections_markdown
+from slmlab.report.gather import NOT_RUN, OK, SECTIONS, UNREADABLE
+
+
+def _write(root, relative, data):
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(data if isinstance(data, str) else json.dumps(data), encoding="utf-8")
+
+
+COMPARISON = {"baseline": {"normalized_match": 1.2}, "tuned": {"normalized_match": 88.9, "per_category": {
+    "fact": {"normalized": 96.3}, "format": {"normalized": 85.7}}}}
+MCTS = {"evaluation": [{"method": "greedy", "accuracy": 30.0, "tokens_spent": 10.7},
+                       {"method": "mcts", "accuracy": 33.3, "tokens_spent": 59.0}]}
+
+
+def _by_key(sections):
+    return {section.key: section for section in sections}
+
+
+def test_an_empty_tree_shows_every_section_as_not_run_with_its_command(tmp_path):
+    sections = gather(tmp_path)
+    assert [s.key for s in sections] == [key for key, *_ in SECTIONS]
+    assert all(s.status == NOT_RUN and not s.numbers for s in sections)
+    text = sections_markdown(sections)
+    assert text.count("Not run:") == len(SECTIONS) and "`slmlab mcts run` makes it" in text
+
+
+def test_each_number_names_its_file_field_and_date(tmp_path):
+    _write(tmp_path, "results/comparison.json", COMPARISON)
+    _write(tmp_path, "results/mcts/summary.json", MCTS)
+    _write(tmp_path, "results/benchmarks/lora.json", {"ratio": 3.55, "created": "2026-12-01T18:49:00+00:00"})
+    sections = _by_key(gather(tmp_path))
+    lora = {n.label: n for n in sections["lora"].numbers}
+    assert lora["tuned fact %"].value == 96.3 and lora["tuned fact %"].field == "tuned.per_category.fact.normalized"
+    assert lora["baseline normalized match %"].source == "results/comparison.json"
+    assert lora["tuned normalized match %"].created.endswith("+00:00")  # the file's time when it has no "created"
+    mcts = {n.label: n.value for n in sections["mcts"].numbers}
+    assert mcts == {"greedy exact match %": 30.0, "greedy tokens spent": 10.7, "mcts exact match %": 33.3,
+                    "mcts tokens spent": 59.0}
+    ratio = sections["benchmarks"].numbers[0]
+    assert (ratio.label, ratio.value, ratio.created) == ("lora ratio", 3.55, "2026-12-01T18:49:00+00:00")
+    assert sections["ace"].status == sections["rl"].status == NOT_RUN
+    assert "| tuned fact % | 96.3 | `results/comparison.json` : `tuned.per_category.fact.normalized` |" in (
+        sections_markdown(list(sections.values())))
+
+
+def test_a_half_written_or_old_file_is_named_and_the_rest_renders(tmp_path):
+    _write(tmp_path, "results/comparison.json", '{"baseline": {"normalized_match": 1.')
+    _write(tmp_path, "results/mcts/summary.json", {"evaluation": [{"method": "greedy", "accuracy": 30.0}]})
+    _write(tmp_path, "results/rl/eval.json", {"heldout": {"before": 0.7, "after": 0.9}})
+    sections = _by_key(gather(tmp_path))
+    assert sections["lora"].status == UNREADABLE and "results/comparison.json: not valid JSON" in sections["lora"].problem
+    assert sections["mcts"].status == UNREADABLE and "no field evaluation.0.tokens_spent" in sections["mcts"].problem
+    assert sections["mcts"].numbers == []  # nothing half-read is shown
+    assert sections["rl"].status == OK and {n.label for n in sections["rl"].numbers} == {"heldout after", "heldout before"}
+    assert "Unreadable: results/comparison.json" in sections_markdown(list(sections.values()))
+
+
+def test_an_old_ace_run_folder_is_named_while_the_others_count(tmp_path):
+    good = {"task_name": "finance", "accuracy_by_split": {"0": {"transfer": 6.0}, "2": {"transfer": 50.0}}}
+    _write(tmp_path, "results/ace/m/finance/ace/summary.json", good)
+    _write(tmp_path, "results/ace/m/iot_tiny/ace/summary.json", {"task_name": "iot_tiny", "accuracy_by_epoch": {}})
+    ace = _by_key(gather(tmp_path))["ace"]
+    assert ace.status == OK and "iot_tiny/ace/summary.json: no field accuracy_by_split" in ace.problem
+    assert [(n.label, n.value) for n in ace.numbers] == [("finance transfer baseline EM %", 6.0),
+                                                        ("finance transfer ACE EM % (epoch 2)", 50.0)]
