@@ -71,3 +71,26 @@ def test_an_old_ace_run_folder_is_named_while_the_others_count(tmp_path):
     assert ace.status == OK and "iot_tiny/ace/summary.json: no field accuracy_by_split" in ace.problem
     assert [(n.label, n.value) for n in ace.numbers] == [("finance transfer baseline EM %", 6.0),
                                                         ("finance transfer ACE EM % (epoch 2)", 50.0)]
+
+
+def test_the_report_file_says_quick_above_every_table(tmp_path):
+    from slmlab.report import write_report
+    from slmlab.report.document import QUICK_BANNER
+
+    _write(tmp_path, "results/comparison.json", COMPARISON)
+    _write(tmp_path, "results/mcts/summary.json", MCTS)
+    text = write_report(tmp_path, quick=True).read_text(encoding="utf-8")
+    assert text.count(QUICK_BANNER) == text.count("| figure | value | from | made |") == 2
+    assert "2 of 5 sections have results" in text and "(quick mode)" in text
+    full = write_report(tmp_path, tmp_path / "full").read_text(encoding="utf-8")
+    assert QUICK_BANNER not in full and full.count("Not run:") == 3
+
+
+def test_slmlab_report_writes_into_the_artifacts_tree(tmp_path, monkeypatch, capsys):
+    from slmlab.cli import main
+
+    monkeypatch.setenv("SLMLAB_ARTIFACTS", str(tmp_path))
+    assert main(["report", "--quick"]) == 0
+    report = tmp_path / "quick" / "results" / "report" / "report.md"
+    assert str(report) in capsys.readouterr().out
+    assert report.read_text(encoding="utf-8").count("Not run:") == len(SECTIONS)

@@ -31,6 +31,7 @@ from slmlab.lora.evaluation import compare_models
 from slmlab.lora.training import ADAPTER_NAME, TrainConfig, default_adapter_dir, train_lora
 from slmlab.mcts.cli import add_mcts_commands
 from slmlab.models.registry import DEFAULT_MODEL
+from slmlab.report.cli import add_report_command
 from slmlab.rl.cli import add_rl_commands
 from slmlab.settings import artifacts_root, data_dir
 from slmlab.tinylm.cli import add_lm_commands
@@ -155,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_adapter_commands(commands)
     add_ace_commands(commands)
     add_mcts_commands(commands)
+    add_report_command(commands)
     add_lm_commands(commands)
     add_rl_commands(commands)
     return parser
