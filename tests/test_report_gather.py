@@ -81,9 +81,9 @@ def test_the_report_file_says_quick_above_every_table(tmp_path):
     _write(tmp_path, "results/mcts/summary.json", MCTS)
     text = write_report(tmp_path, quick=True).read_text(encoding="utf-8")
     assert text.count(QUICK_BANNER) == text.count("| figure | value | from | made |") == 2
-    assert "2 of 5 sections have results" in text and "(quick mode)" in text
+    assert f"2 of {len(SECTIONS)} sections have results" in text and "(quick mode)" in text
     full = write_report(tmp_path, tmp_path / "full").read_text(encoding="utf-8")
-    assert QUICK_BANNER not in full and full.count("Not run:") == 3
+    assert QUICK_BANNER not in full and full.count("Not run:") == len(SECTIONS) - 2
 
 
 def test_slmlab_report_writes_into_the_artifacts_tree(tmp_path, monkeypatch, capsys):
@@ -94,3 +94,29 @@ def test_slmlab_report_writes_into_the_artifacts_tree(tmp_path, monkeypatch, cap
     report = tmp_path / "quick" / "results" / "report" / "report.md"
     assert str(report) in capsys.readouterr().out
     assert report.read_text(encoding="utf-8").count("Not run:") == len(SECTIONS)
+
+
+def test_the_tiny_lm_section_reads_bits_per_byte_against_the_bigram(tmp_path):
+    _write(tmp_path, "results/lm/eval.json", {"model": {"bits_per_byte": 2.4, "perplexity": 9.1, "bleu": 12.0},
+                                              "bigram": {"bits_per_byte": 3.1}})
+    numbers = {n.label: (n.value, n.field) for n in _by_key(gather(tmp_path))["lm"].numbers}
+    assert numbers["tiny LM bits per byte"] == (2.4, "model.bits_per_byte")
+    assert numbers["bigram baseline bits per byte"] == (3.1, "bigram.bits_per_byte")
+
+
+def test_figures_are_printed_one_way():
+    from slmlab.report.gather import format_value
+
+    assert [format_value(v) for v in (96.3, 0.9117647058823529, 191.90566817, 103636, "n/a")] == [
+        "96.3", "0.9118", "191.9", "103636", "n/a"]
+
+
+def test_slmlab_quick_alone_makes_a_quick_report(tmp_path, monkeypatch):
+    from slmlab.cli import main
+    from slmlab.report.document import QUICK_BANNER
+
+    monkeypatch.setenv("SLMLAB_ARTIFACTS", str(tmp_path))
+    monkeypatch.setenv("SLMLAB_QUICK", "1")
+    _write(tmp_path / "quick", "results/mcts/summary.json", MCTS)
+    assert main(["report"]) == 0
+    assert QUICK_BANNER in (tmp_path / "quick" / "results" / "report" / "report.md").read_text(encoding="utf-8")

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 
 from slmlab.report.document import write_report
-from slmlab.settings import artifacts_root
+from slmlab.settings import artifacts_root, quick_mode
 
 
 def _report(args: argparse.Namespace) -> int:
-    path = write_report(artifacts_root(args.quick), args.out, quick=bool(args.quick))
+    quick = quick_mode(args.quick)  # --quick, or SLMLAB_QUICK
+    path = write_report(artifacts_root(quick), args.out, quick=quick)
     print(f"report: {path}")
     return 0
 

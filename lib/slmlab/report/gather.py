@@ -142,6 +142,18 @@ def _mcts(read: _Reader) -> bool:
     return True
 
 
+def _tiny_lm(read: _Reader) -> bool:
+    source = "results/lm/eval.json"
+    data = read.load(source)
+    if data is None:
+        return False
+    read.number("tiny LM bits per byte", source, data, "model", "bits_per_byte")
+    read.number("bigram baseline bits per byte", source, data, "bigram", "bits_per_byte")
+    read.number("tiny LM perplexity", source, data, "model", "perplexity")
+    read.number("tiny LM continuation BLEU", source, data, "model", "bleu")
+    return True
+
+
 def _rl(read: _Reader) -> bool:
     source = "results/rl/eval.json"
     data = read.load(source)
@@ -177,6 +189,7 @@ SECTIONS: tuple[tuple[str, str, str, Callable[[_Reader], bool]], ...] = (
     ("lora", "LoRA: patterns → adapter (chapters 03–04)", "slmlab data && slmlab train && slmlab eval", _lora),
     ("ace", "ACE playbooks (chapter 05)", "slmlab ace run --task finance --epochs 2 (and medical, iot)", _ace),
     ("mcts", "MCTS controller (chapter 06)", "slmlab mcts run", _mcts),
+    ("lm", "A tiny LM from scratch (chapter 07)", "slmlab lm tokenizer && slmlab lm train && slmlab lm eval", _tiny_lm),
     ("rl", "RL from execution feedback (chapter 08)", "slmlab rl train --humaneval", _rl),
     ("benchmarks", "Benchmarks (same-run ratios)", "make bench", _benchmarks),
 )
@@ -197,6 +210,13 @@ def gather(root: str | Path) -> list[Section]:
     return sections
 
 
+def format_value(value: float | int | str) -> str:
+    """One way to print every figure: integers as they are, other numbers to four significant digits."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    return str(value) if isinstance(value, int) else f"{value:.4g}"
+
+
 def sections_markdown(sections: list[Section]) -> str:
     """The sections as Markdown: one table per section (figure, value, source file and field, made), or its status."""
     lines: list[str] = []
@@ -211,6 +231,7 @@ def sections_markdown(sections: list[Section]) -> str:
         if section.problem:
             lines += [f"Skipped: {section.problem}.", ""]
         lines += ["| figure | value | from | made |", "|---|---|---|---|"]
-        lines += [f"| {n.label} | {n.value} | `{n.source}` : `{n.field}` | {n.created} |" for n in section.numbers]
+        lines += [f"| {n.label} | {format_value(n.value)} | `{n.source}` : `{n.field}` | {n.created} |"
+                  for n in section.numbers]
         lines.append("")
     return "\n".join(lines)
