@@ -11,6 +11,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from slmlab.cli import main
 from slmlab.course import (
+    RUNS_FILE,
     UNENCRYPTED_TCP_WARNING,
     CourseError,
     UnencryptedTcpWarningFilter,
@@ -159,3 +160,31 @@ def test_summary_lists_wall_time_per_chapter_and_total(course_dir, tmp_path):
     total = table.splitlines()[-1]
     assert total.startswith("| total | FAILED |") and f"{report.seconds:.1f}" in total
     assert report.seconds == pytest.approx(sum(r.seconds for r in report.results))
+
+
+def test_each_chapter_run_records_wall_time_memory_and_energy(course_dir, tmp_path):
+    out = tmp_path / "out"
+    report = run_course(None, notebooks_dir=course_dir, output_dir=out, progress=False, raise_on_error=False)
+    runs = json.loads((out / RUNS_FILE).read_text())
+    assert set(runs) == {r.notebook.stem for r in report.results}  # up to and including the failing chapter
+    first = runs["00_first"]
+    assert first["ok"] and first["seconds"] > 0 and first["peak_rss_mb"] > 30  # this process and the kernel
+    assert first["energy_source"].startswith(("RAPL", "unavailable"))
+    failed = [run for run in runs.values() if not run["ok"]]
+    assert failed and all(run["error"] for run in failed)
+    run_course("00", notebooks_dir=course_dir, output_dir=out, progress=False)  # one chapter again
+    again = json.loads((out / RUNS_FILE).read_text())
+    assert set(again) == set(runs) and again["00_first"]["created"] >= first["created"]
+
+
+def test_energy_meter_reads_rapl_and_says_why_not(tmp_path):
+    from slmlab.environment import EnergyMeter
+
+    (tmp_path / "energy_uj").write_text("999000000\n")
+    (tmp_path / "max_energy_range_uj").write_text("1000000000\n")
+    with EnergyMeter(tmp_path) as meter:
+        (tmp_path / "energy_uj").write_text("1500000\n")  # wrapped past the range
+    assert meter.joules == pytest.approx(2.5) and meter.source == f"RAPL {tmp_path.name}"
+    with EnergyMeter(tmp_path / "missing") as meter:
+        pass
+    assert meter.joules is None and "is not readable here" in meter.source

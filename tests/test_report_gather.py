@@ -120,3 +120,13 @@ def test_slmlab_quick_alone_makes_a_quick_report(tmp_path, monkeypatch):
     _write(tmp_path / "quick", "results/mcts/summary.json", MCTS)
     assert main(["report"]) == 0
     assert QUICK_BANNER in (tmp_path / "quick" / "results" / "report" / "report.md").read_text(encoding="utf-8")
+
+
+def test_the_course_runs_section_shows_time_memory_and_energy_or_why_not(tmp_path):
+    _write(tmp_path, "results/notebooks/course_runs.json", {
+        "00_setup": {"seconds": 11.4, "peak_rss_mb": 420.5, "energy_j": None, "energy_source": "unavailable: no RAPL"},
+        "03_lora_training": {"seconds": 24.0, "peak_rss_mb": 1800.0, "energy_j": 310.2, "energy_source": "RAPL x"}})
+    numbers = {n.label: n.value for n in _by_key(gather(tmp_path))["runs"].numbers}
+    assert numbers == {"00_setup seconds": 11.4, "00_setup peak MB": 420.5, "00_setup energy": "unavailable: no RAPL",
+                       "03_lora_training seconds": 24.0, "03_lora_training peak MB": 1800.0,
+                       "03_lora_training energy J": 310.2}

@@ -23,11 +23,14 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from slmlab.environment import EnergyMeter, RssSampler, tree_rss_mb
 from slmlab.errors import SlmLabError
+from slmlab.io import atomic_write_json
 from slmlab.settings import project_root, quick_mode, results_dir
 
 _NUMBERED = re.compile(r"^(\d\d)_[\w-]+\.ipynb$")
 _ENGINE = "slmlab-course"
+RUNS_FILE = "course_runs.json"  # beside the executed notebooks: each chapter's latest wall time, memory and energy
 UNENCRYPTED_TCP_WARNING = "Kernel is running over TCP without encryption."
 _CLOSED_BAR_STYLES = ("success", "danger")  # what tqdm.notebook's close() sets, after the bar's last text
 
@@ -47,6 +50,9 @@ class ChapterResult:
     seconds: float
     ok: bool
     error: str = ""
+    peak_rss_mb: float | None = None  # this process and the notebook's kernel together
+    energy_j: float | None = None  # CPU package energy (RAPL) where readable
+    energy_source: str = ""
 
 
 @dataclass
@@ -62,14 +68,36 @@ class CourseReport:
         return sum(r.seconds for r in self.results)
 
     def table(self) -> str:
-        """A Markdown table of chapters, status and wall time, with a total row."""
-        rows = ["| chapter | status | seconds | wall time | executed copy |", "|---|---|---|---|---|"]
+        """A Markdown table of chapters, status, wall time and peak memory (process + kernel), with a total row."""
+        rows = ["| chapter | status | seconds | wall time | peak MB | executed copy |", "|---|---|---|---|---|---|"]
         for r in self.results:
             status = "ok" if r.ok else "FAILED"
-            rows.append(f"| {r.notebook.stem} | {status} | {r.seconds:.1f} | {tqdm.format_interval(r.seconds)} | {r.output} |")
+            peak = "" if r.peak_rss_mb is None else f"{r.peak_rss_mb:.0f}"
+            rows.append(f"| {r.notebook.stem} | {status} | {r.seconds:.1f} | {tqdm.format_interval(r.seconds)} | {peak} "
+                        f"| {r.output} |")
         total_status = "ok" if self.ok else "FAILED"
-        rows.append(f"| total | {total_status} | {self.seconds:.1f} | {tqdm.format_interval(self.seconds)} | |")
+        peaks = [r.peak_rss_mb for r in self.results if r.peak_rss_mb is not None]
+        peak = f"{max(peaks):.0f}" if peaks else ""
+        rows.append(f"| total | {total_status} | {self.seconds:.1f} | {tqdm.format_interval(self.seconds)} | {peak} | |")
         return "\n".join(rows)
+
+
+def _measured(notebook: Path, output: Path, start: float, memory: RssSampler, energy: EnergyMeter,
+              error: str = "") -> ChapterResult:
+    return ChapterResult(notebook.stem[:2], notebook, output, time.perf_counter() - start, not error, error,
+                         round(memory.peak, 1), energy.joules, energy.source)
+
+
+def record_runs(path: Path, results: list[ChapterResult]) -> Path:
+    """Merge these chapters' latest runs into ``path`` (JSON keyed by notebook name), so a course of some chapters
+    keeps the others' earlier records."""
+    runs = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    made = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    for r in results:
+        runs[r.notebook.stem] = {"ok": r.ok, "seconds": round(r.seconds, 1), "peak_rss_mb": r.peak_rss_mb,
+                                 "energy_j": r.energy_j, "energy_source": r.energy_source, "created": made,
+                                 "error": r.error}
+    return atomic_write_json(path, dict(sorted(runs.items())))
 
 
 class UnencryptedTcpWarningFilter(logging.Filter):
@@ -376,23 +404,26 @@ def run_course(
                 output = output_dir / notebook.name
                 hooks = _ChapterHooks(notebook.stem, listeners)
                 start = time.perf_counter()
+                memory, energy = RssSampler(interval=0.2, measure=tree_rss_mb), EnergyMeter()
                 try:
-                    papermill.execute_notebook(
-                        str(notebook), str(output), parameters=params, kernel_name=kernel_name, engine_name=_register_engine(),
-                        progress_bar=False, cwd=str(notebook.parent), kernel_config_file=str(config_file),
-                        **relay, **hooks.as_kwargs(),
-                    )
+                    with memory, energy:
+                        papermill.execute_notebook(
+                            str(notebook), str(output), parameters=params, kernel_name=kernel_name,
+                            engine_name=_register_engine(), progress_bar=False, cwd=str(notebook.parent),
+                            kernel_config_file=str(config_file), **relay, **hooks.as_kwargs(),
+                        )
                     hooks.finish()
                 except Exception as exc:  # papermill raises its own error for a failing cell, others for setup
                     message = describe_failure(notebook, output, exc)
-                    seconds = time.perf_counter() - start
-                    report.results.append(ChapterResult(notebook.stem[:2], notebook, output, seconds, False, message))
+                    report.results.append(_measured(notebook, output, start, memory, energy, message))
+                    record_runs(output_dir / RUNS_FILE, report.results)
                     if raise_on_error:
                         raise CourseError(message) from exc
                     break
                 finally:
                     display.end_chapter()
-                report.results.append(ChapterResult(notebook.stem[:2], notebook, output, time.perf_counter() - start, True))
+                report.results.append(_measured(notebook, output, start, memory, energy))
+                record_runs(output_dir / RUNS_FILE, report.results)
         finally:
             display.close()
     return report

@@ -7,6 +7,8 @@ import os
 import platform
 import sys
 import threading
+from collections.abc import Callable
+from pathlib import Path
 
 _PACKAGES = (
     "slmlab", "torch", "transformers", "tokenizers", "peft", "accelerate", "gguf", "mlx", "mlx-lm",
@@ -48,21 +50,36 @@ def rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
-class RssSampler:
-    """A ``with`` block's peak RSS: a background thread samples this process every ``interval`` seconds
-    (``ru_maxrss`` only knows the peak of the whole process, so it cannot tell one measurement from another).
-    The same sampler may be entered again: ``peak`` is then the highest over all its blocks."""
+def tree_rss_mb() -> float:
+    """Resident set size of this process and all its descendants (a notebook's kernel, say), in MiB."""
+    import psutil
 
-    def __init__(self, interval: float = 0.05) -> None:
-        self.interval = interval
-        self.start_mb = self.peak = rss_mb()
+    me = psutil.Process()
+    total = me.memory_info().rss
+    for child in me.children(recursive=True):
+        try:
+            total += child.memory_info().rss
+        except psutil.Error:  # a child that ended between the listing and the reading
+            pass
+    return total / 2**20
+
+
+class RssSampler:
+    """A ``with`` block's peak RSS: a background thread samples ``measure`` (this process by default, or
+    :func:`tree_rss_mb`) every ``interval`` seconds (``ru_maxrss`` only knows the peak of the whole process, so it
+    cannot tell one measurement from another). The same sampler may be entered again: ``peak`` is then the
+    highest over all its blocks."""
+
+    def __init__(self, interval: float = 0.05, measure: Callable[[], float] = rss_mb) -> None:
+        self.interval, self.measure = interval, measure
+        self.start_mb = self.peak = measure()
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            self.peak = max(self.peak, rss_mb())
+            self.peak = max(self.peak, self.measure())
 
     def __enter__(self) -> RssSampler:
-        self.peak = max(self.peak, rss_mb())
+        self.peak = max(self.peak, self.measure())
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -71,7 +88,40 @@ class RssSampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, rss_mb())
+        self.peak = max(self.peak, self.measure())
+
+
+RAPL_DIR = Path("/sys/class/powercap/intel-rapl:0")  # the CPU package's energy counter on Linux, when readable
+
+
+class EnergyMeter:
+    """A ``with`` block's CPU package energy from the RAPL counter (joules, wrap-around handled), or ``None``
+    with the reason in ``source`` where the counter is not there or not readable (VMs, macOS, no permission)."""
+
+    def __init__(self, folder: Path = RAPL_DIR) -> None:
+        self.folder = folder
+        self.joules: float | None = None
+        self.source = "unavailable"
+
+    def _read(self, name: str) -> int | None:
+        try:
+            return int((self.folder / name).read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def __enter__(self) -> EnergyMeter:
+        self._start = self._read("energy_uj")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        end = self._read("energy_uj")
+        if self._start is None or end is None:
+            self.joules, self.source = None, f"unavailable: {self.folder / 'energy_uj'} is not readable here"
+            return
+        span = end - self._start
+        if span < 0:  # the counter wrapped around
+            span += self._read("max_energy_range_uj") or 0
+        self.joules, self.source = span / 1e6, f"RAPL {self.folder.name}"
 
 
 def environment_report() -> dict[str, object]:

@@ -166,6 +166,21 @@ def _rl(read: _Reader) -> bool:
     return True
 
 
+def _course_runs(read: _Reader) -> bool:
+    source = "results/notebooks/course_runs.json"
+    data = read.load(source)
+    if data is None:
+        return False
+    for chapter in sorted(data):
+        read.number(f"{chapter} seconds", source, data, chapter, "seconds")
+        read.number(f"{chapter} peak MB", source, data, chapter, "peak_rss_mb")
+        if read.get(source, data, chapter, "energy_j") is None:
+            read.number(f"{chapter} energy", source, data, chapter, "energy_source")
+        else:
+            read.number(f"{chapter} energy J", source, data, chapter, "energy_j")
+    return True
+
+
 BENCHMARK_RATIOS = {  # file under results/benchmarks → the fields holding its headline ratio
     "lora.json": ("ratio",),
     "lm.json": ("throughput", "ratio"),
@@ -192,6 +207,7 @@ SECTIONS: tuple[tuple[str, str, str, Callable[[_Reader], bool]], ...] = (
     ("lm", "A tiny LM from scratch (chapter 07)", "slmlab lm tokenizer && slmlab lm train && slmlab lm eval", _tiny_lm),
     ("rl", "RL from execution feedback (chapter 08)", "slmlab rl train --humaneval", _rl),
     ("benchmarks", "Benchmarks (same-run ratios)", "make bench", _benchmarks),
+    ("runs", "Chapter runs: wall time, peak memory (process + kernel), energy", "make course", _course_runs),
 )
 
 
