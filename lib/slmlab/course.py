@@ -9,6 +9,7 @@ chapter's own printed lines and progress bars.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import json
 import logging
@@ -92,7 +93,7 @@ def record_runs(path: Path, results: list[ChapterResult]) -> Path:
     """Merge these chapters' latest runs into ``path`` (JSON keyed by notebook name), so a course of some chapters
     keeps the others' earlier records."""
     runs = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    made = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    made = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     for r in results:
         runs[r.notebook.stem] = {"ok": r.ok, "seconds": round(r.seconds, 1), "peak_rss_mb": r.peak_rss_mb,
                                  "energy_j": r.energy_j, "energy_source": r.energy_source, "created": made,
