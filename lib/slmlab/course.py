@@ -89,15 +89,12 @@ def _measured(notebook: Path, output: Path, start: float, memory: RssSampler, en
                          round(memory.peak, 1), energy.joules, energy.source)
 
 
-def record_runs(path: Path, results: list[ChapterResult]) -> Path:
-    """Merge these chapters' latest runs into ``path`` (JSON keyed by notebook name), so a course of some chapters
-    keeps the others' earlier records."""
+def record_run(path: Path, r: ChapterResult) -> Path:
+    """Put one chapter's run into ``path`` (JSON keyed by notebook name), keeping the other chapters' records."""
     runs = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    made = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    for r in results:
-        runs[r.notebook.stem] = {"ok": r.ok, "seconds": round(r.seconds, 1), "peak_rss_mb": r.peak_rss_mb,
-                                 "energy_j": r.energy_j, "energy_source": r.energy_source, "created": made,
-                                 "error": r.error}
+    runs[r.notebook.stem] = {"ok": r.ok, "seconds": round(r.seconds, 1), "peak_rss_mb": r.peak_rss_mb,
+                             "energy_j": r.energy_j, "energy_source": r.energy_source,
+                             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "error": r.error}
     return atomic_write_json(path, dict(sorted(runs.items())))
 
 
@@ -417,14 +414,14 @@ def run_course(
                 except Exception as exc:  # papermill raises its own error for a failing cell, others for setup
                     message = describe_failure(notebook, output, exc)
                     report.results.append(_measured(notebook, output, start, memory, energy, message))
-                    record_runs(output_dir / RUNS_FILE, report.results)
+                    record_run(output_dir / RUNS_FILE, report.results[-1])
                     if raise_on_error:
                         raise CourseError(message) from exc
                     break
                 finally:
                     display.end_chapter()
                 report.results.append(_measured(notebook, output, start, memory, energy))
-                record_runs(output_dir / RUNS_FILE, report.results)
+                record_run(output_dir / RUNS_FILE, report.results[-1])
         finally:
             display.close()
     return report
