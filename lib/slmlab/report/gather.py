@@ -130,47 +130,39 @@ def _ace_run(read: _Reader, relative: str) -> None:
         read.number(f"{task} {split} ACE EM % (epoch {last})", relative, data, "accuracy_by_split", last, split)
 
 
-def _mcts(read: _Reader) -> bool:
-    source = "results/mcts/summary.json"
-    data = read.load(source)
-    if data is None:
-        return False
+def _one_file(source: str, figures: Callable[[_Reader, str, dict], None]) -> Callable[[_Reader], bool]:
+    """A section read from one results file: False (not run) when it is missing, else ``figures`` records its numbers."""
+    def read_section(read: _Reader) -> bool:
+        data = read.load(source)
+        if data is not None:
+            figures(read, source, data)
+        return data is not None
+
+    return read_section
+
+
+def _mcts(read: _Reader, source: str, data: dict) -> None:
     for index in range(len(read.get(source, data, "evaluation"))):
         method = read.get(source, data, "evaluation", index, "method")
         read.number(f"{method} exact match %", source, data, "evaluation", index, "accuracy")
         read.number(f"{method} tokens spent", source, data, "evaluation", index, "tokens_spent")
-    return True
 
 
-def _tiny_lm(read: _Reader) -> bool:
-    source = "results/lm/eval.json"
-    data = read.load(source)
-    if data is None:
-        return False
+def _tiny_lm(read: _Reader, source: str, data: dict) -> None:
     read.number("tiny LM bits per byte", source, data, "model", "bits_per_byte")
     read.number("bigram baseline bits per byte", source, data, "bigram", "bits_per_byte")
     read.number("tiny LM perplexity", source, data, "model", "perplexity")
     read.number("tiny LM continuation BLEU", source, data, "model", "bleu")
-    return True
 
 
-def _rl(read: _Reader) -> bool:
-    source = "results/rl/eval.json"
-    data = read.load(source)
-    if data is None:
-        return False
+def _rl(read: _Reader, source: str, data: dict) -> None:
     for split in ("heldout", "humaneval"):
         for stage, value in sorted(read.get(source, data, split).items()) if split in data else ():
             if isinstance(value, (int, float)):
                 read.number(f"{split} {stage}", source, data, split, stage)
-    return True
 
 
-def _course_runs(read: _Reader) -> bool:
-    source = "results/notebooks/course_runs.json"
-    data = read.load(source)
-    if data is None:
-        return False
+def _course_runs(read: _Reader, source: str, data: dict) -> None:
     for chapter in sorted(data):
         read.number(f"{chapter} seconds", source, data, chapter, "seconds")
         read.number(f"{chapter} peak MB", source, data, chapter, "peak_rss_mb")
@@ -178,7 +170,6 @@ def _course_runs(read: _Reader) -> bool:
             read.number(f"{chapter} energy", source, data, chapter, "energy_source")
         else:
             read.number(f"{chapter} energy J", source, data, chapter, "energy_j")
-    return True
 
 
 BENCHMARK_RATIOS = {  # file under results/benchmarks → the fields holding its headline ratio
@@ -203,11 +194,13 @@ def _benchmarks(read: _Reader) -> bool:
 SECTIONS: tuple[tuple[str, str, str, Callable[[_Reader], bool]], ...] = (
     ("lora", "LoRA: patterns → adapter (chapters 03–04)", "slmlab data && slmlab train && slmlab eval", _lora),
     ("ace", "ACE playbooks (chapter 05)", "slmlab ace run --task finance --epochs 2 (and medical, iot)", _ace),
-    ("mcts", "MCTS controller (chapter 06)", "slmlab mcts run", _mcts),
-    ("lm", "A tiny LM from scratch (chapter 07)", "slmlab lm tokenizer && slmlab lm train && slmlab lm eval", _tiny_lm),
-    ("rl", "RL from execution feedback (chapter 08)", "slmlab rl train --humaneval", _rl),
+    ("mcts", "MCTS controller (chapter 06)", "slmlab mcts run", _one_file("results/mcts/summary.json", _mcts)),
+    ("lm", "A tiny LM from scratch (chapter 07)", "slmlab lm tokenizer && slmlab lm train && slmlab lm eval",
+     _one_file("results/lm/eval.json", _tiny_lm)),
+    ("rl", "RL from execution feedback (chapter 08)", "slmlab rl train --humaneval", _one_file("results/rl/eval.json", _rl)),
     ("benchmarks", "Benchmarks (same-run ratios)", "make bench", _benchmarks),
-    ("runs", "Chapter runs: wall time, peak memory (process + kernel), energy", "make course", _course_runs),
+    ("runs", "Chapter runs: wall time, peak memory (process + kernel), energy", "make course",
+     _one_file("results/notebooks/course_runs.json", _course_runs)),
 )
 
 
