@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib.metadata
 import os
 import platform
@@ -147,3 +148,11 @@ def environment_report() -> dict[str, object]:
     }
     report.update({f"{name} version": version for name, version in package_versions().items()})
     return report
+
+
+def save_environment(path: str | Path, model_summary: dict | None = None) -> Path:
+    """Write :func:`environment_report` and the loaded model's summary to ``path`` (JSON), for the report."""
+    from slmlab.io import atomic_write_json
+
+    created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return atomic_write_json(path, {"created": created, "environment": environment_report(), "model": model_summary or {}})

@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from slmlab.report.document import write_report
-from slmlab.settings import artifacts_root, quick_mode
+from slmlab.report.document import default_video_script, write_report
+from slmlab.report.gather import gather
+from slmlab.report.latex import fill_latex
+from slmlab.settings import artifacts_root, project_root, quick_mode
 
 
 def _report(args: argparse.Namespace) -> int:
     quick = quick_mode(args.quick)  # --quick, or SLMLAB_QUICK
-    path = write_report(artifacts_root(quick), args.out, quick=quick)
+    root = artifacts_root(quick)
+    video = Path(args.video_script) if args.video_script else default_video_script(root, quick)
+    path = write_report(root, args.out, quick=quick, video_script=video)
     print(f"report: {path}")
+    print(f"figures: {path.parent / 'figures'}")
+    print(f"video script: {video or path.parent / 'video_script.md'}")
+    if args.latex:
+        paper = Path(args.paper) if args.paper else project_root() / "paper"
+        changed = fill_latex(gather(root), paper, quick=quick)
+        print(f"paper tables: {len(changed)} rewritten under {paper / 'tables'}" if changed else
+              f"paper tables: up to date ({paper / 'tables'})")
     return 0
 
 
@@ -20,4 +32,10 @@ def add_report_command(commands) -> None:
     report.add_argument("--quick", action="store_true", default=None,
                         help="report on the quick-mode artifacts tree (quick/), and say so on every table")
     report.add_argument("--out", default=None, help="output folder (default: results/report/ of the artifacts tree)")
+    report.add_argument("--video-script", default=None,
+                        help="where the video script goes (default: docs/video_script.md for a full-mode report of "
+                             "the checkout, else beside the report)")
+    report.add_argument("--latex", action="store_true",
+                        help="also fill the marked rows of the paper's tables (paper/tables/*.tex); build with latexmk")
+    report.add_argument("--paper", default=None, help="the paper folder for --latex (default: paper/ of the checkout)")
     report.set_defaults(run=_report)

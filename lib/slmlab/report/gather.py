@@ -7,6 +7,7 @@ made up: each :class:`Number` names its file, its field and when the file was ma
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import json
 from collections.abc import Callable
@@ -25,6 +26,9 @@ class Number:
     source: str
     field: str
     created: str
+    chart: str = ""  # the report's figure plots a number with a chart: one panel per chart, bars by group and series
+    group: str = ""
+    series: str = ""
 
 
 @dataclass
@@ -69,12 +73,40 @@ class _Reader:
                 raise _Unreadable(f"{relative}: no field {dotted} (a file from an older format?)") from error
         return value
 
-    def number(self, label: str, relative: str, data, *path: str | int):
-        """:meth:`get`, recorded as a figure of the section with its provenance."""
+    def load_csv(self, relative: str, columns: tuple[str, ...]) -> list[dict[str, str]] | None:
+        """The rows of a CSV results file, or None when it is missing; :class:`_Unreadable` without ``columns``."""
+        path = self.root / relative
+        if not path.is_file():
+            return None
+        with path.open(encoding="utf-8", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        missing = [column for column in columns if rows and column not in rows[0]]
+        if not rows or missing:
+            raise _Unreadable(f"{relative}: " + (f"no column {', '.join(missing)} (a file from an older format?)"
+                                                 if rows else "no rows (half-written?)"))
+        return rows
+
+    def number(self, label: str, relative: str, data, *path: str | int, chart: str = "", group: str = "",
+               series: str = ""):
+        """:meth:`get`, recorded as a figure of the section with its provenance (and where it goes in the figure)."""
         value = self.get(relative, data, *path)
-        self.section.numbers.append(Number(label, value, relative, ".".join(str(p) for p in path),
-                                           _created(self.root / relative, data)))
+        self.record(Number(label, value, relative, ".".join(str(p) for p in path), _created(self.root / relative, data),
+                           chart, group, series))
         return value
+
+    def cell(self, label: str, relative: str, row: dict[str, str], key: str, column: str, **chart: str):
+        """One CSV cell as a figure: its field reads ``column where key=value``."""
+        raw = row[column]
+        try:
+            value: float | int | str = int(raw) if raw.lstrip("-").isdigit() else float(raw)
+        except ValueError:
+            value = raw
+        self.record(Number(label, value, relative, f"{column} where {key}={row[key]}",
+                           _created(self.root / relative, None), **chart))
+        return value
+
+    def record(self, number: Number) -> None:
+        self.section.numbers.append(number)
 
 
 def _created(path: Path, data) -> str:
@@ -83,6 +115,38 @@ def _created(path: Path, data) -> str:
         return data["created"]
     stamp = dt.datetime.fromtimestamp(path.stat().st_mtime, tz=dt.timezone.utc)
     return stamp.isoformat(timespec="seconds")
+
+
+ENVIRONMENT_FIGURES = (("model", ("model", "model")), ("parameters", ("model", "parameters")),
+                       ("backend", ("model", "backend")), ("device", ("model", "device")),
+                       ("python", ("environment", "python")), ("cpu cores", ("environment", "cpu cores")),
+                       ("RAM total (GiB)", ("environment", "RAM total (GiB)")), ("CUDA", ("environment", "CUDA")),
+                       ("torch", ("environment", "torch version")), ("transformers", ("environment", "transformers version")))
+
+
+def _setup(read: _Reader, source: str, data: dict) -> None:
+    for label, path in ENVIRONMENT_FIGURES:
+        read.number(label, source, data, *path)
+
+
+def _data(read: _Reader) -> bool:
+    counts, stats, manifest = "results/01_patterns/counts.csv", "results/02_data_generation/stats.csv", "data/manifest.json"
+    pattern_rows = read.load_csv(counts, ("category", "patterns", "paraphrases"))
+    split_rows = read.load_csv(stats, ("category", "train", "valid", "test"))
+    data = read.load(manifest)
+    if pattern_rows is None and split_rows is None and data is None:
+        return False
+    for row in pattern_rows or []:
+        read.cell(f"{row['category']} patterns", counts, row, "category", "patterns")
+    for row in split_rows or []:
+        for split in ("train", "valid", "test"):
+            chart = {"chart": "rows per split", "group": row["category"], "series": split}
+            read.cell(f"{row['category']} {split} rows", stats, row, "category", split,
+                      **(chart if row["category"] != "total" else {}))
+    if data is not None:
+        for split in ("train", "valid", "test"):
+            read.number(f"{split} rows in all", manifest, data, "counts", split)
+    return True
 
 
 def _lora(read: _Reader) -> bool:
@@ -97,11 +161,17 @@ def _lora(read: _Reader) -> bool:
             read.number(label, source, metrics, key)
     if comparison is not None:
         source = "results/comparison.json"
-        read.number("baseline normalized match %", source, comparison, "baseline", "normalized_match")
-        read.number("tuned normalized match %", source, comparison, "tuned", "normalized_match")
-        for category in sorted(read.get(source, comparison, "tuned", "per_category")):
-            read.number(f"tuned {category} %", source, comparison, "tuned", "per_category", category, "normalized")
+        for model in ("baseline", "tuned"):
+            read.number(f"{model} normalized match %", source, comparison, model, "normalized_match",
+                        chart=MATCH, group="all", series=model)
+        for model in ("baseline", "tuned"):
+            for category in sorted(read.get(source, comparison, model, "per_category")):
+                read.number(f"{model} {category} %", source, comparison, model, "per_category", category, "normalized",
+                            chart=MATCH, group=category, series=model)
     return True
+
+
+MATCH = "normalized match on held-out paraphrases (%)"
 
 
 def _ace(read: _Reader) -> bool:
@@ -126,8 +196,11 @@ def _ace_run(read: _Reader, relative: str) -> None:
     last = max(by_epoch, key=int)
     for split in sorted(read.get(relative, by_epoch, "0")):
         read.get(relative, data, "accuracy_by_split", last, split)  # checked before either figure is kept
-        read.number(f"{task} {split} baseline EM %", relative, data, "accuracy_by_split", "0", split)
-        read.number(f"{task} {split} ACE EM % (epoch {last})", relative, data, "accuracy_by_split", last, split)
+        chart = {"chart": "exact match (%)", "group": f"{task}\n{split}"}
+        read.number(f"{task} {split} baseline EM %", relative, data, "accuracy_by_split", "0", split,
+                    series="baseline", **chart)
+        read.number(f"{task} {split} ACE EM % (epoch {last})", relative, data, "accuracy_by_split", last, split,
+                    series="ACE", **chart)
 
 
 def _one_file(source: str, figures: Callable[[_Reader, str, dict], None]) -> Callable[[_Reader], bool]:
@@ -144,28 +217,50 @@ def _one_file(source: str, figures: Callable[[_Reader, str, dict], None]) -> Cal
 def _mcts(read: _Reader, source: str, data: dict) -> None:
     for index in range(len(read.get(source, data, "evaluation"))):
         method = read.get(source, data, "evaluation", index, "method")
-        read.number(f"{method} exact match %", source, data, "evaluation", index, "accuracy")
-        read.number(f"{method} tokens spent", source, data, "evaluation", index, "tokens_spent")
+        read.number(f"{method} exact match %", source, data, "evaluation", index, "accuracy",
+                    chart="exact match (%)", group=method, series="exact match")
+        read.number(f"{method} tokens spent", source, data, "evaluation", index, "tokens_spent",
+                    chart="tokens spent per question", group=method, series="tokens")
 
 
-def _tiny_lm(read: _Reader, source: str, data: dict) -> None:
-    read.number("tiny LM bits per byte", source, data, "model", "bits_per_byte")
-    read.number("bigram baseline bits per byte", source, data, "bigram", "bits_per_byte")
+def _tiny_lm(read: _Reader) -> bool:
+    source = "results/lm/eval.json"
+    data = read.load(source)
+    if data is None:
+        return False
+    chart = {"chart": "bits per byte on held-out text (lower is better)", "series": "bits per byte"}
+    read.number("tiny LM bits per byte", source, data, "model", "bits_per_byte", group="tiny LM", **chart)
+    read.number("bigram baseline bits per byte", source, data, "bigram", "bits_per_byte", group="bigram", **chart)
     read.number("tiny LM perplexity", source, data, "model", "perplexity")
     read.number("tiny LM continuation BLEU", source, data, "model", "bleu")
+    samples = "results/lm/continuations.csv"
+    for row in (read.load_csv(samples, ("document", "prefix", "truth", "model")) or [])[:LM_SAMPLES]:
+        for column in ("prefix", "model", "truth"):
+            row[column] = " ".join(row[column].split())[:SAMPLE_CHARS]
+            read.cell(f"sample {row['document']}: {column}", samples, row, "document", column)
+    return True
+
+
+LM_SAMPLES, SAMPLE_CHARS = 2, 160  # continuations shown in the report, each cut to this many characters
 
 
 def _rl(read: _Reader, source: str, data: dict) -> None:
     for split in ("heldout", "humaneval"):
         for stage, value in sorted(read.get(source, data, split).items()) if split in data else ():
             if isinstance(value, (int, float)):
-                read.number(f"{split} {stage}", source, data, split, stage)
+                chart = {"chart": "pass@1 (fraction of tasks)", "group": split, "series": stage}
+                read.number(f"{split} {stage}", source, data, split, stage, **(chart if stage in PASS_STAGES else {}))
+
+
+PASS_STAGES = ("before", "after")
 
 
 def _course_runs(read: _Reader, source: str, data: dict) -> None:
     for chapter in sorted(data):
-        read.number(f"{chapter} seconds", source, data, chapter, "seconds")
-        read.number(f"{chapter} peak MB", source, data, chapter, "peak_rss_mb")
+        read.number(f"{chapter} seconds", source, data, chapter, "seconds", chart="wall time (s)", group=chapter,
+                    series="seconds")
+        read.number(f"{chapter} peak MB", source, data, chapter, "peak_rss_mb", chart="peak memory (MB)", group=chapter,
+                    series="MB")
         if read.get(source, data, chapter, "energy_j") is None:
             read.number(f"{chapter} energy", source, data, chapter, "energy_source")
         else:
@@ -187,16 +282,20 @@ def _benchmarks(read: _Reader) -> bool:
         data = read.load(relative)
         if data is not None:
             found = True
-            read.number(f"{name.removesuffix('.json')} ratio", relative, data, *path)
+            key = name.removesuffix(".json")
+            read.number(f"{key} ratio", relative, data, *path, chart="speed-up over the reference (×)", group=key,
+                        series="ratio")
     return found
 
 
 SECTIONS: tuple[tuple[str, str, str, Callable[[_Reader], bool]], ...] = (
+    ("setup", "Environment and model (chapter 00)", "slmlab course --chapters 00",
+     _one_file("results/00_setup/environment.json", _setup)),
+    ("data", "Patterns and data (chapters 01–02)", "slmlab patterns validate && slmlab data", _data),
     ("lora", "LoRA: patterns → adapter (chapters 03–04)", "slmlab data && slmlab train && slmlab eval", _lora),
     ("ace", "ACE playbooks (chapter 05)", "slmlab ace run --task finance --epochs 2 (and medical, iot)", _ace),
     ("mcts", "MCTS controller (chapter 06)", "slmlab mcts run", _one_file("results/mcts/summary.json", _mcts)),
-    ("lm", "A tiny LM from scratch (chapter 07)", "slmlab lm tokenizer && slmlab lm train && slmlab lm eval",
-     _one_file("results/lm/eval.json", _tiny_lm)),
+    ("lm", "A tiny LM from scratch (chapter 07)", "slmlab lm tokenizer && slmlab lm train && slmlab lm eval", _tiny_lm),
     ("rl", "RL from execution feedback (chapter 08)", "slmlab rl train --humaneval", _one_file("results/rl/eval.json", _rl)),
     ("benchmarks", "Benchmarks (same-run ratios)", "make bench", _benchmarks),
     ("runs", "Chapter runs: wall time, peak memory (process + kernel), energy", "make course",
