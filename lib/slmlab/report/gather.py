@@ -283,9 +283,32 @@ def _benchmarks(read: _Reader) -> bool:
         if data is not None:
             found = True
             key = name.removesuffix(".json")
-            read.number(f"{key} ratio", relative, data, *path, chart="speed-up over the reference (×)", group=key,
-                        series="ratio")
-    return found
+            read.number(f"{key} ratio", relative, data, *path, chart=SPEED_UP, group=key, series="ratio")
+    found = _generation_goals(read) or found
+    return _backend_agreement(read) or found
+
+
+SPEED_UP = "speed-up over the reference (×)"
+
+
+def _generation_goals(read: _Reader) -> bool:
+    relative = "results/benchmarks/generation.json"
+    data = read.load(relative)
+    for index in range(len(read.get(relative, data, "goals"))) if data is not None else ():
+        name = read.get(relative, data, "goals", index, "name")
+        read.number(f"generation {name} ratio", relative, data, "goals", index, "ratio", chart=SPEED_UP,
+                    group=f"generation\n{name}", series="ratio")
+    return data is not None
+
+
+def _backend_agreement(read: _Reader) -> bool:
+    relative = "results/benchmarks/agreement.json"
+    data = read.load(relative)
+    for model in sorted(read.get(relative, data, "models")) if data is not None else ():
+        read.number(f"greedy replies identical on torch and llama.cpp ({model})", relative, data, "models", model,
+                    "agreement", "identical")
+        read.number(f"greedy replies compared ({model})", relative, data, "models", model, "agreement", "total")
+    return data is not None
 
 
 SECTIONS: tuple[tuple[str, str, str, Callable[[_Reader], bool]], ...] = (
