@@ -14,7 +14,8 @@ def _write(root, relative, data):
     path.write_text(data if isinstance(data, str) else json.dumps(data), encoding="utf-8")
 
 
-COMPARISON = {"baseline": {"normalized_match": 1.2, "per_category": {"fact": {"normalized": 0.0}}}, "tuned": {"normalized_match": 88.9, "per_category": {
+COMPARISON = {"baseline": {"normalized_match": 1.2, "per_category": {"fact": {"normalized": 0.0}}},
+              "tuned": {"normalized_match": 88.9, "per_category": {
     "fact": {"normalized": 96.3}, "format": {"normalized": 85.7}}}}
 MCTS = {"evaluation": [{"method": "greedy", "accuracy": 30.0, "tokens_spent": 10.7},
                        {"method": "mcts", "accuracy": 33.3, "tokens_spent": 59.0}]}

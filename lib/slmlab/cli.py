@@ -32,6 +32,7 @@ from slmlab.lora.training import ADAPTER_NAME, TrainConfig, default_adapter_dir,
 from slmlab.mcts.cli import add_mcts_commands
 from slmlab.models.registry import DEFAULT_MODEL
 from slmlab.report.cli import add_report_command
+from slmlab.report.demo_cli import add_demo_command
 from slmlab.rl.cli import add_rl_commands
 from slmlab.settings import artifacts_root, data_dir
 from slmlab.tinylm.cli import add_lm_commands
@@ -157,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_ace_commands(commands)
     add_mcts_commands(commands)
     add_report_command(commands)
+    add_demo_command(commands)
     add_lm_commands(commands)
     add_rl_commands(commands)
     return parser
