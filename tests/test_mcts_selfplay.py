@@ -254,12 +254,17 @@ def test_train_and_evaluate_commands(tiny_model_dir, tmp_path, capsys):
     assert (tmp_path / "network" / "checkpoints").is_dir() and (tmp_path / "eval.csv").is_file()
 
 
-def test_quick_runs_default_to_their_own_folder():
+def test_quick_runs_default_to_their_own_folder(monkeypatch):
     from slmlab.mcts.cli import chapter_settings
     from slmlab.mcts.runs import default_run_dir
 
+    monkeypatch.delenv("SLMLAB_QUICK", raising=False)
     args = parser().parse_args(["mcts", "run", "--quick"])
     assert chapter_settings(args) == ChapterSettings.quick() and args.run_dir == str(default_run_dir(quick=True))
+    monkeypatch.setenv("SLMLAB_QUICK", "1")  # the environment alone means quick, as for every other command
+    args = parser().parse_args(["mcts", "run"])
+    assert chapter_settings(args) == ChapterSettings.quick() and args.run_dir == str(default_run_dir(quick=True))
+    monkeypatch.delenv("SLMLAB_QUICK")
     args = parser().parse_args(["mcts", "run", "--rounds", "5", "--sims", "3"])
     settings = chapter_settings(args)
     assert (settings.rounds, settings.simulations, args.run_dir) == (5, 3, str(default_run_dir(quick=False)))

@@ -16,6 +16,7 @@ from dataclasses import replace
 
 from slmlab.mcts.serve import CONTROLLERS, create_app
 from slmlab.models.registry import DEFAULT_MODEL
+from slmlab.settings import quick_mode
 
 CONTROLLER_NAMES = tuple(CONTROLLERS)
 DEFAULT = " (default: %(default)s)"  # appended to a help text: argparse fills in the option's default
@@ -44,12 +45,13 @@ def _given(args: argparse.Namespace, names) -> dict:
 
 def chapter_settings(args: argparse.Namespace):
     """The :class:`~slmlab.mcts.runs.ChapterSettings` of a parsed ``slmlab mcts ...`` command line (the quick
-    sizes with ``--quick``, changed by the options given); also fills in the default run folder."""
+    sizes with ``--quick`` or ``SLMLAB_QUICK``, changed by the options given); also fills in the default run folder."""
     from slmlab.mcts.runs import ChapterSettings, default_run_dir
 
+    quick = quick_mode(True if args.quick else None)  # --quick, or SLMLAB_QUICK like every other command
     if args.run_dir is None:
-        args.run_dir = str(default_run_dir(quick=bool(args.quick)))
-    base = ChapterSettings.quick() if args.quick else ChapterSettings()
+        args.run_dir = str(default_run_dir(quick=quick))
+    base = ChapterSettings.quick() if quick else ChapterSettings()
     return replace(base, **_given(args, SETTINGS_FIELDS))
 
 
