@@ -9,12 +9,13 @@ STAMP         := $(VENV)/.slmlab-setup
 COURSE_ARGS   ?=
 PYTEST_ARGS   ?=
 
-.PHONY: setup setup-llamacpp course test lint lab bench clean help
+.PHONY: setup setup-llamacpp course test test-browser lint lab bench clean help
 
 help:
 	@echo "make course   set up .venv and run every chapter headless (papermill) into results/"
 	@echo "make setup-llamacpp  add the optional llama.cpp backend (compiles llama.cpp: a few minutes)"
 	@echo "make test     set up .venv and run unit + notebook tests (quick mode)"
+	@echo "make test-browser  install chromium + playwright (Debian/Ubuntu) and test the notebooks in a real browser"
 	@echo "make lint     ruff on lib/, tests/ and benchmarks/ (make test runs it first)"
 	@echo "make lab      open JupyterLab on the course"
 	@echo "make bench    run the benchmarks into results/benchmarks/ and regenerate the README table"
@@ -47,6 +48,11 @@ course: setup
 # adapters and results are never touched by the tests
 test: setup lint
 	SLMLAB_QUICK=1 $(BIN)/python -m pytest --nbval-lax $(PYTEST_ARGS)
+
+# Debian's chromium driven by Playwright (no browser download); the same tests are skipped in `make test` without it
+test-browser: setup
+	bash scripts/browser_setup.sh
+	SLMLAB_QUICK=1 $(BIN)/python -m pytest -m browser tests/test_browser.py $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check conftest.py lib tests benchmarks

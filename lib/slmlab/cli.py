@@ -10,6 +10,9 @@
     slmlab train [--data DIR] [--out DIR] [--steps N] [--backend B] [--fresh]
     slmlab eval [--adapter DIR] [--data DIR] [--limit N]
     slmlab adapter convert SRC OUT --to mlx|peft [--base DIR]
+    slmlab report [--quick] [--latex] [--screens]   chapter 09: report, figures, video script, paper tables
+    slmlab demo [lora|ace|mcts|lm|rl|all]            each lever's before/after in the terminal
+    slmlab grid FILE.yaml [--dry-run] [--address HOST:PORT]   a parameter sweep as Ray tasks
 
 Option defaults are read from the library's config dataclasses and signatures, so each is written once.
 """
@@ -26,6 +29,7 @@ from collections.abc import Callable
 from slmlab.ace.cli import add_ace_commands
 from slmlab.errors import SlmLabError
 from slmlab.generation import STRATEGIES, DecodingConfig
+from slmlab.grid_cli import add_grid_command
 from slmlab.lora.datagen import DataConfig
 from slmlab.lora.evaluation import compare_models
 from slmlab.lora.training import ADAPTER_NAME, TrainConfig, default_adapter_dir, train_lora
@@ -161,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_command(commands)
     add_lm_commands(commands)
     add_rl_commands(commands)
+    add_grid_command(commands)
     return parser
 
 

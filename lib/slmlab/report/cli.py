@@ -19,6 +19,15 @@ def _report(args: argparse.Namespace) -> int:
     print(f"report: {path}")
     print(f"figures: {path.parent / 'figures'}")
     print(f"video script: {video or path.parent / 'video_script.md'}")
+    if args.screens:
+        from slmlab.report.screens import browser_unavailable_reason, screenshot_notebooks
+
+        reason = browser_unavailable_reason()
+        if reason:
+            print(f"screens: not taken ({reason})")
+        else:
+            shots = screenshot_notebooks(quick=quick)
+            print(f"screens: {len(shots)} notebook(s) under {shots[0].parent if shots else 'results/report/screens'}")
     if args.latex:
         paper = Path(args.paper) if args.paper else project_root() / "paper"
         changed = fill_latex(gather(root), paper, quick=quick)
@@ -37,5 +46,8 @@ def add_report_command(commands) -> None:
                              "the checkout, else beside the report)")
     report.add_argument("--latex", action="store_true",
                         help="also fill the marked rows of the paper's tables (paper/tables/*.tex); build with latexmk")
+    report.add_argument("--screens", action="store_true",
+                        help="also photograph every executed notebook (results/notebooks/) in headless Chromium into "
+                             "results/report/screens/ (needs make test-browser's chromium and playwright)")
     report.add_argument("--paper", default=None, help="the paper folder for --latex (default: paper/ of the checkout)")
     report.set_defaults(run=_report)
