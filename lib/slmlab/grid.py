@@ -39,7 +39,7 @@ import yaml
 
 from slmlab.errors import SlmLabError
 from slmlab.io import atomic_write_json, atomic_write_text
-from slmlab.models.registry import REGISTRY
+from slmlab.models.registry import REGISTRY, looks_like_hub_id
 from slmlab.settings import ARTIFACTS_ENV, artifacts_root, project_root
 from slmlab.tasks import SPLITS, TASKS
 
@@ -58,7 +58,6 @@ RAY_GCS_PING = "/ray.rpc.NodeInfoGcsService/GetClusterId"  # gRPC methods of Ray
 RAY_CLIENT_PING = "/ray.rpc.RayletDriver/ClusterInfo"
 STDERR_LINES = 20
 MAX_PROBLEMS = 20
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # the same 'org/name' rule as slmlab.models.resolve_model
 _SAFE = re.compile(r"[^\w.+=-]")
 
 
@@ -248,7 +247,7 @@ def _command_parser(words: list[str], node: yaml.Node, problems: _Problems) -> a
 
 
 def _known_model(value: str, command: str) -> bool:
-    if value in REGISTRY or value in MODEL_WORDS.get(command, ()) or _HUB_ID.match(value):
+    if value in REGISTRY or value in MODEL_WORDS.get(command, ()) or looks_like_hub_id(value):
         return True
     return Path(value).expanduser().exists() or (project_root() / value).exists()
 

@@ -6,16 +6,13 @@ and :func:`load_model` (name → ready model).
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 
 from slmlab.errors import BackendError, ModelUnavailableError, UnknownModelError
 from slmlab.models.hub import hub_model_dir
 from slmlab.models.packaged import converted_model_dir, packaged_gguf
-from slmlab.models.registry import DEFAULT_MODEL, REGISTRY, ModelSpec
-
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+from slmlab.models.registry import DEFAULT_MODEL, REGISTRY, ModelSpec, looks_like_hub_id
 
 __all__ = ["DEFAULT_MODEL", "REGISTRY", "ModelSpec", "load_model", "resolve_gguf", "resolve_model"]
 
@@ -41,7 +38,7 @@ def resolve_model(name: str = DEFAULT_MODEL) -> Path:
         if not (folder / "config.json").is_file():
             raise ModelUnavailableError(f"{folder} is not a Hugging Face model folder (no config.json)")
         return folder.resolve()
-    if _HUB_ID.match(name):
+    if looks_like_hub_id(name):
         return hub_model_dir(name)
     known = ", ".join(REGISTRY)
     raise UnknownModelError(

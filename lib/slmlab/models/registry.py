@@ -6,6 +6,7 @@ Hugging Face hub id (needs the hub, or a copy already in the local Hugging Face 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -45,3 +46,11 @@ REGISTRY: dict[str, ModelSpec] = {
         ModelSpec("tiny-gpt2", "sshleifer/tiny-gpt2", "a tiny random GPT-2 for plumbing checks"),
     )
 }
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def looks_like_hub_id(name: str) -> bool:
+    """Whether ``name`` has the shape of a Hugging Face model id (``org/name``)."""
+    return bool(_HUB_ID.match(name))
