@@ -77,6 +77,7 @@ def test_slmlab_report_latex_fills_the_paper_once(tmp_path, monkeypatch, capsys)
     paper = Path(shutil.copytree(Path(__file__).resolve().parents[1] / "paper", tmp_path / "paper",
                                  ignore=shutil.ignore_patterns("build")))
     monkeypatch.setenv("SLMLAB_ARTIFACTS", str(tmp_path / "artifacts"))
+    monkeypatch.delenv("SLMLAB_QUICK", raising=False)  # a full-mode report: only the LoRA table changes
     _write(tmp_path / "artifacts", "results/comparison.json", COMPARISON)
     assert main(["report", "--latex", "--paper", str(paper)]) == 0
     assert "paper tables: 1 rewritten" in capsys.readouterr().out
