@@ -98,14 +98,20 @@ def fill_points(text: str, section: Section) -> str:
 
 
 def measured_lines(section: Section) -> list[str]:
-    """Each charted group of the section on one line: ``group: series value → series value``."""
-    groups: dict[str, list[str]] = {}
+    """Each charted group of the section on one line: ``group (chart): series value → series value``, or
+    ``group (chart): value`` when the group has one figure."""
+    groups: dict[str, list[Number]] = {}
     for number in section.numbers:
         if number.chart:
-            groups.setdefault(f"{number.group.replace(chr(10), ' ')} ({number.chart})", []).append(
-                f"{number.series} {format_value(number.value)}")
-    return [f"{group}: {(' → ' if values[0].split()[0] in BEFORE_SERIES else ', ').join(values)}"
-            for group, values in groups.items()]
+            groups.setdefault(f"{number.group.replace(chr(10), ' ')} ({number.chart})", []).append(number)
+    lines = []
+    for group, numbers in groups.items():
+        if len(numbers) == 1:
+            lines.append(f"{group}: {format_value(numbers[0].value)}")
+            continue
+        joiner = " → " if numbers[0].series in BEFORE_SERIES else ", "
+        lines.append(f"{group}: " + joiner.join(f"{n.series} {format_value(n.value)}" for n in numbers))
+    return lines
 
 
 BEFORE_SERIES = ("baseline", "before")  # a group that starts with one of these reads as before → after
