@@ -321,7 +321,7 @@ SECTIONS: tuple[tuple[str, str, str, Callable[[_Reader], bool]], ...] = (
     ("lm", "A tiny LM from scratch (chapter 07)", "slmlab lm tokenizer && slmlab lm train && slmlab lm eval", _tiny_lm),
     ("rl", "RL from execution feedback (chapter 08)", "slmlab rl train --humaneval", _one_file("results/rl/eval.json", _rl)),
     ("benchmarks", "Benchmarks (same-run ratios)", "make bench", _benchmarks),
-    ("runs", "Chapter runs: wall time, peak memory (process + kernel), energy", "make course",
+    ("runs", "Course runs: wall time, peak memory, energy per chapter", "make course",
      _one_file("results/notebooks/course_runs.json", _course_runs)),
 )
 

@@ -7,6 +7,7 @@ large type that stays readable in a screen recording, the same colour for the sa
 
 from __future__ import annotations
 
+import textwrap
 from collections import OrderedDict
 from pathlib import Path
 
@@ -26,6 +27,7 @@ SERIES_COLOURS = {  # the before of every lever is grey, its after blue
 }
 
 REFERENCE_GROUPS = ("greedy", "bigram")
+TITLE_CHARACTERS = 60  # a longer title wraps rather than running off a 16:9 frame
 
 
 def _charts(section: Section) -> OrderedDict[str, OrderedDict[str, OrderedDict[str, float]]]:
@@ -38,6 +40,13 @@ def _charts(section: Section) -> OrderedDict[str, OrderedDict[str, OrderedDict[s
     return charts
 
 
+def _bar_text(value: float, crowded: bool) -> str:
+    """A bar's label: whole numbers from 1000 up, else 4 significant digits (3 on a crowded chart)."""
+    if value != value:  # NaN: this group has no such series
+        return ""
+    return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.3g}" if crowded else format_value(value)
+
+
 def _bars(axes, chart: str, groups: OrderedDict[str, OrderedDict[str, float]]) -> None:
     series = list(OrderedDict.fromkeys(name for values in groups.values() for name in values))
     width = 0.8 / len(series)
@@ -48,7 +57,8 @@ def _bars(axes, chart: str, groups: OrderedDict[str, OrderedDict[str, float]]) -
         if len(series) == 1:  # one series: the reference group (greedy decoding, the bigram) grey, the rest blue
             colour = [BEFORE if group in REFERENCE_GROUPS else AFTER for group in groups]
         bars = axes.bar(positions, values, width * 0.92, label=name, color=colour)
-        axes.bar_label(bars, fmt="%.4g", padding=3, fontsize=13)
+        crowded = len(groups) * len(series) > 8  # narrow bars: fewer digits, smaller type, so labels never touch
+        axes.bar_label(bars, labels=[_bar_text(v, crowded) for v in values], padding=3, fontsize=11 if crowded else 13)
     axes.set_xticks(range(len(groups)), list(groups), rotation=0 if len(groups) <= 6 else 30,
                     ha="center" if len(groups) <= 6 else "right")
     axes.set_ylabel(chart)
@@ -70,7 +80,8 @@ def plot_section(section: Section, quick: bool = False):
             _bars(axes, chart, groups)
             if "speed-up" in chart:
                 axes.axhline(1.0, color="black", linewidth=1, linestyle="--")
-        figure.suptitle(section.title + ("  (quick mode: pipeline check)" if quick else ""))
+        title = textwrap.fill(section.title, TITLE_CHARACTERS)
+        figure.suptitle(title + ("\nquick mode: a pipeline check, not the chapter's figures" if quick else ""))
     return figure
 
 
