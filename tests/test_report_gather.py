@@ -130,4 +130,4 @@ def test_the_course_runs_section_shows_time_memory_and_energy_or_why_not(tmp_pat
     numbers = {n.label: n.value for n in _by_key(gather(tmp_path))["runs"].numbers}
     assert numbers == {"00_setup seconds": 11.4, "00_setup peak MB": 420.5, "00_setup energy": "unavailable: no RAPL",
                        "03_lora_training seconds": 24.0, "03_lora_training peak MB": 1800.0,
-                       "03_lora_training energy J": 310.2}
+                       "03_lora_training energy J": 310.2, "03_lora_training energy method": "RAPL x"}

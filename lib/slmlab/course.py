@@ -52,7 +52,7 @@ class ChapterResult:
     ok: bool
     error: str = ""
     peak_rss_mb: float | None = None  # this process and the notebook's kernel together
-    energy_j: float | None = None  # CPU package energy (RAPL) where readable
+    energy_j: float | None = None  # CPU package energy (RAPL) where readable, else codecarbon's estimate
     energy_source: str = ""
 
 

@@ -96,13 +96,15 @@ RAPL_DIR = Path("/sys/class/powercap/intel-rapl:0")  # the CPU package's energy 
 
 
 class EnergyMeter:
-    """A ``with`` block's CPU package energy from the RAPL counter (joules, wrap-around handled), or ``None``
-    with the reason in ``source`` where the counter is not there or not readable (VMs, macOS, no permission)."""
+    """A ``with`` block's energy in joules: the CPU package's RAPL counter where it is readable (wrap-around
+    handled), else codecarbon's offline tracker's estimate (the machine's CPU load × its power, plus RAM), else
+    ``None``; ``source`` says which, or why neither (VMs, macOS without RAPL, no permission, codecarbon missing)."""
 
-    def __init__(self, folder: Path = RAPL_DIR) -> None:
-        self.folder = folder
+    def __init__(self, folder: Path = RAPL_DIR, estimate: bool = True) -> None:
+        self.folder, self.estimate = folder, estimate
         self.joules: float | None = None
         self.source = "unavailable"
+        self._tracker = None
 
     def _read(self, name: str) -> int | None:
         try:
@@ -112,17 +114,55 @@ class EnergyMeter:
 
     def __enter__(self) -> EnergyMeter:
         self._start = self._read("energy_uj")
+        self._tracker = start_energy_estimate() if self._start is None and self.estimate else None
         return self
 
     def __exit__(self, *exc: object) -> None:
         end = self._read("energy_uj")
-        if self._start is None or end is None:
-            self.joules, self.source = None, f"unavailable: {self.folder / 'energy_uj'} is not readable here"
+        if self._start is not None and end is not None:
+            span = end - self._start
+            if span < 0:  # the counter wrapped around
+                span += self._read("max_energy_range_uj") or 0
+            self.joules, self.source = span / 1e6, f"RAPL {self.folder.name}"
             return
-        span = end - self._start
-        if span < 0:  # the counter wrapped around
-            span += self._read("max_energy_range_uj") or 0
-        self.joules, self.source = span / 1e6, f"RAPL {self.folder.name}"
+        unreadable = f"{self.folder / 'energy_uj'} is not readable here"
+        self.joules, self.source = stop_energy_estimate(self._tracker) if self._tracker is not None else (None, "")
+        self.source = f"{self.source} ({unreadable})" if self.joules is not None else f"unavailable: {unreadable}"
+
+
+def start_energy_estimate():
+    """codecarbon's offline tracker, started for the whole machine (the notebook's kernel is another process);
+    None when codecarbon is not installed or cannot start here."""
+    import logging
+
+    try:
+        from codecarbon import OfflineEmissionsTracker
+    except ImportError:
+        return None
+    logging.getLogger("codecarbon").setLevel(logging.ERROR)  # it logs its set-up at INFO on every start
+    try:
+        tracker = OfflineEmissionsTracker(country_iso_code=ENERGY_COUNTRY, tracking_mode="machine", save_to_file=False,
+                                          measure_power_secs=ENERGY_INTERVAL_S, log_level="error")
+        tracker.start()
+    except Exception:  # an estimate is optional: any failure of the tracker means "no estimate"
+        return None
+    return tracker
+
+
+def stop_energy_estimate(tracker) -> tuple[float | None, str]:
+    """The tracker's energy in joules and a line naming the method, or (None, why)."""
+    try:
+        tracker.stop()
+        data = tracker.final_emissions_data
+        joules = float(data.energy_consumed) * 3.6e6  # kWh → J
+    except Exception as error:  # the same: a failed estimate is reported, never raised
+        return None, f"codecarbon failed: {error}"
+    return joules, (f"codecarbon estimate: CPU {float(data.cpu_energy) * 3.6e6:.0f} J (load × its power model) + RAM "
+                    f"{float(data.ram_energy) * 3.6e6:.0f} J")
+
+
+ENERGY_COUNTRY = "USA"  # codecarbon needs a grid for its CO2 figure; only the energy is kept, which does not depend on it
+ENERGY_INTERVAL_S = 5
 
 
 def environment_report() -> dict[str, object]:

@@ -264,7 +264,9 @@ def _course_runs(read: _Reader, source: str, data: dict) -> None:
         if read.get(source, data, chapter, "energy_j") is None:
             read.number(f"{chapter} energy", source, data, chapter, "energy_source")
         else:
-            read.number(f"{chapter} energy J", source, data, chapter, "energy_j")
+            read.number(f"{chapter} energy J", source, data, chapter, "energy_j", chart="energy (J)", group=chapter,
+                        series="J")
+            read.number(f"{chapter} energy method", source, data, chapter, "energy_source")
 
 
 BENCHMARK_RATIOS = {  # file under results/benchmarks → the fields holding its headline ratio
