@@ -7,7 +7,6 @@ prompt, both answers and the measured score with its file; a missing artifact sh
 
 from __future__ import annotations
 
-import csv
 import difflib
 import json
 import time
@@ -24,6 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from slmlab.io import atomic_write_text
+from slmlab.report.artifacts import UnreadableArtifact, field_at, read_csv, read_json
 from slmlab.report.gather import SECTIONS, format_value
 from slmlab.settings import project_root
 
@@ -103,10 +103,6 @@ class MissingArtifact(Exception):
     """A file the lever's demo needs is not there (the chapter has not run)."""
 
 
-class UnreadableArtifact(Exception):
-    """A file that is there but lacks what the demo reads (half-written, or from an older format)."""
-
-
 # --- reading the artifacts ---------------------------------------------------------------------------------------
 def _path(root: Path, relative: str) -> Path:
     path = root / relative
@@ -116,31 +112,12 @@ def _path(root: Path, relative: str) -> Path:
 
 
 def _json(root: Path, relative: str) -> dict:
-    try:
-        return json.loads(_path(root, relative).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise UnreadableArtifact(f"{relative}: not valid JSON at line {error.lineno} (half-written?)") from error
+    return read_json(_path(root, relative), relative)
 
 
 def _rows(root: Path, relative: str, columns: Sequence[str]) -> list[dict[str, str]]:
     """The CSV's rows; every name in ``columns`` must be a column."""
-    with _path(root, relative).open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
-        rows, missing = list(reader), [c for c in columns if c not in (reader.fieldnames or ())]
-    if missing:
-        raise UnreadableArtifact(f"{relative}: no column {', '.join(missing)} (a file from an older format?)")
-    return rows
-
-
-def _field(relative: str, data, *path: str | int):
-    value = data
-    for step in path:
-        try:
-            value = value[step]
-        except (KeyError, IndexError, TypeError) as error:
-            dotted = ".".join(str(p) for p in path)
-            raise UnreadableArtifact(f"{relative}: no field {dotted} (a file from an older format?)") from error
-    return value
+    return read_csv(_path(root, relative), relative, columns)
 
 
 def _truthy(value: object) -> bool:
@@ -202,13 +179,13 @@ def lora_show(root: Path, config: DemoConfig) -> LeverShow:
         return Answer(label, row["prediction"], _right_or_wrong(good, row["category"]), good)
 
     def percent(model: str, *path: str) -> str:
-        return _number(_field(LORA_COMPARISON, comparison, model, *path))
+        return _number(field_at(LORA_COMPARISON, comparison, model, *path))
 
     chosen = pick_examples(pairs, config.examples, lambda row: _truthy(row["normalized"]),
                            group=lambda row: row["category"], answer=lambda row: row["prediction"])
     examples = [Example(base["prompt"], answer("baseline (base model)", base), answer("tuned (LoRA adapter)", tuned),
                         gold=base["gold"]) for base, tuned in chosen]
-    categories = sorted(_field(LORA_COMPARISON, comparison, "tuned", "per_category"))
+    categories = sorted(field_at(LORA_COMPARISON, comparison, "tuned", "per_category"))
     score_rows = [("all items", percent("baseline", "normalized_match"), percent("tuned", "normalized_match"))]
     score_rows += [(category, percent("baseline", "per_category", category, "normalized"),
                     percent("tuned", "per_category", category, "normalized")) for category in categories]
@@ -228,9 +205,9 @@ def _ace_runs(root: Path) -> list[tuple[str, dict]]:
 
 def _ace_gain(relative: str, summary: dict) -> tuple[str, float, float]:
     """(last epoch, baseline accuracy %, accuracy % after the last epoch) of one run's summary."""
-    by_epoch = _field(relative, summary, "accuracy_by_epoch")
+    by_epoch = field_at(relative, summary, "accuracy_by_epoch")
     last = max(by_epoch, key=int)
-    return last, float(_field(relative, by_epoch, "0")), float(_field(relative, by_epoch, last))
+    return last, float(field_at(relative, by_epoch, "0")), float(field_at(relative, by_epoch, last))
 
 
 def _answers_fixed(gain: tuple[tuple[str, float, float], str, dict]) -> float:
@@ -256,7 +233,7 @@ def ace_show(root: Path, config: DemoConfig) -> LeverShow:
     examples = [Example(base["question"], answer("baseline (empty playbook)", base),
                         answer(f"ACE (playbook after epoch {last})", ace), gold=base["gold"], context=base.get("context", ""))
                 for base, ace in chosen]
-    score_rows = [(str(_field(relative, summary, "task_name")) + (" ◀ shown" if relative == featured else ""),
+    score_rows = [(str(field_at(relative, summary, "task_name")) + (" ◀ shown" if relative == featured else ""),
                    _number(before), _number(after), epoch)
                   for (epoch, before, after), relative, summary in gains]
     score = Score(("task", "baseline EM %", "ACE EM %", "epochs"), score_rows, f"{ACE_SUMMARIES} : accuracy_by_epoch")
@@ -283,9 +260,9 @@ def mcts_show(root: Path, config: DemoConfig) -> LeverShow:
                         gold=greedy["gold"])
                 for greedy, mcts in pick_examples(pairs, config.examples, lambda row: _truthy(row["correct"]),
                                                   answer=lambda row: row["pred"])]
-    evaluation = _field(MCTS_SUMMARY, summary, "evaluation")
-    score_rows = [(str(_field(MCTS_SUMMARY, row, "method")), _number(_field(MCTS_SUMMARY, row, "accuracy")),
-                   _number(_field(MCTS_SUMMARY, row, "tokens_spent")), _number(row.get("tokens_x_greedy", "")))
+    evaluation = field_at(MCTS_SUMMARY, summary, "evaluation")
+    score_rows = [(str(field_at(MCTS_SUMMARY, row, "method")), _number(field_at(MCTS_SUMMARY, row, "accuracy")),
+                   _number(field_at(MCTS_SUMMARY, row, "tokens_spent")), _number(row.get("tokens_x_greedy", "")))
                   for row in evaluation]
     score = Score(("method", "exact match %", "tokens spent", "× greedy"), score_rows, f"{MCTS_SUMMARY} : evaluation")
     return LeverShow([MCTS_EVAL, MCTS_SUMMARY], score, examples)
@@ -312,7 +289,7 @@ def lm_show(root: Path, config: DemoConfig) -> LeverShow:
     examples = [Example(rows[i]["prefix"], answer("bigram baseline", rows[i], "bigram"),
                         answer("tiny LM", rows[i], "model"), gold=rows[i]["truth"])
                 for i in ranked[: config.examples]]
-    score_rows = [(label, _number(_field(LM_EVAL, report, "bigram", key)), _number(_field(LM_EVAL, report, "model", key)))
+    score_rows = [(label, _number(field_at(LM_EVAL, report, "bigram", key)), _number(field_at(LM_EVAL, report, "model", key)))
                   for label, key in (("bits per byte (lower is better)", "bits_per_byte"),
                                      ("perplexity (lower is better)", "perplexity"), ("continuation BLEU", "bleu"))]
     score = Score(("held-out text", "bigram", "tiny LM"), score_rows, f"{LM_EVAL} : bigram / model")
@@ -347,9 +324,9 @@ def rl_show(root: Path, config: DemoConfig) -> LeverShow:
                         answer("after RL", after))
                 for before, after in pick_examples(pairs, config.examples, lambda row: _truthy(row["solved"]),
                                                    answer=lambda row: row["code"])]
-    score_rows = [(f"{name} pass@1 % ({_number(_field(RL_EVAL, report, split, 'tasks'))} tasks)",
-                   _number(100 * float(_field(RL_EVAL, report, split, "before"))),
-                   _number(100 * float(_field(RL_EVAL, report, split, "after"))))
+    score_rows = [(f"{name} pass@1 % ({_number(field_at(RL_EVAL, report, split, 'tasks'))} tasks)",
+                   _number(100 * float(field_at(RL_EVAL, report, split, "before"))),
+                   _number(100 * float(field_at(RL_EVAL, report, split, "after"))))
                   for split, name in (("heldout", "held-out"), ("humaneval", "HumanEval")) if split in report]
     score = Score(("", "before", "after RL"), score_rows, f"{RL_EVAL} : <set>.before / <set>.after")
     return LeverShow([RL_BEFORE, RL_AFTER, RL_EVAL], score, examples)

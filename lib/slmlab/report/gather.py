@@ -7,12 +7,13 @@ made up: each :class:`Number` names its file, its field and when the file was ma
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from slmlab.report.artifacts import UnreadableArtifact as _Unreadable
+from slmlab.report.artifacts import field_at, read_csv, read_json
 
 NOT_RUN, OK, UNREADABLE = "not run", "ok", "unreadable"
 
@@ -41,10 +42,6 @@ class Section:
     numbers: list[Number] = field(default_factory=list)
 
 
-class _Unreadable(Exception):
-    """A results file that exists but cannot be read as its format says (half-written, older format)."""
-
-
 @dataclass
 class _Reader:
     """Reads JSON results under ``root`` and records every number it hands out."""
@@ -54,36 +51,19 @@ class _Reader:
 
     def load(self, relative: str) -> dict | list | None:
         path = self.root / relative
-        if not path.is_file():
-            return None
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise _Unreadable(f"{relative}: not valid JSON at line {error.lineno} (half-written?)") from error
+        return read_json(path, relative) if path.is_file() else None
 
-    @staticmethod
-    def get(relative: str, data, *path: str | int):
-        """The field at ``path`` (keys and indices), or :class:`_Unreadable` naming it."""
-        value = data
-        for step in path:
-            try:
-                value = value[step]
-            except (KeyError, IndexError, TypeError) as error:
-                dotted = ".".join(str(p) for p in path)
-                raise _Unreadable(f"{relative}: no field {dotted} (a file from an older format?)") from error
-        return value
+    get = staticmethod(field_at)  # the field at a path of keys and indices, or UnreadableArtifact naming it
 
     def load_csv(self, relative: str, columns: tuple[str, ...]) -> list[dict[str, str]] | None:
-        """The rows of a CSV results file, or None when it is missing; :class:`_Unreadable` without ``columns``."""
+        """The rows of a CSV results file, or None when it is missing; :class:`UnreadableArtifact` without
+        ``columns`` or rows."""
         path = self.root / relative
         if not path.is_file():
             return None
-        with path.open(encoding="utf-8", newline="") as handle:
-            rows = list(csv.DictReader(handle))
-        missing = [column for column in columns if rows and column not in rows[0]]
-        if not rows or missing:
-            raise _Unreadable(f"{relative}: " + (f"no column {', '.join(missing)} (a file from an older format?)"
-                                                 if rows else "no rows (half-written?)"))
+        rows = read_csv(path, relative, columns)
+        if not rows:
+            raise _Unreadable(f"{relative}: no rows (half-written?)")
         return rows
 
     def number(self, label: str, relative: str, data, *path: str | int, chart: str = "", group: str = "",
