@@ -5,6 +5,20 @@ class SlmLabError(Exception):
     """Base class of every error slmlab raises on purpose."""
 
 
+class ProblemListError(SlmLabError, ValueError):
+    """A file with one or more problems, each ``file:line: why``: the message lists them (the first
+    ``MAX_PROBLEMS``), ``problems`` keeps them all."""
+
+    MAX_PROBLEMS = 20
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        shown = problems[:self.MAX_PROBLEMS]
+        if len(problems) > self.MAX_PROBLEMS:
+            shown.append(f"... and {len(problems) - self.MAX_PROBLEMS} more")
+        super().__init__(shown[0] if len(problems) == 1 else f"{len(problems)} problems:\n" + "\n".join(shown))
+
+
 class UnknownModelError(SlmLabError, ValueError):
     """A model name that is neither a registry name, a Hugging Face id nor a local folder."""
 

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import yaml
 
-from slmlab.errors import SlmLabError
+from slmlab.errors import ProblemListError, SlmLabError
 from slmlab.io import atomic_write_json, atomic_write_text
 from slmlab.models.registry import REGISTRY, looks_like_hub_id
 from slmlab.settings import ARTIFACTS_ENV, artifacts_root, project_root
@@ -57,19 +57,11 @@ RAY_AUTH_ENV = "RAY_AUTH_MODE"
 RAY_GCS_PING = "/ray.rpc.NodeInfoGcsService/GetClusterId"  # gRPC methods of Ray's GCS and client server (ray/protobuf)
 RAY_CLIENT_PING = "/ray.rpc.RayletDriver/ClusterInfo"
 STDERR_LINES = 20
-MAX_PROBLEMS = 20
 _SAFE = re.compile(r"[^\w.+=-]")
 
 
-class GridFileError(SlmLabError, ValueError):
+class GridFileError(ProblemListError):
     """A grid file that cannot run: every problem as ``file:line: key: why``."""
-
-    def __init__(self, problems: list[str]):
-        self.problems = problems
-        shown = problems[:MAX_PROBLEMS]
-        if len(problems) > MAX_PROBLEMS:
-            shown.append(f"... and {len(problems) - MAX_PROBLEMS} more")
-        super().__init__(shown[0] if len(problems) == 1 else f"{len(problems)} problems:\n" + "\n".join(shown))
 
 
 class RayClusterError(SlmLabError):

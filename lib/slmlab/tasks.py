@@ -11,23 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from slmlab import metrics
-from slmlab.errors import SlmLabError
+from slmlab.errors import ProblemListError, SlmLabError
 from slmlab.settings import project_root
 
 LETTERS = "ABCDEFGHIJ"
 FIELDS = ("id", "domain", "context", "question", "choices", "answer")
-MAX_PROBLEMS = 20
 
 
-class TaskFileError(SlmLabError, ValueError):
+class TaskFileError(ProblemListError):
     """A task file that is missing or holds invalid items; lists every problem as ``file:line: why``."""
-
-    def __init__(self, problems: list[str]):
-        self.problems = problems
-        shown = problems[:MAX_PROBLEMS]
-        if len(problems) > MAX_PROBLEMS:
-            shown.append(f"... and {len(problems) - MAX_PROBLEMS} more")
-        super().__init__(shown[0] if len(problems) == 1 else f"{len(problems)} problems:\n" + "\n".join(shown))
 
 
 class UnknownTaskError(SlmLabError, ValueError):
