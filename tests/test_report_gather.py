@@ -131,3 +131,16 @@ def test_the_course_runs_section_shows_time_memory_and_energy_or_why_not(tmp_pat
     assert numbers == {"00_setup seconds": 11.4, "00_setup peak MB": 420.5, "00_setup energy": "unavailable: no RAPL",
                        "03_lora_training seconds": 24.0, "03_lora_training peak MB": 1800.0,
                        "03_lora_training energy J": 310.2, "03_lora_training energy method": "RAPL x"}
+
+
+def test_the_grid_section_reads_each_cells_own_record_in_the_grid_files_order(tmp_path):
+    cells = {"rank=16": {"status": "ok", "seconds": 40.0}, "rank=4": {"status": "failed", "seconds": 0.1},
+             "rank=8": {"status": "ok", "seconds": 45.5}}
+    for cell, record in cells.items():
+        _write(tmp_path, f"results/grid/sweep/{cell}/cell.json", record)
+    _write(tmp_path, "results/grid/sweep/grid.json", {"cells": [{"id": "rank=4"}, {"id": "rank=8"}, {"id": "rank=16"}]})
+    grids = _by_key(gather(tmp_path))["grids"]
+    assert [(n.label, n.value) for n in grids.numbers] == [
+        ("sweep rank=4 status", "failed"), ("sweep rank=8 status", "ok"), ("sweep rank=8 seconds", 45.5),
+        ("sweep rank=16 status", "ok"), ("sweep rank=16 seconds", 40.0)]
+    assert grids.numbers[2].source == "results/grid/sweep/rank=8/cell.json" and grids.numbers[2].group == "8"

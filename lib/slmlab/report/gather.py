@@ -8,6 +8,7 @@ made up: each :class:`Number` names its file, its field and when the file was ma
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -293,6 +294,31 @@ def _backend_agreement(read: _Reader) -> bool:
     return data is not None
 
 
+def _grids(read: _Reader) -> bool:
+    records = [path for folder in sorted(read.root.glob("results/grid/*/")) for path in _cells_in_file_order(folder)]
+    for path in records:  # each cell's own record: the grid summary only holds the latest run (skips included)
+        relative = str(path.relative_to(read.root))
+        data = read.load(relative)
+        grid, cell = path.parent.parent.name, path.parent.name
+        if read.number(f"{grid} {cell} status", relative, data, "status") == "ok":
+            keys, values = zip(*(part.partition("=")[::2] for part in cell.split(",")))
+            read.number(f"{grid} {cell} seconds", relative, data, "seconds",
+                        chart=f"{grid}: seconds per cell\n(ticks: {' / '.join(keys)})", group="\n".join(values),
+                        series="seconds")
+    return bool(records)
+
+
+def _cells_in_file_order(folder: Path) -> list[Path]:
+    """The grid's ``cell.json`` records in the order of its grid file (as ``grid.json`` lists them), then any others."""
+    records = {path.parent.name: path for path in folder.glob("*/cell.json")}
+    try:
+        listed = [cell["id"] for cell in json.loads((folder / "grid.json").read_text(encoding="utf-8"))["cells"]]
+    except (OSError, ValueError, KeyError, TypeError):  # no summary, or an unreadable one: folder order
+        listed = []
+    order = [cell for cell in listed if cell in records] + sorted(set(records) - set(listed))
+    return [records[cell] for cell in order]
+
+
 SECTIONS: tuple[tuple[str, str, str, Callable[[_Reader], bool]], ...] = (
     ("setup", "Environment and model (chapter 00)", "slmlab course --chapters 00",
      _one_file("results/00_setup/environment.json", _setup)),
@@ -303,6 +329,7 @@ SECTIONS: tuple[tuple[str, str, str, Callable[[_Reader], bool]], ...] = (
     ("lm", "A tiny LM from scratch (chapter 07)", "slmlab lm tokenizer && slmlab lm train && slmlab lm eval", _tiny_lm),
     ("rl", "RL from execution feedback (chapter 08)", "slmlab rl train --humaneval", _one_file("results/rl/eval.json", _rl)),
     ("benchmarks", "Benchmarks (same-run ratios)", "make bench", _benchmarks),
+    ("grids", "Experiment grids (slmlab grid)", "slmlab grid grids/<file>.yaml", _grids),
     ("runs", "Course runs: wall time, peak memory, energy per chapter", "make course",
      _one_file("results/notebooks/course_runs.json", _course_runs)),
 )
