@@ -14,13 +14,12 @@ normalized match. llama.cpp runs first, before torch has run in the process (the
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import time
 
 import slmlab
 from slmlab.backends import llamacpp_available
 from slmlab.environment import environment_report, peak_rss_mb
-from slmlab.io import atomic_write_json
+from slmlab.io import atomic_write_json, created_now
 from slmlab.lora.datagen import load_split
 from slmlab.lora.evaluation import evaluate
 from slmlab.metrics import reply_agreement
@@ -55,7 +54,7 @@ def main() -> None:
               for name, path in models.items()}
     report = {
         "benchmark": "backend_agreement",
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": created_now(),
         "command": "python benchmarks/backend_agreement.py" + (f" --limit {args.limit}" if args.limit else ""),
         "model": slmlab.DEFAULT_MODEL,
         "test_rows": len(rows),

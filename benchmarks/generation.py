@@ -22,7 +22,6 @@ import argparse
 import copy
 import ctypes
 import dataclasses
-import datetime as dt
 import gc
 import os
 import platform
@@ -45,7 +44,7 @@ import slmlab
 from slmlab import DecodingConfig
 from slmlab.backends import llamacpp_available
 from slmlab.environment import RssSampler, environment_report, peak_rss_mb, rss_mb
-from slmlab.io import atomic_write_json
+from slmlab.io import atomic_write_json, created_now
 from slmlab.metrics import reply_agreement
 from slmlab.settings import results_dir
 
@@ -605,7 +604,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     payload = {
         "benchmark": "generation",
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": created_now(),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "quick": args.quick,
         "duration_s": round(time.perf_counter() - started, 1),

@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as dt
 import tempfile
 import time
 from pathlib import Path
 
 from slmlab.environment import environment_report, peak_rss_mb
-from slmlab.io import atomic_write_json
+from slmlab.io import atomic_write_json, created_now
 from slmlab.settings import results_dir
 from slmlab.tinylm.evaluation import evaluate_lm
 from slmlab.tinylm.model import ModelConfig, build_model
@@ -162,7 +161,7 @@ def main() -> None:
         text = Path(args.text) if args.text else english_text(work)
         report = {
             "benchmark": "tiny_lm",
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "created": created_now(),
             "command": "python benchmarks/lm.py" + (" --quick" if args.quick else f" --steps {steps}")
                        + (f" --text {args.text}" if args.text else ""),
             "environment": environment_report(),

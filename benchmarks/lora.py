@@ -14,7 +14,6 @@ layers run inside the step that first uses it) and with ``fast_step=False``, to 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import torch
 
 from slmlab.environment import environment_report
-from slmlab.io import atomic_write_json
+from slmlab.io import atomic_write_json, created_now
 from slmlab.lora.datagen import DataConfig, generate_dataset, load_split
 from slmlab.lora.patterns import load_patterns
 from slmlab.lora.training import TrainConfig, peft_lora_config, train_lora
@@ -90,7 +89,7 @@ def main() -> None:
     ratio = ours["tokens_per_s"] / trl["tokens_per_s"]
     report = {
         "benchmark": "lora_training",
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": created_now(),
         "command": "python benchmarks/lora.py" + (" --quick" if args.quick else f" --steps {steps}"),
         "model": DEFAULT_MODEL,
         "settings": {k: v for k, v in config.__dict__.items() if k not in ("eval_every", "save_every", "keep_checkpoints")},

@@ -25,7 +25,6 @@ generated per second of search. Peak RSS is sampled during each configuration's 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import time
 from dataclasses import asdict, replace
@@ -36,7 +35,7 @@ from tabulate import tabulate
 
 import slmlab
 from slmlab.environment import RssSampler, environment_report, peak_rss_mb
-from slmlab.io import atomic_write_json
+from slmlab.io import atomic_write_json, created_now
 from slmlab.mcts.core import MCTS, MCTSConfig, Node, search_tree
 from slmlab.mcts.lm_env import EnvConfig, LMEnvironment
 from slmlab.mcts.macro import Macro
@@ -184,7 +183,7 @@ def main() -> None:
             del run["tree"]
     report = {
         "benchmark": "mcts_lm_environment",
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": created_now(),
         "command": "python benchmarks/mcts.py" + (" --quick" if args.quick else
                                                   f" --sims {sims} --prompts {len(prompts)} --leaves {args.leaves}"),
         "quick": args.quick,

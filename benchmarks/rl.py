@@ -15,7 +15,6 @@ measured by greedy pass@1 on ``data/tasks/rl/heldout``.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import importlib.metadata
 import json
 import random
@@ -25,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from slmlab.environment import environment_report, peak_rss_mb
-from slmlab.io import atomic_write_json
+from slmlab.io import atomic_write_json, created_now
 from slmlab.models import DEFAULT_MODEL, load_model
 from slmlab.rl.config import RLConfig
 from slmlab.rl.evaluate import EvalSettings, pass_at_1
@@ -138,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as folder:
         report = {
             "benchmark": "rl",
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "created": created_now(),
             "command": "python benchmarks/rl.py " + " ".join(sys.argv[1:] if argv is None else argv),
             "environment": environment_report() | {"trl version": importlib.metadata.version("trl")},
             "model": args.model, "config": config.as_dict(),

@@ -29,12 +29,11 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from slmlab.errors import SlmLabError
-from slmlab.io import atomic_write_folder
+from slmlab.io import atomic_write_folder, created_now
 
 if TYPE_CHECKING:
     import torch
@@ -383,7 +382,7 @@ def _provenance(src: Path, fmt: AdapterFormat, lora: _Lora, base: Path | None) -
         "converted_from": fmt,
         "source": str(src),
         "base_model": str(base) if base else lora.base_name,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": created_now(),
         **({"peft": lora.provenance["peft"]} if "peft" in lora.provenance else {}),
     }
 

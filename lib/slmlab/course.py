@@ -9,7 +9,6 @@ chapter's own printed lines and progress bars.
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import json
 import logging
@@ -26,7 +25,7 @@ from tqdm.auto import tqdm
 
 from slmlab.environment import EnergyMeter, RssSampler, tree_rss_mb
 from slmlab.errors import SlmLabError
-from slmlab.io import atomic_write_json
+from slmlab.io import atomic_write_json, created_now
 from slmlab.settings import project_root, quick_mode, results_dir
 
 _NUMBERED = re.compile(r"^(\d\d)_[\w-]+\.ipynb$")
@@ -94,7 +93,7 @@ def record_run(path: Path, r: ChapterResult) -> Path:
     runs = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     runs[r.notebook.stem] = {"ok": r.ok, "seconds": round(r.seconds, 1), "peak_rss_mb": r.peak_rss_mb,
                              "energy_j": r.energy_j, "energy_source": r.energy_source,
-                             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "error": r.error}
+                             "created": created_now(), "error": r.error}
     return atomic_write_json(path, dict(sorted(runs.items())))
 
 

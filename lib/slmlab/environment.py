@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import importlib.metadata
 import os
 import platform
@@ -192,7 +191,7 @@ def environment_report() -> dict[str, object]:
 
 def save_environment(path: str | Path, model_summary: dict | None = None) -> Path:
     """Write :func:`environment_report` and the loaded model's summary to ``path`` (JSON), for the report."""
-    from slmlab.io import atomic_write_json
+    from slmlab.io import atomic_write_json, created_now
 
-    created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    created = created_now()
     return atomic_write_json(path, {"created": created, "environment": environment_report(), "model": model_summary or {}})

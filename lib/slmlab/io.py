@@ -6,6 +6,7 @@ A crash, a full disk or Ctrl+C mid-write leaves the previous file or folder inta
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import shutil
@@ -103,6 +104,11 @@ def _merge_into(tmp: Path, path: Path) -> None:
             _replace_folder(item, target)
         else:
             os.replace(item, target)
+
+
+def created_now() -> str:
+    """The ``created`` stamp every results file carries: now, in UTC, ISO 8601 to the second."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

@@ -6,10 +6,9 @@ since quick sizes are for checking the pipeline, not for quoting.
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
-from slmlab.io import atomic_write_text
+from slmlab.io import atomic_write_text, created_now
 from slmlab.report.gather import NOT_RUN, Section, gather, sections_markdown
 from slmlab.settings import project_root
 
@@ -56,7 +55,7 @@ def write_report(root: str | Path, out_dir: str | Path | None = None, quick: boo
     root = Path(root)
     out = Path(out_dir) if out_dir else root / "results" / "report"
     sections = gather(root)
-    made = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    made = created_now()
     written = write_figures(sections, out / "figures", quick)
     figures = {path.stem: f"figures/{path.name}" for path in written if path.suffix == ".png"}
     atomic_write_text(Path(video_script) if video_script else out / "video_script.md",
