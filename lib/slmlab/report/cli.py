@@ -15,7 +15,8 @@ def _report(args: argparse.Namespace) -> int:
     quick = quick_mode(args.quick)  # --quick, or SLMLAB_QUICK
     root = artifacts_root(quick)
     video = Path(args.video_script) if args.video_script else default_video_script(root, quick)
-    path = write_report(root, args.out, quick=quick, video_script=video)
+    sections = gather(root)  # read once: the report, its figures, the video script and the paper all show these
+    path = write_report(root, args.out, quick=quick, video_script=video, sections=sections)
     print(f"report: {path}")
     print(f"figures: {path.parent / 'figures'}")
     print(f"video script: {video or path.parent / 'video_script.md'}")
@@ -30,7 +31,7 @@ def _report(args: argparse.Namespace) -> int:
             print(f"screens: {len(shots)} notebook(s) under {shots[0].parent if shots else 'results/report/screens'}")
     if args.latex:
         paper = Path(args.paper) if args.paper else project_root() / "paper"
-        changed = fill_latex(gather(root), paper, quick=quick)
+        changed = fill_latex(sections, paper, quick=quick)
         print(f"paper tables: {len(changed)} rewritten under {paper / 'tables'}" if changed else
               f"paper tables: up to date ({paper / 'tables'})")
     return 0

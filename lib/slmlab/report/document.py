@@ -43,8 +43,9 @@ def default_video_script(root: Path, quick: bool) -> Path | None:
 
 
 def write_report(root: str | Path, out_dir: str | Path | None = None, quick: bool = False,
-                 video_script: str | Path | None = None) -> Path:
-    """Gather ``root`` (an artifacts tree); write ``report.md`` and ``figures/`` to ``out_dir``; return the report path.
+                 video_script: str | Path | None = None, sections: list[Section] | None = None) -> Path:
+    """Gather ``root`` (an artifacts tree) unless ``sections`` were gathered already; write ``report.md`` and
+    ``figures/`` to ``out_dir``; return the report path.
 
     ``out_dir`` defaults to ``root/results/report``; the video script goes to ``video_script`` (default: beside
     the report).
@@ -54,7 +55,7 @@ def write_report(root: str | Path, out_dir: str | Path | None = None, quick: boo
 
     root = Path(root)
     out = Path(out_dir) if out_dir else root / "results" / "report"
-    sections = gather(root)
+    sections = gather(root) if sections is None else sections
     made = created_now()
     written = write_figures(sections, out / "figures", quick)
     figures = {path.stem: f"figures/{path.name}" for path in written if path.suffix == ".png"}
