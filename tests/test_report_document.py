@@ -84,3 +84,10 @@ def test_slmlab_report_latex_fills_the_paper_once(tmp_path, monkeypatch, capsys)
     assert "88.9" in (paper / "tables" / "lora.tex").read_text(encoding="utf-8")
     assert main(["report", "--latex", "--paper", str(paper)]) == 0
     assert "paper tables: up to date" in capsys.readouterr().out
+
+
+def test_an_all_zero_chart_starts_at_zero_with_a_unit_axis(tmp_path):
+    zero = {"normalized_match": 0.0, "per_category": {"fact": {"normalized": 0.0}}}
+    _write(tmp_path, "results/comparison.json", {"baseline": zero, "tuned": zero})
+    figure = plot_section(next(s for s in gather(tmp_path) if s.key == "lora"))
+    assert figure.axes[0].get_ylim() == (0.0, 1.0)

@@ -63,6 +63,9 @@ def _bars(axes, chart: str, groups: OrderedDict[str, OrderedDict[str, float]]) -
                     ha="center" if len(groups) <= 6 else "right")
     axes.set_ylabel(chart)
     axes.margins(y=0.15)
+    shown = [v for values in groups.values() for v in values.values() if v == v]  # NaN: a series this group lacks
+    if min(shown) >= 0:  # counts, rates and times start at zero; an all-zero chart gets a unit axis, not ±0.06
+        axes.set_ylim(0, None if max(shown) > 0 else 1)
     if len(series) > 1:
         axes.legend(frameon=False)
 
