@@ -102,7 +102,7 @@ def test_stdout_lines_and_unsolved_programs_judged_in_parent():
     assert score.status == "partial" and score.passed == 2 and score.stdout_tail == "all tests passed"
 
 
-def test_check_tasks_convert_values_and_snapshot_builtins():
+def test_check_tasks_keep_types_and_the_check_never_sees_the_programs_patches():
     tricks = ["class Any(tuple):\n    def __eq__(self, other):\n        return True\n\ndef plus_pair(x):\n    return Any()\n",
               "import builtins\nbuiltins.abs = lambda v: 0\ndef plus_pair(x):\n    return (0, 4)\n",
               "def plus_pair(x):\n    return [x + 3, x * 2]\n",  # a list is not the tuple the check wants

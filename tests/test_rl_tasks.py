@@ -129,6 +129,20 @@ def test_reference_that_fails_its_tests_is_refused(tmp_path):
     assert error.value.field == "tests[1]" and str(path) in str(error.value) and "got 5" in str(error.value)
 
 
+def test_a_check_task_needs_its_reference_and_a_check_that_fails_on_it_is_named(tmp_path):
+    check = {"name": "pair", "prompt": "Return (x, x).", "kind": "check", "entry_point": "pair",
+             "test_code": "def check(candidate):\n    assert candidate(1) == (1, 1)\n"}
+    write(tmp_path / "pair.json", check)
+    with pytest.raises(TaskFileError) as error:
+        load_tasks(tmp_path)
+    assert error.value.field == "reference" and "pair.json" in str(error.value)
+    write(tmp_path / "pair.json", {**check, "reference": "def pair(x):\n    return [x, x]\n"})
+    with pytest.raises(TaskFileError) as error:
+        load_tasks(tmp_path, validate=True)
+    assert error.value.field == "test_code" and "fails on the reference solution (error" in str(error.value)
+    assert "AssertionError" in str(error.value)
+
+
 def test_humaneval_loads_as_check_tasks():
     problems = load_humaneval()
     assert len(problems) == 164 and len({p.name for p in problems}) == 164

@@ -1,6 +1,6 @@
-"""Execution rewards of chapter 08: programs run in the sandbox against a task's tests, judged in the parent process.
-Rewards in [0, 1]: empty, syntax error, blocked 0 < runtime error, timeout 0.05 < wrong answer 0.1-0.25 < partial 0.3-0.9 < pass 1
-"""
+"""Execution rewards of chapter 08: programs run in the sandbox against a task's tests, judged outside their process.
+Rewards in [0, 1]: task error, empty, syntax error, blocked 0 < runtime error, timeout 0.05 < wrong answer 0.1-0.25
+< partial 0.3-0.9 < pass 1."""
 
 from __future__ import annotations
 
@@ -14,10 +14,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from slmlab.rl.checking import MAX_ROUNDS, answers_of, check_plan, run_candidate, run_checker, same_as_reference
+from slmlab.rl.harness import decode_records, split_framed
 from slmlab.rl.sandbox import SandboxLimits, SandboxResult, run_python
 from slmlab.rl.tasks import CodeTask
 
 # The reward of each outcome, worst to best (strictly ordered):
+# - "error": the task itself cannot judge (a check task without a reference, or whose check fails on it): 0.0, the
+#   check's own traceback in details["check_traceback"];
 # - "empty" (no text, or bytes that are not UTF-8), "syntax_error" (refused by compile() in the parent, which
 #   executes nothing) and "blocked" (the sandbox refused an action such as a socket or a subprocess): 0.0;
 # - "runtime_error" / "timeout" (no test produced a value): 0.05;
@@ -25,12 +29,12 @@ from slmlab.rl.tasks import CodeTask
 #   to the expected output over all tests (a test that produced nothing counts 0), so 0.1 <= reward < 0.25;
 # - "partial" (some tests pass): 0.3 + 0.6 x the fraction passed, so 0.3 < reward < 0.9;
 # - "passed" (every test passes): 1.0.
-EMPTY = SYNTAX_ERROR = BLOCKED = 0.0
+TASK_ERROR = EMPTY = SYNTAX_ERROR = BLOCKED = 0.0
 RUNTIME_ERROR = TIMEOUT = 0.05
 WRONG_ANSWER, WRONG_ANSWER_SPAN = 0.1, 0.15
 PARTIAL, PARTIAL_SPAN = 0.3, 0.6
 PASSED = 1.0
-STATUSES = ("empty", "syntax_error", "blocked", "runtime_error", "timeout", "wrong_answer", "partial", "passed")
+STATUSES = ("error", "empty", "syntax_error", "blocked", "runtime_error", "timeout", "wrong_answer", "partial", "passed")
 STDOUT_TAIL_CHARS = 400
 SIMILARITY_CHARS = 2000  # difflib is quadratic: compare at most this much of each side
 TIMED_OUT = ("timeout", "cpu_limit")
@@ -46,10 +50,8 @@ SOLUTION_FILE = "solution.py"
 # out-of-order lines void the run. Everything the harness uses after the program ran is bound before (locals and
 # closures), so rebinding print, json.dumps or builtins does not change what it writes (at worst it breaks the
 # harness, which fails the run). stdio tasks: stdout of one run per test is compared in the parent.
-# Check tasks (HumanEval): check(candidate) runs in the child with a snapshot of the builtins taken before the
-# program ran, candidate converts every return value to plain Python types, and the verdict is one marker line.
-# That verdict is in-process: a program that finds the marker in memory, or patches a module the check imports
-# (math), could fake it; only per-test values, as for function tasks, would move the verdict to the parent.
+# Check tasks (HumanEval): no verdict is reached in the program's process. The program only answers calls there, and
+# the task's check runs in a process of its own on those answers (slmlab.rl.checking).
 HARNESS_PRELUDE = r'''
 import builtins as _builtins
 import json as _json
@@ -57,16 +59,15 @@ import os as _os
 import sys as _sys
 
 
-def _harness(entry, payload, kind):
+def _harness(entry, payload):
     marker = _sys.stdin.readline().strip()
     fd = _os.dup(1)
     write, type_, str_, repr_, len_, enumerate_, callable_, isinstance_ = (
         _os.write, type, str, repr, len, enumerate, callable, isinstance)
-    list_, tuple_, dict_, set_, frozenset_, compile_, exec_ = list, tuple, dict, set, frozenset, compile, exec
-    BaseException_, AssertionError_, SyntaxError_, TypeError_ = BaseException, AssertionError, SyntaxError, TypeError
+    list_, tuple_, dict_, compile_, exec_ = list, tuple, dict, compile, exec
+    BaseException_, SyntaxError_, TypeError_ = BaseException, SyntaxError, TypeError
     encode = _json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode
     scalars = {bool, int, float, str, type(None)}
-    builtins_snapshot = dict_(_builtins.__dict__)
 
     def emit(record):
         write(fd, ("\n" + marker + " " + encode(record) + "\n").encode("ascii"))
@@ -84,19 +85,14 @@ def _harness(entry, payload, kind):
             name = "object"
         raise TypeError_("returned a " + str_(name) + ", not a plain value")
 
-    def plain(value, keep_tuples):
+    def plain(value):
         kind = type_(value)
         if kind in scalars:
             return value
-        if kind is list_ or (kind is tuple_ and not keep_tuples):
-            return [plain(item, keep_tuples) for item in value]
-        if kind is tuple_:
-            return tuple_(plain(item, keep_tuples) for item in value)
+        if kind is list_ or kind is tuple_:
+            return [plain(item) for item in value]
         if kind is dict_:
-            return {plain(k, keep_tuples) if type_(k) in scalars else refuse(k): plain(v, keep_tuples)
-                    for k, v in value.items()}
-        if keep_tuples and (kind is set_ or kind is frozenset_):
-            return kind(plain(item, keep_tuples) for item in value)
+            return {plain(k) if type_(k) in scalars else refuse(k): plain(v) for k, v in value.items()}
         return refuse(value)
 
     namespace = {"__name__": "solution", "__builtins__": _builtins}
@@ -110,29 +106,12 @@ def _harness(entry, payload, kind):
     except BaseException_ as exc:
         emit({"load_error": describe(exc), "syntax": isinstance_(exc, SyntaxError_)})
         return
-    if kind == "function":
-        for index, args in enumerate_(payload):
-            try:
-                line = encode({"i": index, "value": plain(function(*args), False)})
-            except BaseException_ as exc:
-                line = encode({"i": index, "error": describe(exc)})
-            write(fd, ("\n" + marker + " " + line + "\n").encode("ascii"))
-        return
-
-    def candidate(*args, **kwargs):
-        return plain(function(*args, **kwargs), True)
-
-    checks = dict_(namespace)
-    checks["__builtins__"] = builtins_snapshot
-    try:
-        exec_(compile_(payload, "check.py", "exec"), checks)
-        checks["check"](candidate)
-    except AssertionError_ as exc:
-        emit({"verdict": "fail", "error": describe(exc)})
-    except BaseException_ as exc:
-        emit({"verdict": "error", "error": describe(exc)})
-    else:
-        emit({"verdict": "pass"})
+    for index, args in enumerate_(payload):
+        try:
+            line = encode({"i": index, "value": plain(function(*args))})
+        except BaseException_ as exc:
+            line = encode({"i": index, "error": describe(exc)})
+        write(fd, ("\n" + marker + " " + line + "\n").encode("ascii"))
 '''
 
 
@@ -190,44 +169,14 @@ def _score(rows: list[dict], stdout: str, details: dict, failure: str | None = N
         mean = sum(row.get("similarity", 0.0) for row in rows) / total
         return Score(WRONG_ANSWER + WRONG_ANSWER_SPAN * min(mean, 1.0), 0, total, "wrong_answer", _tail(stdout), details)
     status = failure or "runtime_error"
-    reward = {"empty": EMPTY, "syntax_error": SYNTAX_ERROR, "timeout": TIMEOUT, "blocked": BLOCKED}.get(status, RUNTIME_ERROR)
+    floors = {"error": TASK_ERROR, "empty": EMPTY, "syntax_error": SYNTAX_ERROR, "timeout": TIMEOUT, "blocked": BLOCKED}
+    reward = floors.get(status, RUNTIME_ERROR)
     return Score(reward, 0, total, status, _tail(stdout), details)
 
 
 def _failed(total: int, status: str, note: str, stdout: str = "", **details: Any) -> Score:
     rows = [{"test": index, "passed": False} for index in range(total)]
     return _score(rows, stdout, {"note": note, **details}, failure=status)
-
-
-def _reject(value: str) -> None:
-    raise ValueError(f"{value} is not plain JSON")
-
-
-def _split_stdout(stdout: str, marker: str) -> tuple[list[str], str]:
-    """(the payloads of the lines that start with the marker, the program's own output)."""
-    prefix, records, own = marker + " ", [], []
-    for line in stdout.split("\n"):
-        if line.startswith(prefix):
-            records.append(line[len(prefix):])
-        elif line:
-            own.append(line)
-    return records, "\n".join(own)
-
-
-def _records(payloads: list[str], truncated: bool) -> list[dict] | None:
-    """Decoded result lines, None when one is not a plain JSON object (a cut last line is dropped instead)."""
-    records = []
-    for number, payload in enumerate(payloads):
-        try:
-            record = json.loads(payload, parse_constant=_reject)
-        except ValueError:
-            if truncated and number == len(payloads) - 1:
-                break
-            return None
-        if not isinstance(record, dict):
-            return None
-        records.append(record)
-    return records
 
 
 def _sandbox_details(result: SandboxResult) -> dict:
@@ -257,7 +206,7 @@ def _function_rows(task: CodeTask, records: list[dict]) -> list[dict] | str:
 
 
 def _harness_source(task: CodeTask, payload: Any) -> str:
-    call = f"_harness({task.entry_point!r}, {payload!r}, {task.kind!r})"
+    call = f"_harness({task.entry_point!r}, {payload!r})"
     return f"SOLUTION = {SOLUTION_FILE!r}\n{HARNESS_PRELUDE}\n{call}\n"
 
 
@@ -265,11 +214,12 @@ def _run_harness(task: CodeTask, code: str, payload: Any, limits: SandboxLimits)
                                                                                           str]:
     marker = secrets.token_hex(16)
     result = run_python(_harness_source(task, payload), stdin=marker + "\n", limits=limits, files={SOLUTION_FILE: code})
-    payloads, own = _split_stdout(result.stdout, marker)
-    return result, _records(payloads, result.truncated), own
+    payloads, own = split_framed(result.stdout, marker)
+    return result, decode_records(payloads, result.truncated), own
 
 
 def _load_failure(records: list[dict], total: int, own: str, result: SandboxResult) -> Score | None:
+    """The score of a program that could not be loaded (its first record says why), else None."""
     if records and "load_error" in records[0]:
         if len(records) != 1:
             return _failed(total, "runtime_error", "extra result lines after a load error", own, **_sandbox_details(result))
@@ -296,21 +246,45 @@ def _score_function(task: CodeTask, code: str, limits: SandboxLimits) -> Score:
 
 
 def _score_check(task: CodeTask, code: str, limits: SandboxLimits) -> Score:
-    result, records, own = _run_harness(task, code, task.test_code or "", limits)
-    if result.status == "blocked":
-        return _failed(1, "blocked", result.stderr.strip()[-300:], own, **_sandbox_details(result))
-    if records is None or len(records) > 1:
-        return _failed(1, "runtime_error", "result lines are void (not plain JSON or more than one)", own,
-                       **_sandbox_details(result))
-    failure = _load_failure(records, 1, own, result)
-    if failure is not None:
-        return failure
-    verdict = records[0].get("verdict") if records else None
+    plan = check_plan(task, limits)
+    if plan.error is not None:
+        return _failed(1, "error", plan.error, check_traceback=plan.traceback)
+    calls = list(plan.calls)
+    for rounds in range(1, MAX_ROUNDS + 1):
+        run = run_candidate(task, code, calls, limits)
+        result, own = run.result, run.own_output
+        details = {**_sandbox_details(result), "calls": len(calls), "rounds": rounds}
+        if result.status == "blocked":
+            return _failed(1, "blocked", result.stderr.strip()[-300:], own, **details)
+        answers = "the answer lines are not plain JSON" if run.records is None else (
+            _load_failure(run.records, 1, own, result) or answers_of(run.records, len(calls)))
+        if isinstance(answers, Score):
+            return answers
+        if isinstance(answers, str):
+            return _failed(1, "runtime_error", f"answer lines void: {answers}", own, **details)
+        if same_as_reference(answers, calls, plan):
+            return _score([{"test": 0, "passed": True, "answered": True, "similarity": 1.0}], own,
+                          {**details, "checker": "answers equal the reference's"})
+        outcome, checked = run_checker(task, {"mode": "verify", "calls": calls, "answers": answers}, limits)
+        if outcome is not None and "need" in outcome:
+            calls = outcome["need"]
+            continue
+        return _score([_check_row(outcome, checked)], own, {**details, "checker": "check(candidate) on the answers"},
+                      failure="timeout" if result.status in TIMED_OUT else "runtime_error")
+    return _failed(1, "error", f"the check still asked for new calls after {MAX_ROUNDS} rounds of answers", "")
+
+
+def _check_row(outcome: dict | None, checked: SandboxResult) -> dict:
+    """The one test row of a check task from the checker's verdict."""
+    if outcome is None or "verdict" not in outcome:
+        why = outcome.get("task_error") if outcome else f"the checker ended {checked.status}"
+        return {"test": 0, "passed": False, "error": f"the check could not run on the answers: {why}"}
+    verdict = outcome["verdict"]
     row = {"test": 0, "passed": verdict == "pass", "answered": verdict in ("pass", "fail"), "similarity": 0.0}
-    if records and "error" in records[0]:
-        row["error"] = str(records[0]["error"])
-    timed_out = result.status in TIMED_OUT
-    return _score([row], own, _sandbox_details(result), failure="timeout" if timed_out else "runtime_error")
+    if "error" in outcome:
+        line = outcome.get("line")
+        row["error"] = str(outcome["error"]) + (f" (check.py line {line})" if line else "")
+    return row
 
 
 def _score_stdio(task: CodeTask, code: str, limits: SandboxLimits) -> Score:

@@ -22,7 +22,7 @@ from slmlab.io import atomic_write_json
 KINDS = ("function", "stdio", "check")
 REQUIRED = {"function": ("name", "prompt", "kind", "entry_point", "tests"),
             "stdio": ("name", "prompt", "kind", "tests"),
-            "check": ("name", "prompt", "kind", "entry_point", "test_code")}
+            "check": ("name", "prompt", "kind", "entry_point", "test_code", "reference")}  # the checker learns the calls from it
 OPTIONAL = ("signature", "test_code", "hints", "reference", "family", "tests", "entry_point")
 HELD_OUT_PER_FAMILY = 2  # members of each generated family kept out of training
 GLOB_CHARS = "*?["
