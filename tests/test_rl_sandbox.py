@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from slmlab.rl import sandbox
-from slmlab.rl.sandbox import SandboxError, SandboxLimits, resolve_rlimits, run_python, sandbox_report
+from slmlab.rl.sandbox import LAYERS_ENV, SandboxError, SandboxLimits, resolve_rlimits, run_python, sandbox_report
 
 FAST = SandboxLimits(cpu_seconds=1, wall_seconds=3.0, memory_mb=256, output_bytes=65_536)
 NEARLY_EMPTY_ENV = {"PATH", "HOME", "TMPDIR", "LANG", "PWD", "LC_CTYPE"}
@@ -98,15 +98,42 @@ def test_report_lists_the_active_layers():
 
 
 # --- hostile programs ---------------------------------------------------------------------------------------------
+# Each runs twice: under the strongest layers this machine has, and under rlimits and the audit hook alone
+# (LAYERS_ENV=plain), as on a machine without unshare or user namespaces. Both must contain it.
 
-def test_infinite_loop_hits_the_cpu_limit_and_leaves_nothing_behind():
+@pytest.fixture(params=["strongest", "plain"])
+def layers(request, monkeypatch) -> str:
+    if request.param == "plain":
+        monkeypatch.setenv(LAYERS_ENV, "plain")
+    else:
+        monkeypatch.delenv(LAYERS_ENV, raising=False)
+    return request.param
+
+
+def test_plain_layers_are_named_in_the_report(monkeypatch):
+    monkeypatch.setenv(LAYERS_ENV, "plain")
+    report = sandbox_report()
+    assert (report["launch"], report["namespace"], report["uid_drop"], report["audit_hook"]) == ("plain", None, None, True)
+
+
+def test_what_rlimits_and_the_hook_alone_do_not_stop_is_reading_the_accounts_files(layers, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("hunter2-file")
+    secret.chmod(0o600)
+    result = run_python(f"print(open({str(secret)!r}).read())\n", limits=FAST)
+    if layers == "plain":  # the program runs as this account, and the hook refuses writes outside its folder, not reads
+        assert result.stdout == "hunter2-file\n"
+    elif sandbox_report()["uid_drop"] is not None:  # as nobody, the file of another account is out of reach
+        assert result.status == "error" and "hunter2-file" not in result.stdout and "PermissionError" in result.stderr
+
+def test_infinite_loop_hits_the_cpu_limit_and_leaves_nothing_behind(layers):
     result = run_python(_cwd_then("while True:\n    pass\n"), limits=FAST)
     assert result.status in ("cpu_limit", "timeout")
     assert result.wall_seconds < FAST.wall_seconds + 1
     assert _processes_mentioning(result.stdout.strip()) == []
 
 
-def test_sleeping_program_hits_the_wall_clock():
+def test_sleeping_program_hits_the_wall_clock(layers):
     limits = SandboxLimits(cpu_seconds=1, wall_seconds=0.5, memory_mb=256)
     result = run_python(_cwd_then("import time\ntime.sleep(30)\n"), limits=limits)
     assert (result.status, result.killed_by, result.returncode) == ("timeout", "wall_clock", -signal.SIGKILL)
@@ -127,7 +154,7 @@ FORK_BOMBS = {
 
 
 @pytest.mark.parametrize("kind", sorted(FORK_BOMBS))
-def test_fork_bombs_are_blocked_and_the_machine_recovers(kind):
+def test_fork_bombs_are_blocked_and_the_machine_recovers(kind, layers):
     before = len(psutil.pids())
     result = run_python(_cwd_then(FORK_BOMBS[kind]), limits=FAST)
     assert result.status == "blocked", result.stderr
@@ -140,12 +167,12 @@ def test_fork_bombs_are_blocked_and_the_machine_recovers(kind):
     "x = bytearray(2 * 1024 ** 3)\n",
     "chunks = []\nwhile True:\n    chunks.append(bytearray(50 * 1024 ** 2))\n",
 ])
-def test_memory_hog_reports_memory(source):
+def test_memory_hog_reports_memory(source, layers):
     result = run_python(source, limits=FAST)
     assert result.status == "memory", (result.status, result.stderr[-500:])
 
 
-def test_a_gigabyte_of_output_is_capped_and_ends_fast():
+def test_a_gigabyte_of_output_is_capped_and_ends_fast(layers):
     started = time.monotonic()
     result = run_python("while True:\n    print('x' * 10**6)\n", limits=FAST)
     assert result.status == "output_limit" and result.killed_by == "output_limit"
@@ -171,7 +198,7 @@ def test_output_a_little_over_the_cap_is_truncated_but_ok():
     "os.symlink(CANARY, 'link'); open('link', 'w').write('owned')",
     "pathlib.Path(CANARY).write_text('owned')",
 ])
-def test_files_outside_the_folder_survive(tmp_path, attack):
+def test_files_outside_the_folder_survive(tmp_path, attack, layers):
     canary = tmp_path / "canary.txt"
     canary.write_text("precious")
     source = f"import os, shutil, pathlib\nCANARY = {str(canary)!r}\n{attack}\n"
@@ -181,7 +208,7 @@ def test_files_outside_the_folder_survive(tmp_path, attack):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["canary.txt"]
 
 
-def test_parent_environment_stays_secret(monkeypatch):
+def test_parent_environment_stays_secret(monkeypatch, layers):
     monkeypatch.setenv("SLMLAB_TEST_SECRET", "hunter2-proc")
     source = (f"import os\nprint(dict(os.environ))\n"
               f"for pid in ({os.getpid()}, os.getppid()):\n"
@@ -192,7 +219,7 @@ def test_parent_environment_stays_secret(monkeypatch):
     assert result.status in ("blocked", "ok")
 
 
-def test_no_connection_reaches_a_local_server():
+def test_no_connection_reaches_a_local_server(layers):
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(1)
@@ -224,7 +251,7 @@ def test_no_connection_reaches_a_local_server():
     "os.kill(-1, signal.SIGKILL)",
     "os.kill(0, signal.SIGKILL)",
 ])
-def test_the_parent_survives_kill_attempts(attack):
+def test_the_parent_survives_kill_attempts(attack, layers):
     result = run_python(f"import os, signal\n{attack}\n", limits=FAST)
     assert result.status in ("blocked", "error", "killed"), result
     assert psutil.pid_exists(os.getpid())
@@ -253,7 +280,7 @@ def test_exit_statuses_are_reported_honestly(source, tmp_path):
     assert result.status == ("ok" if plain.returncode == 0 else "killed" if plain.returncode < 0 else "error")
 
 
-def test_monkey_patched_builtins_stay_in_the_child():
+def test_monkey_patched_builtins_stay_in_the_child(layers):
     import builtins
 
     hostile = "import builtins, os\nbuiltins.len = lambda x: 0\nbuiltins.open = None\nos.getcwd = None\nprint(len('abc'))\n"
@@ -262,7 +289,7 @@ def test_monkey_patched_builtins_stay_in_the_child():
     assert run_python("print(len('abc'))\n", limits=FAST).stdout == "3\n"
 
 
-def test_patching_the_hook_helpers_does_not_disable_it(tmp_path):
+def test_patching_the_hook_helpers_does_not_disable_it(tmp_path, layers):
     target = tmp_path / "new.txt"
     source = ("import builtins, os, os.path\nbuiltins.any = lambda *a: False\nbuiltins.isinstance = lambda *a: True\n"
               f"os.fspath = lambda p: os.getcwd()\nos.fsdecode = lambda p: os.getcwd()\nopen({str(target)!r}, 'w')\n")
@@ -308,7 +335,7 @@ AUDITED = {
 
 
 @pytest.mark.parametrize("event", sorted(AUDITED))
-def test_audited_action_is_refused_by_name(event):
+def test_audited_action_is_refused_by_name(event, layers):
     result = run_python(f"import os\n{AUDITED[event]}\n", limits=FAST)
     assert result.status == "blocked", result
     assert f"refused {event}" in result.stderr
@@ -385,7 +412,7 @@ def test_cpu_bound_program_stops_at_the_cpu_limit_while_others_run():
     assert done.status == "ok" and '"tag": "quick"' in done.stdout
 
 
-def test_the_program_cannot_raise_its_own_limits():
+def test_the_program_cannot_raise_its_own_limits(layers):
     result = run_python("import resource\nresource.setrlimit(resource.RLIMIT_CPU, (1000, 1000))\n", limits=FAST)
     assert result.status == "blocked" and "refused resource.setrlimit" in result.stderr
 

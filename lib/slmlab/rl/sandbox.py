@@ -32,6 +32,9 @@ BLOCKED_EXIT = 86  # exit code of a child whose audit hook refused an action
 MEMORY_EXIT = 87  # exit code of a child that ran out of memory (MemoryError reached the top level)
 OUTPUT_KILL_FACTOR = 4  # a stream that exceeds this many times output_bytes gets the child killed
 _POLL_SECONDS = 0.005
+# "plain" runs programs with rlimits and the audit hook only, as on a machine without unshare or user namespaces
+# (macOS, a locked-down container): to see what those layers alone contain. Anything else: the strongest that works.
+LAYERS_ENV = "SLMLAB_SANDBOX_LAYERS"
 
 
 class SandboxError(SlmLabError, ValueError):
@@ -321,8 +324,16 @@ def sandbox_report() -> dict:
     }
 
 
-@functools.lru_cache(maxsize=1)
 def _launch() -> _Launch:
+    """The launch in force: the strongest that works here, or only rlimits and the hook where LAYERS_ENV says so."""
+    if os.environ.get(LAYERS_ENV, "auto") == "plain":
+        return _Launch(name="plain", notes=(f"{LAYERS_ENV}=plain: no namespace and no uid drop, only rlimits and the "
+                                            "audit hook",))
+    return _strongest_launch()
+
+
+@functools.lru_cache(maxsize=1)
+def _strongest_launch() -> _Launch:
     """Probe the launch variants from strongest to weakest once; the first that runs a program wins."""
     notes: list[str] = []
     for candidate in _candidates():
