@@ -67,6 +67,7 @@ bench: setup
 	-$(BIN)/python benchmarks/backend_agreement.py  # needs slmlab[llamacpp] and chapter 04's data
 	$(BIN)/python benchmarks/lm.py
 	$(BIN)/python benchmarks/rl.py --steps 12
+	$(BIN)/python benchmarks/scoring.py
 	$(BIN)/python benchmarks/readme_table.py
 
 clean:

@@ -100,6 +100,16 @@ def rl_rows(data: dict) -> Iterator[Row]:
            f"held-out {100 * data['slmlab']['heldout_pass_at_1']:.1f} %", ""]
 
 
+def scoring_rows(data: dict) -> Iterator[Row]:
+    for name, row in data["results"].items():
+        if not isinstance(row, dict):
+            continue
+        yield ["scoring", f"HumanEval, {row['programs']} {name} programs: checker apart vs one process",
+               f"{row['scorer']['programs_per_s']:.1f} vs {row['one_process']['programs_per_s']:.1f} programs/s",
+               f"{row['ratio']:.2f}×", _num(data.get("peak_rss_mb"), 0),
+               f"{row['same_verdicts']}/{row['programs']} same verdicts", ""]
+
+
 def agreement_rows(data: dict) -> Iterator[Row]:
     for name, row in data["models"].items():
         same = row["agreement"]
@@ -111,7 +121,7 @@ def agreement_rows(data: dict) -> Iterator[Row]:
 
 SOURCES: dict[str, Callable[[dict], Iterator[Row]]] = {
     "generation": generation_rows, "mcts": mcts_rows, "agreement": agreement_rows, "lora": lora_rows,
-    "lm": lm_rows, "rl": rl_rows,
+    "lm": lm_rows, "rl": rl_rows, "scoring": scoring_rows,
 }
 SCRIPTS = {"agreement": "backend_agreement"}
 
