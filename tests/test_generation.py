@@ -7,6 +7,7 @@ import pytest
 
 from slmlab import DecodingConfig
 from slmlab.errors import BackendError
+from slmlab.testing import assert_same_greedy
 
 PROMPTS = ["hello", "The capital of France", "def add(a, b):", "a"]
 GREEDY = DecodingConfig(max_new_tokens=8)
@@ -148,7 +149,9 @@ def test_real_model_knows_paris(real_torch):
 def test_real_model_batched_matches_single(real_torch):
     prompts = ["What is the capital of France?", "Name a primary colour.", "What is 2 + 2?"]
     config = DecodingConfig(max_new_tokens=16)
-    assert real_torch.generate(prompts, config) == [real_torch.chat(p, config) for p in prompts]
+    batched = real_torch.generate_ids(prompts, config)
+    assert_same_greedy(real_torch, prompts, batched, [real_torch.generate_ids([p], config)[0] for p in prompts])
+    assert real_torch.generate(prompts, config) == [real_torch.decode(reply) for reply in batched]
 
 
 @pytest.mark.real_model

@@ -135,7 +135,8 @@ def test_the_run_folder_loads_in_mlx_lm_with_the_same_greedy_tokens(data, tmp_pa
     torch_model = slmlab.load_model(str(tmp_path / "run"), backend="torch").model
     with torch.inference_mode():
         torch_logits = torch_model(torch.tensor([ids])).logits[0, -1]
-    assert int(mx.argmax(mlx_logits)) == int(torch_logits.argmax())
+    top = int(mx.argmax(mlx_logits))  # MLX's top token is torch's, or ties with it within fp32's reach (1e-4 of the scale)
+    assert float(torch_logits.max() - torch_logits[top]) <= 1e-4 * float(torch_logits.abs().max())
     assert math.isclose(float(mx.max(mlx_logits)), float(torch_logits.max()), rel_tol=1e-3, abs_tol=1e-3)
 
 

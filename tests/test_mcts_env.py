@@ -15,6 +15,7 @@ from slmlab.generation import DecodingConfig
 from slmlab.mcts.core import MCTS, MCTSConfig, search_tree
 from slmlab.mcts.lm_env import EnvConfig, LMEnvironment, greedy_episode
 from slmlab.mcts.macro import THOUGHT_PLACEHOLDER, Macro, MacroActionError
+from slmlab.testing import assert_same_greedy
 
 C, TB, TE, R, S = Macro.CONTINUE, Macro.THINK_BEGIN, Macro.THINK_END, Macro.RESAMPLE, Macro.STOP
 PROMPT = "hello world"
@@ -201,12 +202,16 @@ def test_illegal_actions_and_other_backends_are_refused(tiny_torch):
 def test_greedy_episode_equals_generate_on_the_real_model(real_torch):
     prompts = ["What is 2 + 3?", "Name a colour of the sky."]
     config = EnvConfig(span_tokens=8, budget=24)
-    expected = real_torch.generate(prompts, DecodingConfig(max_new_tokens=config.budget))
-    for prompt, text in zip(prompts, expected):
-        env = greedy_episode(real_torch, prompt, config)
-        assert env.visible_text == text
+    expected = real_torch.generate_ids(prompts, DecodingConfig(max_new_tokens=config.budget))
+    episodes = [greedy_episode(real_torch, prompt, config) for prompt in prompts]
+    eos = real_torch.hf_tokenizer.eos_token_id
+    replies = [[t for span in env.macro.spans if not span.thought for t in span.token_ids if t != eos] for env in episodes]
+    assert_same_greedy(real_torch, prompts, replies, expected)  # span by span over a cache against one generate call
+    for prompt, env, reply, ids in zip(prompts, episodes, replies, expected):
+        if reply == ids:
+            assert env.visible_text == real_torch.decode(ids)
         recomputed = greedy_episode(real_torch, prompt, dataclasses.replace(config, reuse_cache=False))
-        assert recomputed.ids == env.ids
+        assert_same_greedy(real_torch, [prompt], [list(recomputed.generated_ids)], [list(env.generated_ids)])
 
 
 def test_stop_waits_for_the_end_of_the_reply_or_the_budget(tiny_torch):

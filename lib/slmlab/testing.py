@@ -105,3 +105,42 @@ def tiny_lm_config(**changes):
     config = LMTrainConfig(model=model, batch_size=4, steps=6, warmup_steps=2, eval_every=2, eval_batches=2,
                            save_every=2, keep_checkpoints=2, learning_rate=3e-3)
     return replace(config, **changes)
+
+
+# Two greedy decodes of the same prompt by different code paths (padded against continuous batches, batch 1 against
+# batch 4) sum the same fp32 products in other orders: each layer's output moves by about sqrt(width) ulps, some
+# 1e-6 of its scale, and a few dozen layers and ops compound that to about 1e-4 of the logits' scale. Two tokens whose
+# logits lie closer than that are a tie the arithmetic may break either way.
+GREEDY_TIE = 1e-4
+
+
+def greedy_partings(model, prompts, left, right, eos: int | None = None) -> list[dict]:
+    """Where two lists of greedy replies (token ids, one per prompt) part: per differing pair, the first step, the two
+    tokens (the end of a reply counts as ``eos``, the tokenizer's by default) and how far each one's logit lies below
+    the top logit there, with the logits' scale; from one plain forward pass of a torch model over the prompt and the
+    common part."""
+    import torch
+
+    tokenizer = model.hf_tokenizer
+    eos = tokenizer.eos_token_id if eos is None else eos
+    partings = []
+    for prompt, a, b in zip(prompts, left, right):
+        if a == b:
+            continue
+        step = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+        ids = tokenizer(model.render(prompt), add_special_tokens=False)["input_ids"] + list(a[:step])
+        with torch.inference_mode():
+            logits = model.model(torch.tensor([ids], device=model.model.device)).logits[0, -1].float()
+        top = logits.max().item()
+        tokens = [row[step] if step < len(row) else eos for row in (a, b)]
+        partings.append({"prompt": prompt, "step": step, "tokens": tokens, "scale": logits.abs().max().item(),
+                         "below_top": [top - logits[token].item() for token in tokens]})
+    return partings
+
+
+def assert_same_greedy(model, prompts, left, right, tie: float = GREEDY_TIE, eos: int | None = None) -> None:
+    """Two lists of greedy replies are the same, but where they part at a tie (both tokens within ``tie`` x the logits'
+    scale of the top logit); the message names each parting that is not a tie."""
+    assert len(left) == len(right) == len(prompts)
+    real = [p for p in greedy_partings(model, prompts, left, right, eos) if max(p["below_top"]) > tie * p["scale"]]
+    assert not real, f"greedy replies part where no tie explains it: {real}"
