@@ -95,6 +95,19 @@ def default_run_dir(quick: bool | None = None) -> Path:
     return adapters_dir(RUN_NAME, quick=quick)
 
 
+def compiled(model):
+    """``torch.compile(model)``; on a CPU without a vector ISA torch knows (or ``ATEN_CPU_CAPABILITY=default``), with
+    inductor's C++ kernels kept scalar: torch 2.13's inductor still writes ``at::vec`` code there for a reduction that
+    reads the token embedding by index, which then fails to build, while scalar code is what such a CPU runs anyway."""
+    import torch
+
+    if torch.backends.cpu.get_cpu_capability() == "DEFAULT":
+        import torch._inductor.config as inductor
+
+        inductor.cpp.simdlen = 1
+    return torch.compile(model)
+
+
 def train_lm(
     data_dir: str | Path | None = None,
     run_dir: str | Path | None = None,
@@ -126,7 +139,7 @@ def train_lm(
     model.train()
     trained = _data_parallel(model, context)
     if config.compile:
-        trained = torch.compile(trained)  # the first step compiles (seconds); later ones run fused kernels
+        trained = compiled(trained)  # the first step compiles (seconds); later ones run fused kernels
     optimizer = make_optimizer(model, config)
     scheduler = make_scheduler(optimizer, config)
     valid = data.loader("valid", config.model.context_length, config.batch_size, "sequential", config.seed, shuffle=False)
