@@ -234,13 +234,20 @@ def test_kenlm_scorer_maps_per_word_log10_like_fluency(monkeypatch, tmp_path):
 
 _ARPA = """\\data\\
 ngram 1=5
+ngram 2=4
 
 \\1-grams:
 -1.0\t<unk>\t0
 -99\t<s>\t-0.3
 -0.5\t</s>\t0
--0.4\tparis\t0
--0.6\tfrance\t0
+-0.4\tparis\t-0.1
+-0.6\tfrance\t-0.1
+
+\\2-grams:
+-0.2\t<s> paris
+-0.3\tparis </s>
+-0.25\tparis france
+-0.1\tfrance </s>
 
 \\end\\
 """
@@ -248,10 +255,13 @@ ngram 1=5
 
 def test_kenlm_scores_a_real_arpa_file(tmp_path):
     pytest.importorskip("kenlm")
-    arpa = tmp_path / "unigram.arpa"
+    arpa = tmp_path / "bigram.arpa"  # KenLM reads bigram models and up
     arpa.write_text(_ARPA)
     scorer = KenLMScorer(arpa)
-    assert scorer.log10_per_word("paris") == pytest.approx((-0.4 - 0.5) / 2, abs=1e-4)
+    assert scorer.log10_per_word("paris") == pytest.approx((-0.2 - 0.3) / 2, abs=1e-4)  # <s> paris, paris </s>
+    # <s> paris, paris france, france </s>; and <s> zzz (backoff -0.3, <unk> -1.0), zzz qqq (-1.0), qqq </s> (-0.5)
+    assert scorer.log10_per_word("paris france") == pytest.approx((-0.2 - 0.25 - 0.1) / 3, abs=1e-4)
+    assert scorer.log10_per_word("zzz qqq") == pytest.approx((-1.3 - 1.0 - 0.5) / 3, abs=1e-4)
     assert 0.0 < scorer("paris france") <= 1.0 and scorer("zzz qqq") < scorer("paris france")
 
 
