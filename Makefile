@@ -35,8 +35,9 @@ $(STAMP): pyproject.toml
 
 # The optional llama.cpp backend: llama-cpp-python compiles llama.cpp (cmake and a C++ compiler needed), on every
 # core. Without OpenMP, llama.cpp does not share torch's thread pool (on a busy 2-core machine that pool slowed it
-# down badly); pass LLAMACPP_CMAKE_ARGS="" for llama-cpp-python's own defaults.
-LLAMACPP_CMAKE_ARGS ?= -DGGML_OPENMP=OFF
+# down badly); without its multimodal library (mtmd, LLAVA_BUILD), which slmlab never loads, the compile is shorter.
+# Pass LLAMACPP_CMAKE_ARGS="" for llama-cpp-python's own defaults.
+LLAMACPP_CMAKE_ARGS ?= -DGGML_OPENMP=OFF -DLLAVA_BUILD=OFF
 setup-llamacpp: setup
 	CMAKE_BUILD_PARALLEL_LEVEL=$$(getconf _NPROCESSORS_ONLN) CMAKE_ARGS="$(LLAMACPP_CMAKE_ARGS)" \
 		$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-cache-dir -e ".[llamacpp]"

@@ -9,16 +9,8 @@ set -euo pipefail
 
 VENV="${VENV:-.venv}"
 
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then
-        "$@"
-    elif command -v sudo >/dev/null 2>&1; then
-        sudo "$@"
-    else
-        echo "browser_setup: need root (or sudo) to run: $*" >&2
-        return 1
-    fi
-}
+# shellcheck source=scripts/as_root.sh
+. "$(dirname "$0")/as_root.sh"
 
 have_chromium() {
     [ -n "${SLMLAB_CHROMIUM:-}" ] && [ -x "$(command -v "${SLMLAB_CHROMIUM}" || true)" ] && return 0
