@@ -96,7 +96,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     tasks = load_humaneval()[: 20 if args.quick else args.tasks]
     rows = measure(tasks, args.workers)
     path = results_dir("benchmarks") / "scoring.json"
-    atomic_write_json(path, {"command": "python benchmarks/scoring.py " + " ".join(sys.argv[1:] if argv is None else argv),
+    command = " ".join(["python benchmarks/scoring.py", *(sys.argv[1:] if argv is None else argv)])
+    atomic_write_json(path, {"command": command,
                              "created": created_now(), "quick": args.quick, "workers": args.workers,
                              "tasks": len(tasks), "results": rows, "peak_rss_mb": peak_rss_mb(),
                              "environment": environment_report()})
