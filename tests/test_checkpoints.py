@@ -1,16 +1,20 @@
-"""Checkpoint folders (atomic writes, rotation, the resume check) and the atomic folder writer beneath them."""
+"""Checkpoint folders (atomic writes, rotation, the resume check), the atomic folder writer beneath them, and the one
+optimizer / schedule / random-state file every trainer saves."""
 
 from __future__ import annotations
 
 import pytest
 
 from slmlab.checkpoints import (
+    OPTIMIZER_FILE,
     describe_changes,
     latest_checkpoint,
     list_checkpoints,
+    load_training_state,
     read_checkpoint,
     resumable_checkpoint,
     rotate_checkpoints,
+    save_training_state,
     settings_changes,
     write_checkpoint,
 )
@@ -141,3 +145,57 @@ def test_remove_stale_temps_removes_only_temporary_siblings(tmp_path):
         (tmp_path / name).mkdir()
     remove_stale_temps(tmp_path / "model")
     assert sorted(p.name for p in tmp_path.iterdir()) == [".model.lock", ".other.1.tmp", "model"]
+
+
+# --- the optimizer, schedule and random state --------------------------------------------------------------------
+
+def _trainer(seed: int = 0):
+    import torch
+
+    torch.manual_seed(seed)
+    layer = torch.nn.Linear(4, 3)
+    optimizer = torch.optim.AdamW(layer.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 / (1 + step))
+    return layer, optimizer, scheduler
+
+
+def _step(layer, optimizer, scheduler) -> None:
+    import torch
+
+    layer(torch.randn(5, 4)).pow(2).mean().backward()
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad()
+
+
+def test_training_state_round_trips_optimizer_schedule_rng_and_extras(tmp_path):
+    import torch
+
+    layer, optimizer, scheduler = _trainer()
+    _step(layer, optimizer, scheduler)
+    save_training_state(tmp_path / OPTIMIZER_FILE, optimizer, scheduler, baselines={"a": 0.5}, seen=[1, 2])
+    expected_draw = torch.rand(3)
+    _step(layer, optimizer, scheduler)  # move everything on, then put it back
+    copy, fresh_optimizer, fresh_scheduler = _trainer(seed=1)
+    copy.load_state_dict(layer.state_dict())
+    extras = load_training_state(tmp_path / OPTIMIZER_FILE, fresh_optimizer, fresh_scheduler)
+    assert extras == {"baselines": {"a": 0.5}, "seen": [1, 2]}
+    assert torch.equal(torch.rand(3), expected_draw)  # the random state is the saved one
+    assert fresh_scheduler.last_epoch == 1 and fresh_optimizer.state_dict()["state"][0]["step"] == 1
+
+
+def test_training_state_reads_the_earlier_layout_and_runs_no_code(tmp_path):
+    import pickle
+
+    import torch
+
+    layer, optimizer, scheduler = _trainer()
+    _step(layer, optimizer, scheduler)
+    torch.save({"optimizer": optimizer.state_dict(), "plateau": scheduler.state_dict(), "learner": {"step": 3},
+                "torch_rng": torch.get_rng_state()}, tmp_path / "old.pt")  # the RL learner's file before
+    _, fresh_optimizer, fresh_scheduler = _trainer()
+    assert load_training_state(tmp_path / "old.pt", fresh_optimizer, fresh_scheduler) == {"learner": {"step": 3}}
+    torch.save({"optimizer": optimizer.state_dict(), "rng": {"torch": torch.get_rng_state()}, "extra": {"f": print}},
+               tmp_path / "code.pt")  # a callable in the file: weights_only refuses it
+    with pytest.raises(pickle.UnpicklingError):
+        load_training_state(tmp_path / "code.pt", fresh_optimizer)

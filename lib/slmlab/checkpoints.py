@@ -143,3 +143,53 @@ def resumable_checkpoint(
 
 def _as_json(data: Mapping[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(dict(data), default=str))
+
+
+# --- the optimizer, schedule and random state every trainer saves beside its weights ------------------------------
+OPTIMIZER_FILE = "optimizer.pt"
+
+
+def rng_state() -> dict[str, Any]:
+    """torch's random state: the CPU generator's and, where CUDA is up, every device's."""
+    import torch
+
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: Mapping[str, Any]) -> None:
+    """Put back what :func:`rng_state` returned (the CUDA part only where CUDA is up here too)."""
+    import torch
+
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_training_state(path: str | Path, optimizer, scheduler=None, **extra: Any) -> None:
+    """What a resumed run needs besides its weights, in one file: the optimizer's and scheduler's state dicts, the
+    random state (:func:`rng_state`) and ``extra`` state dicts of the trainer's own (plain values and tensors only,
+    so that :func:`load_training_state` can read it with ``weights_only``)."""
+    import torch
+
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": None if scheduler is None else scheduler.state_dict(),
+                "rng": rng_state(), "extra": extra}, Path(path))
+
+
+def load_training_state(path: str | Path, optimizer, scheduler=None) -> dict[str, Any]:
+    """Restore what :func:`save_training_state` wrote into ``optimizer``, ``scheduler`` and torch's random state, and
+    return the ``extra`` state dicts. Read with ``weights_only`` (no code runs) onto the CPU; the optimizer moves its
+    state to its parameters' device. Files of earlier versions (``torch_rng`` and extras at the top) load too."""
+    import torch
+
+    saved = torch.load(Path(path), map_location="cpu", weights_only=True)
+    optimizer.load_state_dict(saved["optimizer"])
+    schedule = saved.get("scheduler", saved.get("plateau"))
+    if scheduler is not None:
+        scheduler.load_state_dict(schedule)
+    restore_rng(saved["rng"] if "rng" in saved else {"torch": saved["torch_rng"]})
+    if "extra" in saved:
+        return dict(saved["extra"])
+    return {key: value for key, value in saved.items() if key not in ("optimizer", "scheduler", "plateau", "torch_rng")}

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from slmlab.adapters import quiet_peft_deprecation
+from slmlab.checkpoints import OPTIMIZER_FILE, load_training_state, save_training_state
 from slmlab.checkpoints import latest_checkpoint as latest_checkpoint  # re-exported: chapter 03 reads it from here
 from slmlab.errors import BackendError
 from slmlab.io import atomic_write_folder
@@ -276,18 +277,14 @@ def _train_lora_torch(data_dir, out_dir, model_name, config, resume, callbacks, 
 
     def save_files(folder: Path) -> None:  # PEFT adapter + optimizer + scheduler + torch RNG
         model.save_pretrained(folder)
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "torch_rng": torch.get_rng_state()}, folder / "optimizer.pt")
+        save_training_state(folder / OPTIMIZER_FILE, optimizer, scheduler)
 
     def load_files(folder: Path) -> None:
         from peft import set_peft_model_state_dict
         from safetensors.torch import load_file
 
         set_peft_model_state_dict(model, load_file(folder / "adapter_model.safetensors"))
-        saved = torch.load(folder / "optimizer.pt", weights_only=False)
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        torch.set_rng_state(saved["torch_rng"])
+        load_training_state(folder / OPTIMIZER_FILE, optimizer, scheduler)
 
     checkpointing = Checkpointing(out_dir, asdict(config), save_files, load_files, keep=config.keep_checkpoints,
                                   ignore=NOT_TRAJECTORY)

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from slmlab.checkpoints import OPTIMIZER_FILE, load_training_state, save_training_state
 from slmlab.mcts.network import PolicyValueNet, masked_log_policy, save_network
 from slmlab.mcts.replay import ReplayBuffer
 from slmlab.runlog import RUN_FILES, RunLog
@@ -134,21 +135,12 @@ def _checkpointing(out_dir: Path, settings: TrainSettings, net: PolicyValueNet, 
     settings, where the length of the run may differ but not the schedule's horizon."""
     def save_files(folder: Path) -> None:
         save_network(net, folder / "network.pt")
-        rng = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng},
-                   folder / "optimizer.pt")
+        save_training_state(folder / OPTIMIZER_FILE, optimizer, scheduler)
 
     def load_files(folder: Path) -> None:
         device = next(net.parameters()).device
         net.load_state_dict(torch.load(folder / "network.pt", map_location=device, weights_only=True)["state_dict"])
-        saved = torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True)
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        torch.set_rng_state(saved["rng"]["torch"])
-        if "cuda" in saved["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(saved["rng"]["cuda"])
+        load_training_state(folder / OPTIMIZER_FILE, optimizer, scheduler)
 
     record = asdict(settings) | {"horizon": settings.horizon, "network": asdict(net.config)}
     return Checkpointing(out_dir, record, save_files, load_files, keep=settings.keep_checkpoints,

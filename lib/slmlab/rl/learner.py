@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from slmlab.checkpoints import load_training_state, save_training_state
 from slmlab.io import atomic_write_json, atomic_write_text
 from slmlab.rl.config import RLConfig
 from slmlab.rl.evaluate import extract_code, task_prompt
@@ -443,24 +444,16 @@ class Learner:
 
     def save_files(self, folder: Path) -> None:
         """Adapter (or weights), optimizer, plateau schedule, baselines, fingerprints, hint state and RNG."""
-        import torch
-
         self.policy.save(folder)
-        torch.save({"optimizer": self.optimizer.state_dict(), "plateau": self.plateau.state_dict(),
-                    "learner": self.state.state_dict(), "hints": self.hints.state_dict(),
-                    "weights": self.weights.state_dict(), "torch_rng": torch.get_rng_state()}, folder / STATE_FILE)
+        save_training_state(folder / STATE_FILE, self.optimizer, self.plateau, learner=self.state.state_dict(),
+                            hints=self.hints.state_dict(), weights=self.weights.state_dict())
 
     def load_files(self, folder: Path) -> None:
-        import torch
-
         self.policy.load(folder)
-        saved = torch.load(folder / STATE_FILE, weights_only=False)
-        self.optimizer.load_state_dict(saved["optimizer"])
-        self.plateau.load_state_dict(saved["plateau"])
+        saved = load_training_state(folder / STATE_FILE, self.optimizer, self.plateau)
         self.state.load_state_dict(saved["learner"])
         self.hints.load_state_dict(saved["hints"])
         self.weights.load_state_dict(saved["weights"])
-        torch.set_rng_state(saved["torch_rng"])
 
 
 def truncate_attempts(path: Path, step: int) -> None:

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from slmlab.checkpoints import latest_checkpoint, read_checkpoint
+from slmlab.checkpoints import OPTIMIZER_FILE, latest_checkpoint, load_training_state, read_checkpoint, save_training_state
 from slmlab.environment import peak_rss_mb
 from slmlab.runlog import RUN_FILES, RunLog
 from slmlab.settings import adapters_dir
@@ -358,19 +358,13 @@ class _RankCheckpointing(Checkpointing):
 
 
 def _checkpointing(run_dir, config, data, model, tokenizer, optimizer, scheduler, context) -> Checkpointing:
-    import torch
-
     def save_files(folder: Path) -> None:  # a loadable model folder + optimizer, schedule and RNG
         save_model_files(model, tokenizer, folder)
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "torch_rng": torch.get_rng_state()}, folder / "optimizer.pt")
+        save_training_state(folder / OPTIMIZER_FILE, optimizer, scheduler)
 
     def load_files(folder: Path) -> None:
         load_weights(model, folder)
-        saved = torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=False)
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        torch.set_rng_state(saved["torch_rng"])
+        load_training_state(folder / OPTIMIZER_FILE, optimizer, scheduler)
 
     settings = asdict(config) | {"data": data.fingerprint()}
     return _RankCheckpointing(run_dir, settings, save_files, load_files, keep=config.keep_checkpoints,
