@@ -16,7 +16,7 @@ import json
 import threading
 from collections.abc import Sequence
 
-from slmlab.rl.harness import decode_records, harness_source, new_frame, split_framed, typed_values
+from slmlab.rl.harness import decode_records, harness_source, in_order, new_frame, split_framed, typed_values
 from slmlab.rl.sandbox import SandboxLimits, SandboxResult, run_python
 from slmlab.rl.tasks import CodeTask
 
@@ -112,8 +112,7 @@ def answers_of(records: list[dict], calls: int) -> list[dict | None] | str:
         return f"{len(records)} answer lines for {calls} calls"
     answers: list[dict | None] = []
     for index, record in enumerate(records):
-        keys = set(record)
-        if type(record.get("i")) is not int or record["i"] != index or keys not in ({"i", "value"}, {"i", "error"}):
+        if not in_order(record, index):
             return f"answer line {index} is malformed or out of order"
         answers.append({"value": record["value"]} if "value" in record else {"error": str(record["error"])[:300]})
     return answers + [None] * (calls - len(answers))

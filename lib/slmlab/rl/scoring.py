@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from slmlab.rl.checking import MAX_ROUNDS, answers_of, check_plan, run_candidate, run_checker, same_as_reference
-from slmlab.rl.harness import decode_records, split_framed
+from slmlab.rl.harness import decode_records, in_order, split_framed
 from slmlab.rl.sandbox import SandboxLimits, SandboxResult, run_python
 from slmlab.rl.tasks import CodeTask
 
@@ -193,7 +193,7 @@ def _function_rows(task: CodeTask, records: list[dict]) -> list[dict] | str:
             rows.append({"test": index, "passed": False, "error": "no result (the program ended or ran out of time)"})
             continue
         record = records[index]
-        if type(record.get("i")) is not int or record["i"] != index or set(record) not in ({"i", "value"}, {"i", "error"}):
+        if not in_order(record, index):
             return f"result line {index} is malformed or out of order"
         if "error" in record:
             rows.append({"test": index, "passed": False, "error": str(record["error"])})

@@ -3,6 +3,7 @@ the candidate's side and the trusted checker's side of a check task, and the typ
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 from pathlib import Path
@@ -10,8 +11,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
+@functools.lru_cache(maxsize=None)
 def harness_source(name: str) -> str:
-    """The text of ``<name>.py`` in this folder (``candidate``, ``checker`` or ``typed_values``)."""
+    """The text of ``<name>.py`` in this folder (``candidate``, ``checker`` or ``typed_values``), read once."""
     return (HERE / f"{name}.py").read_text(encoding="utf-8")
 
 
@@ -29,6 +31,11 @@ def split_framed(stdout: str, frame: str) -> tuple[list[str], str]:
         elif line:
             own.append(line)
     return payloads, "\n".join(own)
+
+
+def in_order(record: dict, index: int) -> bool:
+    """Whether a decoded result line is the ``index``-th one: {"i": index, "value": ...} or {"i": index, "error": ...}."""
+    return type(record.get("i")) is int and record["i"] == index and set(record) in ({"i", "value"}, {"i", "error"})
 
 
 def _reject(value: str) -> None:
