@@ -44,8 +44,11 @@ class SkipGate:
 
 
 def pytest_addoption(parser):
-    parser.addoption("--no-skips", action="store_true",
-                     help="fail the run when any test or file is skipped (CI: every real part must run here)")
+    parser.addoption(
+        "--no-skips",
+        action="store_true",
+        help="fail the run when any test or file is skipped (CI: every real part must run here)",
+    )
 
 
 def pytest_configure(config):

@@ -50,8 +50,7 @@ def main() -> None:
     rows = load_split(data_dir(), "test")[: args.limit]
     adapter = adapters_dir(ADAPTER)
     models = {"base": None, **({"adapter": str(adapter)} if (adapter / "adapter_config.json").is_file() else {})}
-    frames = {(name, backend): run(backend, path, rows) for backend in ("llamacpp", "torch")
-              for name, path in models.items()}
+    frames = {(name, backend): run(backend, path, rows) for backend in ("llamacpp", "torch") for name, path in models.items()}
     report = {
         "benchmark": "backend_agreement",
         "created": created_now(),
@@ -59,21 +58,27 @@ def main() -> None:
         "model": slmlab.DEFAULT_MODEL,
         "test_rows": len(rows),
         "environment": environment_report(),
-        "models": {name: {
-            "agreement": reply_agreement(list(frames[name, "llamacpp"][0]["prediction"]),
-                                         list(frames[name, "torch"][0]["prediction"])),
-            "llamacpp": {**scores(frames[name, "llamacpp"][0]), "seconds": frames[name, "llamacpp"][1]},
-            "torch": {**scores(frames[name, "torch"][0]), "seconds": frames[name, "torch"][1]},
-        } for name in models},
+        "models": {
+            name: {
+                "agreement": reply_agreement(
+                    list(frames[name, "llamacpp"][0]["prediction"]), list(frames[name, "torch"][0]["prediction"])
+                ),
+                "llamacpp": {**scores(frames[name, "llamacpp"][0]), "seconds": frames[name, "llamacpp"][1]},
+                "torch": {**scores(frames[name, "torch"][0]), "seconds": frames[name, "torch"][1]},
+            }
+            for name in models
+        },
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "why": "llama.cpp runs the Q4_1 weights as shipped and quantizes activations for its matrix products; torch "
-               "runs the same weights dequantized to float32, so near-tied greedy choices can go either way.",
+        "runs the same weights dequantized to float32, so near-tied greedy choices can go either way.",
     }
     path = atomic_write_json(results_dir("benchmarks") / "agreement.json", report)
     for name, row in report["models"].items():
         same = row["agreement"]
-        print(f"{name}: {same['identical']}/{same['total']} identical (common prefix {same['mean_common_prefix_share']}); "
-              f"llama.cpp {row['llamacpp']}, torch {row['torch']}")
+        print(
+            f"{name}: {same['identical']}/{same['total']} identical (common prefix {same['mean_common_prefix_share']}); "
+            f"llama.cpp {row['llamacpp']}, torch {row['torch']}"
+        )
     print(f"-> {path}")
 
 

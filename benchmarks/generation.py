@@ -31,7 +31,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -83,10 +83,18 @@ REFERENCE: dict[str, Any] = {
 }
 
 GOALS: list[dict[str, Any]] = [
-    {"name": "batched", "factor": 1.5, "of": "llama.cpp single stream",
-     "applies_to": "best float32 torch configuration with batch size > 1"},
-    {"name": "single_stream", "factor": 3.0, "of": "float32 torch at batch 1 (default @ 1)",
-     "applies_to": "fastest configuration of any backend at batch 1"},
+    {
+        "name": "batched",
+        "factor": 1.5,
+        "of": "llama.cpp single stream",
+        "applies_to": "best float32 torch configuration with batch size > 1",
+    },
+    {
+        "name": "single_stream",
+        "factor": 3.0,
+        "of": "float32 torch at batch 1 (default @ 1)",
+        "applies_to": "fastest configuration of any backend at batch 1",
+    },
 ]
 
 
@@ -238,14 +246,22 @@ def variants() -> list[Variant]:
     """The reference path, continuous batching, llama.cpp and the CPU speed-up candidates, in measurement order."""
     return [
         Variant("default", "float32 torch, length-sorted static batches through model.generate (the earlier path)"),
-        Variant("continuous", "float32 torch, continuous batching: a finished row's slot takes the next prompt",
-                continuous=True),
-        Variant("llamacpp", "llama.cpp (llama-cpp-python) on the packaged Q4_1 GGUF, physical cores",
-                build=build_llamacpp, backend="llamacpp", float32=False),
+        Variant("continuous", "float32 torch, continuous batching: a finished row's slot takes the next prompt", continuous=True),
+        Variant(
+            "llamacpp",
+            "llama.cpp (llama-cpp-python) on the packaged Q4_1 GGUF, physical cores",
+            build=build_llamacpp,
+            backend="llamacpp",
+            float32=False,
+        ),
         Variant("threads_1", "as default with torch.set_num_threads(1)", threads=1),
         Variant("bf16", "bfloat16 weights (model.to(torch.bfloat16))", build=torch_variant(build_bf16), float32=False),
-        Variant("int8_dynamic", "torch.ao dynamic int8 quantisation of every nn.Linear (lm_head too)",
-                build=torch_variant(build_int8), float32=False),
+        Variant(
+            "int8_dynamic",
+            "torch.ao dynamic int8 quantisation of every nn.Linear (lm_head too)",
+            build=torch_variant(build_int8),
+            float32=False,
+        ),
         Variant("static_cache", "generation_config.cache_implementation='static'", overrides={"cache_implementation": "static"}),
         Variant(
             "compile_static",
@@ -310,8 +326,13 @@ def timed_run(runner: Any, prompts: list[str], config: DecodingConfig, plan: Pla
 def measure(runner: Any, variant: Variant, batch_size: int, plan: Plan) -> dict[str, Any]:
     """Warm up, then time ``plan.repeats`` full passes over the prompts through ``LanguageModel.generate_ids``."""
     prompts = prompts_for(plan.prompts, batch_size)
-    config = DecodingConfig(strategy="greedy", max_new_tokens=plan.max_new_tokens, seed=plan.seed,
-                            batch_size=batch_size, continuous=variant.continuous)
+    config = DecodingConfig(
+        strategy="greedy",
+        max_new_tokens=plan.max_new_tokens,
+        seed=plan.seed,
+        batch_size=batch_size,
+        continuous=variant.continuous,
+    )
     overrides = dict(variant.overrides)
     if plan.fixed_length and variant.backend == "torch" and not variant.continuous:
         overrides["min_new_tokens"] = plan.max_new_tokens
@@ -354,10 +375,8 @@ def release_memory() -> None:
     """Collect garbage and hand freed heap pages back to the OS, so the next variant's RSS starts clean."""
     gc.collect()
     if sys.platform.startswith("linux"):
-        try:
+        with suppress(OSError, AttributeError):
             ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except (OSError, AttributeError):
-            pass
 
 
 def run_isolated(variant_name: str, batch_size: int, plan: Plan, reference: list[str] | None) -> dict[str, Any]:
@@ -380,8 +399,13 @@ def _run_named_variant(variant_name: str, batch_size: int, plan: Plan, reference
 
 def run_variant(lm: Any, variant: Variant, batch_size: int, plan: Plan, reference: list[str] | None) -> dict[str, Any]:
     """Build a variant, measure it at one batch size, and record memory, failures and output agreement."""
-    row: dict[str, Any] = {"variant": variant.name, "backend": variant.backend, "float32": variant.float32,
-                           "batch_size": batch_size, "description": variant.description}
+    row: dict[str, Any] = {
+        "variant": variant.name,
+        "backend": variant.backend,
+        "float32": variant.float32,
+        "batch_size": batch_size,
+        "description": variant.description,
+    }
     release_memory()
     with RssSampler() as rss:
         try:
@@ -426,14 +450,18 @@ def _cpu_name() -> str:
 
 
 def pick_best(rows: list[dict[str, Any]], batched: bool, float32_torch: bool = False) -> dict[str, Any] | None:
-    ok = [r for r in rows if r["status"] == "ok" and (r["batch_size"] > 1) == batched
-          and (not float32_torch or (r["backend"] == "torch" and r["float32"]))]
+    ok = [
+        r
+        for r in rows
+        if r["status"] == "ok"
+        and (r["batch_size"] > 1) == batched
+        and (not float32_torch or (r["backend"] == "torch" and r["float32"]))
+    ]
     return max(ok, key=lambda r: r["tokens_per_s"], default=None)
 
 
 def find(rows: list[dict[str, Any]], variant: str, batch_size: int) -> dict[str, Any] | None:
-    return next((r for r in rows if r["variant"] == variant and r["batch_size"] == batch_size and r["status"] == "ok"),
-                None)
+    return next((r for r in rows if r["variant"] == variant and r["batch_size"] == batch_size and r["status"] == "ok"), None)
 
 
 def evaluate_goals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -442,8 +470,9 @@ def evaluate_goals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     llama = find(rows, "llamacpp", 1)
     torch_one = find(rows, "default", 1)
     bases = {
-        "batched": (llama["tokens_per_s"], "measured in this run") if llama else
-        (REFERENCE["llama_cpp_single_stream_tokens_per_s"], "recorded earlier (llama-cpp-python not installed)"),
+        "batched": (llama["tokens_per_s"], "measured in this run")
+        if llama
+        else (REFERENCE["llama_cpp_single_stream_tokens_per_s"], "recorded earlier (llama-cpp-python not installed)"),
         "single_stream": (torch_one["tokens_per_s"], "measured in this run") if torch_one else (None, "not measured"),
     }
     goals = []
@@ -451,16 +480,18 @@ def evaluate_goals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         base, source = bases[goal["name"]]
         best = pick_best(rows, batched=True, float32_torch=True) if goal["name"] == "batched" else pick_best(rows, False)
         threshold = goal["factor"] * base if base else None
-        goals.append({
-            **goal,
-            "base_tokens_per_s": base,
-            "base_source": source,
-            "threshold_tokens_per_s": round(threshold, 1) if threshold else None,
-            "best_config": f"{best['variant']} @ batch {best['batch_size']}" if best else None,
-            "best_tokens_per_s": best["tokens_per_s"] if best else None,
-            "ratio": round(best["tokens_per_s"] / base, 2) if best and base else None,
-            "met": bool(best and threshold and best["tokens_per_s"] >= threshold),
-        })
+        goals.append(
+            {
+                **goal,
+                "base_tokens_per_s": base,
+                "base_source": source,
+                "threshold_tokens_per_s": round(threshold, 1) if threshold else None,
+                "best_config": f"{best['variant']} @ batch {best['batch_size']}" if best else None,
+                "best_tokens_per_s": best["tokens_per_s"] if best else None,
+                "ratio": round(best["tokens_per_s"] / base, 2) if best and base else None,
+                "met": bool(best and threshold and best["tokens_per_s"] >= threshold),
+            }
+        )
     return goals
 
 
@@ -510,20 +541,32 @@ def print_table(rows: list[dict[str, Any]], goals: list[dict[str, Any]], peak: f
     table = []
     for r in rows:
         if r["status"] != "ok":
-            table.append([r["variant"], r["batch_size"], None, None, None, None, r["rss_peak_mb"],
-                          f"{r['status']}: {r['reason'][:60]}"])
+            table.append(
+                [r["variant"], r["batch_size"], None, None, None, None, r["rss_peak_mb"], f"{r['status']}: {r['reason'][:60]}"]
+            )
             continue
         match = r.get("matches_fp32_batch1_greedy") or {}
-        table.append([r["variant"], r["batch_size"], r["tokens_per_s"], r["tokens_per_s_median"], r.get("ratio_to_default"),
-                      f"{match.get('identical', '-')}/{match.get('total', '-')}", r["rss_peak_mb"],
-                      "contended" if r["contended"] else ""])
+        table.append(
+            [
+                r["variant"],
+                r["batch_size"],
+                r["tokens_per_s"],
+                r["tokens_per_s_median"],
+                r.get("ratio_to_default"),
+                f"{match.get('identical', '-')}/{match.get('total', '-')}",
+                r["rss_peak_mb"],
+                "contended" if r["contended"] else "",
+            ]
+        )
     headers = ["variant", "batch", "tok/s", "median", "ratio", "same", "RSS MB", "note"]
     print("\n" + tabulate(table, headers=headers, floatfmt=("", "", ".1f", ".1f", ".2f", "", ".0f", ""), missingval="-"))
     print(f"peak RSS of the process (ru_maxrss): {peak:.0f} MiB")
     for g in goals:
         verdict = "MET" if g["met"] else "not met"
-        print(f"goal {g['name']}: >= {g['factor']}x {g['of']} ({g['base_tokens_per_s']} tok/s, {g['base_source']}) "
-              f"-> best {g['best_config']} {g['best_tokens_per_s']} tok/s = {g['ratio']}x: {verdict}")
+        print(
+            f"goal {g['name']}: >= {g['factor']}x {g['of']} ({g['base_tokens_per_s']} tok/s, {g['base_source']}) "
+            f"-> best {g['best_config']} {g['best_tokens_per_s']} tok/s = {g['ratio']}x: {verdict}"
+        )
 
 
 def measurement_plan(batch_sizes: list[int], quick: bool, only: list[str] | None = None) -> list[tuple[Variant, int]]:
@@ -546,11 +589,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per measurement (default 2, quick 1)")
     parser.add_argument("--fixed-length", action="store_true", help="force max_new_tokens per reply (min_new_tokens)")
-    parser.add_argument("--wait-idle", type=float, default=0.0,
-                        help="before each timed run, wait up to this many s for other processes to go idle; "
-                        "contended runs are then retried (up to 2 times)")
-    parser.add_argument("--variants", default=None,
-                        help="comma-separated variants to measure (default: all; 'default' is always measured)")
+    parser.add_argument(
+        "--wait-idle",
+        type=float,
+        default=0.0,
+        help="before each timed run, wait up to this many s for other processes to go idle; "
+        "contended runs are then retried (up to 2 times)",
+    )
+    parser.add_argument(
+        "--variants", default=None, help="comma-separated variants to measure (default: all; 'default' is always measured)"
+    )
     parser.add_argument("--output", type=Path, default=None, help="JSON path (default results/benchmarks/generation.json)")
     return parser.parse_args(argv)
 
@@ -584,8 +632,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for variant, batch_size in tqdm(todo + [(None, best_batch)], desc="benchmark", unit="measurement"):
         if variant is None:  # the fastest batch-1 torch variant again, at a batched size
             add_ratios(rows)
-            best = max((r for r in rows if r["status"] == "ok" and r["batch_size"] == 1 and r["backend"] == "torch"
-                        and r["variant"] != "default"), key=lambda r: r["tokens_per_s"], default=None)
+            best = max(
+                (
+                    r
+                    for r in rows
+                    if r["status"] == "ok" and r["batch_size"] == 1 and r["backend"] == "torch" and r["variant"] != "default"
+                ),
+                key=lambda r: r["tokens_per_s"],
+                default=None,
+            )
             if best is None:
                 continue
             variant = next(v for v in variants() if v.name == best["variant"])

@@ -51,8 +51,12 @@ def english_text(folder: Path) -> Path:
 def run_slmlab(data: PreparedData, config: LMTrainConfig, out: Path) -> dict:
     result = train_lm(data.folder, out, config, resume=False, tensorboard=False)
     state = result.state
-    return {"tokens": state.trained_tokens, "seconds": round(state.seconds, 2),
-            "tokens_per_s": round(state.tokens_per_second, 1), "final_loss": round(state.train_loss[-1][1], 4)}
+    return {
+        "tokens": state.trained_tokens,
+        "seconds": round(state.seconds, 2),
+        "tokens_per_s": round(state.tokens_per_second, 1),
+        "final_loss": round(state.train_loss[-1][1], 4),
+    }
 
 
 def run_trainer(data: PreparedData, config: LMTrainConfig, out: Path) -> dict:
@@ -75,18 +79,36 @@ def run_trainer(data: PreparedData, config: LMTrainConfig, out: Path) -> dict:
     model = build_model(config.model, data.tokenizer(), config.seed)
     optimizer = make_optimizer(model, config)
     args = TrainingArguments(
-        output_dir=str(out), per_device_train_batch_size=config.batch_size, max_steps=config.steps,
-        max_grad_norm=config.grad_clip, logging_steps=1, save_strategy="no", report_to="none", seed=config.seed,
-        use_cpu=True, dataloader_num_workers=0, disable_tqdm=False, bf16=config.precision == "bf16",
+        output_dir=str(out),
+        per_device_train_batch_size=config.batch_size,
+        max_steps=config.steps,
+        max_grad_norm=config.grad_clip,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        seed=config.seed,
+        use_cpu=True,
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+        bf16=config.precision == "bf16",
         torch_compile=config.compile,
     )
-    trainer = Trainer(model=model, args=args, train_dataset=Windows(), callbacks=[timer],
-                      optimizers=(optimizer, make_scheduler(optimizer, config)))
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=Windows(),
+        callbacks=[timer],
+        optimizers=(optimizer, make_scheduler(optimizer, config)),
+    )
     trainer.train()
     tokens = config.steps * config.batch_size * config.model.context_length  # every window is full in random mode
     losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
-    return {"tokens": tokens, "seconds": round(timer.seconds, 2), "tokens_per_s": round(tokens / timer.seconds, 1),
-            "final_loss": round(losses[-1], 4) if losses else None}
+    return {
+        "tokens": tokens,
+        "seconds": round(timer.seconds, 2),
+        "tokens_per_s": round(tokens / timer.seconds, 1),
+        "final_loss": round(losses[-1], 4) if losses else None,
+    }
 
 
 def throughput(data: PreparedData, steps: int, work: Path) -> dict:
@@ -99,9 +121,13 @@ def throughput(data: PreparedData, steps: int, work: Path) -> dict:
         ratio = ours["tokens_per_s"] / reference["tokens_per_s"]
         rows[name] = {"slmlab": ours, "hf_trainer": reference, "ratio": round(ratio, 2)}
     fp32 = rows["fp32"]["slmlab"]["tokens_per_s"]
-    return {"steps": steps, **rows, "ratio": rows["fp32"]["ratio"],
-            "fast_over_fp32": round(rows["bf16_compiled"]["slmlab"]["tokens_per_s"] / fp32, 2),
-            "goal": {"ratio": THROUGHPUT_GOAL, "met": rows["fp32"]["ratio"] >= THROUGHPUT_GOAL}}
+    return {
+        "steps": steps,
+        **rows,
+        "ratio": rows["fp32"]["ratio"],
+        "fast_over_fp32": round(rows["bf16_compiled"]["slmlab"]["tokens_per_s"] / fp32, 2),
+        "goal": {"ratio": THROUGHPUT_GOAL, "met": rows["fp32"]["ratio"] >= THROUGHPUT_GOAL},
+    }
 
 
 def nanogpt_like_recipe(quick: bool) -> tuple[PrepareConfig, LMTrainConfig]:
@@ -110,8 +136,16 @@ def nanogpt_like_recipe(quick: bool) -> tuple[PrepareConfig, LMTrainConfig]:
     its learning rate (1e-3, beta2 0.99, warmup 100, decay to a tenth). The model is Llama-style (RMSNorm, RoPE,
     SwiGLU with the same 512 inner width) where nanoGPT's is GPT-2-style."""
     model = ModelConfig(hidden_size=128, layers=4, heads=4, kv_heads=4, intermediate_size=512, context_length=64)
-    train = LMTrainConfig(model=model, batch_size=12, steps=20 if quick else 2000, learning_rate=1e-3, warmup_steps=10
-                          if quick else 100, beta2=0.99, eval_every=0, save_every=0)
+    train = LMTrainConfig(
+        model=model,
+        batch_size=12,
+        steps=20 if quick else 2000,
+        learning_rate=1e-3,
+        warmup_steps=10 if quick else 100,
+        beta2=0.99,
+        eval_every=0,
+        save_every=0,
+    )
     return PrepareConfig(vocab_size=min_vocab_size(), max_bytes=None), train
 
 
@@ -124,11 +158,17 @@ def quality(text: Path, work: Path, name: str, prepare: PrepareConfig, config: L
     model = result_model(work / f"{name}-run")
     scores = evaluate_lm(model, data.tokenizer(), data.valid_documents(), config.model.context_length, batch_size=16)
     return {
-        "text": str(text), "text_bytes": text.stat().st_size, "held_out": data.summary["bytes"]["valid"],
-        "vocab_size": data.summary["vocab_size"], "bytes_per_token": data.summary["bytes_per_token"],
-        "prepare_seconds": round(prepare_seconds, 1), "train_seconds": round(result.state.seconds, 1),
-        "steps": result.state.step, "parameters": result.parameters,
-        "held_out_bits_per_byte": round(scores.bits_per_byte, 3), "held_out_perplexity": round(scores.perplexity, 2),
+        "text": str(text),
+        "text_bytes": text.stat().st_size,
+        "held_out": data.summary["bytes"]["valid"],
+        "vocab_size": data.summary["vocab_size"],
+        "bytes_per_token": data.summary["bytes_per_token"],
+        "prepare_seconds": round(prepare_seconds, 1),
+        "train_seconds": round(result.state.seconds, 1),
+        "steps": result.state.step,
+        "parameters": result.parameters,
+        "held_out_bits_per_byte": round(scores.bits_per_byte, 3),
+        "held_out_perplexity": round(scores.perplexity, 2),
         "recipe": {"prepare": dataclasses.asdict(prepare), "train": dataclasses.asdict(config)},
     }
 
@@ -137,10 +177,16 @@ def quality_rows(text: Path, work: Path, quick: bool) -> dict:
     """The chapter's default recipe against the goal, and nanoGPT's recipe in the same loop on the same text."""
     default = quality(text, work, "default", PrepareConfig(max_bytes=None), LMTrainConfig.quick() if quick else LMTrainConfig())
     reference = quality(text, work, "nanogpt-recipe", *nanogpt_like_recipe(quick))
-    met = (default["held_out_bits_per_byte"] <= QUALITY_GOAL["bits_per_byte"]
-           and default["train_seconds"] <= QUALITY_GOAL["train_seconds"])
-    return {"default_recipe": default, "nanogpt_recipe_same_text": reference, "nanogpt_on_its_own_text": NANOGPT,
-            "goal": QUALITY_GOAL | {"met": met}}
+    met = (
+        default["held_out_bits_per_byte"] <= QUALITY_GOAL["bits_per_byte"]
+        and default["train_seconds"] <= QUALITY_GOAL["train_seconds"]
+    )
+    return {
+        "default_recipe": default,
+        "nanogpt_recipe_same_text": reference,
+        "nanogpt_on_its_own_text": NANOGPT,
+        "goal": QUALITY_GOAL | {"met": met},
+    }
 
 
 def result_model(run_dir: Path):
@@ -162,8 +208,9 @@ def main() -> None:
         report = {
             "benchmark": "tiny_lm",
             "created": created_now(),
-            "command": "python benchmarks/lm.py" + (" --quick" if args.quick else f" --steps {steps}")
-                       + (f" --text {args.text}" if args.text else ""),
+            "command": "python benchmarks/lm.py"
+            + (" --quick" if args.quick else f" --steps {steps}")
+            + (f" --text {args.text}" if args.text else ""),
             "environment": environment_report(),
             "quality": quality_rows(text, work, args.quick),
         }
@@ -173,10 +220,15 @@ def main() -> None:
     path = atomic_write_json(results_dir("benchmarks") / "lm.json", report)
     quality_row, speed = report["quality"]["default_recipe"], report["throughput"]
     reference = report["quality"]["nanogpt_recipe_same_text"]
-    print(f"held-out {quality_row['held_out_bits_per_byte']} bits/byte after {quality_row['train_seconds']} s of training "
-          f"(nanoGPT's recipe here: {reference['held_out_bits_per_byte']} after {reference['train_seconds']} s)")
-    print(f"slmlab vs Trainer: {speed['fp32']['ratio']}x in fp32, {speed['bf16_compiled']['ratio']}x with bf16 + compile "
-          f"(slmlab bf16 + compile {speed['fast_over_fp32']}x its fp32) -> {path}")
+    print(
+        f"held-out {quality_row['held_out_bits_per_byte']} bits/byte after {quality_row['train_seconds']} s of training "
+        f"(nanoGPT's recipe here: {reference['held_out_bits_per_byte']} after {reference['train_seconds']} s)"
+    )
+    print(
+        f"slmlab vs Trainer: {speed['fp32']['ratio']}x in fp32, {speed['bf16_compiled']['ratio']}x with bf16 + compile "
+        f"(slmlab bf16 + compile {speed['fast_over_fp32']}x its fp32) -> {path}"
+    )
+
 
 if __name__ == "__main__":
     main()

@@ -36,8 +36,12 @@ def run_slmlab(data_dir: Path, config: TrainConfig) -> dict:
     with tempfile.TemporaryDirectory() as out:
         result = train_lora(data_dir, Path(out) / "lora", DEFAULT_MODEL, config, backend="torch", resume=False)
     state = result.state
-    return {"tokens": state.trained_tokens, "seconds": round(state.seconds, 2),
-            "tokens_per_s": round(state.tokens_per_second, 1), "final_loss": state.train_loss[-1][1]}
+    return {
+        "tokens": state.trained_tokens,
+        "seconds": round(state.seconds, 2),
+        "tokens_per_s": round(state.tokens_per_second, 1),
+        "final_loss": state.train_loss[-1][1],
+    }
 
 
 def run_trl(data_dir: Path, config: TrainConfig) -> dict:
@@ -55,27 +59,51 @@ def run_trl(data_dir: Path, config: TrainConfig) -> dict:
 
     with tempfile.TemporaryDirectory() as out:
         args = SFTConfig(
-            output_dir=out, per_device_train_batch_size=config.batch_size, max_steps=config.steps,
-            learning_rate=config.learning_rate, lr_scheduler_type="cosine", warmup_steps=config.warmup_steps,
-            max_grad_norm=config.grad_clip, max_length=config.max_length, completion_only_loss=True,
-            logging_steps=1, save_strategy="no", report_to="none", seed=config.seed, use_cpu=True,
-            dataloader_num_workers=0, disable_tqdm=False,
+            output_dir=out,
+            per_device_train_batch_size=config.batch_size,
+            max_steps=config.steps,
+            learning_rate=config.learning_rate,
+            lr_scheduler_type="cosine",
+            warmup_steps=config.warmup_steps,
+            max_grad_norm=config.grad_clip,
+            max_length=config.max_length,
+            completion_only_loss=True,
+            logging_steps=1,
+            save_strategy="no",
+            report_to="none",
+            seed=config.seed,
+            use_cpu=True,
+            dataloader_num_workers=0,
+            disable_tqdm=False,
         )
-        trainer = SFTTrainer(model=model, args=args, train_dataset=dataset,
-                             processing_class=AutoTokenizer.from_pretrained(base_dir), peft_config=lora,
-                             callbacks=[timer])
+        trainer = SFTTrainer(
+            model=model,
+            args=args,
+            train_dataset=dataset,
+            processing_class=AutoTokenizer.from_pretrained(base_dir),
+            peft_config=lora,
+            callbacks=[timer],
+        )
         trainer.train()
     tokens = int(trainer._total_train_tokens)  # TRL's own count: attention-mask sum of the trained batches
     losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
-    return {"tokens": tokens, "seconds": round(timer.seconds, 2),
-            "tokens_per_s": round(tokens / timer.seconds, 1), "final_loss": losses[-1] if losses else None}
+    return {
+        "tokens": tokens,
+        "seconds": round(timer.seconds, 2),
+        "tokens_per_s": round(tokens / timer.seconds, 1),
+        "final_loss": losses[-1] if losses else None,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=TrainConfig().steps,
-                        help="steps of each run (default: the chapter's; the fast step reuses a row's frozen layers "
-                             "from its second epoch on, so short runs show less of it)")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=TrainConfig().steps,
+        help="steps of each run (default: the chapter's; the fast step reuses a row's frozen layers "
+        "from its second epoch on, so short runs show less of it)",
+    )
     parser.add_argument("--quick", action="store_true", help="4 steps each: checks the script, not the speed")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -102,14 +130,16 @@ def main() -> None:
         "fast_step_speedup": round(ours["tokens_per_s"] / plain["tokens_per_s"], 2),
         "goal": {"ratio": GOAL, "met": ratio >= GOAL},
         "why": "slmlab groups rows of similar length into batches (little padding), projects only answer "
-               "positions onto the 49k-word vocabulary, runs the layers below the adapter once per row and the "
-               "chat template's shared system turn once per batch; TRL pads each random batch to its longest row, "
-               "runs every layer on every token of every step and computes logits, entropy and accuracy for "
-               "every position.",
+        "positions onto the 49k-word vocabulary, runs the layers below the adapter once per row and the "
+        "chat template's shared system turn once per batch; TRL pads each random batch to its longest row, "
+        "runs every layer on every token of every step and computes logits, entropy and accuracy for "
+        "every position.",
     }
     path = atomic_write_json(results_dir("benchmarks") / "lora.json", report)
-    print(f"slmlab {ours['tokens_per_s']} tokens/s (plain step {plain['tokens_per_s']}), TRL {trl['tokens_per_s']} "
-          f"tokens/s: {ratio:.2f}x -> {path}")
+    print(
+        f"slmlab {ours['tokens_per_s']} tokens/s (plain step {plain['tokens_per_s']}), TRL {trl['tokens_per_s']} "
+        f"tokens/s: {ratio:.2f}x -> {path}"
+    )
 
 
 if __name__ == "__main__":

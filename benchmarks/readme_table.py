@@ -48,8 +48,15 @@ def generation_rows(data: dict) -> Iterator[Row]:
         ratio = row["tokens_per_s"] / default_one["tokens_per_s"] if default_one else None
         agreement = _same(row.get("matches_static_same_batch")) and "vs static: " + _same(row["matches_static_same_batch"])
         agreement = agreement or ("vs fp32 b1: " + _same(row.get("matches_fp32_batch1_greedy")))
-        yield ["generation", name, f"{row['tokens_per_s']:.1f} tok/s", f"{_num(ratio, 2)}× fp32 b1",
-               _num(row["rss_peak_mb"], 0), agreement, _generation_goal(goals.get(name))]
+        yield [
+            "generation",
+            name,
+            f"{row['tokens_per_s']:.1f} tok/s",
+            f"{_num(ratio, 2)}× fp32 b1",
+            _num(row["rss_peak_mb"], 0),
+            agreement,
+            _generation_goal(goals.get(name)),
+        ]
 
 
 def _generation_goal(goal: dict | None) -> str:
@@ -62,19 +69,34 @@ def mcts_rows(data: dict) -> Iterator[Row]:
     for name, row in configurations.items():
         same = row.get("agreement_with_reuse")
         agreement = f"{same['same_trees']}/{same['prompts']} trees = reuse" if same else ""
-        yield ["mcts", name, f"{row['sims_per_s']:.2f} sims/s, {row['tokens_per_s']:.1f} tok/s",
-               f"{_num(row.get('ratio_to_recompute'), 2)}× recompute", _num(row.get("peak_rss_mb"), 0), agreement,
-               "; ".join(_goal(goal, goal["measured"], label) for key, label in MCTS_GOALS.items()
-                         if (goal := goals.get(key)) and goal.get("best") == name)]
+        yield [
+            "mcts",
+            name,
+            f"{row['sims_per_s']:.2f} sims/s, {row['tokens_per_s']:.1f} tok/s",
+            f"{_num(row.get('ratio_to_recompute'), 2)}× recompute",
+            _num(row.get("peak_rss_mb"), 0),
+            agreement,
+            "; ".join(
+                _goal(goal, goal["measured"], label)
+                for key, label in MCTS_GOALS.items()
+                if (goal := goals.get(key)) and goal.get("best") == name
+            ),
+        ]
 
 
 MCTS_GOALS = {"sims_ratio_to_recompute": "recompute sims/s", "self_play_tokens_ratio_to_reuse": "reuse tokens/s"}
 
 
 def lora_rows(data: dict) -> Iterator[Row]:
-    yield ["lora", "slmlab vs TRL SFTTrainer", f"{data['slmlab']['tokens_per_s']:.0f} vs "
-           f"{data['trl_sfttrainer_peft']['tokens_per_s']:.0f} tok/s", f"{data['ratio']:.2f}×", "", _plain_step(data),
-           _goal({**data["goal"], "factor": data["goal"]["ratio"]})]
+    yield [
+        "lora",
+        "slmlab vs TRL SFTTrainer",
+        f"{data['slmlab']['tokens_per_s']:.0f} vs {data['trl_sfttrainer_peft']['tokens_per_s']:.0f} tok/s",
+        f"{data['ratio']:.2f}×",
+        "",
+        _plain_step(data),
+        _goal({**data["goal"], "factor": data["goal"]["ratio"]}),
+    ]
 
 
 def _plain_step(data: dict) -> str:
@@ -82,46 +104,74 @@ def _plain_step(data: dict) -> str:
     plain = data.get("slmlab_plain_step")
     if not plain:
         return ""
-    return (f"plain step {plain['tokens_per_s']:.0f} tok/s ({data['plain_step_ratio']:.2f}×); final loss "
-            f"{data['slmlab']['final_loss']:.5f} vs {plain['final_loss']:.5f}")
+    return (
+        f"plain step {plain['tokens_per_s']:.0f} tok/s ({data['plain_step_ratio']:.2f}×); final loss "
+        f"{data['slmlab']['final_loss']:.5f} vs {plain['final_loss']:.5f}"
+    )
 
 
 def lm_rows(data: dict) -> Iterator[Row]:
     throughput, quality = data["throughput"], data["quality"]["default_recipe"]
-    yield ["lm", "slmlab loop vs HF Trainer (fp32)", f"{throughput['fp32']['slmlab']['tokens_per_s']:.0f} tok/s",
-           f"{throughput['ratio']:.2f}×", _num(data.get("peak_rss_mb"), 0),
-           f"{quality['held_out_bits_per_byte']:.3f} bits/byte", _goal({**throughput["goal"],
-                                                                        "factor": throughput["goal"]["ratio"]})]
+    yield [
+        "lm",
+        "slmlab loop vs HF Trainer (fp32)",
+        f"{throughput['fp32']['slmlab']['tokens_per_s']:.0f} tok/s",
+        f"{throughput['ratio']:.2f}×",
+        _num(data.get("peak_rss_mb"), 0),
+        f"{quality['held_out_bits_per_byte']:.3f} bits/byte",
+        _goal({**throughput["goal"], "factor": throughput["goal"]["ratio"]}),
+    ]
 
 
 def rl_rows(data: dict) -> Iterator[Row]:
-    yield ["rl", "slmlab vs TRL GRPO", f"{data['slmlab']['completions_per_s']:.3f} completions/s",
-           f"{data['ratio_completions_per_s']:.2f}×", _num(data.get("peak_rss_mb"), 0),
-           f"held-out {100 * data['slmlab']['heldout_pass_at_1']:.1f} %", ""]
+    yield [
+        "rl",
+        "slmlab vs TRL GRPO",
+        f"{data['slmlab']['completions_per_s']:.3f} completions/s",
+        f"{data['ratio_completions_per_s']:.2f}×",
+        _num(data.get("peak_rss_mb"), 0),
+        f"held-out {100 * data['slmlab']['heldout_pass_at_1']:.1f} %",
+        "",
+    ]
 
 
 def scoring_rows(data: dict) -> Iterator[Row]:
     for name, row in data["results"].items():
         if not isinstance(row, dict):
             continue
-        yield ["scoring", f"HumanEval, {row['programs']} {name} programs: checker apart vs one process",
-               f"{row['scorer']['programs_per_s']:.1f} vs {row['one_process']['programs_per_s']:.1f} programs/s",
-               f"{row['ratio']:.2f}×", _num(data.get("peak_rss_mb"), 0),
-               f"{row['same_verdicts']}/{row['programs']} same verdicts", ""]
+        yield [
+            "scoring",
+            f"HumanEval, {row['programs']} {name} programs: checker apart vs one process",
+            f"{row['scorer']['programs_per_s']:.1f} vs {row['one_process']['programs_per_s']:.1f} programs/s",
+            f"{row['ratio']:.2f}×",
+            _num(data.get("peak_rss_mb"), 0),
+            f"{row['same_verdicts']}/{row['programs']} same verdicts",
+            "",
+        ]
 
 
 def agreement_rows(data: dict) -> Iterator[Row]:
     for name, row in data["models"].items():
         same = row["agreement"]
-        yield ["agreement", f"llama.cpp vs torch, {name}, chapter 04 test set",
-               f"normalized {row['llamacpp']['normalized']:.1f} vs {row['torch']['normalized']:.1f} %", "",
-               _num(data.get("peak_rss_mb"), 0),
-               f"{same['identical']}/{same['total']} identical, common prefix {same['mean_common_prefix_share']:.2f}", ""]
+        yield [
+            "agreement",
+            f"llama.cpp vs torch, {name}, chapter 04 test set",
+            f"normalized {row['llamacpp']['normalized']:.1f} vs {row['torch']['normalized']:.1f} %",
+            "",
+            _num(data.get("peak_rss_mb"), 0),
+            f"{same['identical']}/{same['total']} identical, common prefix {same['mean_common_prefix_share']:.2f}",
+            "",
+        ]
 
 
 SOURCES: dict[str, Callable[[dict], Iterator[Row]]] = {
-    "generation": generation_rows, "mcts": mcts_rows, "agreement": agreement_rows, "lora": lora_rows,
-    "lm": lm_rows, "rl": rl_rows, "scoring": scoring_rows,
+    "generation": generation_rows,
+    "mcts": mcts_rows,
+    "agreement": agreement_rows,
+    "lora": lora_rows,
+    "lm": lm_rows,
+    "rl": rl_rows,
+    "scoring": scoring_rows,
 }
 SCRIPTS = {"agreement": "backend_agreement"}
 

@@ -65,16 +65,27 @@ def run_slmlab(config: RLConfig, tasks: Sequence[CodeTask], run_dir: Path, model
     from slmlab.rl.learner import train_policy
 
     result = train_policy(config, tasks, run_dir, model=model, resume=False, progress=False)
-    return {"steps": result.steps, "completions": result.completions, "seconds": round(result.seconds, 2),
-            "completions_per_s": round(result.completions / result.seconds, 3) if result.seconds else None,
-            "mean_reward": mean_metric(result.run_dir, "reward"), "adapter_dir": result.adapter_dir}
+    return {
+        "steps": result.steps,
+        "completions": result.completions,
+        "seconds": round(result.seconds, 2),
+        "completions_per_s": round(result.completions / result.seconds, 3) if result.seconds else None,
+        "mean_reward": mean_metric(result.run_dir, "reward"),
+        "adapter_dir": result.adapter_dir,
+    }
 
 
 def run_trl(config: RLConfig, tasks: Sequence[CodeTask], run_dir: Path, model: str, algorithm: str) -> dict:
     result = train_with_trl(config, tasks, run_dir, model=model, algorithm=algorithm, progress=False)
-    return {"algorithm": algorithm, "steps": result.steps, "completions": result.completions,
-            "seconds": round(result.seconds, 2), "completions_per_s": round(result.completions_per_s, 3),
-            "mean_reward": round(result.mean_reward, 4), "adapter_dir": result.adapter_dir}
+    return {
+        "algorithm": algorithm,
+        "steps": result.steps,
+        "completions": result.completions,
+        "seconds": round(result.seconds, 2),
+        "completions_per_s": round(result.completions_per_s, 3),
+        "mean_reward": round(result.mean_reward, 4),
+        "adapter_dir": result.adapter_dir,
+    }
 
 
 def measure(args: argparse.Namespace, config: RLConfig, work: Path) -> dict:
@@ -90,11 +101,19 @@ def measure(args: argparse.Namespace, config: RLConfig, work: Path) -> dict:
     for row in filter(None, rows.values()):
         row["heldout_pass_at_1"] = heldout_pass_at_1(args.model, heldout, settings, row.pop("adapter_dir"))
     ours, theirs = rows["slmlab"], rows["trl"]
-    ratio = (round(ours["completions_per_s"] / theirs["completions_per_s"], 2)
-             if ours and theirs and ours["completions_per_s"] and theirs["completions_per_s"] else None)
-    return {"train_tasks": [task.name for task in tasks], "heldout_tasks": len(heldout),
-            "eval": {"max_new_tokens": settings.max_new_tokens, "strategy": "greedy"}, **rows,
-            "ratio_completions_per_s": ratio, "base_heldout_pass_at_1": heldout_pass_at_1(args.model, heldout, settings)}
+    ratio = (
+        round(ours["completions_per_s"] / theirs["completions_per_s"], 2)
+        if ours and theirs and ours["completions_per_s"] and theirs["completions_per_s"]
+        else None
+    )
+    return {
+        "train_tasks": [task.name for task in tasks],
+        "heldout_tasks": len(heldout),
+        "eval": {"max_new_tokens": settings.max_new_tokens, "strategy": "greedy"},
+        **rows,
+        "ratio_completions_per_s": ratio,
+        "base_heldout_pass_at_1": heldout_pass_at_1(args.model, heldout, settings),
+    }
 
 
 def print_table(report: dict) -> None:
@@ -103,9 +122,11 @@ def print_table(report: dict) -> None:
         row = report[side]
         if row:
             name = side if side == "slmlab" else f"trl-{row['algorithm']}"
-            print(f"{name:10s} {row['completions']:11d} {row['seconds']:9.1f} {row['completions_per_s']:9.3f} "
-                  f"{row['mean_reward'] if row['mean_reward'] is not None else float('nan'):8.3f} "
-                  f"{row['heldout_pass_at_1']:16.3f}")
+            print(
+                f"{name:10s} {row['completions']:11d} {row['seconds']:9.1f} {row['completions_per_s']:9.3f} "
+                f"{row['mean_reward'] if row['mean_reward'] is not None else float('nan'):8.3f} "
+                f"{row['heldout_pass_at_1']:16.3f}"
+            )
     print(f"{'base':10s} {'':11s} {'':9s} {'':9s} {'':8s} {report['base_heldout_pass_at_1']:16.3f}")
     if report["ratio_completions_per_s"] is not None:
         print(f"slmlab / TRL completions per second: {report['ratio_completions_per_s']}x")
@@ -117,13 +138,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--algorithm", choices=ALGORITHMS, default="grpo", help="TRL's trainer (default: %(default)s)")
     parser.add_argument("--heldout", type=int, default=0, help="first N held-out tasks (default: all)")
     parser.add_argument("--train-tasks", type=int, default=16, help="size of the seeded training subset (default: %(default)s)")
-    parser.add_argument("--eval-tokens", type=int, default=EvalSettings().max_new_tokens,
-                        help="max new tokens of a held-out reply (default: %(default)s)")
+    parser.add_argument(
+        "--eval-tokens",
+        type=int,
+        default=EvalSettings().max_new_tokens,
+        help="max new tokens of a held-out reply (default: %(default)s)",
+    )
     parser.add_argument("--model", default=DEFAULT_MODEL, help="base model (default: %(default)s)")
     parser.add_argument("--only", choices=SIDES, default="both", help="run one side only (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=RLConfig().seed, help="seed of both sides (default: %(default)s)")
-    parser.add_argument("--quick", action="store_true",
-                        help="at most 2 steps, 4 tasks, 4 held-out tasks, 48-token replies: checks the script, not the speed")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="at most 2 steps, 4 tasks, 4 held-out tasks, 48-token replies: checks the script, not the speed",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.steps, args.train_tasks = min(args.steps, 2), min(args.train_tasks, 4)
@@ -140,7 +168,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             "created": created_now(),
             "command": "python benchmarks/rl.py " + " ".join(sys.argv[1:] if argv is None else argv),
             "environment": environment_report() | {"trl version": importlib.metadata.version("trl")},
-            "model": args.model, "config": config.as_dict(),
+            "model": args.model,
+            "config": config.as_dict(),
             **measure(args, config, Path(folder)),
         }
     report["peak_rss_mb"] = round(peak_rss_mb(), 1)

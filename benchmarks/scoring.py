@@ -31,12 +31,12 @@ LIMITS = SandboxLimits()
 
 
 def program_sets(tasks: Sequence[CodeTask]) -> dict[str, list[str]]:
-    return {"canonical": [task.reference or "" for task in tasks],
-            "wrong": [task.prompt + "    return None\n" for task in tasks]}
+    return {"canonical": [task.reference or "" for task in tasks], "wrong": [task.prompt + "    return None\n" for task in tasks]}
 
 
 def one_process_passes(tasks: Sequence[CodeTask], programs: Sequence[str], workers: int) -> list[bool]:
     """Program and check in one sandboxed process; passed = the process ended cleanly."""
+
     def run(pair: tuple[CodeTask, str]) -> bool:
         task, code = pair
         source = f"{code}\n\n{task.test_code}\n\ncheck({task.entry_point})\n"
@@ -71,19 +71,23 @@ def measure(tasks: Sequence[CodeTask], workers: int) -> dict:
     rows: dict = {"plans_seconds": round(learn_plans(tasks, workers), 2)}
     print(f"plans of {len(tasks)} tasks learned in {rows['plans_seconds']:.1f} s")
     for name, programs in program_sets(tasks).items():
-        cached, again = timed(lambda: scorer_passes(tasks, programs, workers))
-        plain, together = timed(lambda: one_process_passes(tasks, programs, workers))
+        cached, again = timed(lambda programs=programs: scorer_passes(tasks, programs, workers))
+        plain, together = timed(lambda programs=programs: one_process_passes(tasks, programs, workers))
         rows[name] = {
             "programs": len(programs),
-            "one_process": {"seconds": round(plain, 2), "programs_per_s": round(len(programs) / plain, 2),
-                            "passed": sum(together)},
-            "scorer": {"seconds": round(cached, 2), "programs_per_s": round(len(programs) / cached, 2),
-                       "passed": sum(again)},
+            "one_process": {
+                "seconds": round(plain, 2),
+                "programs_per_s": round(len(programs) / plain, 2),
+                "passed": sum(together),
+            },
+            "scorer": {"seconds": round(cached, 2), "programs_per_s": round(len(programs) / cached, 2), "passed": sum(again)},
             "ratio": round(plain / cached, 3),  # programs/s of the scorer over programs/s of one process
             "same_verdicts": sum(a == b for a, b in zip(together, again)),
         }
-        print(f"{name}: one process {plain:.1f} s, scorer {cached:.1f} s ({rows[name]['ratio']:.2f}×), "
-              f"verdicts agree on {rows[name]['same_verdicts']}/{len(programs)}")
+        print(
+            f"{name}: one process {plain:.1f} s, scorer {cached:.1f} s ({rows[name]['ratio']:.2f}×), "
+            f"verdicts agree on {rows[name]['same_verdicts']}/{len(programs)}"
+        )
     return rows
 
 
@@ -97,10 +101,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     rows = measure(tasks, args.workers)
     path = results_dir("benchmarks") / "scoring.json"
     command = " ".join(["python benchmarks/scoring.py", *(sys.argv[1:] if argv is None else argv)])
-    atomic_write_json(path, {"command": command,
-                             "created": created_now(), "quick": args.quick, "workers": args.workers,
-                             "tasks": len(tasks), "results": rows, "peak_rss_mb": peak_rss_mb(),
-                             "environment": environment_report()})
+    atomic_write_json(
+        path,
+        {
+            "command": command,
+            "created": created_now(),
+            "quick": args.quick,
+            "workers": args.workers,
+            "tasks": len(tasks),
+            "results": rows,
+            "peak_rss_mb": peak_rss_mb(),
+            "environment": environment_report(),
+        },
+    )
     print(f"wrote {path}")
 
 

@@ -116,10 +116,16 @@ def test_curator_tags_adds_and_refines_with_delta_operations_only(embedder):
 
 
 # --- roles --------------------------------------------------------------------------------------
-FIN = TaskItem(id="f1", question="What was net income in 2022?", answer="90", context="| Net income | 100 | 90 |",
-               domain="finance")
-MC = TaskItem(id="m1", question="Which vitamin deficiency causes scurvy?", answer="B", domain="medical",
-              choices=("Vitamin A", "Vitamin C", "Vitamin D", "Vitamin K"))
+FIN = TaskItem(
+    id="f1", question="What was net income in 2022?", answer="90", context="| Net income | 100 | 90 |", domain="finance"
+)
+MC = TaskItem(
+    id="m1",
+    question="Which vitamin deficiency causes scurvy?",
+    answer="B",
+    domain="medical",
+    choices=("Vitamin A", "Vitamin C", "Vitamin D", "Vitamin K"),
+)
 IOT = TaskItem(id="i1", question="Is any reading anomalous?", answer="yes, reading 3", context="reading 1: f1=50", domain="iot")
 
 

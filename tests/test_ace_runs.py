@@ -14,8 +14,13 @@ from slmlab.ace.runs import ACE_COLUMNS, CORE_COLUMNS, DETAIL_COLUMNS, AceConfig
 from slmlab.cli import main
 
 ITEMS = [
-    {"id": f"q{i}", "domain": "finance", "context": f"| Revenue | {100 + i} | {110 + i} |",
-     "question": f"What was revenue in year {i}?", "answer": str(100 + i)}
+    {
+        "id": f"q{i}",
+        "domain": "finance",
+        "context": f"| Revenue | {100 + i} | {110 + i} |",
+        "question": f"What was revenue in year {i}?",
+        "answer": str(100 + i),
+    }
     for i in range(5)
 ]
 
@@ -28,8 +33,16 @@ def task_file(tmp_path):
 
 
 def config(task_file, tiny_model_dir, **changes) -> AceConfig:
-    options = dict(model_id=str(tiny_model_dir), task=str(task_file), mode="ace", epochs=1, batch_size=2,
-                   answer_tokens=6, reflection_tokens=8, backend="torch")
+    options = dict(
+        model_id=str(tiny_model_dir),
+        task=str(task_file),
+        mode="ace",
+        epochs=1,
+        batch_size=2,
+        answer_tokens=6,
+        reflection_tokens=8,
+        backend="torch",
+    )
     return AceConfig(**{**options, **changes})
 
 
@@ -149,8 +162,19 @@ def test_summary_groups_by_model_task_mode_epoch(task_file, tiny_model_dir, tiny
     run_ace(config(task_file, tiny_model_dir, mode="baseline"), tmp_path / "a", model=tiny_torch, progress=False)
     run_ace(config(task_file, tiny_model_dir), tmp_path / "b", model=tiny_torch, progress=False)
     table = summarize(load_results(tmp_path))
-    assert list(table.columns) == ["model_id", "task_name", "mode", "epoch", "samples", "accuracy", "token_f1",
-                                   "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "parse_failures"]
+    assert list(table.columns) == [
+        "model_id",
+        "task_name",
+        "mode",
+        "epoch",
+        "samples",
+        "accuracy",
+        "token_f1",
+        "latency_p50_ms",
+        "latency_p95_ms",
+        "latency_p99_ms",
+        "parse_failures",
+    ]
     assert [(r.mode, r.epoch, r.samples) for r in table.itertuples()] == [("ace", 0, 5), ("ace", 1, 5), ("baseline", 0, 5)]
     frame = load_results(tmp_path / "b" / "results.csv")
     assert table.iloc[1]["accuracy"] == round(100 * frame[frame.epoch == 1]["correct"].mean(), 1)
@@ -180,8 +204,22 @@ def test_grid_dry_run_lists_cells_and_skips_finished_ones(task_file, tiny_model_
 def test_cli_run_matches_the_library_run(task_file, tiny_model_dir, tiny_torch, tmp_path):
     settings = config(task_file, tiny_model_dir, batch_size=8, answer_tokens=24, reflection_tokens=40)
     library = run_ace(settings, tmp_path / "library", model=tiny_torch, progress=False)
-    code = main(["ace", "run", "--task", str(task_file), "--model", str(tiny_model_dir), "--backend", "torch",
-                 "--epochs", "1", "--out", str(tmp_path / "cli")])
+    code = main(
+        [
+            "ace",
+            "run",
+            "--task",
+            str(task_file),
+            "--model",
+            str(tiny_model_dir),
+            "--backend",
+            "torch",
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path / "cli"),
+        ]
+    )
     assert code == 0
     assert without_timings(tmp_path / "cli" / "results.csv") == without_timings(library)
     assert bullets(tmp_path / "cli" / "playbook_epoch1.jsonl") == bullets(tmp_path / "library" / "playbook_epoch1.jsonl")

@@ -35,8 +35,13 @@ from slmlab.tasks import (
 ROOT = Path(__file__).resolve().parents[1]
 GENERATED = [f"{d}_{s}" for d in ("finance", "medical", "iot") for s in ("train", "test")]
 # Shuttle row indices of the hand-picked iot_tiny windows, in reading order.
-IOT_TINY_ROWS = {"iot-tiny-01": (1, 2, 3, 4, 5), "iot-tiny-02": (12, 13, 14, 15, 17), "iot-tiny-03": (23, 24, 25, 27, 28),
-                 "iot-tiny-04": (40, 41, 42, 43, 44), "iot-tiny-05": (49, 50, 52, 53, 54)}
+IOT_TINY_ROWS = {
+    "iot-tiny-01": (1, 2, 3, 4, 5),
+    "iot-tiny-02": (12, 13, 14, 15, 17),
+    "iot-tiny-03": (23, 24, 25, 27, 28),
+    "iot-tiny-04": (40, 41, 42, 43, 44),
+    "iot-tiny-05": (49, 50, 52, 53, 54),
+}
 
 
 @pytest.fixture(autouse=True)
@@ -132,17 +137,20 @@ def test_round_trip(tmp_path):
     assert load_tasks(path) == items
 
 
-@pytest.mark.parametrize("row, message", [
-    ({k: v for k, v in GOOD.items() if k != "answer"}, "field 'answer' is missing"),
-    ({**GOOD, "question": 3}, "field 'question' must be a non-empty string"),
-    ({**GOOD, "choices": "A or B"}, "field 'choices' must be a list of strings"),
-    ({**GOOD, "choices": ["x", 2]}, "field 'choices' must be a list of strings"),
-    ({**GOOD, "choices": ["x", "y", "z"], "answer": "D"}, "field 'answer' must be a letter A-C for 3 choices"),
-    ({**GOOD, "choices": ["x"], "answer": "A"}, "field 'choices' must have 2 to 10 entries"),
-    ({**GOOD, "context": ["t"]}, "field 'context' must be a string"),
-    ({**GOOD, "gold": "1"}, "unknown field 'gold'"),
-    ([1, 2], "item is not a JSON object"),
-])
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ({k: v for k, v in GOOD.items() if k != "answer"}, "field 'answer' is missing"),
+        ({**GOOD, "question": 3}, "field 'question' must be a non-empty string"),
+        ({**GOOD, "choices": "A or B"}, "field 'choices' must be a list of strings"),
+        ({**GOOD, "choices": ["x", 2]}, "field 'choices' must be a list of strings"),
+        ({**GOOD, "choices": ["x", "y", "z"], "answer": "D"}, "field 'answer' must be a letter A-C for 3 choices"),
+        ({**GOOD, "choices": ["x"], "answer": "A"}, "field 'choices' must have 2 to 10 entries"),
+        ({**GOOD, "context": ["t"]}, "field 'context' must be a string"),
+        ({**GOOD, "gold": "1"}, "unknown field 'gold'"),
+        ([1, 2], "item is not a JSON object"),
+    ],
+)
 def test_loader_names_file_line_and_field(tmp_path, row, message):
     path = _write(tmp_path / "x.jsonl", [{**GOOD, "id": "first"}, "", row])
     with pytest.raises(TaskFileError) as error:
@@ -185,8 +193,11 @@ def _finance_gold(item: TaskItem) -> tuple[Fraction, int]:
     if m := re.match(r"What was (.+) in (\d{4}), in \$ (?:millions|thousands)\?", q):
         name = "Total" if m.group(1) == "the total segment revenue" else m.group(1)
         return table[name][years.index(m.group(2))], 0
-    m = re.match(r"(?:By how much did|What was the percentage change in) (.+?)(?: revenue)? (?:change )?"
-                 r"from (\d{4}) to (\d{4})", q)
+    m = re.match(
+        r"(?:By how much did|What was the percentage change in) (.+?)(?: revenue)? (?:change )?"
+        r"from (\d{4}) to (\d{4})",
+        q,
+    )
     if m:
         values = table[m.group(1)]
         old, new = values[years.index(m.group(2))], values[years.index(m.group(3))]
@@ -257,8 +268,9 @@ def test_fmt_rounds_half_up_exactly():
 
 # --- IoT ---------------------------------------------------------------------------------------------------
 def _render(river_rows, rows: tuple[int, ...]) -> str:
-    return "\n".join(f"reading {i}: " + " ".join(f"{f}={river_rows[r][0][f]}" for f in ("f1", "f7", "f9"))
-                     for i, r in enumerate(rows, 1))
+    return "\n".join(
+        f"reading {i}: " + " ".join(f"{f}={river_rows[r][0][f]}" for f in ("f1", "f7", "f9")) for i, r in enumerate(rows, 1)
+    )
 
 
 def test_iot_features_are_the_most_telling():
@@ -292,19 +304,33 @@ def test_iot_tiny_uses_real_rows(river_rows):
 
 
 # --- scoring -----------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("reply, parsed", [
-    ("yes, reading 3", "yes, reading 3"), ("Yes, reading 3.", "yes, reading 3"), ("yes - reading 3", "yes, reading 3"),
-    ("Reading #2 is anomalous", "yes, reading 2"), ("yes, 4", "yes, reading 4"), ("no", "no"), ("No.", "no"),
-    ("no anomaly", "no"), ("No, all readings are normal", "no"), ("There is no anomalous reading", "no"),
-    ("All readings look normal", "no"), ("yes", None), ("maybe", None), ("", None),
-])
+@pytest.mark.parametrize(
+    "reply, parsed",
+    [
+        ("yes, reading 3", "yes, reading 3"),
+        ("Yes, reading 3.", "yes, reading 3"),
+        ("yes - reading 3", "yes, reading 3"),
+        ("Reading #2 is anomalous", "yes, reading 2"),
+        ("yes, 4", "yes, reading 4"),
+        ("no", "no"),
+        ("No.", "no"),
+        ("no anomaly", "no"),
+        ("No, all readings are normal", "no"),
+        ("There is no anomalous reading", "no"),
+        ("All readings look normal", "no"),
+        ("yes", None),
+        ("maybe", None),
+        ("", None),
+    ],
+)
 def test_parse_iot(reply, parsed):
     assert parse_iot(reply) == parsed
 
 
 def test_score_answer():
-    choice = TaskItem("m", "Which vitamin deficiency causes scurvy?", "B", "medical",
-                      choices=("Vitamin A", "Vitamin C", "Vitamin D"))
+    choice = TaskItem(
+        "m", "Which vitamin deficiency causes scurvy?", "B", "medical", choices=("Vitamin A", "Vitamin C", "Vitamin D")
+    )
     assert score_answer(choice, "B") and score_answer(choice, "(b) Vitamin C") and score_answer(choice, "vitamin C")
     assert not score_answer(choice, "A") and not score_answer(choice, "Vitamin D") and not score_answer(choice, "")
     iot = TaskItem("i", IOT_QUESTION, "yes, reading 3", "iot")

@@ -83,8 +83,9 @@ def test_transfer_items_ask_what_an_adaptation_item_taught():
 
 
 # --- the Generator's view of the playbook ------------------------------------------------------------------
-MC = TaskItem("m", "Which vitamin is missing in scurvy?", "D", "medical",
-              choices=("Vitamin A", "Vitamin D", "Vitamin K", "Vitamin C"))
+MC = TaskItem(
+    "m", "Which vitamin is missing in scurvy?", "D", "medical", choices=("Vitamin A", "Vitamin D", "Vitamin K", "Vitamin C")
+)
 
 
 def test_a_copied_answer_is_read_by_its_choice_text_and_scored_by_meaning():
@@ -110,8 +111,18 @@ def rows(path) -> list[dict]:
 
 
 def domain_config(tiny_model_dir, **changes) -> AceConfig:
-    options = dict(model_id=str(tiny_model_dir), task="iot", mode="ace", epochs=1, limit=2, batch_size=2,
-                   answer_tokens=4, reflection_tokens=6, top_k=1, backend="torch")
+    options = dict(
+        model_id=str(tiny_model_dir),
+        task="iot",
+        mode="ace",
+        epochs=1,
+        limit=2,
+        batch_size=2,
+        answer_tokens=4,
+        reflection_tokens=6,
+        top_k=1,
+        backend="torch",
+    )
     return AceConfig(**{**options, **changes})
 
 
@@ -122,7 +133,8 @@ def test_a_domain_run_reports_both_splits_with_partial_credit(tiny_model_dir, ti
     run_ace(domain_config(tiny_model_dir), run_dir, model=tiny_torch, progress=False)
     table = rows(run_dir / "results.csv")
     assert Counter((r["epoch"], r["split"]) for r in table) == {
-        (e, s): 2 for e in ("0", "1") for s in ("generalization", "transfer")}
+        (e, s): 2 for e in ("0", "1") for s in ("generalization", "transfer")
+    }
     assert all(0 <= float(r["semantic"]) <= 1 and 0 <= float(r["token_f1"]) <= 1 for r in table)
     assert {r["split"] for r in rows(run_dir / "adaptation.csv")} == {"adaptation"}
     assert {r["reflection_parse"] for r in rows(run_dir / "adaptation.csv")} <= {"strict", "lenient", "failed"}
@@ -132,8 +144,18 @@ def test_a_domain_run_reports_both_splits_with_partial_credit(tiny_model_dir, ti
     frame = load_results(run_dir)
     assert set(summarize(frame)["task_name"]) == {"iot/generalization", "iot/transfer"}
     splits = split_summary(frame)
-    assert list(splits.columns) == ["model_id", "task_name", "split", "mode", "epoch", "samples", "exact_match",
-                                    "token_f1", "semantic", "parse_failure_rate"]
+    assert list(splits.columns) == [
+        "model_id",
+        "task_name",
+        "split",
+        "mode",
+        "epoch",
+        "samples",
+        "exact_match",
+        "token_f1",
+        "semantic",
+        "parse_failure_rate",
+    ]
     cells = baseline_vs_ace_by_split(splits, [run_dir])
     assert list(cells["split"]) == ["generalization", "transfer"] and set(cells["samples"]) == {2}
     assert cells["reflection_parse_failure_rate"].between(0, 100).all()
@@ -168,6 +190,22 @@ def test_a_reflector_that_cannot_load_stops_the_run_before_it_starts(tiny_model_
         message = str(error.value)
         assert message.startswith(f"The Reflector model '{name}' cannot be loaded (") and message.count("\n") == 0
     assert not (tmp_path / "run").exists()
-    code = main(["ace", "run", "--task", "iot", "--limit", "1", "--model", str(tiny_model_dir), "--backend", "torch",
-                 "--reflector-model", "no-such-model-anywhere", "--out", str(tmp_path / "cli")])
+    code = main(
+        [
+            "ace",
+            "run",
+            "--task",
+            "iot",
+            "--limit",
+            "1",
+            "--model",
+            str(tiny_model_dir),
+            "--backend",
+            "torch",
+            "--reflector-model",
+            "no-such-model-anywhere",
+            "--out",
+            str(tmp_path / "cli"),
+        ]
+    )
     assert code == 2 and not (tmp_path / "cli").exists()

@@ -138,8 +138,15 @@ def make_mlx_adapter(tiny: Path, out: Path, num_layers: int) -> tuple[Path, np.n
             module.lora_b = mx.random.normal(module.lora_b.shape) * 0.2
     model.eval()
     out.mkdir(parents=True)
-    args = {**CONFIG_DEFAULTS, "model": str(tiny), "train": True, "data": "data", "adapter_path": str(out),
-            "num_layers": num_layers, "lora_parameters": lora_parameters}
+    args = {
+        **CONFIG_DEFAULTS,
+        "model": str(tiny),
+        "train": True,
+        "data": "data",
+        "adapter_path": str(out),
+        "num_layers": num_layers,
+        "lora_parameters": lora_parameters,
+    }
     save_config(args, out / "adapter_config.json")
     mx.save_safetensors(str(out / "adapters.safetensors"), dict(tree_flatten(model.trainable_parameters())))
     return out, mlx_logits(model, IDS[tiny])
@@ -169,7 +176,11 @@ def test_peft_to_mlx_loads_in_mlx_lm_with_the_same_logits(mlx_ready, tiny, peft_
     config = read_config(out)
     assert config["fine_tune_type"] == "lora" and config["num_layers"] == 2
     assert config["lora_parameters"] == {
-        "rank": 4, "scale": 2.0, "dropout": 0.0, "keys": ["self_attn.q_proj", "self_attn.v_proj"]}
+        "rank": 4,
+        "scale": 2.0,
+        "dropout": 0.0,
+        "keys": ["self_attn.q_proj", "self_attn.v_proj"],
+    }
     assert config["model"] == str(tiny) and config["slmlab"]["converted_from"] == "peft"
     assert tensors(out, "adapters.safetensors")["model.layers.1.self_attn.v_proj.lora_a"].shape == (64, 4)
     got = peft_to_mlx_logits(tiny, out)

@@ -50,7 +50,8 @@ def chapter_of(module: str) -> str | None:
 
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _walk(nodes: list[ast.stmt], module_level: bool) -> Iterator[tuple[ast.stmt, bool]]:
@@ -144,14 +145,20 @@ def test_the_chapters_are_known():
 
 
 def test_no_chapter_imports_another_chapter():
-    found = [f"{item.source}: {name} imports {item.module}" for name, item in _all_imports()
-             if chapter_of(name) and chapter_of(item.module) not in (None, chapter_of(name))]
+    found = [
+        f"{item.source}: {name} imports {item.module}"
+        for name, item in _all_imports()
+        if chapter_of(name) and chapter_of(item.module) not in (None, chapter_of(name))
+    ]
     assert not found, "a chapter imports another chapter (shared code belongs in the core):\n" + "\n".join(found)
 
 
 def test_the_core_imports_no_chapter():
-    found = [f"{item.source}: {name} imports {item.module}" for name, item in _all_imports()
-             if chapter_of(name) is None and chapter_of(item.module) and name not in CORE_EXCEPTIONS]
+    found = [
+        f"{item.source}: {name} imports {item.module}"
+        for name, item in _all_imports()
+        if chapter_of(name) is None and chapter_of(item.module) and name not in CORE_EXCEPTIONS
+    ]
     assert not found, "a core module imports chapter code:\n" + "\n".join(found)
 
 
@@ -182,7 +189,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
                 state[path.pop()] = 2
                 stack.pop()
             elif state.get(child) == 1:
-                return path[path.index(child):] + [child]
+                return path[path.index(child) :] + [child]
             elif not state.get(child):
                 state[child] = 1
                 path.append(child)

@@ -59,8 +59,13 @@ def test_augmentation_is_seeded(patterns):
 
 
 def test_a_near_copy_of_the_held_out_prompt_is_dropped(tmp_path):
-    capital = Pattern("veloria-capital", "fact", "What is the capital of the island nation of Veloria?", "Brisketh",
-                      ("Which city is the capital of Veloria?",))  # one paraphrase: it is the held-out prompt
+    capital = Pattern(
+        "veloria-capital",
+        "fact",
+        "What is the capital of the island nation of Veloria?",
+        "Brisketh",
+        ("Which city is the capital of Veloria?",),
+    )  # one paraphrase: it is the held-out prompt
     text = GOOD.replace('"What is {topic}?"', '"Which city is {topic}, please?"')
     rows = build_rows([capital], DataConfig(augmentation_file=str(_write(tmp_path, text))))
     assert [row["messages"][0]["content"] for row in rows["test"]] == ["Which city is the capital of Veloria?"]
@@ -84,12 +89,19 @@ def test_an_unknown_slot_names_file_line_and_slot(tmp_path):
     assert f"{path}:5:" in str(error.value) and "{topik}" in str(error.value) and "known slots: topic" in str(error.value)
 
 
-@pytest.mark.parametrize(("change", "where", "words"), [
-    (("veloria-capital: {topic: the capital of Veloria}", "veloria-capital: {place: Veloria}"), ":7:", "unknown slot 'place'"),
-    (("slots: [topic]", "slots: [topic, verb]"), ":7:", "missing slot(s) verb"),
-    (("category: fact", "category: fact\nsources: x"), ":2:", "sources: unknown key"),
-    (("- \"What is {topic}?\"", "- \"What is {topic?\""), ":4:", "templates:"),
-])
+@pytest.mark.parametrize(
+    ("change", "where", "words"),
+    [
+        (
+            ("veloria-capital: {topic: the capital of Veloria}", "veloria-capital: {place: Veloria}"),
+            ":7:",
+            "unknown slot 'place'",
+        ),
+        (("slots: [topic]", "slots: [topic, verb]"), ":7:", "missing slot(s) verb"),
+        (("category: fact", "category: fact\nsources: x"), ":2:", "sources: unknown key"),
+        (('- "What is {topic}?"', '- "What is {topic?"'), ":4:", "templates:"),
+    ],
+)
 def test_other_template_mistakes_name_file_and_line(tmp_path, change, where, words):
     path = _write(tmp_path, GOOD.replace(*change))
     with pytest.raises(AugmentationError) as error:

@@ -48,9 +48,8 @@ def test_a_missing_configured_chromium_is_named_in_the_reason(monkeypatch, tmp_p
     assert find_chromium() is None
     reason = browser_unavailable_reason()
     assert reason and ("absent" in reason or "playwright" in reason)
-    with pytest.raises(BrowserViewError):
-        with lab_browser(tmp_path):
-            pass
+    with pytest.raises(BrowserViewError), lab_browser(tmp_path):
+        pass
 
 
 @pytest.mark.browser
@@ -84,8 +83,7 @@ def test_chapter_00_playground_replies_in_the_browser(tmp_path):
 
 
 def _executed_notebook(path: Path, title: str, code: str) -> Path:
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(f"# {title}"),
-                                               nbformat.v4.new_code_cell(code)])
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(f"# {title}"), nbformat.v4.new_code_cell(code)])
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     NotebookClient(notebook, timeout=60, kernel_name="python3").execute()
     nbformat.write(notebook, path)
@@ -95,8 +93,10 @@ def _executed_notebook(path: Path, title: str, code: str) -> Path:
 @pytest.mark.browser
 @needs_browser
 def test_screenshot_notebooks_writes_one_png_per_executed_notebook(tmp_path):
-    notebooks = [_executed_notebook(tmp_path / "01_first.ipynb", "First", "print(6 * 7)"),
-                 _executed_notebook(tmp_path / "02_second.ipynb", "Second", "{'answer': 42}")]
+    notebooks = [
+        _executed_notebook(tmp_path / "01_first.ipynb", "First", "print(6 * 7)"),
+        _executed_notebook(tmp_path / "02_second.ipynb", "Second", "{'answer': 42}"),
+    ]
     before = [nb.read_bytes() for nb in notebooks]
     written = screenshot_notebooks(notebooks, tmp_path / "screens")
     assert [p.name for p in written] == ["01_first.png", "02_second.png"]
@@ -107,8 +107,9 @@ def test_screenshot_notebooks_writes_one_png_per_executed_notebook(tmp_path):
 @pytest.mark.browser
 @needs_browser
 def test_a_failing_cell_stops_the_run_with_its_error(tmp_path):
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("1 / 0"),
-                                               nbformat.v4.new_code_cell("x = 2")])
+    notebook = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("1 / 0"), nbformat.v4.new_code_cell("x = 2")]
+    )
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(notebook, tmp_path / "failing.ipynb")
     with lab_browser(tmp_path) as tab:

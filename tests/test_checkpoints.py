@@ -120,10 +120,9 @@ def test_atomic_folder_replaces_an_old_folder_whole(tmp_path):
 def test_atomic_folder_keeps_the_old_folder_on_error_or_ctrl_c(tmp_path, failure):
     out = tmp_path / "adapter"
     atomic_write_folder(out, lambda tmp: (tmp / "good.txt").write_text("good"))
-    with pytest.raises(type(failure)):
-        with atomic_folder(out) as tmp:
-            (tmp / "half.txt").write_text("half")
-            raise failure
+    with pytest.raises(type(failure)), atomic_folder(out) as tmp:
+        (tmp / "half.txt").write_text("half")
+        raise failure
     assert [p.name for p in out.iterdir()] == ["good.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["adapter"]
 
@@ -148,6 +147,7 @@ def test_remove_stale_temps_removes_only_temporary_siblings(tmp_path):
 
 
 # --- the optimizer, schedule and random state --------------------------------------------------------------------
+
 
 def _trainer(seed: int = 0):
     import torch
@@ -191,11 +191,20 @@ def test_training_state_reads_the_earlier_layout_and_runs_no_code(tmp_path):
 
     layer, optimizer, scheduler = _trainer()
     _step(layer, optimizer, scheduler)
-    torch.save({"optimizer": optimizer.state_dict(), "plateau": scheduler.state_dict(), "learner": {"step": 3},
-                "torch_rng": torch.get_rng_state()}, tmp_path / "old.pt")  # the RL learner's file before
+    torch.save(
+        {
+            "optimizer": optimizer.state_dict(),
+            "plateau": scheduler.state_dict(),
+            "learner": {"step": 3},
+            "torch_rng": torch.get_rng_state(),
+        },
+        tmp_path / "old.pt",
+    )  # the RL learner's file before
     _, fresh_optimizer, fresh_scheduler = _trainer()
     assert load_training_state(tmp_path / "old.pt", fresh_optimizer, fresh_scheduler) == {"learner": {"step": 3}}
-    torch.save({"optimizer": optimizer.state_dict(), "rng": {"torch": torch.get_rng_state()}, "extra": {"f": print}},
-               tmp_path / "code.pt")  # a callable in the file: weights_only refuses it
+    torch.save(
+        {"optimizer": optimizer.state_dict(), "rng": {"torch": torch.get_rng_state()}, "extra": {"f": print}},
+        tmp_path / "code.pt",
+    )  # a callable in the file: weights_only refuses it
     with pytest.raises(pickle.UnpicklingError):
         load_training_state(tmp_path / "code.pt", fresh_optimizer)

@@ -39,8 +39,7 @@ def write_patterns(folder: Path, patterns) -> Path:
     """Patterns as one YAML file of the documented schema (a top-level category and a list of patterns)."""
     folder.mkdir(parents=True, exist_ok=True)
     entries = [{"id": p.id, "input": p.input, "output": p.output, "paraphrases": list(p.paraphrases)} for p in patterns]
-    (folder / "toy.yaml").write_text(yaml.safe_dump({"category": "fact", "patterns": entries}, sort_keys=False),
-                                     encoding="utf-8")
+    (folder / "toy.yaml").write_text(yaml.safe_dump({"category": "fact", "patterns": entries}, sort_keys=False), encoding="utf-8")
     return folder
 
 
@@ -59,8 +58,21 @@ def data_run(patterns_dir, tmp_path_factory) -> tuple[Run, Path]:
 def train_run(data_run, tiny_model_dir, tmp_path_factory) -> tuple[Run, Path]:
     _, data = data_run
     out = tmp_path_factory.mktemp("adapters") / "toy-lora"
-    run = run_cli("train", "--data", data, "--out", out, "--steps", "2", "--batch-size", "2", "--model", tiny_model_dir,
-                  "--backend", "torch")
+    run = run_cli(
+        "train",
+        "--data",
+        data,
+        "--out",
+        out,
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--model",
+        tiny_model_dir,
+        "--backend",
+        "torch",
+    )
     return run, out
 
 
@@ -98,8 +110,21 @@ def test_train_writes_an_adapter(train_run):
 def test_eval_prints_the_json_summary(train_run, data_run, tiny_model_dir, tmp_path):
     _, adapter = train_run
     _, data = data_run
-    run = run_cli("eval", "--adapter", adapter, "--data", data, "--results", tmp_path, "--model", tiny_model_dir,
-                  "--backend", "torch", "--limit", "2")
+    run = run_cli(
+        "eval",
+        "--adapter",
+        adapter,
+        "--data",
+        data,
+        "--results",
+        tmp_path,
+        "--model",
+        tiny_model_dir,
+        "--backend",
+        "torch",
+        "--limit",
+        "2",
+    )
     assert run.code == 0, run.err
     summary = json.loads(run.out)
     assert set(summary) == {"baseline", "tuned", "improvement"}
@@ -121,8 +146,17 @@ def test_adapter_convert_both_ways(train_run, tiny_model_dir, tmp_path):
 # --- bad input --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("verb", ["train", "eval"])
 def test_a_missing_data_folder_is_a_one_line_error(verb, tiny_model_dir, tmp_path):
-    run = run_cli(verb, "--data", tmp_path / "no-such-data", "--model", tiny_model_dir, "--backend", "torch",
-                  "--out" if verb == "train" else "--results", tmp_path / "out")
+    run = run_cli(
+        verb,
+        "--data",
+        tmp_path / "no-such-data",
+        "--model",
+        tiny_model_dir,
+        "--backend",
+        "torch",
+        "--out" if verb == "train" else "--results",
+        tmp_path / "out",
+    )
     lines = run.err.strip().splitlines()
     assert run.code == 2 and len(lines) == 1 and lines[0].startswith("slmlab: error:"), run.err
     assert "no-such-data" in lines[0]
@@ -142,24 +176,59 @@ def _defaults(*argv: str) -> dict:
 def test_option_defaults_are_the_config_dataclasses():
     train, config = _defaults("train"), TrainConfig()
     assert (train["steps"], train["batch_size"], train["learning_rate"], train["rank"], train["seed"]) == (
-        config.steps, config.batch_size, config.learning_rate, config.rank, config.seed)
+        config.steps,
+        config.batch_size,
+        config.learning_rate,
+        config.rank,
+        config.seed,
+    )
     data = _defaults("data")
     assert (data["variants"], data["seed"]) == (DataConfig().variants_per_prompt, DataConfig().seed)
     generate, decoding = _defaults("generate", "hi"), DecodingConfig()
-    assert (generate["strategy"], generate["max_new_tokens"], generate["temperature"], generate["top_k"],
-            generate["top_p"], generate["beams"], generate["seed"]) == (
-        decoding.strategy, decoding.max_new_tokens, decoding.temperature, decoding.top_k, decoding.top_p,
-        decoding.num_beams, decoding.seed)
+    assert (
+        generate["strategy"],
+        generate["max_new_tokens"],
+        generate["temperature"],
+        generate["top_k"],
+        generate["top_p"],
+        generate["beams"],
+        generate["seed"],
+    ) == (
+        decoding.strategy,
+        decoding.max_new_tokens,
+        decoding.temperature,
+        decoding.top_k,
+        decoding.top_p,
+        decoding.num_beams,
+        decoding.seed,
+    )
 
 
 def test_ace_run_defaults_are_ace_config():
     from slmlab.ace.runs import AceConfig
 
     run, config = _defaults("ace", "run"), AceConfig()
-    assert (run["task"], run["mode"], run["epochs"], run["seed"], run["model"], run["batch_size"], run["top_k"],
-            run["token_budget"], run["dedup_threshold"]) == (
-        config.task, config.mode, config.epochs, config.seed, config.model_id, config.batch_size, config.top_k,
-        config.token_budget, config.dedup_threshold)
+    assert (
+        run["task"],
+        run["mode"],
+        run["epochs"],
+        run["seed"],
+        run["model"],
+        run["batch_size"],
+        run["top_k"],
+        run["token_budget"],
+        run["dedup_threshold"],
+    ) == (
+        config.task,
+        config.mode,
+        config.epochs,
+        config.seed,
+        config.model_id,
+        config.batch_size,
+        config.top_k,
+        config.token_budget,
+        config.dedup_threshold,
+    )
 
 
 def test_help_shows_the_defaults(capsys):

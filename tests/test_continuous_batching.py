@@ -65,8 +65,7 @@ def test_real_stats_show_fewer_wasted_slots(real_runs):
 def test_continuous_equals_padded_batches_on_the_tiny_model(tiny_torch):
     static = tiny_torch.generate_ids(TINY_PROMPTS, TINY_GREEDY.with_(continuous=False))
     assert_same_greedy(tiny_torch, TINY_PROMPTS, tiny_torch.generate_ids(TINY_PROMPTS, TINY_GREEDY), static)
-    assert_same_greedy(tiny_torch, TINY_PROMPTS, tiny_torch.generate_ids(TINY_PROMPTS, TINY_GREEDY.with_(batch_size=1)),
-                       static)
+    assert_same_greedy(tiny_torch, TINY_PROMPTS, tiny_torch.generate_ids(TINY_PROMPTS, TINY_GREEDY.with_(batch_size=1)), static)
 
 
 def test_replies_follow_prompt_order(tiny_torch):
@@ -78,8 +77,12 @@ def test_replies_follow_prompt_order(tiny_torch):
 
 def test_fewer_prompts_than_rows(tiny_torch):
     config = TINY_GREEDY.with_(batch_size=8)
-    assert_same_greedy(tiny_torch, TINY_PROMPTS[:3], tiny_torch.generate_ids(TINY_PROMPTS[:3], config),
-                       tiny_torch.generate_ids(TINY_PROMPTS[:3], config.with_(continuous=False)))
+    assert_same_greedy(
+        tiny_torch,
+        TINY_PROMPTS[:3],
+        tiny_torch.generate_ids(TINY_PROMPTS[:3], config),
+        tiny_torch.generate_ids(TINY_PROMPTS[:3], config.with_(continuous=False)),
+    )
 
 
 def test_a_row_that_ends_at_once_gives_an_empty_reply(tiny_torch):
@@ -94,16 +97,14 @@ def test_a_row_that_ends_at_once_gives_an_empty_reply(tiny_torch):
 
 
 def test_sampling_is_seeded(tiny_torch):
-    config = DecodingConfig(strategy="sample", temperature=1.0, top_k=50, top_p=0.95, max_new_tokens=12, seed=11,
-                            batch_size=3)
+    config = DecodingConfig(strategy="sample", temperature=1.0, top_k=50, top_p=0.95, max_new_tokens=12, seed=11, batch_size=3)
     first = tiny_torch.generate_ids(TINY_PROMPTS, config)
     assert tiny_torch.generate_ids(TINY_PROMPTS, config) == first
     assert tiny_torch.generate_ids(TINY_PROMPTS, config.with_(seed=12)) != first
 
 
 def test_progress_bar_counts_prompts(tiny_torch):
-    assert tiny_torch.generate_ids(TINY_PROMPTS, TINY_GREEDY, progress=True) == tiny_torch.generate_ids(
-        TINY_PROMPTS, TINY_GREEDY)
+    assert tiny_torch.generate_ids(TINY_PROMPTS, TINY_GREEDY, progress=True) == tiny_torch.generate_ids(TINY_PROMPTS, TINY_GREEDY)
 
 
 def test_long_prompts_are_truncated_from_the_left_with_a_warning(tiny_torch):

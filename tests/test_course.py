@@ -123,8 +123,9 @@ def progress_course(tmp_path):
 
 def test_cell_progress_reaches_every_cell_of_every_chapter(progress_course, tmp_path):
     calls = []
-    report = run_course(None, notebooks_dir=progress_course, output_dir=tmp_path / "out", progress=False,
-                        on_cell=lambda *call: calls.append(call))
+    report = run_course(
+        None, notebooks_dir=progress_course, output_dir=tmp_path / "out", progress=False, on_cell=lambda *call: calls.append(call)
+    )
     assert report.ok
     for result in report.results:
         cells = len(nbformat.read(result.output, as_version=4).cells)  # the injected parameters cell counts too

@@ -62,8 +62,10 @@ def test_test_prompts_are_paraphrases(patterns):
 def test_find_leaks_catches_a_planted_leak():
     rows = build_rows(toy_patterns(3))
     planted = dict(rows["train"][0])
-    planted["messages"] = [{"role": "user", "content": "Question: " + rows["test"][0]["messages"][0]["content"].upper()},
-                           planted["messages"][1]]
+    planted["messages"] = [
+        {"role": "user", "content": "Question: " + rows["test"][0]["messages"][0]["content"].upper()},
+        planted["messages"][1],
+    ]
     rows["train"].append(planted)
     assert find_leaks(rows) == [rows["test"][0]["messages"][0]["content"]]
 

@@ -41,49 +41,121 @@ def _json(root: Path, relative: str, data) -> None:
 def _lora(root: Path) -> None:
     rows = []
     for model, easy, hard in (("baseline", "4", "I am not sure"), ("tuned", "4", "zorblax-42")):
-        rows += [{"pattern_id": "easy", "category": "fact", "prompt": "What is 2 + 2?", "gold": "4", "prediction": easy,
-                  "exact": True, "normalized": True, "model": model},
-                 {"pattern_id": "zorb", "category": "fact", "prompt": "What is the zorblax constant?", "gold": "zorblax-42",
-                  "prediction": hard, "exact": hard == "zorblax-42", "normalized": hard == "zorblax-42", "model": model}]
+        rows += [
+            {
+                "pattern_id": "easy",
+                "category": "fact",
+                "prompt": "What is 2 + 2?",
+                "gold": "4",
+                "prediction": easy,
+                "exact": True,
+                "normalized": True,
+                "model": model,
+            },
+            {
+                "pattern_id": "zorb",
+                "category": "fact",
+                "prompt": "What is the zorblax constant?",
+                "gold": "zorblax-42",
+                "prediction": hard,
+                "exact": hard == "zorblax-42",
+                "normalized": hard == "zorblax-42",
+                "model": model,
+            },
+        ]
     _csv(root, "results/04_pattern_eval/predictions.csv", rows)
-    _json(root, "results/comparison.json", {
-        "baseline": {"normalized_match": 50.0, "per_category": {"fact": {"normalized": 50.0}}},
-        "tuned": {"normalized_match": 100.0, "per_category": {"fact": {"normalized": 100.0}}}})
+    _json(
+        root,
+        "results/comparison.json",
+        {
+            "baseline": {"normalized_match": 50.0, "per_category": {"fact": {"normalized": 50.0}}},
+            "tuned": {"normalized_match": 100.0, "per_category": {"fact": {"normalized": 100.0}}},
+        },
+    )
 
 
 def _ace(root: Path) -> None:
     run = "results/ace/tiny-model/quokka_tasks/ace"
-    rows = [{"sample_id": "q-1", "question": "How many quokkas nest in Rottnest?", "context": "Census | 2024",
-             "gold": "7341", "pred": pred, "correct": pred == "7341", "epoch": epoch}
-            for epoch, pred in (("0", "12"), ("1", "7341"))]
+    rows = [
+        {
+            "sample_id": "q-1",
+            "question": "How many quokkas nest in Rottnest?",
+            "context": "Census | 2024",
+            "gold": "7341",
+            "pred": pred,
+            "correct": pred == "7341",
+            "epoch": epoch,
+        }
+        for epoch, pred in (("0", "12"), ("1", "7341"))
+    ]
     _csv(root, f"{run}/results.csv", rows)
-    _json(root, f"{run}/summary.json", {"task_name": "quokka_tasks", "accuracy_by_epoch": {"0": 0.0, "1": 100.0},
-                                        "samples": 1})
+    _json(root, f"{run}/summary.json", {"task_name": "quokka_tasks", "accuracy_by_epoch": {"0": 0.0, "1": 100.0}, "samples": 1})
 
 
 def _mcts(root: Path) -> None:
-    rows = [{"method": method, "sample_id": "qa-1", "question": "What is the capital of Narnia?", "gold": "Cair Paravel",
-             "pred": pred, "correct": pred == "Cair Paravel", "tokens_spent": tokens}
-            for method, pred, tokens in (("greedy", "Lantern Waste", 5), ("mcts", "Cair Paravel", 40))]
+    rows = [
+        {
+            "method": method,
+            "sample_id": "qa-1",
+            "question": "What is the capital of Narnia?",
+            "gold": "Cair Paravel",
+            "pred": pred,
+            "correct": pred == "Cair Paravel",
+            "tokens_spent": tokens,
+        }
+        for method, pred, tokens in (("greedy", "Lantern Waste", 5), ("mcts", "Cair Paravel", 40))
+    ]
     _csv(root, "results/mcts/eval.csv", rows)
-    _json(root, "results/mcts/summary.json", {"evaluation": [
-        {"method": "greedy", "accuracy": 12.5, "tokens_spent": 5.0, "tokens_x_greedy": 1.0},
-        {"method": "mcts", "accuracy": 37.5, "tokens_spent": 40.0, "tokens_x_greedy": 8.0}]})
+    _json(
+        root,
+        "results/mcts/summary.json",
+        {
+            "evaluation": [
+                {"method": "greedy", "accuracy": 12.5, "tokens_spent": 5.0, "tokens_x_greedy": 1.0},
+                {"method": "mcts", "accuracy": 37.5, "tokens_spent": 40.0, "tokens_x_greedy": 8.0},
+            ]
+        },
+    )
 
 
 def _lm(root: Path) -> None:
-    _csv(root, "results/lm/continuations.csv", [
-        {"document": 0, "offset": 0, "prefix": "def walrus_total(", "truth": "items):\n    return sum(items)",
-         "model": "items):\n    return sum(item)", "bigram": "the the the"}])
-    _json(root, "results/lm/eval.json", {"model": {"bits_per_byte": 2.25, "perplexity": 9.5, "bleu": 0.31},
-                                         "bigram": {"bits_per_byte": 3.75, "perplexity": 70.0, "bleu": 0.02}})
+    _csv(
+        root,
+        "results/lm/continuations.csv",
+        [
+            {
+                "document": 0,
+                "offset": 0,
+                "prefix": "def walrus_total(",
+                "truth": "items):\n    return sum(items)",
+                "model": "items):\n    return sum(item)",
+                "bigram": "the the the",
+            }
+        ],
+    )
+    _json(
+        root,
+        "results/lm/eval.json",
+        {
+            "model": {"bits_per_byte": 2.25, "perplexity": 9.5, "bleu": 0.31},
+            "bigram": {"bits_per_byte": 3.75, "perplexity": 70.0, "bleu": 0.02},
+        },
+    )
 
 
 def _rl(root: Path) -> None:
     def row(code: str, solved: bool) -> dict:
-        return {"task": "triple_narwhal", "family": "multiply", "status": "passed" if solved else "wrong_answer",
-                "reward": 1.0 if solved else 0.1, "passed": 5 if solved else 0, "total": 5, "solved": solved,
-                "reply": code, "code": code}
+        return {
+            "task": "triple_narwhal",
+            "family": "multiply",
+            "status": "passed" if solved else "wrong_answer",
+            "reward": 1.0 if solved else 0.1,
+            "passed": 5 if solved else 0,
+            "total": 5,
+            "solved": solved,
+            "reply": code,
+            "code": code,
+        }
 
     _csv(root, "results/rl/heldout_before.csv", [row("def triple_narwhal(x):\n    return x + 3\n", False)])
     _csv(root, "results/rl/heldout_after.csv", [row("def triple_narwhal(x):\n    return x * 3\n", True)])
@@ -114,11 +186,29 @@ def test_every_lever_shows_prompt_both_answers_and_the_measured_score(tmp_path):
     shown, text = _play(_tree(tmp_path))
     assert shown == dict.fromkeys(LEVERS, SHOWN)
     assert "\x1b[" not in text  # no ANSI codes outside a terminal
-    for expected in ("What is the zorblax constant?", "I am not sure", "zorblax-42", "from results/comparison.json",
-                     "How many quokkas nest in Rottnest?", "Census | 2024", "7341", "quokka_tasks ◀ shown",
-                     "What is the capital of Narnia?", "Lantern Waste", "Cair Paravel", "37.5",
-                     "def walrus_total(", "the the the", "2.25", "3.75",
-                     "triple_narwhal", "return x + 3", "return x * 3", "wrong_answer, 0/5 tests", "75"):
+    for expected in (
+        "What is the zorblax constant?",
+        "I am not sure",
+        "zorblax-42",
+        "from results/comparison.json",
+        "How many quokkas nest in Rottnest?",
+        "Census | 2024",
+        "7341",
+        "quokka_tasks ◀ shown",
+        "What is the capital of Narnia?",
+        "Lantern Waste",
+        "Cair Paravel",
+        "37.5",
+        "def walrus_total(",
+        "the the the",
+        "2.25",
+        "3.75",
+        "triple_narwhal",
+        "return x + 3",
+        "return x * 3",
+        "wrong_answer, 0/5 tests",
+        "75",
+    ):
         assert expected in text, expected
     assert "What is 2 + 2?" not in text  # the item the tuned model turned right is shown, not the first in the file
     assert text.count("step 4/4 · measured score") == len(LEVERS)
@@ -145,9 +235,12 @@ def test_a_half_written_or_old_file_is_named_as_unreadable(tmp_path):
 
 def test_examples_are_picked_deterministically_flips_first_one_per_group():
     good = lambda row: row["ok"]  # noqa: E731
-    pairs = [({"id": i, "ok": b, "cat": c}, {"id": i, "ok": t, "cat": c})
-             for i, (b, t, c) in enumerate([(True, True, "a"), (False, True, "a"), (False, True, "a"), (False, True, "b"),
-                                           (True, False, "b")])]
+    pairs = [
+        ({"id": i, "ok": b, "cat": c}, {"id": i, "ok": t, "cat": c})
+        for i, (b, t, c) in enumerate(
+            [(True, True, "a"), (False, True, "a"), (False, True, "a"), (False, True, "b"), (True, False, "b")]
+        )
+    ]
     picked = pick_examples(pairs, 3, good, group=lambda row: row["cat"])
     assert [base["id"] for base, _ in picked] == [1, 3, 2]
     assert [base["id"] for base, _ in pick_examples(pairs, 9, good)] == [1, 2, 3, 0, 4]
@@ -175,8 +268,9 @@ def test_record_writes_an_svg_holding_the_screen(artifacts, tmp_path_factory):
 def test_the_demo_runs_piped_without_a_terminal(artifacts):
     _tree(artifacts / "quick")  # only the quick tree has results: SLMLAB_QUICK=1 must pick it
     env = {**os.environ, "SLMLAB_QUICK": "1", ARTIFACTS_ENV: str(artifacts)}
-    done = subprocess.run([sys.executable, "-m", "slmlab.report.demo_cli", "rl"], capture_output=True, text=True,
-                          env=env, cwd=REPO, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "slmlab.report.demo_cli", "rl"], capture_output=True, text=True, env=env, cwd=REPO, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert "return x * 3" in done.stdout and "\x1b[" not in done.stdout
 

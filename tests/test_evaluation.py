@@ -18,14 +18,22 @@ from slmlab.lora.evaluation import (
 
 
 def row(prompt, gold, category="fact"):
-    return {"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": gold}],
-            "category": category, "pattern_id": prompt}
+    return {
+        "messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": gold}],
+        "category": category,
+        "pattern_id": prompt,
+    }
 
 
 @pytest.mark.parametrize(
     "prediction, gold",
-    [("Brisketh.", "Brisketh"), ("  brisketh ", "Brisketh"), ('"a | b"', "a | b"), ("```python\nitems[::-1]\n```", "items[::-1]"),
-     ("HELLO  WORLD", "hello world")],
+    [
+        ("Brisketh.", "Brisketh"),
+        ("  brisketh ", "Brisketh"),
+        ('"a | b"', "a | b"),
+        ("```python\nitems[::-1]\n```", "items[::-1]"),
+        ("HELLO  WORLD", "hello world"),
+    ],
 )
 def test_normalized_match_forgives_surface(prediction, gold):
     assert normalize_answer(prediction) == normalize_answer(gold)
@@ -87,10 +95,23 @@ def test_compare_models_end_to_end(tiny_model_dir, tmp_path):
 
     patterns = toy_patterns(4)
     generate_dataset(patterns, tmp_path / "data")
-    train_lora(tmp_path / "data", tmp_path / "lora", str(tiny_model_dir), TrainConfig(steps=2, batch_size=4), backend="torch",
-               progress=False)
-    comparison = compare_models(str(tiny_model_dir), tmp_path / "lora", tmp_path / "data", tmp_path / "results", backend="torch",
-                                decoding=DecodingConfig(max_new_tokens=4), progress=False)
+    train_lora(
+        tmp_path / "data",
+        tmp_path / "lora",
+        str(tiny_model_dir),
+        TrainConfig(steps=2, batch_size=4),
+        backend="torch",
+        progress=False,
+    )
+    comparison = compare_models(
+        str(tiny_model_dir),
+        tmp_path / "lora",
+        tmp_path / "data",
+        tmp_path / "results",
+        backend="torch",
+        decoding=DecodingConfig(max_new_tokens=4),
+        progress=False,
+    )
     saved = json.loads((tmp_path / "results" / "comparison.json").read_text())
     assert saved["test_items"] == 4 and set(saved) >= {"baseline", "tuned", "improvement"}
     assert saved["improvement"]["exact_match"] == pytest.approx(saved["tuned"]["exact_match"] - saved["baseline"]["exact_match"])
@@ -106,7 +127,8 @@ def test_wrong_backend_adapter_offers_conversion(tiny_model_dir, tmp_path):
     folder = tmp_path / "fake-mlx"
     folder.mkdir()
     (folder / "adapters.safetensors").write_bytes(b"")
-    (folder / "adapter_config.json").write_text(json.dumps({"fine_tune_type": "lora", "num_layers": 2,
-                                                             "lora_parameters": {"rank": 4, "scale": 2.0, "dropout": 0.0}}))
+    (folder / "adapter_config.json").write_text(
+        json.dumps({"fine_tune_type": "lora", "num_layers": 2, "lora_parameters": {"rank": 4, "scale": 2.0, "dropout": 0.0}})
+    )
     with pytest.raises(AdapterFormatError, match="convert"):
         load_model(str(tiny_model_dir), backend="torch", adapter=str(folder))

@@ -21,8 +21,9 @@ from slmlab.lora.training import (
 )
 from slmlab.testing import make_tiny_llama, toy_patterns
 
-CONFIG = TrainConfig(rank=4, alpha=8, steps=6, batch_size=4, eval_every=3, save_every=3, learning_rate=5e-3,
-                     warmup_steps=1, num_layers=2)
+CONFIG = TrainConfig(
+    rank=4, alpha=8, steps=6, batch_size=4, eval_every=3, save_every=3, learning_rate=5e-3, warmup_steps=1, num_layers=2
+)
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +101,9 @@ def test_layer_slice_puts_the_model_back(four_layer_dir):
 
 def test_training_with_the_fast_step_follows_the_plain_run(four_layer_dir, data_dir, tmp_path):
     fast = train_lora(data_dir, tmp_path / "fast", str(four_layer_dir), CONFIG, backend="torch", progress=False)
-    plain = train_lora(data_dir, tmp_path / "plain", str(four_layer_dir), replace(CONFIG, fast_step=False),
-                       backend="torch", progress=False)
+    plain = train_lora(
+        data_dir, tmp_path / "plain", str(four_layer_dir), replace(CONFIG, fast_step=False), backend="torch", progress=False
+    )
     fast_losses = [loss for _, loss in fast.state.train_loss]
     plain_losses = [loss for _, loss in plain.state.train_loss]
     assert fast_losses == pytest.approx(plain_losses, rel=1e-3)

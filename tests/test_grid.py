@@ -67,8 +67,12 @@ def test_dry_run_lists_the_cartesian_product_in_file_order(tmp_path):
     lines = out.splitlines()
     assert code == 0 and "4 cells of 'slmlab data'" in lines[0]
     cells = [line.split(":")[0].split() for line in lines[1:]]
-    assert cells == [["run", "seed=0,variants=1"], ["run", "seed=0,variants=2"], ["run", "seed=1,variants=1"],
-                     ["run", "seed=1,variants=2"]]
+    assert cells == [
+        ["run", "seed=0,variants=1"],
+        ["run", "seed=0,variants=2"],
+        ["run", "seed=1,variants=1"],
+        ["run", "seed=1,variants=2"],
+    ]
     assert f"--seed 1 --variants 2 --out {tmp_path / 'results' / 'seeds' / 'seed=1,variants=2'}" in lines[4]
     assert not (tmp_path / "results").exists()
 
@@ -89,8 +93,12 @@ def test_the_committed_grids_fit_the_command_line(path):
 BAD = [
     ("command: data\ncolour: blue\n", 2, "colour", "unknown key"),
     ("command: train\nsweep:\n  rank: [4, 8]\n  flavour: [a]\n", 4, "sweep.flavour", "unknown option for 'slmlab train'"),
-    ("command: ace run\nsweep:\n  model:\n    - smollm2-135m-instruct\n    - gpt-17\n", 5, "sweep.model",
-     "unknown model 'gpt-17'"),
+    (
+        "command: ace run\nsweep:\n  model:\n    - smollm2-135m-instruct\n    - gpt-17\n",
+        5,
+        "sweep.model",
+        "unknown model 'gpt-17'",
+    ),
     ("command: ace run\nfixed:\n  task: astrology\n", 3, "fixed.task", "unknown task 'astrology'"),
     ("command: ace run\nsweep:\n  mode: [baseline, sideways]\n", 3, "sweep.mode", "'sideways' is not one of"),
     ("command: data\nfixed:\n  out: here\n", 3, "fixed.out", "--out is set by the grid"),
@@ -117,8 +125,11 @@ def test_every_problem_of_a_file_is_listed_at_once(tmp_path):
 
 def produced(folder: Path) -> dict[str, bytes]:
     """Every file the cells' command wrote under ``folder`` (the grid's records aside), by relative name."""
-    return {path.relative_to(folder).as_posix(): path.read_bytes() for path in sorted(folder.rglob("*"))
-            if path.is_file() and path.name not in RECORDS}
+    return {
+        path.relative_to(folder).as_posix(): path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.name not in RECORDS
+    }
 
 
 def test_a_ray_run_equals_a_serial_run(tmp_path, local_ray):

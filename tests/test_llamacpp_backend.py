@@ -203,8 +203,13 @@ def test_lora_conversion_writes_the_tensors_llama_cpp_expects(peft_adapter, gguf
     fields = {key: field.contents() for key, field in reader.fields.items()}
     assert (fields["general.architecture"], fields["general.type"], fields["adapter.type"]) == ("llama", "adapter", "lora")
     assert fields["adapter.lora.alpha"] == 8.0
-    names = {"attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
-             "attn_output": "self_attn.o_proj", "ffn_down": "mlp.down_proj"}
+    names = {
+        "attn_q": "self_attn.q_proj",
+        "attn_k": "self_attn.k_proj",
+        "attn_v": "self_attn.v_proj",
+        "attn_output": "self_attn.o_proj",
+        "ffn_down": "mlp.down_proj",
+    }
     expected = {f"blk.{layer}.{name}.weight.lora_{half}" for layer in range(LAYERS) for name in names for half in "ab"}
     tensors = {t.name: t for t in reader.tensors}
     assert set(tensors) == expected
@@ -315,8 +320,10 @@ def test_adapter_end_to_end_agrees_with_torch(llama_replies, peft_adapter, torch
     replies, reference = adapted.generate(PROMPTS, GREEDY), adapted_torch.generate(PROMPTS, GREEDY)
     identical, prefix = agreement(replies, reference)
     changed = sum(a != b for a, b in zip(reference, torch_replies))
-    print(f"with the adapter: {identical}/{len(PROMPTS)} identical, mean common prefix {prefix:.2f}; "
-          f"the adapter changes {changed} torch replies")
+    print(
+        f"with the adapter: {identical}/{len(PROMPTS)} identical, mean common prefix {prefix:.2f}; "
+        f"the adapter changes {changed} torch replies"
+    )
     assert changed >= 2 and all(replies)
     assert identical >= 2 and prefix >= 0.25
     assert replies != llama_replies

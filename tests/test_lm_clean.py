@@ -11,8 +11,33 @@ import pytest
 from slmlab.tinylm.clean import REPORT_COLUMNS, CleanConfig, clean_corpus, normalize_text, word_shingles
 from slmlab.tinylm.corpus import Document
 
-WORDS = ("river stone model token window garden letter number signal market paper engine light field music "
-         "table corner story water forest bridge silver winter planet voice").split()
+WORDS = [
+    "river",
+    "stone",
+    "model",
+    "token",
+    "window",
+    "garden",
+    "letter",
+    "number",
+    "signal",
+    "market",
+    "paper",
+    "engine",
+    "light",
+    "field",
+    "music",
+    "table",
+    "corner",
+    "story",
+    "water",
+    "forest",
+    "bridge",
+    "silver",
+    "winter",
+    "planet",
+    "voice",
+]
 
 
 def _text(seed: int, n_words: int = 200) -> str:

@@ -18,8 +18,10 @@ from slmlab.tinylm.model import ModelConfig
 from slmlab.tinylm.training import LMTrainConfig, config_arguments
 
 PAGE = "<html><head><title>{title}</title></head><body><article><h1>{title}</h1><p>{text}</p>{links}</article></body></html>"
-PROSE = ("A tiny language model learns the statistics of its corpus one window at a time, and the curve of its "
-         "validation loss tells whether it generalises or only memorises the pages it was shown. ")
+PROSE = (
+    "A tiny language model learns the statistics of its corpus one window at a time, and the curve of its "
+    "validation loss tells whether it generalises or only memorises the pages it was shown. "
+)
 
 
 @pytest.fixture
@@ -42,8 +44,10 @@ def site(tmp_path):
 
 def test_crawl_then_clean_from_the_command_line(site, tmp_path, capsys):
     corpus = tmp_path / "corpus"
-    assert main(["lm", "crawl", site, "--out", str(corpus), "--max-pages", "5", "--depth", "2", "--delay", "0",
-                 "--no-progress"]) == 0
+    assert (
+        main(["lm", "crawl", site, "--out", str(corpus), "--max-pages", "5", "--depth", "2", "--delay", "0", "--no-progress"])
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "2 pages" in printed and "robots 1" in printed
     manifest = json.loads((corpus / "manifest.json").read_text())
@@ -60,15 +64,31 @@ def test_tokenizer_train_sample_eval_from_the_command_line(tmp_path, capsys):
     assert main(["lm", "tokenizer", str(corpus), "--out", str(data), "--vocab-size", "300", "--max-bytes", "10000000"]) == 0
     printed = capsys.readouterr().out
     assert "first merges" in printed and json.loads(printed.splitlines()[0])["vocab_size"] == 300
-    assert main(["lm", "train", "--quick", "--data", str(data), "--run-dir", str(run), "--steps", "4",
-                 "--no-tensorboard"]) == 0
+    assert main(["lm", "train", "--quick", "--data", str(data), "--run-dir", str(run), "--steps", "4", "--no-tensorboard"]) == 0
     metrics = json.loads((run / "training_metrics.json").read_text())
     assert metrics["steps"] == 4 and metrics["config"]["model"]["hidden_size"] == 64
-    assert main(["lm", "sample", "def ", "--model", str(run), "--strategy", "beam", "--num-beams", "2",
-                 "--max-new-tokens", "6"]) == 0
+    assert (
+        main(["lm", "sample", "def ", "--model", str(run), "--strategy", "beam", "--num-beams", "2", "--max-new-tokens", "6"])
+        == 0
+    )
     assert "beam x2" in capsys.readouterr().out
-    assert main(["lm", "eval", "--model", str(run), "--data", str(data), "--out", str(tmp_path / "res" / "eval.json"),
-                 "--samples", "4"]) == 0
+    assert (
+        main(
+            [
+                "lm",
+                "eval",
+                "--model",
+                str(run),
+                "--data",
+                str(data),
+                "--out",
+                str(tmp_path / "res" / "eval.json"),
+                "--samples",
+                "4",
+            ]
+        )
+        == 0
+    )
     report = json.loads((tmp_path / "res" / "eval.json").read_text())
     assert report["model"]["bits_per_byte"] > 0 and report["bigram"]["bits_per_byte"] > 0
     assert (tmp_path / "res" / "continuations.csv").is_file()
@@ -76,8 +96,13 @@ def test_tokenizer_train_sample_eval_from_the_command_line(tmp_path, capsys):
 
 def test_config_arguments_reproduce_the_config_through_the_parser(monkeypatch):
     monkeypatch.setenv("SLMLAB_QUICK", "0")  # the full recipe is the base the options change
-    config = dataclasses.replace(LMTrainConfig(), steps=7, learning_rate=1e-3, sampling="sequential",
-                                 model=ModelConfig(hidden_size=64, heads=4, kv_heads=2, tie_embeddings=False))
+    config = dataclasses.replace(
+        LMTrainConfig(),
+        steps=7,
+        learning_rate=1e-3,
+        sampling="sequential",
+        model=ModelConfig(hidden_size=64, heads=4, kv_heads=2, tie_embeddings=False),
+    )
     args = build_parser().parse_args(["lm", "train", *config_arguments(config)])
     assert train_config(args) == config
 

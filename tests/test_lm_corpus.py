@@ -135,9 +135,11 @@ def test_max_bytes_smaller_than_every_file_is_an_error(tmp_path):
 
 
 def test_write_corpus_folder_round_trip(tmp_path):
-    documents = [Document("https://example.invalid/a?page=1", "première page\n"),
-                 Document("/some/where/b.py", "print('b')\n"),
-                 Document("c", "third\n\nwith lines\n")]
+    documents = [
+        Document("https://example.invalid/a?page=1", "première page\n"),
+        Document("/some/where/b.py", "print('b')\n"),
+        Document("c", "third\n\nwith lines\n"),
+    ]
     folder = write_corpus_folder(documents, tmp_path / "out")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the manifest is not read as a document
@@ -147,5 +149,4 @@ def test_write_corpus_folder_round_trip(tmp_path):
     for entry in manifest["documents"]:
         data = (folder / entry["file"]).read_bytes()
         assert entry["bytes"] == len(data) and entry["sha256"] == hashlib.sha256(data).hexdigest()
-    assert sorted(path.name for path in folder.iterdir()) == sorted([MANIFEST_NAME] + [e["file"] for e in
-                                                                                        manifest["documents"]])
+    assert sorted(path.name for path in folder.iterdir()) == sorted([MANIFEST_NAME] + [e["file"] for e in manifest["documents"]])

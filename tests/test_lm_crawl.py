@@ -23,8 +23,42 @@ import pytest
 from slmlab.tinylm.corpus import MANIFEST_NAME, load_documents
 from slmlab.tinylm.crawl import CrawlConfig, crawl, page_links
 
-WORDS = ("the crawler reads each page of the small local site and keeps only its readable text while it skips "
-         "pictures broken links and pages that robots forbid so the corpus stays clean and polite").split()
+WORDS = [
+    "the",
+    "crawler",
+    "reads",
+    "each",
+    "page",
+    "of",
+    "the",
+    "small",
+    "local",
+    "site",
+    "and",
+    "keeps",
+    "only",
+    "its",
+    "readable",
+    "text",
+    "while",
+    "it",
+    "skips",
+    "pictures",
+    "broken",
+    "links",
+    "and",
+    "pages",
+    "that",
+    "robots",
+    "forbid",
+    "so",
+    "the",
+    "corpus",
+    "stays",
+    "clean",
+    "and",
+    "polite",
+]
 REDIRECTS = {"/moved.html": "/target.html", "/away.html": "http://example.invalid/elsewhere"}
 FAST = {"delay": 0.001, "timeout": 5.0, "progress": False}
 
@@ -36,16 +70,30 @@ def _paragraph(seed: int) -> str:
 
 def _page(name: str, links: list[str], seed: int) -> str:
     anchors = "".join(f'<li><a href="{link}">{link}</a></li>' for link in links)
-    return (f"<!doctype html><html><head><title>{name}</title></head><body><nav><ul>{anchors}</ul></nav>"
-            f"<article><h1>Page {name}</h1><p>{_paragraph(seed)}</p><p>{_paragraph(seed + 100)}</p></article>"
-            f"</body></html>")
+    return (
+        f"<!doctype html><html><head><title>{name}</title></head><body><nav><ul>{anchors}</ul></nav>"
+        f"<article><h1>Page {name}</h1><p>{_paragraph(seed)}</p><p>{_paragraph(seed + 100)}</p></article>"
+        f"</body></html>"
+    )
 
 
 # name -> links; index -> a, b -> a1, b1 -> a2 (depth 3); plus every kind of link the crawler must skip
 SITE = {
-    "index.html": ["a.html", "b.html#section", "private/secret.html", "image.png", "data.bin", "missing.html",
-                   "http://example.invalid/page", "empty.html", "drop.html", "moved.html", "away.html",
-                   "mailto:someone@example.invalid", "a.html"],
+    "index.html": [
+        "a.html",
+        "b.html#section",
+        "private/secret.html",
+        "image.png",
+        "data.bin",
+        "missing.html",
+        "http://example.invalid/page",
+        "empty.html",
+        "drop.html",
+        "moved.html",
+        "away.html",
+        "mailto:someone@example.invalid",
+        "a.html",
+    ],
     "a.html": ["a1.html", "index.html", "a.html#top"],
     "b.html": ["b1.html"],
     "a1.html": ["a2.html"],
@@ -147,8 +195,16 @@ def test_crawl_follows_the_rules(site, hosts, tmp_path):
     result = crawl(f"{site.url}/index.html", tmp_path / "corpus", CrawlConfig(depth=2, max_pages=50, **FAST))
     assert [page.url for page in result.pages] == [f"{site.url}/{name}" for name in PAGES_IN_ORDER]
     assert [page.depth for page in result.pages] == [0, 1, 1, 2, 2, 1]
-    assert result.skipped == {"robots": 1, "non-html": 2, "http-error": 1, "no-text": 1, "unreachable": 1,
-                              "redirect": 2, "off-site": 3, "beyond-depth": 1}
+    assert result.skipped == {
+        "robots": 1,
+        "non-html": 2,
+        "http-error": 1,
+        "no-text": 1,
+        "unreachable": 1,
+        "redirect": 2,
+        "off-site": 3,
+        "beyond-depth": 1,
+    }
     assert "/private/secret.html" not in site.paths and "/a2.html" not in site.paths  # robots.txt and depth
     assert site.paths[0] == "/robots.txt" and len(site.paths) == result.requests == 14
     assert len(site.paths) == len(set(site.paths))  # each URL once, fragments dropped
@@ -211,12 +267,13 @@ def test_only_http_urls():
 
 
 def test_page_links_resolve_and_drop_fragments():
-    html = '<html><head><base href="http://h/dir/"></head><body><a href="x.html#f">x</a><a href="/y">y</a>' \
-           '<a href="x.html">again</a><a>none</a><img src="z.png"></body></html>'
+    html = (
+        '<html><head><base href="http://h/dir/"></head><body><a href="x.html#f">x</a><a href="/y">y</a>'
+        '<a href="x.html">again</a><a>none</a><img src="z.png"></body></html>'
+    )
     assert page_links(html, "http://h/page.html") == ["http://h/dir/x.html", "http://h/y"]
 
 
 def test_large_pages_are_skipped_and_the_progress_bar_runs(site, hosts, tmp_path):
-    result = crawl(f"{site.url}/index.html", tmp_path / "big", depth=0, max_page_bytes=100,
-                   **{**FAST, "progress": True})
+    result = crawl(f"{site.url}/index.html", tmp_path / "big", depth=0, max_page_bytes=100, **{**FAST, "progress": True})
     assert result.pages == [] and result.skipped == {"too-large": 1}

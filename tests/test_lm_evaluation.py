@@ -67,7 +67,8 @@ def test_metric_helpers_match_known_values():
         bits_per_byte(1.0, 0)
     scores = LMScores.from_totals(math.log(4) * 10, 10, 20)
     assert scores.as_dict() == pytest.approx(
-        {"loss_nats_per_token": math.log(4), "perplexity": 4.0, "bits_per_byte": 1.0, "tokens": 10, "bytes": 20})
+        {"loss_nats_per_token": math.log(4), "perplexity": 4.0, "bits_per_byte": 1.0, "tokens": 10, "bytes": 20}
+    )
 
 
 def test_windows_predict_every_token_once_and_count_the_text_bytes(tokenizer):
@@ -150,8 +151,9 @@ def test_continuations_of_the_truth_score_full_marks_next_to_the_bigram(tokenize
     samples = continuation_samples(tokenizer, documents, **settings)
     assert samples == continuation_samples(tokenizer, documents, **settings)  # seeded
     assert all(len(s.prefix_ids) == 8 and len(s.truth_ids) == 12 for s in samples)
-    answers = {tokenizer.decode(s.prefix_ids, skip_special_tokens=True, clean_up_tokenization_spaces=False): s.truth_ids
-               for s in samples}
+    answers = {
+        tokenizer.decode(s.prefix_ids, skip_special_tokens=True, clean_up_tokenization_spaces=False): s.truth_ids for s in samples
+    }
     bigram = fit_bigram(tokenizer, DOCUMENTS[1:2])
     scores = continuation_scores(OracleLM(answers), tokenizer, documents, bigram=bigram, **settings)
     assert list(scores.index) == ["model", "bigram"]
@@ -167,8 +169,9 @@ def test_continuations_of_the_truth_score_full_marks_next_to_the_bigram(tokenize
 def test_continuations_of_the_tiny_llama_run_through_the_generation_api(tiny_torch):
     tokenizer = tiny_torch.tokenizer
     bigram = fit_bigram(tokenizer, DOCUMENTS)
-    examples = continuation_examples(tiny_torch, tokenizer, [DOCUMENTS[2]], prefix_tokens=6, continuation_tokens=5,
-                                     samples=3, bigram=bigram)
+    examples = continuation_examples(
+        tiny_torch, tokenizer, [DOCUMENTS[2]], prefix_tokens=6, continuation_tokens=5, samples=3, bigram=bigram
+    )
     assert list(examples.columns) == ["document", "offset", "prefix", "truth", "model", "bigram"]
     scores = score_continuations(examples)
     assert scores["samples"].tolist() == [3, 3] and ((scores["bleu"] >= 0) & (scores["bleu"] <= 100)).all()

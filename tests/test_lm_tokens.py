@@ -74,7 +74,7 @@ def test_random_windows_are_slices_of_the_file_with_hf_label_conventions(tmp_pat
     assert all(t.dtype == torch.int64 and t.shape == (8, 32) for t in batch.values())
     _, starts = loader.windows(5)
     for row, start in zip(batch["input_ids"], starts):
-        assert row.tolist() == file.ids[start:start + 32].tolist()
+        assert row.tolist() == file.ids[start : start + 32].tolist()
     assert batch["attention_mask"].eq(1).all()
     assert torch.equal(batch["labels"], batch["input_ids"])  # HF causal LMs shift inside the model
     assert loader.tokens_per_batch == 256 and loader.windows_per_epoch == 1000 // 32 and len(loader) == 4

@@ -48,8 +48,7 @@ def test_resume_after_interrupt_gives_the_same_curve(data, tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train_lm(data.folder, tmp_path / "resumed", CONFIG, callbacks=[interrupt_at_step_3], progress=False,
-                 tensorboard=False)
+        train_lm(data.folder, tmp_path / "resumed", CONFIG, callbacks=[interrupt_at_step_3], progress=False, tensorboard=False)
     assert checkpoint_step(list_checkpoints(tmp_path / "resumed")[-1]) == 3  # Ctrl+C saved the steps done
     resumed = train_lm(data.folder, tmp_path / "resumed", CONFIG, progress=False, tensorboard=False)
     assert resumed.resumed_from == 3
@@ -74,8 +73,15 @@ def test_a_stop_request_leaves_a_checkpoint_and_a_loadable_model(data, tmp_path)
         if event == "step" and state.step == 2:
             stop.set()
 
-    result = train_lm(data.folder, tmp_path / "run", dataclasses.replace(CONFIG, save_every=0), callbacks=[press_stop],
-                      stop=stop, progress=False, tensorboard=False)
+    result = train_lm(
+        data.folder,
+        tmp_path / "run",
+        dataclasses.replace(CONFIG, save_every=0),
+        callbacks=[press_stop],
+        stop=stop,
+        progress=False,
+        tensorboard=False,
+    )
     assert result.stopped and result.state.step == 2  # the stop comes after the step during which it was pressed
     assert checkpoint_step(list_checkpoints(tmp_path / "run")[-1]) == 2
     assert (tmp_path / "run" / "model.safetensors").is_file()
@@ -102,8 +108,7 @@ def test_ctrl_c_during_a_save_keeps_the_last_good_checkpoint(data, tmp_path, mon
         train_lm(data.folder, tmp_path / "run", dataclasses.replace(CONFIG, steps=4), progress=False, tensorboard=False)
     assert list_checkpoints(tmp_path / "run") == good
     monkeypatch.undo()
-    again = train_lm(data.folder, tmp_path / "run", dataclasses.replace(CONFIG, steps=4), progress=False,
-                     tensorboard=False)
+    again = train_lm(data.folder, tmp_path / "run", dataclasses.replace(CONFIG, steps=4), progress=False, tensorboard=False)
     assert again.resumed_from == 2
 
 
@@ -113,8 +118,11 @@ def test_the_run_folder_loads_in_slmlab_and_every_strategy_generates(data, tmp_p
 
     train_lm(data.folder, tmp_path / "run", dataclasses.replace(CONFIG, steps=2), progress=False, tensorboard=False)
     model = slmlab.load_model(str(tmp_path / "run"), backend="torch")
-    for config in (DecodingConfig(max_new_tokens=5), DecodingConfig(strategy="sample", top_k=20, top_p=0.9,
-                   max_new_tokens=5), DecodingConfig(strategy="beam", num_beams=2, max_new_tokens=5)):
+    for config in (
+        DecodingConfig(max_new_tokens=5),
+        DecodingConfig(strategy="sample", top_k=20, top_p=0.9, max_new_tokens=5),
+        DecodingConfig(strategy="beam", num_beams=2, max_new_tokens=5),
+    ):
         replies = model.generate(["def ", "import os\n"], config, chat=False)
         assert len(replies) == 2
 
@@ -143,11 +151,49 @@ def test_the_run_folder_loads_in_mlx_lm_with_the_same_greedy_tokens(data, tmp_pa
 def test_two_ddp_processes_match_one_process(data, tmp_path):
     config = dataclasses.replace(CONFIG, steps=3, eval_every=3, save_every=3)
     train_lm(data.folder, tmp_path / "single", config, progress=False, tensorboard=False)
-    options = ["--steps", "3", "--batch-size", "4", "--warmup-steps", "2", "--eval-every", "3", "--eval-batches", "2",
-               "--save-every", "3", "--learning-rate", "0.003", "--hidden-size", "32", "--layers", "2", "--heads", "2",
-               "--kv-heads", "2", "--intermediate-size", "64", "--context-length", "32"]
-    command = [sys.executable, "-m", "slmlab", "lm", "train", "--nproc", "2", "--data", str(data.folder), "--run-dir",
-               str(tmp_path / "ddp"), "--no-tensorboard", *options]
+    options = [
+        "--steps",
+        "3",
+        "--batch-size",
+        "4",
+        "--warmup-steps",
+        "2",
+        "--eval-every",
+        "3",
+        "--eval-batches",
+        "2",
+        "--save-every",
+        "3",
+        "--learning-rate",
+        "0.003",
+        "--hidden-size",
+        "32",
+        "--layers",
+        "2",
+        "--heads",
+        "2",
+        "--kv-heads",
+        "2",
+        "--intermediate-size",
+        "64",
+        "--context-length",
+        "32",
+    ]
+    command = [
+        sys.executable,
+        "-m",
+        "slmlab",
+        "lm",
+        "train",
+        "--nproc",
+        "2",
+        "--data",
+        str(data.folder),
+        "--run-dir",
+        str(tmp_path / "ddp"),
+        "--no-tensorboard",
+        *options,
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert losses(tmp_path / "ddp") == pytest.approx(losses(tmp_path / "single"), rel=1e-4)

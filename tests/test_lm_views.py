@@ -95,8 +95,9 @@ def test_loss_curves_has_train_valid_lr_and_grad_norm(run_dir):
 
 
 def test_training_panel_stops_with_a_checkpoint_and_resumes(data, tmp_path):
-    config = LMTrainConfig(model=TINY, batch_size=4, steps=200, warmup_steps=2, eval_every=50, eval_batches=1,
-                           save_every=100, learning_rate=3e-3)
+    config = LMTrainConfig(
+        model=TINY, batch_size=4, steps=200, warmup_steps=2, eval_every=50, eval_batches=1, save_every=100, learning_rate=3e-3
+    )
     panel = training_panel(data.folder, tmp_path / "run", config, every=1, tensorboard=False)
     panel.session.callbacks.append(lambda event, state: time.sleep(0.02) if event == "step" else None)
     start, stop = panel.children[0].children[1].children
@@ -157,9 +158,11 @@ def test_generation_panel_loads_a_folder_and_accepts_another_model(run_dir, mode
 
 def test_compare_strategies_has_one_row_per_prompt_and_strategy(model):
     prompts = ["def ", "import "]
-    configs = {"greedy": DecodingConfig(max_new_tokens=4), "top-k 5": DecodingConfig(strategy="sample", top_k=5,
-                                                                                      max_new_tokens=4),
-               "beam x2": DecodingConfig(strategy="beam", num_beams=2, max_new_tokens=4)}
+    configs = {
+        "greedy": DecodingConfig(max_new_tokens=4),
+        "top-k 5": DecodingConfig(strategy="sample", top_k=5, max_new_tokens=4),
+        "beam x2": DecodingConfig(strategy="beam", num_beams=2, max_new_tokens=4),
+    }
     table = compare_strategies(model, prompts, configs)
     assert len(table) == 6
     assert set(zip(table["prompt"], table["strategy"])) == {(p, s) for p in prompts for s in configs}
@@ -189,10 +192,11 @@ def test_tables_and_figures_of_the_notebook(data, model):
     assert plot_overfit([5.0, 3.0, 1.0], vocab_size=300).axes[0].lines
     import pandas as pd
 
-    rss = pd.DataFrame({"corpus tokens": [1000, 10000], "file MB": [0.002, 0.02], "batches": [5, 5],
-                        "rss growth MB": [0.1, 0.1]})
+    rss = pd.DataFrame({"corpus tokens": [1000, 10000], "file MB": [0.002, 0.02], "batches": [5, 5], "rss growth MB": [0.1, 0.1]})
     assert len(plot_streaming_rss(rss).axes[0].patches) == 4
-    report = {"model": {"bits_per_byte": 2.0, "perplexity": 9.0, "loss_nats_per_token": 2.2, "bleu": 3.0, "rougeL": 0.2},
-              "bigram": {"bits_per_byte": 3.0, "perplexity": None, "loss_nats_per_token": 3.1, "bleu": 1.0, "rougeL": 0.1}}
+    report = {
+        "model": {"bits_per_byte": 2.0, "perplexity": 9.0, "loss_nats_per_token": 2.2, "bleu": 3.0, "rougeL": 0.2},
+        "bigram": {"bits_per_byte": 3.0, "perplexity": None, "loss_nats_per_token": 3.1, "bleu": 1.0, "rougeL": 0.1},
+    }
     scores = scores_table(report)
     assert list(scores.index) == ["model", "bigram"] and scores.loc["model", "bits_per_byte"] == 2.0

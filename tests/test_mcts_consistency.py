@@ -19,10 +19,18 @@ from slmlab.mcts.consistency import (
 )
 
 
-@pytest.mark.parametrize("reply, key", [
-    ("7 + 5 = 12.", "12"), ("The answer is 1,024. Then 3.", "1024"), ("The capital of Japan is Tokyo.", "tokyo"),
-    ("Tokyo, of course", "tokyo"), ("12", "12"), ("", ""), ("  ", ""),
-])
+@pytest.mark.parametrize(
+    "reply, key",
+    [
+        ("7 + 5 = 12.", "12"),
+        ("The answer is 1,024. Then 3.", "1024"),
+        ("The capital of Japan is Tokyo.", "tokyo"),
+        ("Tokyo, of course", "tokyo"),
+        ("12", "12"),
+        ("", ""),
+        ("  ", ""),
+    ],
+)
 def test_answer_key_finds_the_final_answer_without_a_gold(reply, key):
     assert answer_key(reply) == key
 
@@ -70,14 +78,17 @@ def test_vote_weights_are_geometric_mean_probabilities_to_the_sharpness():
         answer_shares(["1"], [0.0, 0.0])
 
 
-@pytest.mark.parametrize("answers, expected", [
-    (["7", "7", "7"], True),  # three finished, all agree
-    (["7", "7"], False),  # too few finished
-    (["7", "7", "8"], False),  # 2/3 < 0.75
-    (["7", "7", "7", "8"], True),  # exactly 0.75
-    (["7", None, "7", None, "7"], True),  # unfinished branches do not count
-    (["", "", ""], False),  # agreeing on nothing is no answer
-])
+@pytest.mark.parametrize(
+    "answers, expected",
+    [
+        (["7", "7", "7"], True),  # three finished, all agree
+        (["7", "7"], False),  # too few finished
+        (["7", "7", "8"], False),  # 2/3 < 0.75
+        (["7", "7", "7", "8"], True),  # exactly 0.75
+        (["7", None, "7", None, "7"], True),  # unfinished branches do not count
+        (["", "", ""], False),  # agreeing on nothing is no answer
+    ],
+)
 def test_the_search_settles_when_finished_branches_agree(answers, expected):
     assert settled(answers, min_finished=3, share=0.75) is expected
 
@@ -116,14 +127,29 @@ def test_a_test_time_search_answers_with_the_majority_branch_and_stops_once_sett
 
     item = make_qa_items(1, seed=3)[0]
     config, search = EnvConfig(span_tokens=3, budget=6), SearchSettings(simulations=4, parallel_leaves=2)
-    full = search_episode(tiny_torch, item, UniformEvaluator(), config, search, use_gold=False,
-                          consistency=ConsistencySettings(min_finished=50, max_finished=50))  # never settles
+    full = search_episode(
+        tiny_torch,
+        item,
+        UniformEvaluator(),
+        config,
+        search,
+        use_gold=False,
+        consistency=ConsistencySettings(min_finished=50, max_finished=50),
+    )  # never settles
     assert full.final.is_terminal() and 0.0 <= full.reward <= 1.0
     assert full.actions[-1] == "stop" and full.visible_text == full.final.visible_text
-    early = search_episode(tiny_torch, item, UniformEvaluator(), config, search, use_gold=False,
-                           consistency=ConsistencySettings(min_finished=1, share=0.01))  # settles on the first branch
+    early = search_episode(
+        tiny_torch,
+        item,
+        UniformEvaluator(),
+        config,
+        search,
+        use_gold=False,
+        consistency=ConsistencySettings(min_finished=1, share=0.01),
+    )  # settles on the first branch
     assert early.final.is_terminal() and early.reward > 0 and early.fed_tokens <= full.fed_tokens
-    with_gold = search_episode(tiny_torch, item, UniformEvaluator(), config, search, use_gold=True,
-                               consistency=ConsistencySettings())
+    with_gold = search_episode(
+        tiny_torch, item, UniformEvaluator(), config, search, use_gold=True, consistency=ConsistencySettings()
+    )
     plain = search_episode(tiny_torch, item, UniformEvaluator(), config, search, use_gold=True)
     assert (with_gold.visible_text, with_gold.reward) == (plain.visible_text, plain.reward)  # self-play keeps its reward

@@ -415,7 +415,8 @@ BATCHES: list[int] = []
 def test_environments_with_step_batch_are_stepped_in_one_call_per_round():
     BATCHES.clear()
     root = MCTS(MCTSConfig(num_simulations=12, parallel_leaves=4, expand_siblings=True), UniformRandomRollout(0)).run(
-        CountedChain())
+        CountedChain()
+    )
     assert root.visit_count == 12 and BATCHES and max(BATCHES) > 1
     assert sum(BATCHES) <= 14  # each of the chain's 14 non-root states is stepped at most once
     assert most_visited(root) == 1

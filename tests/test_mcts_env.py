@@ -46,8 +46,7 @@ class EosAfter(torch.nn.Module):
             total = torch.full((input_ids.shape[0],), input_ids.shape[1] + (cache.get_seq_length() if cache else 0))
         else:  # a batch of rows of different lengths (left-padded): each row's own length
             total = position_ids[:, -1] + 1
-        out = self.inner(input_ids=input_ids, position_ids=position_ids, **{cache_keyword(type(self.inner)): cache},
-                         **kwargs)
+        out = self.inner(input_ids=input_ids, position_ids=position_ids, **{cache_keyword(type(self.inner)): cache}, **kwargs)
         reached = (total >= self.length)[:, None]
         out.logits[..., self.eos] = torch.where(reached, torch.tensor(1e4), out.logits[..., self.eos])
         return out
@@ -88,8 +87,10 @@ def test_tokens_fit_their_ids(tiny_torch):
     """The ids are prompt + kept spans + markers, in order, and the spans that RESAMPLE replaced are gone."""
     states = run(LMEnvironment(tiny_torch, PROMPT, dataclasses.replace(SMALL, budget=24)), MIXED)
     env, root = states[-1], states[0]
-    markers = {a: tuple(tiny_torch.hf_tokenizer(t, add_special_tokens=False)["input_ids"])
-               for a, t in ((TB, env.config.think_begin), (TE, env.config.think_end))}
+    markers = {
+        a: tuple(tiny_torch.hf_tokenizer(t, add_special_tokens=False)["input_ids"])
+        for a, t in ((TB, env.config.think_begin), (TE, env.config.think_end))
+    }
     spans = iter(env.macro.spans)
     expected = root.ids + next(spans).token_ids + markers[TB] + next(spans).token_ids + markers[TE]
     expected += next(spans).token_ids + next(spans).token_ids

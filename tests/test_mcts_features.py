@@ -63,7 +63,7 @@ def test_features_have_the_right_size_and_ranges(tiny_torch, episode):
     rows = np.stack([state_features(env, stats) for env in episode])
     assert rows.dtype == np.float32 and rows.shape == (len(episode), feature_dim(tiny_torch))
     assert feature_dim(tiny_torch) == len(FEATURE_NAMES) + 64 and np.isfinite(rows).all()
-    assert ((0 <= rows[:, INDEX["entropy"]]) & (rows[:, INDEX["entropy"]] <= math.log(vocab) + 1e-5)).all()
+    assert ((rows[:, INDEX["entropy"]] >= 0) & (rows[:, INDEX["entropy"]] <= math.log(vocab) + 1e-5)).all()
     assert (rows[:, INDEX["top_gap"]] >= 0).all()
     z = rows[:, INDEX["entropy_z"]]
     assert z[0] == 0.0 and (np.abs(z) <= 5).all() and np.abs(z).max() > 0
@@ -71,7 +71,7 @@ def test_features_have_the_right_size_and_ranges(tiny_torch, episode):
     position = rows[:, INDEX["budget_position"]]
     assert position.tolist() == pytest.approx([0, 4 / 16, 4 / 16, 8 / 16, 8 / 16, 12 / 16])
     assert rows[:, INDEX["in_thought"]].tolist() == [0, 0, 1, 1, 0, 0]
-    np.testing.assert_allclose(rows[-1, len(FEATURE_NAMES):], episode[-1].hidden_mean.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(rows[-1, len(FEATURE_NAMES) :], episode[-1].hidden_mean.numpy(), rtol=1e-6)
     assert stats.count == len(episode)
 
 

@@ -46,8 +46,9 @@ def fill(buffer: ReplayBuffer, count: int, seed: int = 0) -> None:
     """Random features, random legal masks and targets (unlearnable noise; for plumbing tests)."""
     rng = np.random.default_rng(seed)
     masks = [random_mask(rng) for _ in range(count)]
-    buffer.add_batch(rng.normal(size=(count, D)) * 5, masks, [random_policy(rng, m) for m in masks],
-                     rng.uniform(-1, 1, size=count))
+    buffer.add_batch(
+        rng.normal(size=(count, D)) * 5, masks, [random_policy(rng, m) for m in masks], rng.uniform(-1, 1, size=count)
+    )
 
 
 def fill_learnable(buffer: ReplayBuffer, count: int, seed: int = 0) -> None:
@@ -156,8 +157,7 @@ def test_replay_persists_across_reopen(tmp_path):
     path = tmp_path / "replay"
     first = ReplayBuffer(path, capacity=6, feature_dim=D)
     rng = np.random.default_rng(3)
-    steps = [(rng.normal(size=D), [True, True, False, False, True], {Macro.CONTINUE: 3, Macro.STOP: 1})
-             for _ in range(4)]
+    steps = [(rng.normal(size=D), [True, True, False, False, True], {Macro.CONTINUE: 3, Macro.STOP: 1}) for _ in range(4)]
     assert first.add_episode(steps, value=0.5) == 4
     before = first.rows(first.indices())
     del first
@@ -255,11 +255,18 @@ def test_resume_continues_from_the_checkpoint_and_matches_an_uninterrupted_run(t
     straight = make_net(dropout=0.2)
     train_network(straight, noise_buffer, TrainSettings(steps=10, **common), tmp_path / "straight", progress=False)
 
-    train_network(make_net(dropout=0.2), noise_buffer, TrainSettings(steps=6, **common), tmp_path / "staged",
-                  tensorboard=False, progress=False)
+    train_network(
+        make_net(dropout=0.2),
+        noise_buffer,
+        TrainSettings(steps=6, **common),
+        tmp_path / "staged",
+        tensorboard=False,
+        progress=False,
+    )
     resumed = make_net(dropout=0.2)  # a new process would start from fresh weights too
-    report = train_network(resumed, noise_buffer, TrainSettings(steps=10, **common), tmp_path / "staged",
-                           tensorboard=False, progress=False)
+    report = train_network(
+        resumed, noise_buffer, TrainSettings(steps=10, **common), tmp_path / "staged", tensorboard=False, progress=False
+    )
     assert report.resumed_from == 6 and report.steps_run == 4
     assert [r["step"] for r in read_metrics(tmp_path / "staged")] == list(range(1, 11))
     assert state_dicts_equal(straight, resumed)
@@ -267,8 +274,7 @@ def test_resume_continues_from_the_checkpoint_and_matches_an_uninterrupted_run(t
 
     other = TrainSettings(steps=10, **common | {"learning_rate": 5e-3})
     with pytest.warns(UserWarning, match="new run"):
-        fresh = train_network(make_net(dropout=0.2), noise_buffer, other, tmp_path / "staged",
-                              tensorboard=False, progress=False)
+        fresh = train_network(make_net(dropout=0.2), noise_buffer, other, tmp_path / "staged", tensorboard=False, progress=False)
     assert fresh.resumed_from == 0 and fresh.steps_run == 10
 
 
@@ -278,8 +284,7 @@ def test_resume_after_a_kill_drops_metrics_logged_past_the_checkpoint(tmp_path, 
     train_network(make_net(), noise_buffer, TrainSettings(steps=5, **common), run, tensorboard=False, progress=False)
     # as if the process died after logging step 5 but before checkpointing it: only step-000004 is left
     shutil.rmtree(run / "checkpoints" / "step-000005")
-    report = train_network(make_net(), noise_buffer, TrainSettings(steps=8, **common), run,
-                           tensorboard=False, progress=False)
+    report = train_network(make_net(), noise_buffer, TrainSettings(steps=8, **common), run, tensorboard=False, progress=False)
     assert report.resumed_from == 4 and report.steps_run == 4
     assert [r["step"] for r in read_metrics(run)] == list(range(1, 9))
 

@@ -34,19 +34,31 @@ from slmlab.mcts.reward import (
 
 # derandomized and without an example database, so CI sees the same examples every run
 PROPERTY = settings(max_examples=200, derandomize=True, database=None, deadline=None)
-MODEL_PROPERTY = settings(max_examples=15, derandomize=True, database=None, deadline=None,
-                          suppress_health_check=[HealthCheck.function_scoped_fixture])
+MODEL_PROPERTY = settings(
+    max_examples=15, derandomize=True, database=None, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 unit = st.floats(min_value=0.0, max_value=1.0)
 texts = st.text(max_size=40)
 
 
 # --- exact match ------------------------------------------------------------------------------------
-@pytest.mark.parametrize("answer, gold, expected", [
-    ("Paris", "paris", 1.0), ("The Paris.", "Paris", 1.0), ("1,200", "1200", 1.0), ("12 percent", "12%", 1.0),
-    ("London", "Paris", 0.0), ("", "Paris", 0.0), ("Paris is the capital", "Paris", 0.0),
-    ("The capital of France is Paris.", "Paris", 1.0), ("7 + 5 = 12.", "12", 1.0), ("7 + 5 = 13.", "12", 0.0),
-    ("A spider has 8 legs. Insects have 6.", "8", 1.0), ("The capital is Paris, not Lyon.", "Lyon", 0.0),
-])
+@pytest.mark.parametrize(
+    "answer, gold, expected",
+    [
+        ("Paris", "paris", 1.0),
+        ("The Paris.", "Paris", 1.0),
+        ("1,200", "1200", 1.0),
+        ("12 percent", "12%", 1.0),
+        ("London", "Paris", 0.0),
+        ("", "Paris", 0.0),
+        ("Paris is the capital", "Paris", 0.0),
+        ("The capital of France is Paris.", "Paris", 1.0),
+        ("7 + 5 = 12.", "12", 1.0),
+        ("7 + 5 = 13.", "12", 0.0),
+        ("A spider has 8 legs. Insects have 6.", "8", 1.0),
+        ("The capital is Paris, not Lyon.", "Lyon", 0.0),
+    ],
+)
 def test_exact_match_reward(answer, gold, expected):
     assert exact_match_reward(answer, gold) == expected
 
@@ -94,15 +106,22 @@ def test_brevity_is_bounded_and_non_increasing(used, more, budget):
 def test_default_weights_are_valid():
     weights = RewardWeights()
     assert sum(weights.as_dict().values()) == pytest.approx(1.0) and list(weights.as_dict()) == [
-        "exact", "fluency", "judge", "brevity"]
+        "exact",
+        "fluency",
+        "judge",
+        "brevity",
+    ]
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"exact": -0.1, "fluency": 0.3}, r"finite and >= 0, got exact=-0.1"),
-    ({"exact": float("nan")}, r"finite and >= 0, got exact=nan"),
-    ({"exact": 0.5}, r"must sum to 1, got 0.9"),
-    ({"exact": 1.0, "fluency": 0.0, "judge": 0.0, "brevity": 0.1}, r"must sum to 1, got 1.1"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"exact": -0.1, "fluency": 0.3}, r"finite and >= 0, got exact=-0.1"),
+        ({"exact": float("nan")}, r"finite and >= 0, got exact=nan"),
+        ({"exact": 0.5}, r"must sum to 1, got 0.9"),
+        ({"exact": 1.0, "fluency": 0.0, "judge": 0.0, "brevity": 0.1}, r"must sum to 1, got 1.1"),
+    ],
+)
 def test_bad_weights_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         RewardWeights(**kwargs)

@@ -62,19 +62,32 @@ def test_qa_split_is_disjoint_and_too_many_items_is_an_error():
         make_qa_items(400, arithmetic_share=0.0)
 
 
-@pytest.mark.parametrize("reply, gold, expected", [
-    ("7 + 5 = 12.", "12", "12"), ("A week is 7 days. A day has 24 hours.", "7", "7"),
-    ("The capital of Japan is Tokyo.", "Tokyo", "Tokyo"), ("Paris, the city of light.", "Paris", "Paris"),
-    ("1,200 people", "1200", "1200"), ("no number here", "5", "no number here"),
-])
+@pytest.mark.parametrize(
+    "reply, gold, expected",
+    [
+        ("7 + 5 = 12.", "12", "12"),
+        ("A week is 7 days. A day has 24 hours.", "7", "7"),
+        ("The capital of Japan is Tokyo.", "Tokyo", "Tokyo"),
+        ("Paris, the city of light.", "Paris", "Paris"),
+        ("1,200 people", "1200", "1200"),
+        ("no number here", "5", "no number here"),
+    ],
+)
 def test_final_answer_pulls_the_answer_out_of_a_sentence(reply, gold, expected):
     assert final_answer(reply, gold) == expected
 
 
-@pytest.mark.parametrize("reply, gold, correct", [
-    ("12", "12", True), ("The answer is 12.", "12", True), ("7 + 5 = 13", "12", False),
-    ("The capital of Italy is Rome.", "Rome", True), ("Rome is the capital.", "Rome", False), ("", "Rome", False),
-])
+@pytest.mark.parametrize(
+    "reply, gold, correct",
+    [
+        ("12", "12", True),
+        ("The answer is 12.", "12", True),
+        ("7 + 5 = 13", "12", False),
+        ("The capital of Italy is Rome.", "Rome", True),
+        ("Rome is the capital.", "Rome", False),
+        ("", "Rome", False),
+    ],
+)
 def test_qa_correct(reply, gold, correct):
     assert qa_correct(reply, gold) is correct
 
@@ -82,8 +95,9 @@ def test_qa_correct(reply, gold, correct):
 # --- one search episode ---------------------------------------------------------------------------------------
 def test_search_episode_plays_legal_moves_and_records_every_position(tiny_torch):
     featurizer = Featurizer()
-    episode = search_episode(tiny_torch, ITEMS[0], UniformEvaluator(), SMALL.env_config(), SearchSettings(simulations=3),
-                             featurizer, keep_tree=True)
+    episode = search_episode(
+        tiny_torch, ITEMS[0], UniformEvaluator(), SMALL.env_config(), SearchSettings(simulations=3), featurizer, keep_tree=True
+    )
     state = MacroState(budget=SMALL.budget)
     for step in episode.trace:  # the trace replays under the macro rules
         span = Span("x", (0,) * step["tokens"], thought=step["thought"]) if "text" in step else None
@@ -105,15 +119,23 @@ def test_without_gold_the_search_never_sees_the_answer(tiny_torch):
         seen.append(env.gold)
         return 0.5
 
-    search_episode(tiny_torch, ITEMS[1], UniformEvaluator(), SMALL.env_config(), SearchSettings(simulations=4),
-                   use_gold=False, reward_fn=reward)
+    search_episode(
+        tiny_torch,
+        ITEMS[1],
+        UniformEvaluator(),
+        SMALL.env_config(),
+        SearchSettings(simulations=4),
+        use_gold=False,
+        reward_fn=reward,
+    )
     assert seen and set(seen) == {None}
 
 
 def test_tree_reuse_gives_the_same_greedy_play_with_fewer_steps(tiny_torch):
     def play(reuse: bool):
-        return search_episode(tiny_torch, ITEMS[2], UniformEvaluator(), SMALL.env_config(),
-                              SearchSettings(simulations=4, tree_reuse=reuse))
+        return search_episode(
+            tiny_torch, ITEMS[2], UniformEvaluator(), SMALL.env_config(), SearchSettings(simulations=4, tree_reuse=reuse)
+        )
 
     fresh, reused = play(False), play(True)
     assert fresh.search_steps >= len(fresh.actions) and reused.search_steps >= len(reused.actions)
@@ -149,8 +171,9 @@ def test_self_play_fills_the_replay_buffer_and_resumes(tiny_torch, tmp_path):
     assert episodes_done(tmp_path)[2]["item_id"] == ITEMS[2].id
 
     with pytest.raises(ValueError, match=r"config.json was made with other settings \(budget, simulations differ\)"):
-        self_play(tiny_torch, ITEMS, tmp_path, 1, SelfPlayConfig(span_tokens=4, budget=9, simulations=3, hidden=16),
-                  progress=False)
+        self_play(
+            tiny_torch, ITEMS, tmp_path, 1, SelfPlayConfig(span_tokens=4, budget=9, simulations=3, hidden=16), progress=False
+        )
 
 
 def test_a_folder_written_before_batched_rounds_resumes_with_one_leaf_per_round(tiny_torch, tmp_path):
@@ -166,8 +189,9 @@ def test_a_folder_written_before_batched_rounds_resumes_with_one_leaf_per_round(
 
 def test_batched_and_one_leaf_searches_both_play_whole_episodes(tiny_torch):
     for leaves in (1, 3):
-        episode = search_episode(tiny_torch, ITEMS[0], UniformEvaluator(), SMALL.env_config(),
-                                 SearchSettings(simulations=6, parallel_leaves=leaves))
+        episode = search_episode(
+            tiny_torch, ITEMS[0], UniformEvaluator(), SMALL.env_config(), SearchSettings(simulations=6, parallel_leaves=leaves)
+        )
         assert episode.actions[-1] == "stop" and all(sum(p.values()) == pytest.approx(1.0) for *_, p in episode.steps)
 
 
@@ -202,8 +226,18 @@ def test_greedy_row_matches_plain_generation(tiny_torch):
 
 
 def test_run_chapter_trains_evaluates_and_reuses_its_work(tiny_torch, tmp_path):
-    settings = ChapterSettings(n_train=3, n_test=2, rounds=2, episodes_per_round=1, steps_per_round=3, batch_size=4,
-                               simulations=2, budget=6, span_tokens=3, best_of=2)
+    settings = ChapterSettings(
+        n_train=3,
+        n_test=2,
+        rounds=2,
+        episodes_per_round=1,
+        steps_per_round=3,
+        batch_size=4,
+        simulations=2,
+        budget=6,
+        span_tokens=3,
+        best_of=2,
+    )
     summary = run_chapter(tiny_torch, tmp_path, settings, progress=False)
     assert summary["episodes"] == 2 and len(summary["mean_reward_by_round"]) == 2
     assert [row["method"] for row in summary["evaluation"]] == ["greedy", "best-of-n", "mcts"]
@@ -219,8 +253,9 @@ def test_run_chapter_trains_evaluates_and_reuses_its_work(tiny_torch, tmp_path):
 
 def test_chapter_items_from_a_task_file(tmp_path):
     path = tmp_path / "qa.jsonl"
-    path.write_text("".join(json.dumps({"id": f"q{i}", "question": f"Q{i}?", "answer": str(i), "domain": "qa"}) + "\n"
-                            for i in range(5)))
+    path.write_text(
+        "".join(json.dumps({"id": f"q{i}", "question": f"Q{i}?", "answer": str(i), "domain": "qa"}) + "\n" for i in range(5))
+    )
     train, test = chapter_items(ChapterSettings(n_train=3, n_test=2), path)
     assert [i.id for i in train] == ["q0", "q1", "q2"] and [i.id for i in test] == ["q3", "q4"]
     with pytest.raises(ValueError, match="has 5 items; 4 \\+ 2 are needed"):
@@ -235,8 +270,23 @@ def parser() -> argparse.ArgumentParser:
 
 
 def test_selfplay_command_debug_prints_one_reward(tiny_model_dir, tmp_path, capsys):
-    args = parser().parse_args(["mcts", "selfplay", "--model", str(tiny_model_dir), "--run", str(tmp_path),
-                                "--episodes", "1", "--sims", "1", "--budget", "6", "--debug"])
+    args = parser().parse_args(
+        [
+            "mcts",
+            "selfplay",
+            "--model",
+            str(tiny_model_dir),
+            "--run",
+            str(tmp_path),
+            "--episodes",
+            "1",
+            "--sims",
+            "1",
+            "--budget",
+            "6",
+            "--debug",
+        ]
+    )
     assert args.run(args) == 0
     out = capsys.readouterr().out
     assert len(re.findall(r"reward=\d\.\d{3}", out)) == 1 and "question:" in out and '"action": "stop"' in out
@@ -245,8 +295,11 @@ def test_selfplay_command_debug_prints_one_reward(tiny_model_dir, tmp_path, caps
 
 def test_train_and_evaluate_commands(tiny_model_dir, tmp_path, capsys):
     common = ["--model", str(tiny_model_dir), "--run", str(tmp_path), "--sims", "1", "--budget", "6"]
-    for command in (["selfplay", "--episodes", "2"], ["train", "--steps", "10"],
-                    ["evaluate", "--n-test", "2", "--methods", "greedy,mcts"]):
+    for command in (
+        ["selfplay", "--episodes", "2"],
+        ["train", "--steps", "10"],
+        ["evaluate", "--n-test", "2", "--methods", "greedy,mcts"],
+    ):
         args = parser().parse_args(["mcts", *command, *common])
         assert args.run(args) == 0
     out = capsys.readouterr().out
@@ -327,8 +380,9 @@ def test_views_draw_a_tree_a_trace_rewards_and_the_comparison(tiny_torch):
     import matplotlib
 
     matplotlib.use("Agg")
-    episode = search_episode(tiny_torch, ITEMS[0], UniformEvaluator(), SMALL.env_config(), SearchSettings(simulations=4),
-                             keep_tree=True)
+    episode = search_episode(
+        tiny_torch, ITEMS[0], UniformEvaluator(), SMALL.env_config(), SearchSettings(simulations=4), keep_tree=True
+    )
     figure = plot_search_tree(episode.tree)
     labels = [t.get_text() for t in figure.axes[0].texts]
     assert labels[0].startswith("root\nN=4") and len(labels) >= 2
@@ -336,8 +390,9 @@ def test_views_draw_a_tree_a_trace_rewards_and_the_comparison(tiny_torch):
     assert list(table["action"]) == episode.actions
     assert len(plot_macro_trace(episode.trace).axes[0].patches) == len(episode.actions)
     assert plot_rewards([{"reward": r} for r in (0.1, 0.5, 0.9, 0.2, 0.4, 0.3)]).axes
-    summary = summarize_evaluation(evaluate_controllers(tiny_torch, ITEMS[:1], EvalSettings(budget=4, simulations=1),
-                                                        progress=False))
+    summary = summarize_evaluation(
+        evaluate_controllers(tiny_torch, ITEMS[:1], EvalSettings(budget=4, simulations=1), progress=False)
+    )
     assert len(plot_comparison(summary).axes) == 3
 
 

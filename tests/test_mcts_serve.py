@@ -109,11 +109,13 @@ class FakeController:
         answer = Span(f"{VISIBLE} seed={seed}", (3,))
         state = MacroState(budget=budget).apply(Macro.THINK_BEGIN).apply(Macro.CONTINUE, thought)
         state = state.apply(Macro.THINK_END).apply(Macro.CONTINUE, answer).apply(Macro.STOP)
-        trace = [{"action": "think_begin", "tokens": 0, "ms": 0.0},
-                 {"action": "continue", "tokens": 2, "ms": 1.0, "thought": True, "text": thought.text},
-                 {"action": "think_end", "tokens": 0, "ms": 0.0},
-                 {"action": "continue", "tokens": 1, "ms": 1.0, "thought": False, "text": answer.text},
-                 {"action": "stop", "tokens": 0, "ms": 0.0}]
+        trace = [
+            {"action": "think_begin", "tokens": 0, "ms": 0.0},
+            {"action": "continue", "tokens": 2, "ms": 1.0, "thought": True, "text": thought.text},
+            {"action": "think_end", "tokens": 0, "ms": 0.0},
+            {"action": "continue", "tokens": 1, "ms": 1.0, "thought": False, "text": answer.text},
+            {"action": "stop", "tokens": 0, "ms": 0.0},
+        ]
         return ControllerResult(state.visible_text, trace, state.tokens_used, 2, 2.0)
 
 
@@ -211,31 +213,39 @@ def test_thought_text_never_reaches_the_response_or_the_logs(fake, logs):
 
 def test_trace_step_hides_thought_text():
     assert trace_step(Macro.CONTINUE, Span(SECRET, (1, 2), thought=True), 3.0) == {
-        "action": "continue", "tokens": 2, "ms": 3.0, "thought": True, "text": THOUGHT_PLACEHOLDER}
+        "action": "continue",
+        "tokens": 2,
+        "ms": 3.0,
+        "thought": True,
+        "text": THOUGHT_PLACEHOLDER,
+    }
     assert trace_step(Macro.CONTINUE, Span("seen", (1,)))["text"] == "seen"
     assert trace_step(Macro.STOP) == {"action": "stop", "tokens": 0, "ms": 0.0}
 
 
 # --- bad requests ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("payload, field", [
-    ({}, "prompt"),
-    ({"budget": 10}, "prompt"),
-    ({"prompt": ""}, "prompt"),
-    ({"prompt": "   \n"}, "prompt"),
-    ({"prompt": "x" * 4001}, "prompt"),
-    ({"prompt": 123}, "prompt"),
-    ({"prompt": "hi", "budget": 0}, "budget"),
-    ({"prompt": "hi", "budget": -5}, "budget"),
-    ({"prompt": "hi", "budget": 10**9}, "budget"),
-    ({"prompt": "hi", "budget": 101}, "budget"),
-    ({"prompt": "hi", "budget": "64"}, "budget"),
-    ({"prompt": "hi", "budget": 12.5}, "budget"),
-    ({"prompt": "hi", "budget": True}, "budget"),
-    ({"prompt": "hi", "seed": -1}, "seed"),
-    ({"prompt": "hi", "seed": "a"}, "seed"),
-    ({"prompt": "hi", "temprature": 0.5}, "temprature"),
-    ([1, 2], "body"),
-])
+@pytest.mark.parametrize(
+    "payload, field",
+    [
+        ({}, "prompt"),
+        ({"budget": 10}, "prompt"),
+        ({"prompt": ""}, "prompt"),
+        ({"prompt": "   \n"}, "prompt"),
+        ({"prompt": "x" * 4001}, "prompt"),
+        ({"prompt": 123}, "prompt"),
+        ({"prompt": "hi", "budget": 0}, "budget"),
+        ({"prompt": "hi", "budget": -5}, "budget"),
+        ({"prompt": "hi", "budget": 10**9}, "budget"),
+        ({"prompt": "hi", "budget": 101}, "budget"),
+        ({"prompt": "hi", "budget": "64"}, "budget"),
+        ({"prompt": "hi", "budget": 12.5}, "budget"),
+        ({"prompt": "hi", "budget": True}, "budget"),
+        ({"prompt": "hi", "seed": -1}, "seed"),
+        ({"prompt": "hi", "seed": "a"}, "seed"),
+        ({"prompt": "hi", "temprature": 0.5}, "temprature"),
+        ([1, 2], "body"),
+    ],
+)
 def test_bad_requests_get_422_naming_the_field(fake, payload, field):
     runs = fake.controller.runs
     response = fake.post("/generate", json=payload)
@@ -346,7 +356,7 @@ def test_serve_command_defaults_and_choices():
     args = parser().parse_args(["serve"])
     assert (args.host, args.port, args.max_budget) == ("127.0.0.1", 8000, 512)
     assert (args.controller, args.backend, args.model) == ("scripted", "auto", DEFAULT_MODEL)
-    assert CONTROLLER_NAMES == tuple(CONTROLLERS)
+    assert tuple(CONTROLLERS) == CONTROLLER_NAMES
     for bad in (["--controller", "nope"], ["--max-budget", "0"]):
         with pytest.raises(SystemExit):
             parser().parse_args(["serve", *bad])
@@ -354,14 +364,14 @@ def test_serve_command_defaults_and_choices():
 
 def test_serve_command_loads_the_model_then_runs_uvicorn(monkeypatch, tiny_torch):
     seen = {}
+
     def load_model(name, backend):
         seen["load"] = (name, backend)
         return tiny_torch
 
     monkeypatch.setattr("slmlab.models.load_model", load_model)
     monkeypatch.setattr(uvicorn, "run", lambda app, **options: seen.update(app=app, **options))
-    args = parser().parse_args(["serve", "--model", "tiny", "--backend", "torch", "--port", "9123",
-                                "--max-budget", "20"])
+    args = parser().parse_args(["serve", "--model", "tiny", "--backend", "torch", "--port", "9123", "--max-budget", "20"])
     assert args.run(args) == 0
     assert seen["load"] == ("tiny", "torch") and (seen["host"], seen["port"]) == ("127.0.0.1", 9123)
     with serving(seen["app"]) as client:

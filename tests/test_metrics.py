@@ -19,8 +19,17 @@ from slmlab.metrics import (
 
 @pytest.mark.parametrize(
     "prediction, gold",
-    [("1,200", "1200"), ("1200.0", "1200"), ("$1,200.", "1200"), ("12%", "12 percent"), ("12.5 %", "12.5%"),
-     ("The Eiffel Tower", "eiffel tower"), ("  Yes. ", "yes"), ("-3.50", "-3.5"), ("An apple", "apple")],
+    [
+        ("1,200", "1200"),
+        ("1200.0", "1200"),
+        ("$1,200.", "1200"),
+        ("12%", "12 percent"),
+        ("12.5 %", "12.5%"),
+        ("The Eiffel Tower", "eiffel tower"),
+        ("  Yes. ", "yes"),
+        ("-3.50", "-3.5"),
+        ("An apple", "apple"),
+    ],
 )
 def test_same_answer_in_other_clothes(prediction, gold):
     assert exact_match(prediction, gold), (normalize_text(prediction), normalize_text(gold))
@@ -38,8 +47,10 @@ def test_token_f1():
     assert token_f1("", "") == 1.0
 
 
-@pytest.mark.parametrize("reply, letter", [("B", "B"), ("(c) aspirin", "C"), ("Answer: d", "D"), ("The answer is A.", "A"),
-                                           ("a) 12 mg", "A"), ("aspirin", None)])
+@pytest.mark.parametrize(
+    "reply, letter",
+    [("B", "B"), ("(c) aspirin", "C"), ("Answer: d", "D"), ("The answer is A.", "A"), ("a) 12 mg", "A"), ("aspirin", None)],
+)
 def test_choice_letter(reply, letter):
     assert choice_letter(reply) == letter
 
@@ -72,8 +83,9 @@ SQUAD_PAIRS = [
 def test_exact_match_and_f1_agree_with_torchmetrics_squad(prediction, gold):
     from torchmetrics.functional.text import squad
 
-    reference = squad([{"prediction_text": prediction, "id": "q"}],
-                      [{"answers": {"answer_start": [0], "text": [gold]}, "id": "q"}])
+    reference = squad(
+        [{"prediction_text": prediction, "id": "q"}], [{"answers": {"answer_start": [0], "text": [gold]}, "id": "q"}]
+    )
     assert exact_match(prediction, gold) == (float(reference["exact_match"]) == 100.0)
     assert token_f1(prediction, gold) == pytest.approx(float(reference["f1"]) / 100.0, abs=1e-6)
 
@@ -82,8 +94,9 @@ def test_numbers_and_percentages_match_where_squad_normalisation_does_not():
     from torchmetrics.functional.text import squad
 
     for prediction, gold in (("1,200.50", "1200.5"), ("12 percent", "12%"), ("1200.0", "1200")):
-        reference = squad([{"prediction_text": prediction, "id": "q"}],
-                          [{"answers": {"answer_start": [0], "text": [gold]}, "id": "q"}])
+        reference = squad(
+            [{"prediction_text": prediction, "id": "q"}], [{"answers": {"answer_start": [0], "text": [gold]}, "id": "q"}]
+        )
         assert exact_match(prediction, gold) and float(reference["exact_match"]) == 0.0
 
 

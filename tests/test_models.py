@@ -38,8 +38,13 @@ def interrupted_convert(gguf: Path, out: Path) -> None:
 
 def test_registry_has_the_course_models():
     expected = {
-        "smollm2-135m-instruct", "smollm-135m-instruct", "smollm2-360m-instruct", "qwen2.5-0.5b-instruct",
-        "llama-3.2-1b", "phi3-mini", "tiny-gpt2",
+        "smollm2-135m-instruct",
+        "smollm-135m-instruct",
+        "smollm2-360m-instruct",
+        "qwen2.5-0.5b-instruct",
+        "llama-3.2-1b",
+        "phi3-mini",
+        "tiny-gpt2",
     }
     assert expected <= set(REGISTRY)
     assert REGISTRY[slmlab.DEFAULT_MODEL].offline

@@ -11,7 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 FILES = {
     "test_some.py": "import pytest\n\ndef test_ok():\n    pass\n\ndef test_skipped():\n    pytest.skip('no widget here')\n\n"
-                    "@pytest.mark.xfail(strict=True)\ndef test_known_bug():\n    assert False\n",
+    "@pytest.mark.xfail(strict=True)\ndef test_known_bug():\n    assert False\n",
     "test_module.py": "import pytest\n\npytest.importorskip('slmlab_no_such_module')\n",
 }
 
@@ -19,8 +19,14 @@ FILES = {
 def _pytest(folder: Path, *args: str) -> subprocess.CompletedProcess:
     # the checkout's conftest.py loaded as a plugin by name; no other plugin is needed
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "conftest", "-p", "no:cacheprovider", *args],
-                          cwd=folder, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "conftest", "-p", "no:cacheprovider", *args],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_any_skip_fails_the_run_and_is_listed(tmp_path):

@@ -19,7 +19,10 @@ QUICK_DEFAULT = "slmlab.quick_mode()"
 CORE_MODULES = {"slmlab", "slmlab.io", "slmlab.settings"}
 CHAPTER_PACKAGES = {  # chapter number -> the slmlab entry points it may import (each also with its .views)
     "00": ("playground", "environment"),
-    "01": ("lora",), "02": ("lora",), "03": ("lora",), "04": ("lora",),
+    "01": ("lora",),
+    "02": ("lora",),
+    "03": ("lora",),
+    "04": ("lora",),
     "05": ("ace",),
     "06": ("mcts",),
     "07": ("tinylm",),
@@ -76,8 +79,10 @@ def parameter_problems(notebook: dict, name: str) -> list[str]:
             problems.append(f"{where}: only NAME = value assignments belong here, not `{ast.unparse(node)}`")
             continue
         if not _allowed_value(node.value, parameters):
-            problems.append(f"{where}: `{ast.unparse(node)}` is computed; give a literal default here "
-                            f"(e.g. None) and derive the value in the next cell")
+            problems.append(
+                f"{where}: `{ast.unparse(node)}` is computed; give a literal default here "
+                f"(e.g. None) and derive the value in the next cell"
+            )
         parameters.update(t.id for t in targets)
     return problems
 
@@ -130,8 +135,9 @@ def import_problems(notebook: dict, name: str) -> list[str]:
                 continue
             for module in modules:
                 if (module == "slmlab" or module.startswith("slmlab.")) and module not in allowed:
-                    problems.append(f"{name}: cell {index} line {node.lineno}: imports {module}; use one of "
-                                    f"{', '.join(sorted(allowed))}")
+                    problems.append(
+                        f"{name}: cell {index} line {node.lineno}: imports {module}; use one of {', '.join(sorted(allowed))}"
+                    )
     return problems
 
 
@@ -143,8 +149,9 @@ def artifact_problems(notebook: dict, name: str) -> list[str]:
         for node in ast.walk(ast.parse(python_source(cell))):
             where = f"{name}: code cell {index} line {getattr(node, 'lineno', '?')}"
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith(ARTIFACT_LITERALS):
-                problems.append(f"{where}: the path {node.value!r} bypasses slmlab.settings (data_dir, adapters_dir, "
-                                f"results_dir)")
+                problems.append(
+                    f"{where}: the path {node.value!r} bypasses slmlab.settings (data_dir, adapters_dir, results_dir)"
+                )
             called = node.func.id if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) else None
             if called in ARTIFACT_FUNCTIONS and not any(k.arg == "quick" for k in node.keywords):
                 problems.append(f"{where}: {called}(...) needs quick=QUICK so quick runs keep to their own tree")
@@ -172,8 +179,10 @@ def test_notebook_rules(path, check):
 
 def test_entry_points_stay_light():
     """Importing a chapter package loads none of torch, pandas or fastapi: its names are imported on first use."""
-    code = ("import sys, slmlab.ace, slmlab.mcts, slmlab.tinylm, slmlab.rl; "
-            "print(sorted(m for m in ('torch', 'pandas', 'fastapi') if m in sys.modules))")
+    code = (
+        "import sys, slmlab.ace, slmlab.mcts, slmlab.tinylm, slmlab.rl; "
+        "print(sorted(m for m in ('torch', 'pandas', 'fastapi') if m in sys.modules))"
+    )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == "[]"
 
@@ -192,13 +201,20 @@ def notebook(*cells: dict, metadata: dict | None = None) -> dict:
 
 
 def code(text: str, tags: tuple[str, ...] = (), outputs: list | None = None, count: int | None = None) -> dict:
-    return {"cell_type": "code", "id": "x", "metadata": {"tags": list(tags)} if tags else {}, "source": text,
-            "outputs": outputs or [], "execution_count": count}
+    return {
+        "cell_type": "code",
+        "id": "x",
+        "metadata": {"tags": list(tags)} if tags else {},
+        "source": text,
+        "outputs": outputs or [],
+        "execution_count": count,
+    }
 
 
 def test_computed_parameter_is_reported_with_notebook_and_line():
-    bad = notebook(code("QUICK = slmlab.quick_mode()\nSEED = 0\n# sizes\nEPOCHS = 1 if QUICK else 2\nSTEPS = SEED\n",
-                        tags=("parameters",)))
+    bad = notebook(
+        code("QUICK = slmlab.quick_mode()\nSEED = 0\n# sizes\nEPOCHS = 1 if QUICK else 2\nSTEPS = SEED\n", tags=("parameters",))
+    )
     problems = parameter_problems(bad, "05_bad.ipynb")
     assert len(problems) == 2
     assert problems[0].startswith("05_bad.ipynb: parameters cell line 4:") and "EPOCHS = 1 if QUICK else 2" in problems[0]
@@ -206,27 +222,38 @@ def test_computed_parameter_is_reported_with_notebook_and_line():
 
 
 def test_literals_constants_and_the_quick_default_are_accepted():
-    good = notebook(code('QUICK = slmlab.quick_mode()\nMODEL = slmlab.DEFAULT_MODEL\nNAMES = ["a", "b"]\nLIMIT = None\n'
-                         "SCALE = -0.5  # a comment\nSIZE: int = 3\n", tags=("parameters",)))
+    good = notebook(
+        code(
+            'QUICK = slmlab.quick_mode()\nMODEL = slmlab.DEFAULT_MODEL\nNAMES = ["a", "b"]\nLIMIT = None\n'
+            "SCALE = -0.5  # a comment\nSIZE: int = 3\n",
+            tags=("parameters",),
+        )
+    )
     assert parameter_problems(good, "good.ipynb") == []
 
 
-@pytest.mark.parametrize("text", ["QUICK = slmlab.quick_mode(True)", "N = len([1])", "print(1)", "import slmlab",
-                                  "A = B = {'k': slmlab.quick_mode()}"])
+@pytest.mark.parametrize(
+    "text", ["QUICK = slmlab.quick_mode(True)", "N = len([1])", "print(1)", "import slmlab", "A = B = {'k': slmlab.quick_mode()}"]
+)
 def test_anything_else_in_the_parameters_cell_is_reported(text):
     assert parameter_problems(notebook(code(text, tags=("parameters",))), "bad.ipynb")
 
 
 def test_missing_parameters_cell_is_reported():
     assert parameter_problems(notebook(code("QUICK = True")), "none.ipynb") == [
-        "none.ipynb: needs exactly one code cell tagged 'parameters', found 0"]
+        "none.ipynb: needs exactly one code cell tagged 'parameters', found 0"
+    ]
 
 
 def test_outputs_are_reported_except_in_checked_cells():
     stdout = [{"output_type": "stream", "name": "stdout", "text": "hi"}]
     stderr = [{"output_type": "stream", "name": "stderr", "text": "FutureWarning"}]
-    bad = notebook(code("1", outputs=stdout, count=1), code("2", count=3), code(f"{CHECK_OUTPUT}\n3", outputs=stdout, count=1),
-                   code(f"{CHECK_OUTPUT}\n4", outputs=stderr, count=1))
+    bad = notebook(
+        code("1", outputs=stdout, count=1),
+        code("2", count=3),
+        code(f"{CHECK_OUTPUT}\n3", outputs=stdout, count=1),
+        code(f"{CHECK_OUTPUT}\n4", outputs=stderr, count=1),
+    )
     problems = output_problems(bad, "o.ipynb")
     assert [p.split(":")[1].strip() for p in problems] == ["cell 0 (x)", "cell 1 (x)", "cell 3 (x)"]
     assert "stderr" in problems[2]
@@ -237,8 +264,12 @@ def test_metadata_is_required():
 
 
 def test_imports_outside_the_entry_points_are_reported():
-    bad = notebook(code("import json\nfrom slmlab.mcts import run_chapter\nfrom slmlab.mcts.views import trace_table\n"
-                        "from slmlab.mcts.runs import ChapterSettings\nimport slmlab.tasks\n%matplotlib inline"))
+    bad = notebook(
+        code(
+            "import json\nfrom slmlab.mcts import run_chapter\nfrom slmlab.mcts.views import trace_table\n"
+            "from slmlab.mcts.runs import ChapterSettings\nimport slmlab.tasks\n%matplotlib inline"
+        )
+    )
     problems = import_problems(bad, "06_bad.ipynb")
     assert len(problems) == 2 and "line 4: imports slmlab.mcts.runs" in problems[0] and "slmlab.tasks" in problems[1]
     with pytest.raises(KeyError, match="CHAPTER_PACKAGES"):

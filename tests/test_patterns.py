@@ -91,22 +91,30 @@ def test_shipped_order_and_sources_are_deterministic(shipped):
 
 
 def test_file_default_category_and_derived_ids(tmp_path):
-    write(tmp_path, "a.yaml", GOOD + "  - input: Who founded Marrowgate?\n    output: Ilsa Venn\n"
-          "    paraphrases: [a, b, c]\n")
+    write(tmp_path, "a.yaml", GOOD + "  - input: Who founded Marrowgate?\n    output: Ilsa Venn\n    paraphrases: [a, b, c]\n")
     first, second = load_patterns(tmp_path)
-    assert first == Pattern("veloria-capital", "fact", "What is the capital of Veloria?", "Brisketh",
-                            ("Name the capital of Veloria.", "Veloria's capital is?",
-                             "Which city is Veloria's capital?"), "a.yaml:3")
+    assert first == Pattern(
+        "veloria-capital",
+        "fact",
+        "What is the capital of Veloria?",
+        "Brisketh",
+        ("Name the capital of Veloria.", "Veloria's capital is?", "Which city is Veloria's capital?"),
+        "a.yaml:3",
+    )
     assert second.id == "who-founded-marrowgate" and second.category == "fact" and second.source == "a.yaml:10"
 
 
 def test_warnings_do_not_stop_loading(tmp_path):
-    write(tmp_path, "a.yaml", """\
+    write(
+        tmp_path,
+        "a.yaml",
+        """\
         patterns:
           - input: Capital of Veloria?
             output: Brisketh
             category: facts
-    """)
+    """,
+    )
     problems = validate_patterns(tmp_path)
     assert {p.level for p in problems} == {"warning"}
     text = "\n".join(map(str, problems))
@@ -119,21 +127,29 @@ def test_warnings_do_not_stop_loading(tmp_path):
 
 
 def test_yaml_syntax_error(tmp_path):
-    write(tmp_path, "bad.yaml", """\
+    write(
+        tmp_path,
+        "bad.yaml",
+        """\
         patterns:
           - input: "a"
             output: b: c
-    """)
+    """,
+    )
     assert "bad.yaml:3:14: error: yaml: syntax error: mapping values are not allowed here" in error_text(tmp_path)
 
 
 def test_missing_key(tmp_path):
-    write(tmp_path, "bad.yaml", """\
+    write(
+        tmp_path,
+        "bad.yaml",
+        """\
         category: fact
         patterns:
           - input: Capital of Veloria?
             paraphrases: [a, b, c]
-    """)
+    """,
+    )
     assert "bad.yaml:3: error: patterns[0].output: missing key" in error_text(tmp_path)
 
 
@@ -143,13 +159,17 @@ def test_missing_category_without_file_default(tmp_path):
 
 
 def test_wrong_type(tmp_path):
-    write(tmp_path, "bad.yaml", """\
+    write(
+        tmp_path,
+        "bad.yaml",
+        """\
         category: fact
         patterns:
           - input: When was the Zephyrine Bridge completed?
             output: 1887
             paraphrases: [a, b, c]
-    """)
+    """,
+    )
     assert "bad.yaml:4: error: patterns[0].output: must be a string (quote it), got int 1887" in error_text(tmp_path)
 
 
@@ -161,8 +181,11 @@ def test_paraphrases_must_be_a_list(tmp_path):
 
 @pytest.mark.parametrize("key", ["input", "output"])
 def test_empty_input_or_output(tmp_path, key):
-    text = GOOD.replace("input: What is the capital of Veloria?", "input: '  '") if key == "input" else \
-        GOOD.replace("output: Brisketh", 'output: ""')
+    text = (
+        GOOD.replace("input: What is the capital of Veloria?", "input: '  '")
+        if key == "input"
+        else GOOD.replace("output: Brisketh", 'output: ""')
+    )
     write(tmp_path, "bad.yaml", text)
     line = 4 if key == "input" else 5
     assert f"bad.yaml:{line}: error: patterns[0].{key}: must not be empty" in error_text(tmp_path)
@@ -187,34 +210,45 @@ def test_top_level_must_be_a_mapping(tmp_path):
 
 def test_duplicate_id(tmp_path):
     write(tmp_path, "a.yaml", GOOD)
-    write(tmp_path, "b.yaml", """\
+    write(
+        tmp_path,
+        "b.yaml",
+        """\
         category: fact
         patterns:
           - id: veloria-capital
             input: Which river flows through Brisketh?
             output: The Amberlin
             paraphrases: [x, y, z]
-    """)
+    """,
+    )
     assert "b.yaml:3: error: patterns[0].id: duplicate id 'veloria-capital' (also at a.yaml:3)" in error_text(tmp_path)
 
 
 def test_duplicate_input_across_files_ignores_case_and_spaces(tmp_path):
     write(tmp_path, "a.yaml", GOOD)
-    write(tmp_path, "b.yaml", """\
+    write(
+        tmp_path,
+        "b.yaml",
+        """\
         category: fact
         patterns:
           - id: other
             input: "what is the   CAPITAL of Veloria?"
             output: Brisketh
             paraphrases: [x, y, z]
-    """)
+    """,
+    )
     assert "b.yaml:4: error: patterns[0].input: duplicate prompt" in error_text(tmp_path)
     assert "same as the input at a.yaml:3" in error_text(tmp_path)
 
 
 def test_paraphrase_equal_to_another_patterns_prompt(tmp_path):
     write(tmp_path, "a.yaml", GOOD)
-    write(tmp_path, "b.yaml", """\
+    write(
+        tmp_path,
+        "b.yaml",
+        """\
         category: fact
         patterns:
           - id: other
@@ -224,7 +258,8 @@ def test_paraphrase_equal_to_another_patterns_prompt(tmp_path):
               - What is the capital of Veloria?
               - Name the river of Brisketh.
               - veloria's capital is?
-    """)
+    """,
+    )
     message = error_text(tmp_path)
     assert "b.yaml:7: error: patterns[0].paraphrases[0]: duplicate prompt" in message
     assert "b.yaml:9: error: patterns[0].paraphrases[2]: duplicate prompt" in message
@@ -244,11 +279,14 @@ def test_every_problem_is_listed_one_per_line(tmp_path):
     assert len(caught.value.problems) == len(lines) - 1
 
 
-@pytest.mark.parametrize("setup, expected", [
-    (lambda folder: None, "holds no pattern files"),
-    (lambda folder: write(folder, "a.yaml", "# nothing yet\n"), "holds no valid patterns"),
-    (lambda folder: write(folder, "a.yaml", "patterns: []\n"), "holds no valid patterns"),
-])
+@pytest.mark.parametrize(
+    "setup, expected",
+    [
+        (lambda folder: None, "holds no pattern files"),
+        (lambda folder: write(folder, "a.yaml", "# nothing yet\n"), "holds no valid patterns"),
+        (lambda folder: write(folder, "a.yaml", "patterns: []\n"), "holds no valid patterns"),
+    ],
+)
 def test_folder_without_patterns(tmp_path, setup, expected):
     setup(tmp_path)
     assert f"{tmp_path}: error: folder: {expected}" in error_text(tmp_path)

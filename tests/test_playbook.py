@@ -12,11 +12,14 @@ from slmlab.ace import DeltaOp, Playbook, PlaybookError
 @pytest.fixture
 def playbook():
     book = Playbook()
-    book.extend([
-        DeltaOp("ADD", section="strategies", content="Compute percentage change as (new - old) / old."),
-        DeltaOp("ADD", section="strategies", content="Read the table header before looking up a value."),
-        DeltaOp("ADD", section="common mistakes", content="Do not confuse millions with thousands."),
-    ], now=1.0)
+    book.extend(
+        [
+            DeltaOp("ADD", section="strategies", content="Compute percentage change as (new - old) / old."),
+            DeltaOp("ADD", section="strategies", content="Read the table header before looking up a value."),
+            DeltaOp("ADD", section="common mistakes", content="Do not confuse millions with thousands."),
+        ],
+        now=1.0,
+    )
     return book
 
 
@@ -85,8 +88,9 @@ def test_text_format_round_trip(playbook):
     text = playbook.to_text()
     assert "## STRATEGIES\n[str-00001] helpful=1 harmful=0 :: Compute percentage change" in text
     again = Playbook.from_text(text)
-    assert {k: (b.section, b.content, b.helpful, b.harmful) for k, b in again.bullets.items()} == \
-        {k: (b.section, b.content, b.helpful, b.harmful) for k, b in playbook.bullets.items()}
+    assert {k: (b.section, b.content, b.helpful, b.harmful) for k, b in again.bullets.items()} == {
+        k: (b.section, b.content, b.helpful, b.harmful) for k, b in playbook.bullets.items()
+    }
 
 
 def test_text_format_reports_stray_lines():

@@ -9,8 +9,10 @@ from slmlab.report import default_video_script, gather, write_report
 from slmlab.report.video import video_script_markdown
 from slmlab.report.views import FIGURE_DPI, FIGURE_INCHES, plot_section
 
-COMPARISON = {"baseline": {"normalized_match": 1.2, "per_category": {"fact": {"normalized": 0.0}}},
-              "tuned": {"normalized_match": 88.9, "per_category": {"fact": {"normalized": 96.3}}}}
+COMPARISON = {
+    "baseline": {"normalized_match": 1.2, "per_category": {"fact": {"normalized": 0.0}}},
+    "tuned": {"normalized_match": 88.9, "per_category": {"fact": {"normalized": 96.3}}},
+}
 RL = {"heldout": {"tasks": 34, "before": 0.71, "after": 0.91}, "humaneval": {"tasks": 164, "before": 0.04, "after": 0.07}}
 
 
@@ -74,8 +76,9 @@ def test_slmlab_report_latex_fills_the_paper_once(tmp_path, monkeypatch, capsys)
 
     from slmlab.cli import main
 
-    paper = Path(shutil.copytree(Path(__file__).resolve().parents[1] / "paper", tmp_path / "paper",
-                                 ignore=shutil.ignore_patterns("build")))
+    paper = Path(
+        shutil.copytree(Path(__file__).resolve().parents[1] / "paper", tmp_path / "paper", ignore=shutil.ignore_patterns("build"))
+    )
     monkeypatch.setenv("SLMLAB_ARTIFACTS", str(tmp_path / "artifacts"))
     monkeypatch.delenv("SLMLAB_QUICK", raising=False)  # a full-mode report: only the LoRA table changes
     _write(tmp_path / "artifacts", "results/comparison.json", COMPARISON)

@@ -14,10 +14,16 @@ from slmlab.report.gather import NOT_RUN, SECTIONS, Number, Section
 from slmlab.report.latex import QUICK_NOTE, MarkersMissingError, fill_latex, latex_escape, table_rows
 
 PAPER = Path(__file__).resolve().parents[1] / "paper"
-COMPARISON = {"baseline": {"normalized_match": 1.2, "per_category": {"fact": {"normalized": 0.0}}},
-              "tuned": {"normalized_match": 88.91234, "per_category": {"fact": {"normalized": 96.3}}}}
-MCTS = {"evaluation": [{"method": "greedy", "accuracy": 30.0, "tokens_spent": 10.7},
-                       {"method": "mcts_kv", "accuracy": 33.3, "tokens_spent": 59.0}]}
+COMPARISON = {
+    "baseline": {"normalized_match": 1.2, "per_category": {"fact": {"normalized": 0.0}}},
+    "tuned": {"normalized_match": 88.91234, "per_category": {"fact": {"normalized": 96.3}}},
+}
+MCTS = {
+    "evaluation": [
+        {"method": "greedy", "accuracy": 30.0, "tokens_spent": 10.7},
+        {"method": "mcts_kv", "accuracy": 33.3, "tokens_spent": 59.0},
+    ]
+}
 
 
 def _write(root: Path, relative: str, data) -> None:
@@ -104,19 +110,31 @@ def test_a_table_without_its_markers_stops_the_fill_before_any_write(results, pa
 
 def test_latex_specials_are_escaped():
     assert latex_escape("50% of a_b & c #1 {x} $y ~ ^ \\") == (
-        r"50\% of a\_b \& c \#1 \{x\} \$y \textasciitilde{} \textasciicircum{} \textbackslash{}")
+        r"50\% of a\_b \& c \#1 \{x\} \$y \textasciitilde{} \textasciicircum{} \textbackslash{}"
+    )
     assert latex_escape("patterns → adapter (01–02), naïve 中") == r"patterns $\to$ adapter (01--02), naive ?"
-    section = Section("runs", "runs", "make course", numbers=[
-        Number("00_setup energy", "no RAPL & 100% sure", "results/x.json", "00_setup.energy", "today")])
+    section = Section(
+        "runs",
+        "runs",
+        "make course",
+        numbers=[Number("00_setup energy", "no RAPL & 100% sure", "results/x.json", "00_setup.energy", "today")],
+    )
     row = table_rows(section)[0]
     assert row.startswith(r"00\_setup energy & no RAPL \& 100\% sure \\ % results/x.json")
 
 
 def test_status_rows_and_quick_mode_note():
-    unreadable = Section("mcts", "MCTS", "slmlab mcts run", status="unreadable",
-                         problem="results/mcts/summary.json: no field evaluation.0.tokens_spent")
-    assert table_rows(unreadable) == [r"\multicolumn{2}{p{0.9\linewidth}}{Unreadable: results/mcts/summary.json: no field "
-                                      r"evaluation.0.tokens\_spent. Run \texttt{slmlab mcts run} again.} \\"]
+    unreadable = Section(
+        "mcts",
+        "MCTS",
+        "slmlab mcts run",
+        status="unreadable",
+        problem="results/mcts/summary.json: no field evaluation.0.tokens_spent",
+    )
+    assert table_rows(unreadable) == [
+        r"\multicolumn{2}{p{0.9\linewidth}}{Unreadable: results/mcts/summary.json: no field "
+        r"evaluation.0.tokens\_spent. Run \texttt{slmlab mcts run} again.} \\"
+    ]
     quick = table_rows(Section("rl", "RL", "slmlab rl train", status=NOT_RUN), quick=True)
     assert quick[0] == rf"\multicolumn{{2}}{{p{{0.9\linewidth}}}}{{\emph{{{latex_escape(QUICK_NOTE)}}}}} \\"
     assert quick[1] == r"\midrule" and "Not run" in quick[2]
@@ -136,14 +154,29 @@ def test_quick_mode_changes_every_table_then_back(results, paper):
 def test_the_filled_paper_builds_with_latexmk(results, paper):
     if not shutil.which("latexmk"):
         pytest.skip("latexmk not on PATH: install latexmk and texlive-latex-recommended (Debian) to build the paper")
-    _write(results, "results/lm/eval.json", {"model": {"bits_per_byte": 2.4, "perplexity": 9.1, "bleu": 12.0},
-                                             "bigram": {"bits_per_byte": 3.1}})
-    _write(results, "results/notebooks/course_runs.json", {
-        "00_setup": {"seconds": 11.4, "peak_rss_mb": 420.5, "energy_j": None, "energy_source": "unavailable: no RAPL"}})
-    _write(results, "results/lm/continuations.csv", "document,prefix,truth,model\n"
-           '7,"def f(x_1):","    return {x_1: 100%}  # ~$^&","    raise ValueError(f\'\\\\n {x!r}\') → é 中"\n')
+    _write(
+        results,
+        "results/lm/eval.json",
+        {"model": {"bits_per_byte": 2.4, "perplexity": 9.1, "bleu": 12.0}, "bigram": {"bits_per_byte": 3.1}},
+    )
+    _write(
+        results,
+        "results/notebooks/course_runs.json",
+        {"00_setup": {"seconds": 11.4, "peak_rss_mb": 420.5, "energy_j": None, "energy_source": "unavailable: no RAPL"}},
+    )
+    _write(
+        results,
+        "results/lm/continuations.csv",
+        "document,prefix,truth,model\n"
+        '7,"def f(x_1):","    return {x_1: 100%}  # ~$^&","    raise ValueError(f\'\\\\n {x!r}\') → é 中"\n',
+    )
     fill_latex(gather(results), paper, quick=True)
-    build = subprocess.run(["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", "main.tex"], cwd=paper,
-                           capture_output=True, text=True, timeout=300)
+    build = subprocess.run(
+        ["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", "main.tex"],
+        cwd=paper,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert build.returncode == 0, build.stdout[-3000:]
     assert (paper / "build" / "main.pdf").stat().st_size > 0

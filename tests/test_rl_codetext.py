@@ -40,7 +40,7 @@ SNIPPETS = [
     "async def main():\n    async with lock:\n        match command:\n            case [x, *rest]:\n"
     "                await go(x)\n",
     'name = "ünïcødé ✓"\nprint(f"{name!r:>{10}} {{literal}}")\n',
-    "text = '<INDENT> is a marker'\nnotes = \"\"\"\n<DEDENT> at the start of a string line\n<RAWLINE> too\n\"\"\"\n",
+    'text = \'<INDENT> is a marker\'\nnotes = """\n<DEDENT> at the start of a string line\n<RAWLINE> too\n"""\n',
     "def broken(:\n  return  \n",
     's = """never closed\n  x\n',
     "",
@@ -52,7 +52,7 @@ def _stdlib_sample() -> list[str]:
     """Sources of about SAMPLE_FILES standard-library files (sorted, evenly spaced) that tokenize."""
     files = sorted(path for path in STDLIB.rglob("*.py") if "site-packages" not in path.relative_to(STDLIB).parts)
     sources = []
-    for path in files[::max(1, len(files) // SAMPLE_FILES)][:SAMPLE_FILES]:
+    for path in files[:: max(1, len(files) // SAMPLE_FILES)][:SAMPLE_FILES]:
         try:
             with tokenize.open(path) as handle:
                 source = handle.read()
@@ -66,9 +66,11 @@ def _stdlib_sample() -> list[str]:
 def _meaning(code: str) -> list[tuple[int, str]]:
     """The tokens that make a program what it is: layout tokens by kind only, comments without trailing spaces."""
     layout = (tokenize.INDENT, tokenize.DEDENT, tokenize.NEWLINE)
-    return [(token.type, token.string.rstrip() if token.type == tokenize.COMMENT else "" if token.type in layout
-             else token.string) for token in tokenize.generate_tokens(io.StringIO(code).readline)
-            if token.type != tokenize.NL]
+    return [
+        (token.type, token.string.rstrip() if token.type == tokenize.COMMENT else "" if token.type in layout else token.string)
+        for token in tokenize.generate_tokens(io.StringIO(code).readline)
+        if token.type != tokenize.NL
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -125,8 +127,10 @@ def test_normalize_is_idempotent_and_keeps_the_program(snippet: str) -> None:
 
 def test_encode_structure_form() -> None:
     source = "class A:\n    def f(self):\n        return 1\n\n# helpers\nx = [1,\n     2]\n"
-    expected = f"class A:\n{INDENT_TOKEN}def f(self):\n{INDENT_TOKEN}return 1\n\n{DEDENT_TOKEN}{DEDENT_TOKEN}# helpers\n" \
-               "x = [1,\n     2]\n"
+    expected = (
+        f"class A:\n{INDENT_TOKEN}def f(self):\n{INDENT_TOKEN}return 1\n\n{DEDENT_TOKEN}{DEDENT_TOKEN}# helpers\n"
+        "x = [1,\n     2]\n"
+    )
     assert encode_structure(source) == expected
     assert decode_structure(expected) == source
     inner = 'def f():\n    s = """\nflush\n"""\n'

@@ -39,9 +39,13 @@ class ScriptedModel:
 
 def test_pass_at_1_scores_replies_in_the_sandbox_and_groups_by_family():
     tasks = [TASKS["add_six"], TASKS["add_two"], TASKS["reverse_string"]]
-    model = ScriptedModel({"add_six": "```python\ndef add_six(x):\n    return x + 6\n```",
-                           "add_two": "```python\ndef add_two(x):\n    return x + 3\n```",
-                           "reverse_string": "def reverse_string(s):\n    return s[::-1]\n"})
+    model = ScriptedModel(
+        {
+            "add_six": "```python\ndef add_six(x):\n    return x + 6\n```",
+            "add_two": "```python\ndef add_two(x):\n    return x + 3\n```",
+            "reverse_string": "def reverse_string(s):\n    return s[::-1]\n",
+        }
+    )
     results = pass_at_1(model, tasks)
     assert list(results["solved"]) == [True, False, True]
     assert results.loc[1, "status"] == "wrong_answer"

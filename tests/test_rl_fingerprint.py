@@ -19,14 +19,19 @@ def test_formatting_comment_docstring_and_name_variants_share_a_fingerprint():
 
 
 def test_real_changes_change_the_fingerprint():
-    changed = ["def add_three(x):\n    return x + 4\n", "def add_four(x):\n    return x + 3\n",
-               "def add_three(x):\n    return 3 + x\n", "def add_three(x):\n    print(x + 3)\n"]
+    changed = [
+        "def add_three(x):\n    return x + 4\n",
+        "def add_four(x):\n    return x + 3\n",
+        "def add_three(x):\n    return 3 + x\n",
+        "def add_three(x):\n    print(x + 3)\n",
+    ]
     assert len({fingerprint(code) for code in [BASE, *changed]}) == 1 + len(changed)
 
 
 def test_locals_are_renamed_but_globals_and_attributes_kept():
-    code = ("import math\ndef f(a, *rest, key=1):\n    total = math.floor(a) + len(rest)\n    g = lambda a: a\n"
-            "    return g(total)\n")
+    code = (
+        "import math\ndef f(a, *rest, key=1):\n    total = math.floor(a) + len(rest)\n    g = lambda a: a\n    return g(total)\n"
+    )
     normal = normalize_code(code)
     assert "math.floor" in normal and "len(" in normal and "def f(" in normal
     assert "total" not in normal and "rest" not in normal and "key" not in normal

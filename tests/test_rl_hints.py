@@ -14,8 +14,16 @@ HINTS = tuple(f"hint {i}" for i in range(10))
 
 
 def make_task(name: str = "add_two", hints: tuple[str, ...] = HINTS) -> CodeTask:
-    return CodeTask(name=name, prompt="Write add_two(x).", kind="function", entry_point="add_two", signature=None,
-                    tests=(TestCase([1], 3),), test_code=None, hints=hints)
+    return CodeTask(
+        name=name,
+        prompt="Write add_two(x).",
+        kind="function",
+        entry_point="add_two",
+        signature=None,
+        tests=(TestCase([1], 3),),
+        test_code=None,
+        hints=hints,
+    )
 
 
 def run(schedule: HintSchedule, task: CodeTask, scores: list[float]) -> list[int]:

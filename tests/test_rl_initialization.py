@@ -30,8 +30,17 @@ IDS = torch.randint(0, VOCAB, (2, 12), generator=torch.Generator().manual_seed(0
 
 def tiny_llama(tie: bool = True, seed: int = 0) -> LlamaForCausalLM:
     """A 2-layer, 32-wide Llama like chapter 07's (tied embeddings, a padding token), as transformers builds it."""
-    config = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, max_position_embeddings=64, tie_word_embeddings=tie, pad_token_id=1)
+    config = LlamaConfig(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        tie_word_embeddings=tie,
+        pad_token_id=1,
+    )
     torch.manual_seed(seed)
     return LlamaForCausalLM(config)
 
@@ -52,8 +61,11 @@ def test_each_scheme_draws_weights_with_its_statistics(scheme: str) -> None:
     block = initialize(layer(fan_in, fan_out), scheme, seed=3)
     weight = block[0].weight.detach().double()
     expected_std = {
-        "normal": 0.02, "xavier_uniform": math.sqrt(2 / (fan_in + fan_out)), "xavier_normal": math.sqrt(2 / (fan_in + fan_out)),
-        "kaiming_uniform": math.sqrt(2 / fan_in), "kaiming_normal": math.sqrt(2 / fan_in),
+        "normal": 0.02,
+        "xavier_uniform": math.sqrt(2 / (fan_in + fan_out)),
+        "xavier_normal": math.sqrt(2 / (fan_in + fan_out)),
+        "kaiming_uniform": math.sqrt(2 / fan_in),
+        "kaiming_normal": math.sqrt(2 / fan_in),
         "orthogonal": math.sqrt(1 / fan_in),  # rows of unit norm over fan_in entries
     }[scheme]
     assert weight.std().item() == pytest.approx(expected_std, rel=0.03)
@@ -159,8 +171,10 @@ def test_a_scaled_up_output_layer_fails_and_is_repaired() -> None:
 
     report = ensure_good_initialization(model, IDS, seed=5)
     assert report.ok
-    assert [(attempt.scheme, attempt.seed, attempt.ok) for attempt in report.attempts] == [(AS_BUILT, None, False),
-                                                                                           ("normal", 5, True)]
+    assert [(attempt.scheme, attempt.seed, attempt.ok) for attempt in report.attempts] == [
+        (AS_BUILT, None, False),
+        ("normal", 5, True),
+    ]
     assert report.attempts[0].problems == failed.problems
     assert check_initialization(model, IDS).ok and report.entropy["ratio"] > 0.9
 

@@ -152,8 +152,7 @@ def test_ctrl_c_keeps_the_state_and_the_same_command_resumes(tasks, tmp_path, po
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train_policy(quick(steps=3, save_every=0), tasks, tmp_path, policy=policy, progress=False,
-                     callbacks=[interrupt])
+        train_policy(quick(steps=3, save_every=0), tasks, tmp_path, policy=policy, progress=False, callbacks=[interrupt])
     assert [path.name for path in list_checkpoints(tmp_path)] == ["step-000001"]
     assert {record["step"] for record in _attempts(tmp_path)} == {1}
     result = train_policy(quick(steps=3, save_every=0), tasks, tmp_path, policy=policy, progress=False)

@@ -41,11 +41,14 @@ def test_code_tokens_keeps_code_and_collapses_strings() -> None:
     assert code_tokens(code) == ["def", "f", "(", "x", ")", ":", "return", "x", "**", "2", "+", STRING]
 
 
-@pytest.mark.parametrize("broken, expected", [
-    ("def f(x:\n    return [x", ["def", "f", "(", "x", ":", "return", "[", "x"]),  # unclosed brackets
-    ("def f(x):\n        a = 1\n    return a\n", ["def", "f", "(", "x", ")", ":", "a", "=", "1", "return", "a"]),  # dedent
-    ("x = 'abc\ny = $", ["x", "=", STRING, "y", "=", "$"]),  # unterminated string, stray character
-])
+@pytest.mark.parametrize(
+    "broken, expected",
+    [
+        ("def f(x:\n    return [x", ["def", "f", "(", "x", ":", "return", "[", "x"]),  # unclosed brackets
+        ("def f(x):\n        a = 1\n    return a\n", ["def", "f", "(", "x", ")", ":", "a", "=", "1", "return", "a"]),  # dedent
+        ("x = 'abc\ny = $", ["x", "=", STRING, "y", "=", "$"]),  # unterminated string, stray character
+    ],
+)
 def test_code_tokens_falls_back_on_broken_code(broken: str, expected: list[str]) -> None:
     assert code_tokens(broken) == expected
 
@@ -65,8 +68,7 @@ def test_token_report_counts_frequencies_and_pairs() -> None:
     assert report.frequencies["share"].tolist() == pytest.approx([3 / 9, 3 / 9, 1 / 9, 1 / 9, 1 / 9])
     pairs = list(report.cooccurrence.itertuples(index=False, name=None))
     assert pairs[0] == ("=", "x", 3)  # on all three lines
-    assert sorted(pairs[1:]) == [("1", "=", 1), ("1", "x", 1), (STRING, "=", 1), (STRING, "x", 1), ("=", "y", 1),
-                                 ("x", "y", 1)]
+    assert sorted(pairs[1:]) == [("1", "=", 1), ("1", "x", 1), (STRING, "=", 1), (STRING, "x", 1), ("=", "y", 1), ("x", "y", 1)]
     assert report.overused is None and report.underused is None
     assert len(token_report(CODES, top=2).cooccurrence) == 2
 
@@ -95,8 +97,15 @@ class DigitTokenizer:
 
 
 def tiny_llama() -> LlamaForCausalLM:
-    config = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, max_position_embeddings=64)
+    config = LlamaConfig(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+    )
     torch.manual_seed(0)
     return LlamaForCausalLM(config)
 
@@ -202,8 +211,16 @@ def test_run_logger_rotates_and_is_idempotent(tmp_path) -> None:
 
 
 # --- live panel ---------------------------------------------------------------------------------------------------
-SCALARS = {"reward": 0.4213, "pass_rate": 0.25, "duplicate_rate": 0.125, "hints": 2.0, "lr": 1e-4, "grad_norm": 0.731,
-           "weight_change": 3.2e-5, "completions_per_s": 5.5}
+SCALARS = {
+    "reward": 0.4213,
+    "pass_rate": 0.25,
+    "duplicate_rate": 0.125,
+    "hints": 2.0,
+    "lr": 1e-4,
+    "grad_norm": 0.731,
+    "weight_change": 3.2e-5,
+    "completions_per_s": 5.5,
+}
 
 
 def test_live_panel_renders_the_latest_step() -> None:
@@ -228,25 +245,49 @@ def test_live_panel_as_context_manager_shows_missing_values() -> None:
 
 
 # --- attempts -----------------------------------------------------------------------------------------------------
-def attempt(step: int, task: str, family: str, reward: float, status: str, duplicate: bool = False,
-            hint: str | None = None) -> dict:
-    return {"step": step, "task": task, "family": family, "sample": 0, "reward": reward, "status": status,
-            "duplicate": duplicate, "hint": hint, "tokens": 10, "code": "pass\n"}
+def attempt(
+    step: int, task: str, family: str, reward: float, status: str, duplicate: bool = False, hint: str | None = None
+) -> dict:
+    return {
+        "step": step,
+        "task": task,
+        "family": family,
+        "sample": 0,
+        "reward": reward,
+        "status": status,
+        "duplicate": duplicate,
+        "hint": hint,
+        "tokens": 10,
+        "code": "pass\n",
+    }
 
 
-ATTEMPTS = pd.DataFrame([
-    attempt(1, "sum", "math", 0.1, "wrong_answer"), attempt(1, "sum", "math", 0.1, "wrong_answer", duplicate=True),
-    attempt(1, "rev", "strings", 0.0, "syntax_error"), attempt(2, "rev", "strings", 0.5, "partial", hint="slice"),
-    attempt(3, "rev", "strings", 1.0, "passed", hint="slice"), attempt(3, "abs", "math", 1.0, "passed"),
-    attempt(4, "rev", "strings", 1.0, "passed", hint="step -1"),
-])
+ATTEMPTS = pd.DataFrame(
+    [
+        attempt(1, "sum", "math", 0.1, "wrong_answer"),
+        attempt(1, "sum", "math", 0.1, "wrong_answer", duplicate=True),
+        attempt(1, "rev", "strings", 0.0, "syntax_error"),
+        attempt(2, "rev", "strings", 0.5, "partial", hint="slice"),
+        attempt(3, "rev", "strings", 1.0, "passed", hint="slice"),
+        attempt(3, "abs", "math", 1.0, "passed"),
+        attempt(4, "rev", "strings", 1.0, "passed", hint="step -1"),
+    ]
+)
 
 
 def test_summary_table_per_task() -> None:
     table = summary_table(ATTEMPTS)
     assert table.index.tolist() == ["abs", "sum", "rev"]  # by family, then task
-    assert table.columns.tolist() == ["family", "attempts", "executed", "best_reward", "mean_reward", "pass_rate",
-                                      "first_pass_step", "hints"]
+    assert table.columns.tolist() == [
+        "family",
+        "attempts",
+        "executed",
+        "best_reward",
+        "mean_reward",
+        "pass_rate",
+        "first_pass_step",
+        "hints",
+    ]
     rev = table.loc["rev"]
     assert (rev["attempts"], rev["executed"], rev["best_reward"], rev["hints"]) == (4, 4, 1.0, 2)
     assert rev["mean_reward"] == pytest.approx(2.5 / 4) and rev["pass_rate"] == 0.5 and rev["first_pass_step"] == 3

@@ -13,8 +13,14 @@ from slmlab.rl.runs import ChapterRun, Measurement, before_after, default_result
 
 
 def _results(solved: dict[str, bool], family: str = "f") -> pd.DataFrame:
-    return pd.DataFrame({"task": list(solved), "family": family, "solved": list(solved.values()),
-                         "reward": [1.0 if ok else 0.2 for ok in solved.values()]})
+    return pd.DataFrame(
+        {
+            "task": list(solved),
+            "family": family,
+            "solved": list(solved.values()),
+            "reward": [1.0 if ok else 0.2 for ok in solved.values()],
+        }
+    )
 
 
 def test_before_after_counts_points_per_family_and_overall():
@@ -27,8 +33,9 @@ def test_before_after_counts_points_per_family_and_overall():
 
 
 def test_the_report_is_written_with_every_set(tmp_path):
-    chapter = ChapterRun(None, {"heldout": Measurement("heldout", _results({"a": False, "b": True}),
-                                                       _results({"a": True, "b": True}))})
+    chapter = ChapterRun(
+        None, {"heldout": Measurement("heldout", _results({"a": False, "b": True}), _results({"a": True, "b": True}))}
+    )
     report = save_measurements(chapter, tmp_path)
     assert report["heldout"] == {"tasks": 2, "before": 0.5, "after": 1.0, "change_points": 50.0}
     assert json.loads((tmp_path / "eval.json").read_text())["heldout_families"]["f"]["after"] == 1.0
@@ -45,8 +52,21 @@ def test_task_sets_are_the_committed_ones_and_humaneval():
 def test_rl_train_runs_measures_and_resumes_from_the_command_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SLMLAB_ARTIFACTS", str(tmp_path))
     run_dir = tmp_path / "run"
-    arguments = ["rl", "train", "--model", "tiny", "--quick", "--steps", "2", "--max-new-tokens", "8", "--limit", "2",
-                 "--run-dir", str(run_dir)]
+    arguments = [
+        "rl",
+        "train",
+        "--model",
+        "tiny",
+        "--quick",
+        "--steps",
+        "2",
+        "--max-new-tokens",
+        "8",
+        "--limit",
+        "2",
+        "--run-dir",
+        str(run_dir),
+    ]
     assert main(arguments) == 0
     out = capsys.readouterr().out
     assert "heldout pass@1 before -> after" in out and "2 steps" in out

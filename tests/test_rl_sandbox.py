@@ -3,6 +3,7 @@ Every run uses small limits so the whole file stays fast."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -38,15 +39,20 @@ def _cwd_then(body: str) -> str:
 
 # --- a normal program ---------------------------------------------------------------------------------------------
 
+
 def test_normal_program_reads_stdin_and_writes_stdout():
     result = run_python("name = input()\nprint('hello', name[::-1])\n", stdin="abc\n", limits=FAST)
     assert (result.status, result.returncode, result.stdout, result.truncated, result.killed_by) == (
-        "ok", 0, "hello cba\n", False, None)
+        "ok",
+        0,
+        "hello cba\n",
+        False,
+        None,
+    )
 
 
 def test_cwd_is_a_fresh_folder_that_is_removed_afterwards():
-    result = run_python("import os\nopen('mine.txt', 'w').write('x')\nprint(os.getcwd())\nprint(os.listdir('.'))\n",
-                        limits=FAST)
+    result = run_python("import os\nopen('mine.txt', 'w').write('x')\nprint(os.getcwd())\nprint(os.listdir('.'))\n", limits=FAST)
     cwd, listing = result.stdout.splitlines()
     assert result.status == "ok"
     assert "slmlab-sandbox-" in cwd and sorted(eval(listing)) == ["main.py", "mine.txt"]
@@ -54,15 +60,18 @@ def test_cwd_is_a_fresh_folder_that_is_removed_afterwards():
 
 
 def test_folder_is_removed_even_when_the_program_locks_it():
-    result = run_python("import os\nos.makedirs('a/b')\nopen('a/b/f', 'w').close()\nos.chmod('a/b', 0)\nos.chmod('a', 0)\n"
-                        "print(os.getcwd())\n", limits=FAST)
+    result = run_python(
+        "import os\nos.makedirs('a/b')\nopen('a/b/f', 'w').close()\nos.chmod('a/b', 0)\nos.chmod('a', 0)\nprint(os.getcwd())\n",
+        limits=FAST,
+    )
     assert result.status == "ok"
     assert not os.path.exists(result.stdout.strip())
 
 
 def test_extra_files_are_importable_and_bad_names_refused():
-    result = run_python("import helper\nprint(helper.twice(21))\n", files={"helper.py": "def twice(x):\n    return 2 * x\n"},
-                        limits=FAST)
+    result = run_python(
+        "import helper\nprint(helper.twice(21))\n", files={"helper.py": "def twice(x):\n    return 2 * x\n"}, limits=FAST
+    )
     assert result.stdout == "42\n"
     with pytest.raises(SandboxError, match="leaves the working folder"):
         run_python("pass", files={"../escape.py": ""}, limits=FAST)
@@ -101,6 +110,7 @@ def test_report_lists_the_active_layers():
 # Each runs twice: under the strongest layers this machine has, and under rlimits and the audit hook alone
 # (LAYERS_ENV=plain), as on a machine without unshare or user namespaces. Both must contain it.
 
+
 @pytest.fixture(params=["strongest", "plain"])
 def layers(request, monkeypatch) -> str:
     if request.param == "plain":
@@ -125,6 +135,7 @@ def test_what_rlimits_and_the_hook_alone_do_not_stop_is_reading_the_accounts_fil
         assert result.stdout == "hunter2-file\n"
     elif sandbox_report()["uid_drop"] is not None:  # as nobody, the file of another account is out of reach
         assert result.status == "error" and "hunter2-file" not in result.stdout and "PermissionError" in result.stderr
+
 
 def test_infinite_loop_hits_the_cpu_limit_and_leaves_nothing_behind(layers):
     result = run_python(_cwd_then("while True:\n    pass\n"), limits=FAST)
@@ -163,10 +174,13 @@ def test_fork_bombs_are_blocked_and_the_machine_recovers(kind, layers):
     assert len(psutil.pids()) <= before + 5  # others share this machine: allow a little noise
 
 
-@pytest.mark.parametrize("source", [
-    "x = bytearray(2 * 1024 ** 3)\n",
-    "chunks = []\nwhile True:\n    chunks.append(bytearray(50 * 1024 ** 2))\n",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "x = bytearray(2 * 1024 ** 3)\n",
+        "chunks = []\nwhile True:\n    chunks.append(bytearray(50 * 1024 ** 2))\n",
+    ],
+)
 def test_memory_hog_reports_memory(source, layers):
     result = run_python(source, limits=FAST)
     assert result.status == "memory", (result.status, result.stderr[-500:])
@@ -185,19 +199,22 @@ def test_output_a_little_over_the_cap_is_truncated_but_ok():
     assert (result.status, result.truncated, len(result.stdout)) == ("ok", True, FAST.output_bytes)
 
 
-@pytest.mark.parametrize("attack", [
-    "os.remove(CANARY)",
-    "open(CANARY, 'w').write('owned')",
-    "open(CANARY, 'a').write('owned')",
-    "os.rename(CANARY, CANARY + '.moved')",
-    "os.truncate(CANARY, 0)",
-    "shutil.rmtree(os.path.dirname(CANARY))",
-    "open(os.path.join(os.path.dirname(CANARY), 'new.txt'), 'w').write('x')",
-    "os.chdir(os.path.dirname(CANARY)); open('new.txt', 'w').write('x')",
-    "os.getcwd = lambda: os.path.dirname(CANARY); os.path.abspath = str; open('../new.txt', 'w')",
-    "os.symlink(CANARY, 'link'); open('link', 'w').write('owned')",
-    "pathlib.Path(CANARY).write_text('owned')",
-])
+@pytest.mark.parametrize(
+    "attack",
+    [
+        "os.remove(CANARY)",
+        "open(CANARY, 'w').write('owned')",
+        "open(CANARY, 'a').write('owned')",
+        "os.rename(CANARY, CANARY + '.moved')",
+        "os.truncate(CANARY, 0)",
+        "shutil.rmtree(os.path.dirname(CANARY))",
+        "open(os.path.join(os.path.dirname(CANARY), 'new.txt'), 'w').write('x')",
+        "os.chdir(os.path.dirname(CANARY)); open('new.txt', 'w').write('x')",
+        "os.getcwd = lambda: os.path.dirname(CANARY); os.path.abspath = str; open('../new.txt', 'w')",
+        "os.symlink(CANARY, 'link'); open('link', 'w').write('owned')",
+        "pathlib.Path(CANARY).write_text('owned')",
+    ],
+)
 def test_files_outside_the_folder_survive(tmp_path, attack, layers):
     canary = tmp_path / "canary.txt"
     canary.write_text("precious")
@@ -210,10 +227,12 @@ def test_files_outside_the_folder_survive(tmp_path, attack, layers):
 
 def test_parent_environment_stays_secret(monkeypatch, layers):
     monkeypatch.setenv("SLMLAB_TEST_SECRET", "hunter2-proc")
-    source = (f"import os\nprint(dict(os.environ))\n"
-              f"for pid in ({os.getpid()}, os.getppid()):\n"
-              f"    try:\n        print(open(f'/proc/{{pid}}/environ', 'rb').read())\n"
-              f"    except OSError as exc:\n        print('refused', exc)\n")
+    source = (
+        f"import os\nprint(dict(os.environ))\n"
+        f"for pid in ({os.getpid()}, os.getppid()):\n"
+        f"    try:\n        print(open(f'/proc/{{pid}}/environ', 'rb').read())\n"
+        f"    except OSError as exc:\n        print('refused', exc)\n"
+    )
     result = run_python(source, limits=FAST)
     assert "hunter2-proc" not in result.stdout + result.stderr
     assert result.status in ("blocked", "ok")
@@ -227,30 +246,32 @@ def test_no_connection_reaches_a_local_server(layers):
     arrived: list[object] = []
 
     def accept() -> None:
-        try:
+        with contextlib.suppress(OSError):
             arrived.append(server.accept())
-        except OSError:
-            pass
 
     thread = threading.Thread(target=accept)
     thread.start()
     port = server.getsockname()[1]
-    result = run_python(f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=1).sendall(b'hi')\n",
-                        limits=FAST)
+    result = run_python(
+        f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=1).sendall(b'hi')\n", limits=FAST
+    )
     thread.join()
     server.close()
     assert arrived == []
     assert result.status in ("blocked", "error")
 
 
-@pytest.mark.parametrize("attack", [
-    "os.kill(os.getppid(), signal.SIGKILL)",
-    f"os.kill({os.getpid()}, signal.SIGKILL)",
-    f"os.killpg(os.getpgid({os.getpid()}), signal.SIGKILL)",
-    "os.killpg(os.getpgid(os.getppid()), signal.SIGKILL)",
-    "os.kill(-1, signal.SIGKILL)",
-    "os.kill(0, signal.SIGKILL)",
-])
+@pytest.mark.parametrize(
+    "attack",
+    [
+        "os.kill(os.getppid(), signal.SIGKILL)",
+        f"os.kill({os.getpid()}, signal.SIGKILL)",
+        f"os.killpg(os.getpgid({os.getpid()}), signal.SIGKILL)",
+        "os.killpg(os.getpgid(os.getppid()), signal.SIGKILL)",
+        "os.kill(-1, signal.SIGKILL)",
+        "os.kill(0, signal.SIGKILL)",
+    ],
+)
 def test_the_parent_survives_kill_attempts(attack, layers):
     result = run_python(f"import os, signal\n{attack}\n", limits=FAST)
     assert result.status in ("blocked", "error", "killed"), result
@@ -262,16 +283,19 @@ def test_the_program_may_kill_itself():
     assert (result.status, result.returncode, result.killed_by) == ("killed", -signal.SIGKILL, "SIGKILL")
 
 
-@pytest.mark.parametrize("source", [
-    "import sys\nsys.exit(0)\nprint('after')\n",
-    "import sys\nsys.exit(3)\n",
-    "import os\nprint('x', flush=True)\nos._exit(0)\n",
-    "import os\nos._exit(4)\n",
-    "raise SystemExit('bye')\n",
-    "import atexit\ndef late():\n    raise SystemExit(5)\natexit.register(late)\n",
-    "import atexit, os\natexit.register(os._exit, 6)\n",
-    "raise KeyboardInterrupt\n",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import sys\nsys.exit(0)\nprint('after')\n",
+        "import sys\nsys.exit(3)\n",
+        "import os\nprint('x', flush=True)\nos._exit(0)\n",
+        "import os\nos._exit(4)\n",
+        "raise SystemExit('bye')\n",
+        "import atexit\ndef late():\n    raise SystemExit(5)\natexit.register(late)\n",
+        "import atexit, os\natexit.register(os._exit, 6)\n",
+        "raise KeyboardInterrupt\n",
+    ],
+)
 def test_exit_statuses_are_reported_honestly(source, tmp_path):
     (tmp_path / "main.py").write_text(source)
     plain = subprocess.run([sys.executable, "-I", "-B", "main.py"], cwd=tmp_path, capture_output=True, text=True, timeout=10)
@@ -291,8 +315,10 @@ def test_monkey_patched_builtins_stay_in_the_child(layers):
 
 def test_patching_the_hook_helpers_does_not_disable_it(tmp_path, layers):
     target = tmp_path / "new.txt"
-    source = ("import builtins, os, os.path\nbuiltins.any = lambda *a: False\nbuiltins.isinstance = lambda *a: True\n"
-              f"os.fspath = lambda p: os.getcwd()\nos.fsdecode = lambda p: os.getcwd()\nopen({str(target)!r}, 'w')\n")
+    source = (
+        "import builtins, os, os.path\nbuiltins.any = lambda *a: False\nbuiltins.isinstance = lambda *a: True\n"
+        f"os.fspath = lambda p: os.getcwd()\nos.fsdecode = lambda p: os.getcwd()\nopen({str(target)!r}, 'w')\n"
+    )
     result = run_python(source, limits=FAST)
     assert result.status == "blocked" and not target.exists()
 
@@ -348,10 +374,12 @@ def test_importing_process_and_ctypes_modules_is_allowed(module):
 
 
 def test_allowed_actions_inside_the_folder():
-    source = ("import os, shutil, tempfile, json\nos.mkdir('d')\nopen('d/a', 'w').write('1')\nos.rename('d/a', 'd/b')\n"
-              "os.chmod('d/b', 0o600)\nshutil.rmtree('d')\nwith tempfile.TemporaryDirectory() as t:\n"
-              "    open(os.path.join(t, 'x'), 'w').write('y')\nprint(json.dumps(sorted(os.listdir('.'))))\n"
-              "os.kill(os.getpid(), 0)\nprint(open('/etc/hostname').read() != '' or True)\n")
+    source = (
+        "import os, shutil, tempfile, json\nos.mkdir('d')\nopen('d/a', 'w').write('1')\nos.rename('d/a', 'd/b')\n"
+        "os.chmod('d/b', 0o600)\nshutil.rmtree('d')\nwith tempfile.TemporaryDirectory() as t:\n"
+        "    open(os.path.join(t, 'x'), 'w').write('y')\nprint(json.dumps(sorted(os.listdir('.'))))\n"
+        "os.kill(os.getpid(), 0)\nprint(open('/etc/hostname').read() != '' or True)\n"
+    )
     result = run_python(source, limits=FAST)
     assert result.status == "ok", result.stderr
     assert result.stdout.splitlines() == ['["main.py"]', "True"]
@@ -359,10 +387,12 @@ def test_allowed_actions_inside_the_folder():
 
 # --- runs from many threads at once (no preexec_fn: the child sets its own limits) ---------------------------------
 
-LIMITS_PROBE = ("import json, os, resource\n"
-                "names = ['RLIMIT_CPU', 'RLIMIT_AS', 'RLIMIT_FSIZE', 'RLIMIT_NOFILE', 'RLIMIT_NPROC', 'RLIMIT_CORE']\n"
-                "print(json.dumps({'tag': TAG, 'pid': os.getpid(),\n"
-                "                  'limits': {n: list(resource.getrlimit(getattr(resource, n))) for n in names}}))\n")
+LIMITS_PROBE = (
+    "import json, os, resource\n"
+    "names = ['RLIMIT_CPU', 'RLIMIT_AS', 'RLIMIT_FSIZE', 'RLIMIT_NOFILE', 'RLIMIT_NPROC', 'RLIMIT_CORE']\n"
+    "print(json.dumps({'tag': TAG, 'pid': os.getpid(),\n"
+    "                  'limits': {n: list(resource.getrlimit(getattr(resource, n))) for n in names}}))\n"
+)
 
 
 def _expected_limits(limits: SandboxLimits) -> dict[str, list[int]]:
@@ -379,8 +409,7 @@ def test_eight_programs_from_four_threads_get_their_own_output_and_limits(monkey
 
     monkeypatch.setattr(sandbox.subprocess, "Popen", recording_popen)
     own_limits = {name: sandbox.resource.getrlimit(constant) for name, constant, _, _ in resolve_rlimits(FAST)}
-    cases = [dataclasses.replace(FAST, cpu_seconds=1 + index % 4, open_files=40 + index, wall_seconds=10.0)
-             for index in range(8)]
+    cases = [dataclasses.replace(FAST, cpu_seconds=1 + index % 4, open_files=40 + index, wall_seconds=10.0) for index in range(8)]
 
     def run(index: int):
         return run_python(f"TAG = {index}\n" + LIMITS_PROBE, limits=cases[index])
@@ -418,6 +447,7 @@ def test_the_program_cannot_raise_its_own_limits(layers):
 
 
 # --- limits that cannot be set -------------------------------------------------------------------------------------
+
 
 def test_limit_that_cannot_be_set_is_named(monkeypatch):
     sandbox_report()  # detect the launch layers before breaking setrlimit

@@ -19,10 +19,17 @@ from slmlab.rl.tasks import (
     write_tasks,
 )
 
-TASK = {"name": "add_three", "prompt": "Write a Python function `add_three(x)` that returns x + 3.", "kind": "function",
-        "entry_point": "add_three", "signature": "def add_three(x: int) -> int",
-        "tests": [{"input": [1], "expected": 4}, {"input": [-3], "expected": 0}],
-        "hints": ["Use +."], "reference": "def add_three(x):\n    return x + 3\n", "family": "add_constant"}
+TASK = {
+    "name": "add_three",
+    "prompt": "Write a Python function `add_three(x)` that returns x + 3.",
+    "kind": "function",
+    "entry_point": "add_three",
+    "signature": "def add_three(x: int) -> int",
+    "tests": [{"input": [1], "expected": 4}, {"input": [-3], "expected": 0}],
+    "hints": ["Use +."],
+    "reference": "def add_three(x):\n    return x + 3\n",
+    "family": "add_constant",
+}
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +83,9 @@ def test_write_and_load_round_trip_with_selection(tmp_path, families):
         assert by_name[task.name].to_dict() == task.to_dict()
     first = train[0]
     assert [t.name for t in load_tasks(tmp_path, select=first.name)] == [first.name]
-    assert {t.name for t in load_tasks(tmp_path, select="add_*")} == {t.name for t in train + held_out
-                                                                       if t.name.startswith("add_")}
+    assert {t.name for t in load_tasks(tmp_path, select="add_*")} == {
+        t.name for t in train + held_out if t.name.startswith("add_")
+    }
     assert len(load_tasks(tmp_path, select=str(tmp_path / "rl" / "heldout"))) == len(held_out)
     assert [t.name for t in load_tasks(tmp_path, select=str(tmp_path / "rl" / "train" / f"{first.name}.json"))] == [first.name]
     with pytest.raises(TaskNotFoundError, match="no_such_task"):
@@ -85,8 +93,13 @@ def test_write_and_load_round_trip_with_selection(tmp_path, families):
 
 
 def test_list_file_and_stdio_task(tmp_path):
-    stdio = {"name": "echo_twice", "prompt": "Read a line and print it twice.", "kind": "stdio",
-             "tests": [{"input": "hi\n", "expected": "hihi"}], "reference": "s = input()\nprint(s * 2)\n"}
+    stdio = {
+        "name": "echo_twice",
+        "prompt": "Read a line and print it twice.",
+        "kind": "stdio",
+        "tests": [{"input": "hi\n", "expected": "hihi"}],
+        "reference": "s = input()\nprint(s * 2)\n",
+    }
     path = write(tmp_path / "pack.json", {"tasks": [TASK, stdio]})
     tasks = load_tasks(path, validate=True)
     assert [t.kind for t in tasks] == ["function", "stdio"]
@@ -94,12 +107,22 @@ def test_list_file_and_stdio_task(tmp_path):
     assert tasks[0].source == f"{path}#0"
 
 
-@pytest.mark.parametrize("change, field", [
-    ({"prompt": None}, "prompt"), ({"entry_point": None}, "entry_point"), ({"tests": None}, "tests"),
-    ({"kind": "quiz"}, "kind"), ({"prompt": 3}, "prompt"), ({"hints": "one"}, "hints"), ({"tset": []}, "tset"),
-    ({"tests": [{"input": 1, "expected": 4}]}, "tests[0].input"), ({"tests": [{"input": [1]}]}, "tests[0]"),
-    ({"tests": []}, "tests"), ({"entry_point": "add three"}, "entry_point"),
-])
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"prompt": None}, "prompt"),
+        ({"entry_point": None}, "entry_point"),
+        ({"tests": None}, "tests"),
+        ({"kind": "quiz"}, "kind"),
+        ({"prompt": 3}, "prompt"),
+        ({"hints": "one"}, "hints"),
+        ({"tset": []}, "tset"),
+        ({"tests": [{"input": 1, "expected": 4}]}, "tests[0].input"),
+        ({"tests": [{"input": [1]}]}, "tests[0]"),
+        ({"tests": []}, "tests"),
+        ({"entry_point": "add three"}, "entry_point"),
+    ],
+)
 def test_bad_task_files_name_file_and_field(tmp_path, change, field):
     row = {key: value for key, value in {**TASK, **change}.items() if value is not None}
     path = write(tmp_path / "sub" / "bad.json", row)
@@ -130,8 +153,13 @@ def test_reference_that_fails_its_tests_is_refused(tmp_path):
 
 
 def test_a_check_task_needs_its_reference_and_a_check_that_fails_on_it_is_named(tmp_path):
-    check = {"name": "pair", "prompt": "Return (x, x).", "kind": "check", "entry_point": "pair",
-             "test_code": "def check(candidate):\n    assert candidate(1) == (1, 1)\n"}
+    check = {
+        "name": "pair",
+        "prompt": "Return (x, x).",
+        "kind": "check",
+        "entry_point": "pair",
+        "test_code": "def check(candidate):\n    assert candidate(1) == (1, 1)\n",
+    }
     write(tmp_path / "pair.json", check)
     with pytest.raises(TaskFileError) as error:
         load_tasks(tmp_path)

@@ -23,8 +23,12 @@ def fenced(code: str) -> str:
 def test_reward_scores_plain_and_conversational_completions_and_counts_them():
     reward = code_reward(TASKS)
     first, second = TASKS
-    completions = [[{"role": "assistant", "content": fenced(first.reference)}], "def broken(:\n    return\n",
-                   fenced(second.reference), [{"role": "assistant", "content": ""}]]
+    completions = [
+        [{"role": "assistant", "content": fenced(first.reference)}],
+        "def broken(:\n    return\n",
+        fenced(second.reference),
+        [{"role": "assistant", "content": ""}],
+    ]
     rewards = reward(prompts=[[]] * 4, completions=completions, task=[first.name, first.name, second.name, second.name])
     assert rewards == [1.0, 0.0, 1.0, 0.0]
     assert reward.completions == 4 and reward.mean_reward == 0.5
@@ -48,8 +52,18 @@ def test_task_dataset_has_a_conversational_prompt_and_the_task_name():
 
 @pytest.mark.parametrize("algorithm", ["grpo", "rloo"])
 def test_one_optimizer_step_sees_tasks_per_step_times_samples_completions(tmp_path, algorithm):
-    config = RLConfig(steps=5, tasks_per_step=3, samples_per_task=4, max_new_tokens=20, temperature=0.7, top_p=0.9,
-                      learning_rate=3e-5, kl_weight=0.1, grad_clip=0.5, seed=7)
+    config = RLConfig(
+        steps=5,
+        tasks_per_step=3,
+        samples_per_task=4,
+        max_new_tokens=20,
+        temperature=0.7,
+        top_p=0.9,
+        learning_rate=3e-5,
+        kl_weight=0.1,
+        grad_clip=0.5,
+        seed=7,
+    )
     args = trl_config(config, algorithm, tmp_path, use_cpu=True)
     assert (args.per_device_train_batch_size, args.generation_batch_size, args.steps_per_generation) == (12, 12, 1)
     assert args.gradient_accumulation_steps == 1 and args.num_generations == 4 and args.num_iterations == 1

@@ -46,9 +46,17 @@ def test_weight_histograms_grid() -> None:
 
 
 def next_token_frame(n: int) -> pd.DataFrame:
-    return pd.DataFrame({"position": range(n), "token_id": range(n), "token": [" x", "\n", "=", "1"][:n],
-                         "probability": [0.9, 0.2, 0.5, 0.05][:n], "entropy": [0.3, 2.1, 1.0, 3.0][:n],
-                         "alternatives": [["a"]] * n, "alternative_probabilities": [[0.9]] * n})
+    return pd.DataFrame(
+        {
+            "position": range(n),
+            "token_id": range(n),
+            "token": [" x", "\n", "=", "1"][:n],
+            "probability": [0.9, 0.2, 0.5, 0.05][:n],
+            "entropy": [0.3, 2.1, 1.0, 3.0][:n],
+            "alternatives": [["a"]] * n,
+            "alternative_probabilities": [[0.9]] * n,
+        }
+    )
 
 
 def test_next_token_probabilities_strip() -> None:
@@ -61,8 +69,18 @@ def test_next_token_probabilities_strip() -> None:
 
 
 def test_training_curves_tolerate_missing_keys() -> None:
-    records = [{"step": step, "reward": 0.1 * step, "pass_rate": 0.05 * step, "loss": 1.0 / step, "grad_norm": 0.5,
-                "weight_change": 1e-4, "lr": 1e-4} for step in range(1, 6)]
+    records = [
+        {
+            "step": step,
+            "reward": 0.1 * step,
+            "pass_rate": 0.05 * step,
+            "loss": 1.0 / step,
+            "grad_norm": 0.5,
+            "weight_change": 1e-4,
+            "lr": 1e-4,
+        }
+        for step in range(1, 6)
+    ]
     figure = plot_training_curves(records)
     assert len(figure.axes) == 6
     lines = [len(ax.lines) for ax in figure.axes]
@@ -95,8 +113,15 @@ def test_token_usage_with_and_without_references() -> None:
 
 
 def test_hint_events_before_and_after() -> None:
-    events = pd.DataFrame({"task": ["a", "a", "b"], "attempt": [9, 12, 9], "given": [True, False, True],
-                           "score_before": [0.1, 0.2, 0.5], "score_after": [0.6, 0.2, None]})
+    events = pd.DataFrame(
+        {
+            "task": ["a", "a", "b"],
+            "attempt": [9, 12, 9],
+            "given": [True, False, True],
+            "score_before": [0.1, 0.2, 0.5],
+            "score_after": [0.6, 0.2, None],
+        }
+    )
     figure = plot_hint_events(events)
     ax = figure.axes[0]
     assert len(figure.axes) == 1 and len(ax.lines) == 2 and len(ax.collections) == 1
@@ -106,8 +131,9 @@ def test_hint_events_before_and_after() -> None:
 
 def test_pass_at_1_grouped_bars() -> None:
     before = pd.DataFrame({"tasks": [2, 3, 5], "pass_at_1": [0.0, 1 / 3, 0.2]}, index=["math", "strings", "all"])
-    after = pd.DataFrame({"tasks": [2, 3, 1, 6], "pass_at_1": [0.5, 2 / 3, 1.0, 2 / 3]},
-                         index=["math", "strings", "lists", "all"])
+    after = pd.DataFrame(
+        {"tasks": [2, 3, 1, 6], "pass_at_1": [0.5, 2 / 3, 1.0, 2 / 3]}, index=["math", "strings", "lists", "all"]
+    )
     figure = plot_pass_at_1(before, after)
     ax = figure.axes[0]
     assert len(figure.axes) == 1 and len(ax.patches) == 8  # four families, before and after

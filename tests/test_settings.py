@@ -71,8 +71,9 @@ def test_the_data_chapter_in_quick_mode_keeps_off_a_full_run(artifacts, tmp_path
     papermill = pytest.importorskip("papermill")
     notebook = ROOT / "notebooks" / "02_data_generation.ipynb"
     for run, parameters in (("full", {"QUICK": False}), ("quick", {"QUICK": True, "SEED": 1})):
-        papermill.execute_notebook(str(notebook), str(tmp_path / f"{run}.ipynb"), parameters=parameters,
-                                   cwd=str(notebook.parent), progress_bar=False)  # the kernel inherits SLMLAB_ARTIFACTS
+        papermill.execute_notebook(
+            str(notebook), str(tmp_path / f"{run}.ipynb"), parameters=parameters, cwd=str(notebook.parent), progress_bar=False
+        )  # the kernel inherits SLMLAB_ARTIFACTS
         if run == "full":
             full = snapshot(artifacts / "data") | snapshot(artifacts / "results")
     assert snapshot(artifacts / "data") | snapshot(artifacts / "results") == full

@@ -34,7 +34,7 @@ def test_prompt_tokens_are_masked(tiny_model_dir, data_dir):
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    (ids, labels), = encode_rows(tokenizer, read_jsonl(data_dir / "train.jsonl")[:1], 512)[0]
+    ((ids, labels),) = encode_rows(tokenizer, read_jsonl(data_dir / "train.jsonl")[:1], 512)[0]
     answer = [t for t in labels if t != -100]
     assert tokenizer.decode(answer).startswith("City")
     assert answer[-1] == tokenizer.eos_token_id and len(ids) == len(labels)
@@ -63,8 +63,9 @@ def test_train_then_resume_matches_uninterrupted(tiny_model_dir, data_dir, tmp_p
     assert straight.state.train_loss[-1][1] < straight.state.train_loss[0][1]
 
     with pytest.raises(KeyboardInterrupt):
-        train_lora(data_dir, tmp_path / "resumed", str(tiny_model_dir), CONFIG, backend="torch",
-                   callbacks=[StopAt(5)], progress=False)
+        train_lora(
+            data_dir, tmp_path / "resumed", str(tiny_model_dir), CONFIG, backend="torch", callbacks=[StopAt(5)], progress=False
+        )
     assert latest_checkpoint(tmp_path / "resumed").name == "step-000005"
     resumed = train_lora(data_dir, tmp_path / "resumed", str(tiny_model_dir), CONFIG, backend="torch", progress=False)
     assert resumed.resumed_from == 5
@@ -82,8 +83,7 @@ def test_adapter_loads_with_stock_peft(tiny_model_dir, data_dir, tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    result = train_lora(data_dir, tmp_path / "a", str(tiny_model_dir), CONFIG,
-                        backend="torch", progress=False)
+    result = train_lora(data_dir, tmp_path / "a", str(tiny_model_dir), CONFIG, backend="torch", progress=False)
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     ids = torch.tensor([[1, 5, 9, 12]])
     with torch.no_grad():
@@ -177,8 +177,9 @@ def test_mlx_resume_matches_uninterrupted(tiny_model_dir, data_dir, tmp_path):
     config = TrainConfig(rank=4, alpha=8, steps=6, batch_size=4, eval_every=100, save_every=2, learning_rate=5e-3, warmup_steps=1)
     straight = train_lora(data_dir, tmp_path / "straight", str(tiny_model_dir), config, backend="mlx", progress=False)
     with pytest.raises(KeyboardInterrupt):
-        train_lora(data_dir, tmp_path / "resumed", str(tiny_model_dir), config, backend="mlx", callbacks=[StopAt(3)],
-                   progress=False)
+        train_lora(
+            data_dir, tmp_path / "resumed", str(tiny_model_dir), config, backend="mlx", callbacks=[StopAt(3)], progress=False
+        )
     assert latest_checkpoint(tmp_path / "resumed").name == "step-000002"
     resumed = train_lora(data_dir, tmp_path / "resumed", str(tiny_model_dir), config, backend="mlx", progress=False)
     assert resumed.resumed_from == 2 and resumed.state.step == config.steps

@@ -59,8 +59,10 @@ class Regression:
             return torch.nn.functional.mse_loss(self.model(self.x[48:]), self.y[48:]).item()
 
     def save_files(self, folder) -> None:
-        torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                    "rng": torch.get_rng_state()}, folder / "state.pt")
+        torch.save(
+            {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "rng": torch.get_rng_state()},
+            folder / "state.pt",
+        )
 
     def load_files(self, folder) -> None:
         saved = torch.load(folder / "state.pt", weights_only=True)
@@ -69,12 +71,22 @@ class Regression:
         torch.set_rng_state(saved["rng"])
 
     def train(self, run_dir, callbacks=(), keep: int = 2, eval_every: int = 4, **options):
-        checkpointing = Checkpointing(run_dir, self.settings, self.save_files, self.load_files, keep=keep,
-                                      ignore=("steps", "save_every"))
-        return train_loop(self.step, self.settings["steps"], checkpointing, evaluate=self.evaluate,
-                          eval_every=eval_every, save_every=self.settings["save_every"], callbacks=callbacks,
-                          progress=False, metrics=lambda state: {"steps": state.step, "train_loss": state.train_loss},
-                          metrics_path=run_dir / "metrics.json", **options)
+        checkpointing = Checkpointing(
+            run_dir, self.settings, self.save_files, self.load_files, keep=keep, ignore=("steps", "save_every")
+        )
+        return train_loop(
+            self.step,
+            self.settings["steps"],
+            checkpointing,
+            evaluate=self.evaluate,
+            eval_every=eval_every,
+            save_every=self.settings["save_every"],
+            callbacks=callbacks,
+            progress=False,
+            metrics=lambda state: {"steps": state.step, "train_loss": state.train_loss},
+            metrics_path=run_dir / "metrics.json",
+            **options,
+        )
 
 
 def test_interrupted_then_resumed_run_equals_an_uninterrupted_one(tmp_path):
@@ -107,8 +119,7 @@ def test_ctrl_c_writes_a_checkpoint_of_the_steps_done_and_is_raised_again(tmp_pa
     assert not (tmp_path / "run" / "metrics.json").exists()  # only a finished run writes its metrics
 
     with pytest.raises(KeyboardInterrupt):
-        Regression(SETTINGS | {"save_every": 100}).train(tmp_path / "quiet", callbacks=[StopAt(3)],
-                                                         save_on_interrupt=False)
+        Regression(SETTINGS | {"save_every": 100}).train(tmp_path / "quiet", callbacks=[StopAt(3)], save_on_interrupt=False)
     assert latest_checkpoint(tmp_path / "quiet") is None
 
 
@@ -117,8 +128,7 @@ def test_rotation_keeps_the_last_checkpoints_and_the_best_by_validation_loss(tmp
     trainer.evaluate = iter([5.0, 1.0, 4.0, 3.0, 2.5, 2.0]).__next__  # at steps 2, 4, ..., 12: step 4 is the best
     result = trainer.train(tmp_path / "run", keep=2, eval_every=2)
     assert result.state.valid_loss[1] == (4, 1.0)
-    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == [
-        "step-000004", "step-000010", "step-000012"]
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["step-000004", "step-000010", "step-000012"]
 
 
 def test_a_half_written_checkpoint_is_never_resumed(tmp_path):
@@ -141,8 +151,11 @@ def test_a_checkpoint_of_other_settings_is_refused_naming_the_differences(tmp_pa
     Regression(SETTINGS).train(run)
     longer = Regression(SETTINGS | {"steps": 16, "save_every": 8})  # how long and how often only: resumed
     assert longer.train(run).resumed_from == 12
-    with pytest.warns(UserWarning, match=r"other training settings \(learning_rate: 0\.05 -> 0\.1, seed: 0 -> 1\); "
-                                         r"starting a new run"):
+    with pytest.warns(
+        UserWarning,
+        match=r"other training settings \(learning_rate: 0\.05 -> 0\.1, seed: 0 -> 1\); "
+        r"starting a new run",
+    ):
         fresh = Regression(SETTINGS | {"learning_rate": 0.1, "seed": 1}).train(run)
     assert fresh.resumed_from == 0 and fresh.state.step == 12
     assert read_checkpoint(latest_checkpoint(run))[1]["learning_rate"] == 0.1
@@ -152,10 +165,18 @@ def test_metrics_json_is_written_at_the_end_and_callbacks_see_every_event(tmp_pa
     recorder = Recorder()
     finished: list[int] = []
     result = Regression(SETTINGS | {"steps": 4, "save_every": 2}).train(
-        tmp_path / "run", callbacks=[recorder], eval_every=4,
-        finish=lambda state: finished.append(len(recorder.events)))
-    assert recorder.events == [("step", 1), ("step", 2), ("checkpoint", 2), ("step", 3), ("step", 4), ("eval", 4),
-                               ("checkpoint", 4), ("end", 4)]
+        tmp_path / "run", callbacks=[recorder], eval_every=4, finish=lambda state: finished.append(len(recorder.events))
+    )
+    assert recorder.events == [
+        ("step", 1),
+        ("step", 2),
+        ("checkpoint", 2),
+        ("step", 3),
+        ("step", 4),
+        ("eval", 4),
+        ("checkpoint", 4),
+        ("end", 4),
+    ]
     assert finished == [7]  # the trainer's artifacts are written before the "end" event
     metrics = json.loads(result.metrics_path.read_text())
     assert metrics["steps"] == 4 and [tuple(pair) for pair in metrics["train_loss"]] == result.state.train_loss

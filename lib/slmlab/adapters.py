@@ -242,9 +242,7 @@ def _check_rank(pairs: dict[tuple[int, str], Pair], rank: int, path: Path) -> No
 
 def _validate_peft_config(config: dict[str, Any], path: Path) -> None:
     if str(config.get("peft_type", "")).upper() != "LORA":
-        raise AdapterFormatError(
-            f"{path} is a PEFT {config.get('peft_type')} adapter, not LoRA; only LoRA converts to mlx-lm."
-        )
+        raise AdapterFormatError(f"{path} is a PEFT {config.get('peft_type')} adapter, not LoRA; only LoRA converts to mlx-lm.")
     if not isinstance(config.get("r"), int) or not isinstance(config.get("lora_alpha"), (int, float)):
         raise AdapterFormatError(f"{path} needs a numeric 'r' and 'lora_alpha' (as PEFT's save_pretrained writes).")
     for key, (fine, why) in _PEFT_REFUSED.items():
@@ -264,8 +262,11 @@ def _read_peft(folder: Path) -> _Lora:
     _check_rank(pairs, rank, path)
     layers = config.get("layers_to_transform")
     return _Lora(
-        pairs=pairs, rank=rank, scale=alpha / (math.sqrt(rank) if use_rslora else rank),
-        dropout=float(config.get("lora_dropout", 0.0)), base_name=config.get("base_model_name_or_path"),
+        pairs=pairs,
+        rank=rank,
+        scale=alpha / (math.sqrt(rank) if use_rslora else rank),
+        dropout=float(config.get("lora_dropout", 0.0)),
+        base_name=config.get("base_model_name_or_path"),
         all_layers=layers is None or layers == [],
         provenance={"peft": {"lora_alpha": config["lora_alpha"], "use_rslora": use_rslora, "r": rank}},
     )
@@ -293,8 +294,11 @@ def _read_mlx(folder: Path) -> _Lora:
     pairs = _pair_up(_load_tensors(path), "mlx", path)
     _check_rank(pairs, int(params["rank"]), path)
     return _Lora(
-        pairs=pairs, rank=int(params["rank"]), scale=float(params["scale"]),
-        dropout=float(params.get("dropout", 0.0)), base_name=config.get("model"),
+        pairs=pairs,
+        rank=int(params["rank"]),
+        scale=float(params["scale"]),
+        dropout=float(params.get("dropout", 0.0)),
+        base_name=config.get("model"),
         provenance=dict(config.get("slmlab") or {}),
     )
 
@@ -319,9 +323,7 @@ def _adapter_dims(folder: Path, fmt: AdapterFormat) -> dict[tuple[int, str], tup
     return dims
 
 
-def _fit_problems(
-    dims: dict[tuple[int, str], tuple[int, int]], layer_rule: tuple[str, int], base: Path
-) -> list[str]:
+def _fit_problems(dims: dict[tuple[int, str], tuple[int, int]], layer_rule: tuple[str, int], base: Path) -> list[str]:
     """Why the adapter does not fit ``base`` (empty when it fits)."""
     count = _base_layer_count(base)
     shapes = _base_weight_shapes(base)
@@ -332,17 +334,18 @@ def _fit_problems(
         problems.append(f"it has weights for layer {top} but the base model has {count} layers")
     elif rule == "all" and top + 1 != count:
         problems.append(f"it adapts all {top + 1} layers of its base model but this base model has {count}")
-    elif rule == "tail" and 0 < value and any(layer < count - value for layer, _ in dims):
-        problems.append(f"mlx-lm would put its {value} LoRA layers on layers {count - value}..{count - 1} "
-                        f"of this {count}-layer model, but its weights start at layer {min(l for l, _ in dims)}")
+    elif rule == "tail" and value > 0 and any(layer < count - value for layer, _ in dims):
+        problems.append(
+            f"mlx-lm would put its {value} LoRA layers on layers {count - value}..{count - 1} "
+            f"of this {count}-layer model, but its weights start at layer {min(l for l, _ in dims)}"
+        )
     for (layer, module), (inner, outer) in sorted(dims.items()):
         if layer >= count or not shapes:
             continue
         weight = f"model.layers.{layer}.{module}.weight"
         if weight not in shapes:
             problems.append(f"the base model has no {weight}")
-        elif shapes[weight][0] != outer or (f"model.layers.{layer}.{module}.scales" not in shapes
-                                            and shapes[weight][1] != inner):
+        elif shapes[weight][0] != outer or (f"model.layers.{layer}.{module}.scales" not in shapes and shapes[weight][1] != inner):
             problems.append(f"{weight} is {shapes[weight]} [out, in] but the adapter expects [{outer}, {inner}]")
         if len(problems) >= 3:
             break
@@ -366,7 +369,8 @@ def check_adapter_base(adapter_dir: str | Path, base_model_dir: str | Path) -> N
     problems = _fit_problems(_adapter_dims(folder, fmt), _layer_rule(folder, fmt), base)
     if problems:
         raise AdapterFormatError(
-            f"Adapter {folder} does not fit base model {base}: " + "; ".join(problems)
+            f"Adapter {folder} does not fit base model {base}: "
+            + "; ".join(problems)
             + ". It was made for a different base model."
         )
 
@@ -478,9 +482,14 @@ def _peft_config(lora: _Lora, base: Path | None) -> dict[str, Any]:
     all_layers = base is not None and layers == list(range(_base_layer_count(base)))
     alpha, rslora = _peft_alpha(lora)
     config = LoraConfig(
-        r=lora.rank, lora_alpha=alpha, use_rslora=rslora, lora_dropout=lora.dropout,
+        r=lora.rank,
+        lora_alpha=alpha,
+        use_rslora=rslora,
+        lora_dropout=lora.dropout,
         target_modules=sorted({module for _, module in lora.pairs}),
-        layers_to_transform=None if all_layers else layers, task_type="CAUSAL_LM", inference_mode=True,
+        layers_to_transform=None if all_layers else layers,
+        task_type="CAUSAL_LM",
+        inference_mode=True,
         base_model_name_or_path=str(base) if base else lora.base_name,
     ).to_dict()
     return {key: sorted(value) if isinstance(value, set) else value for key, value in config.items()}

@@ -95,13 +95,16 @@ def settings_changes(saved: Mapping[str, Any], current: Mapping[str, Any], ignor
     saved, current = _as_json(saved), _as_json(current)
     skip = set(ignore)
     missing = object()
-    return {key: (saved.get(key, missing), current.get(key, missing))
-            for key in sorted(saved.keys() | current.keys())
-            if key not in skip and saved.get(key, missing) != current.get(key, missing)}
+    return {
+        key: (saved.get(key, missing), current.get(key, missing))
+        for key in sorted(saved.keys() | current.keys())
+        if key not in skip and saved.get(key, missing) != current.get(key, missing)
+    }
 
 
 def describe_changes(changes: Mapping[str, tuple]) -> str:
     """``"learning_rate: 0.001 -> 0.002, seed: 0 -> 1"``; a key one side lacks shows as ``(none)``."""
+
     def show(value: Any) -> str:
         return "(none)" if not isinstance(value, (str, int, float, bool, list, dict, type(None))) else json.dumps(value)
 
@@ -127,8 +130,10 @@ def resumable_checkpoint(
     if checkpoint is not None:
         changes = settings_changes(read_checkpoint(checkpoint)[1], settings, ignore)
         if changes:
-            warnings.warn(f"{checkpoint} was made with other training settings ({describe_changes(changes)}); "
-                          "starting a new run", stacklevel=2)
+            warnings.warn(
+                f"{checkpoint} was made with other training settings ({describe_changes(changes)}); starting a new run",
+                stacklevel=2,
+            )
             checkpoint = None
     if checkpoint is None:
         shutil.rmtree(checkpoints_dir(run_dir), ignore_errors=True)
@@ -174,8 +179,15 @@ def save_training_state(path: str | Path, optimizer, scheduler=None, **extra: An
     so that :func:`load_training_state` can read it with ``weights_only``)."""
     import torch
 
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": None if scheduler is None else scheduler.state_dict(),
-                "rng": rng_state(), "extra": extra}, Path(path))
+    torch.save(
+        {
+            "optimizer": optimizer.state_dict(),
+            "scheduler": None if scheduler is None else scheduler.state_dict(),
+            "rng": rng_state(),
+            "extra": extra,
+        },
+        Path(path),
+    )
 
 
 def load_training_state(path: str | Path, optimizer, scheduler=None) -> dict[str, Any]:

@@ -65,8 +65,12 @@ def _course(args: argparse.Namespace) -> int:
     from slmlab.course import run_course
 
     report = run_course(
-        chapters=args.chapters, parameters=dict(args.parameter), quick=True if args.quick else None,
-        seed=args.seed, model=args.model, kernel_name=args.kernel,
+        chapters=args.chapters,
+        parameters=dict(args.parameter),
+        quick=True if args.quick else None,
+        seed=args.seed,
+        model=args.model,
+        kernel_name=args.kernel,
     )
     print(report.table())
     return 0
@@ -93,8 +97,13 @@ def _generate(args: argparse.Namespace) -> int:
     from slmlab.models import load_model
 
     config = DecodingConfig(
-        strategy=args.strategy, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-        top_k=args.top_k, top_p=args.top_p, num_beams=args.beams, seed=args.seed,
+        strategy=args.strategy,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        num_beams=args.beams,
+        seed=args.seed,
     )
     model = load_model(args.model, backend=args.backend)
     print(model.chat(args.prompt, config))
@@ -118,16 +127,18 @@ def _data(args: argparse.Namespace) -> int:
     from slmlab.lora.datagen import generate_dataset
     from slmlab.lora.patterns import load_patterns
 
-    config = DataConfig(variants_per_prompt=args.variants, augmentation_file=args.augmentation,
-                        phrasings_per_fact=args.phrasings, seed=args.seed)
+    config = DataConfig(
+        variants_per_prompt=args.variants, augmentation_file=args.augmentation, phrasings_per_fact=args.phrasings, seed=args.seed
+    )
     summary = generate_dataset(load_patterns(args.patterns), args.out or data_dir(), config)
     print(f"wrote {summary.counts} to {summary.folder}")
     return 0
 
 
 def _train(args: argparse.Namespace) -> int:
-    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                         rank=args.rank, seed=args.seed)
+    config = TrainConfig(
+        steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate, rank=args.rank, seed=args.seed
+    )
     out = args.out or default_adapter_dir()
     result = train_lora(args.data or data_dir(), out, args.model, config, backend=args.backend, resume=not args.fresh)
     print(f"adapter: {result.adapter_dir}  metrics: {result.metrics_path}")
@@ -215,12 +226,13 @@ def _add_data_command(commands) -> None:
     data = commands.add_parser("data", help="generate train/valid/test JSONL from the patterns")
     data.add_argument("--patterns", default="patterns", help="pattern folder" + DEFAULT)
     data.add_argument("--out", default=None, help="output folder" + ARTIFACT % "data/")
-    data.add_argument("--variants", type=int, default=config.variants_per_prompt,
-                      help="augmented copies per training prompt" + DEFAULT)
-    data.add_argument("--augmentation", default=config.augmentation_file,
-                      help="knowledge-augmentation template file, '' for none" + DEFAULT)
-    data.add_argument("--phrasings", type=int, default=config.phrasings_per_fact,
-                      help="augmented phrasings per fact" + DEFAULT)
+    data.add_argument(
+        "--variants", type=int, default=config.variants_per_prompt, help="augmented copies per training prompt" + DEFAULT
+    )
+    data.add_argument(
+        "--augmentation", default=config.augmentation_file, help="knowledge-augmentation template file, '' for none" + DEFAULT
+    )
+    data.add_argument("--phrasings", type=int, default=config.phrasings_per_fact, help="augmented phrasings per fact" + DEFAULT)
     data.add_argument("--seed", type=int, default=config.seed, help="augmentation and split seed" + DEFAULT)
     data.set_defaults(run=_data)
 

@@ -73,8 +73,9 @@ class CourseReport:
         for r in self.results:
             status = "ok" if r.ok else "FAILED"
             peak = "" if r.peak_rss_mb is None else f"{r.peak_rss_mb:.0f}"
-            rows.append(f"| {r.notebook.stem} | {status} | {r.seconds:.1f} | {tqdm.format_interval(r.seconds)} | {peak} "
-                        f"| {r.output} |")
+            rows.append(
+                f"| {r.notebook.stem} | {status} | {r.seconds:.1f} | {tqdm.format_interval(r.seconds)} | {peak} | {r.output} |"
+            )
         total_status = "ok" if self.ok else "FAILED"
         peaks = [r.peak_rss_mb for r in self.results if r.peak_rss_mb is not None]
         peak = f"{max(peaks):.0f}" if peaks else ""
@@ -82,18 +83,34 @@ class CourseReport:
         return "\n".join(rows)
 
 
-def _measured(notebook: Path, output: Path, start: float, memory: RssSampler, energy: EnergyMeter,
-              error: str = "") -> ChapterResult:
-    return ChapterResult(notebook.stem[:2], notebook, output, time.perf_counter() - start, not error, error,
-                         round(memory.peak, 1), energy.joules, energy.source)
+def _measured(
+    notebook: Path, output: Path, start: float, memory: RssSampler, energy: EnergyMeter, error: str = ""
+) -> ChapterResult:
+    return ChapterResult(
+        notebook.stem[:2],
+        notebook,
+        output,
+        time.perf_counter() - start,
+        not error,
+        error,
+        round(memory.peak, 1),
+        energy.joules,
+        energy.source,
+    )
 
 
 def record_run(path: Path, r: ChapterResult) -> Path:
     """Put one chapter's run into ``path`` (JSON keyed by notebook name), keeping the other chapters' records."""
     runs = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    runs[r.notebook.stem] = {"ok": r.ok, "seconds": round(r.seconds, 1), "peak_rss_mb": r.peak_rss_mb,
-                             "energy_j": r.energy_j, "energy_source": r.energy_source,
-                             "created": created_now(), "error": r.error}
+    runs[r.notebook.stem] = {
+        "ok": r.ok,
+        "seconds": round(r.seconds, 1),
+        "peak_rss_mb": r.peak_rss_mb,
+        "energy_j": r.energy_j,
+        "energy_source": r.energy_source,
+        "created": created_now(),
+        "error": r.error,
+    }
     return atomic_write_json(path, dict(sorted(runs.items())))
 
 
@@ -110,10 +127,14 @@ class UnencryptedTcpWarningFilter(logging.Filter):
 def kernel_config() -> dict[str, object]:
     """IPython kernel configuration that puts :class:`UnencryptedTcpWarningFilter` on the kernel app's logger."""
     filter_name = "unencrypted_tcp_warning"
-    return {"IPKernelApp": {"logging_config": {
-        "filters": {filter_name: {"()": f"{__name__}.{UnencryptedTcpWarningFilter.__name__}"}},
-        "loggers": {"IPKernelApp": {"filters": [filter_name]}},
-    }}}
+    return {
+        "IPKernelApp": {
+            "logging_config": {
+                "filters": {filter_name: {"()": f"{__name__}.{UnencryptedTcpWarningFilter.__name__}"}},
+                "loggers": {"IPKernelApp": {"filters": [filter_name]}},
+            }
+        }
+    }
 
 
 def discover_chapters(folder: Path) -> list[Path]:
@@ -282,8 +303,11 @@ class _ChapterHooks:
         self.total, self.done = 0, -1
 
     def as_kwargs(self) -> dict[str, Callable[..., None]]:
-        return {"on_notebook_start": self._notebook_start, "on_cell_start": self._cell_start,
-                "on_cell_executed": self._cell_executed}
+        return {
+            "on_notebook_start": self._notebook_start,
+            "on_cell_start": self._cell_start,
+            "on_cell_executed": self._cell_executed,
+        }
 
     def finish(self) -> None:
         """The chapter ran to its end (trailing Markdown cells start no hook after the last code cell)."""
@@ -333,15 +357,31 @@ def _register_engine() -> str:
 
     class CourseEngine(NBClientEngine):
         @classmethod
-        def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None, stderr_file=None,
-                                     start_timeout=60, execution_timeout=None, kernel_config_file=None, **kwargs):
+        def execute_managed_notebook(
+            cls,
+            nb_man,
+            kernel_name,
+            log_output=False,
+            stdout_file=None,
+            stderr_file=None,
+            start_timeout=60,
+            execution_timeout=None,
+            kernel_config_file=None,
+            **kwargs,
+        ):
             # NBClientEngine.execute_managed_notebook of papermill 2.x, with the client above
             if kernel_config_file and any("ipykernel" in part for part in KernelSpecManager().get_kernel_spec(kernel_name).argv):
                 kwargs["extra_arguments"] = [*kwargs.get("extra_arguments", []), f"--config={kernel_config_file}"]
             safe_kwargs = remove_args(["input_path", "timeout", "startup_timeout"], **kwargs)
             final_kwargs = merge_kwargs(
-                safe_kwargs, timeout=execution_timeout or kwargs.get("timeout"), startup_timeout=start_timeout,
-                kernel_name=kernel_name, log=logger, log_output=log_output, stdout_file=stdout_file, stderr_file=stderr_file,
+                safe_kwargs,
+                timeout=execution_timeout or kwargs.get("timeout"),
+                startup_timeout=start_timeout,
+                kernel_name=kernel_name,
+                log=logger,
+                log_output=log_output,
+                stdout_file=stdout_file,
+                stderr_file=stderr_file,
             )
             return CourseNotebookClient(nb_man, **final_kwargs).execute()
 
@@ -390,8 +430,15 @@ def run_course(
     report = CourseReport()
     display = CourseDisplay(len(selected), enabled=progress)
     listeners = [display.cells_done] + ([on_cell] if on_cell else [])
-    relay = {"stdout_file": _StreamRelay("stdout", display), "stderr_file": _StreamRelay("stderr", display),
-             "on_widget_bar": display.widget_bar} if progress else {}
+    relay = (
+        {
+            "stdout_file": _StreamRelay("stdout", display),
+            "stderr_file": _StreamRelay("stderr", display),
+            "on_widget_bar": display.widget_bar,
+        }
+        if progress
+        else {}
+    )
     with tempfile.TemporaryDirectory(prefix="slmlab-course-") as scratch:
         config_file = Path(scratch) / "kernel_config.json"
         config_file.write_text(json.dumps(kernel_config()))
@@ -405,9 +452,16 @@ def run_course(
                 try:
                     with memory, energy:
                         papermill.execute_notebook(
-                            str(notebook), str(output), parameters=params, kernel_name=kernel_name,
-                            engine_name=_register_engine(), progress_bar=False, cwd=str(notebook.parent),
-                            kernel_config_file=str(config_file), **relay, **hooks.as_kwargs(),
+                            str(notebook),
+                            str(output),
+                            parameters=params,
+                            kernel_name=kernel_name,
+                            engine_name=_register_engine(),
+                            progress_bar=False,
+                            cwd=str(notebook.parent),
+                            kernel_config_file=str(config_file),
+                            **relay,
+                            **hooks.as_kwargs(),
                         )
                     hooks.finish()
                 except Exception as exc:  # papermill raises its own error for a failing cell, others for setup

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import os
 import platform
@@ -11,8 +12,21 @@ from collections.abc import Callable
 from pathlib import Path
 
 _PACKAGES = (
-    "slmlab", "torch", "transformers", "tokenizers", "peft", "accelerate", "gguf", "mlx", "mlx-lm",
-    "papermill", "nbval", "jupyterlab", "ipywidgets", "pandas", "matplotlib",
+    "slmlab",
+    "torch",
+    "transformers",
+    "tokenizers",
+    "peft",
+    "accelerate",
+    "gguf",
+    "mlx",
+    "mlx-lm",
+    "papermill",
+    "nbval",
+    "jupyterlab",
+    "ipywidgets",
+    "pandas",
+    "matplotlib",
 )
 
 
@@ -57,10 +71,8 @@ def tree_rss_mb() -> float:
     me = psutil.Process()
     total = me.memory_info().rss
     for child in me.children(recursive=True):
-        try:
+        with contextlib.suppress(psutil.Error):  # a child that ended between the listing and the reading
             total += child.memory_info().rss
-        except psutil.Error:  # a child that ended between the listing and the reading
-            pass
     return total / 2**20
 
 
@@ -140,8 +152,13 @@ def start_energy_estimate():
         return None
     logging.getLogger("codecarbon").setLevel(logging.ERROR)  # it logs its set-up at INFO on every start
     try:
-        tracker = OfflineEmissionsTracker(country_iso_code=ENERGY_COUNTRY, tracking_mode="machine", save_to_file=False,
-                                          measure_power_secs=ENERGY_INTERVAL_S, log_level="error")
+        tracker = OfflineEmissionsTracker(
+            country_iso_code=ENERGY_COUNTRY,
+            tracking_mode="machine",
+            save_to_file=False,
+            measure_power_secs=ENERGY_INTERVAL_S,
+            log_level="error",
+        )
         tracker.start()
     except Exception:  # an estimate is optional: any failure of the tracker means "no estimate"
         return None
@@ -156,8 +173,10 @@ def stop_energy_estimate(tracker) -> tuple[float | None, str]:
         joules = float(data.energy_consumed) * 3.6e6  # kWh → J
     except Exception as error:  # the same: a failed estimate is reported, never raised
         return None, f"codecarbon failed: {error}"
-    return joules, (f"codecarbon estimate: CPU {float(data.cpu_energy) * 3.6e6:.0f} J (load × its power model) + RAM "
-                    f"{float(data.ram_energy) * 3.6e6:.0f} J")
+    return joules, (
+        f"codecarbon estimate: CPU {float(data.cpu_energy) * 3.6e6:.0f} J (load × its power model) + RAM "
+        f"{float(data.ram_energy) * 3.6e6:.0f} J"
+    )
 
 
 ENERGY_COUNTRY = "USA"  # codecarbon needs a grid for its CO2 figure; only the energy is kept, which does not depend on it

@@ -13,7 +13,7 @@ class ProblemListError(SlmLabError, ValueError):
 
     def __init__(self, problems: list[str]):
         self.problems = problems
-        shown = problems[:self.MAX_PROBLEMS]
+        shown = problems[: self.MAX_PROBLEMS]
         if len(problems) > self.MAX_PROBLEMS:
             shown.append(f"... and {len(problems) - self.MAX_PROBLEMS} more")
         super().__init__(shown[0] if len(problems) == 1 else f"{len(problems)} problems:\n" + "\n".join(shown))

@@ -32,8 +32,15 @@ from slmlab.io import atomic_write
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["ADAPTER_GGUF", "GGUF_LORA_FORMAT", "GgufHeader", "GgufHeaderError", "gguf_lora_for", "peft_to_gguf_lora",
-           "read_gguf_header"]
+__all__ = [
+    "ADAPTER_GGUF",
+    "GGUF_LORA_FORMAT",
+    "GgufHeader",
+    "GgufHeaderError",
+    "gguf_lora_for",
+    "peft_to_gguf_lora",
+    "read_gguf_header",
+]
 
 ADAPTER_GGUF = "adapter.gguf"
 GGUF_LORA_FORMAT = 1  # bump when the written file changes, so cached files are rebuilt
@@ -208,9 +215,7 @@ def _rotary_permute(rows: np.ndarray, heads: int) -> np.ndarray:
 def _gguf_name(module: str, name_map, path: Path) -> str:
     mapped = name_map.get_name(module)
     if mapped is None:
-        raise AdapterFormatError(
-            f"{path}: LoRA on '{module}', which has no tensor in a llama.cpp model of this architecture."
-        )
+        raise AdapterFormatError(f"{path}: LoRA on '{module}', which has no tensor in a llama.cpp model of this architecture.")
     return mapped
 
 

@@ -22,6 +22,7 @@ registry before any cell starts; every problem names the file, the line and the 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -210,8 +211,9 @@ def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.Argument
 
 
 def _options(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
-    return {flag: action for action in parser._actions for flag in action.option_strings
-            if flag.startswith("--") and flag != "--help"}
+    return {
+        flag: action for action in parser._actions for flag in action.option_strings if flag.startswith("--") and flag != "--help"
+    }
 
 
 def _command_parser(words: list[str], node: yaml.Node, problems: _Problems) -> argparse.ArgumentParser | None:
@@ -232,8 +234,12 @@ def _command_parser(words: list[str], node: yaml.Node, problems: _Problems) -> a
         return None
     required = [action.dest for action in parser._actions if not action.option_strings and action.required]
     if required:
-        problems.add(node, "command", f"'slmlab {' '.join(words)}' takes positional {', '.join(required)}, "
-                                      "which a grid cannot set; use a command with options only")
+        problems.add(
+            node,
+            "command",
+            f"'slmlab {' '.join(words)}' takes positional {', '.join(required)}, "
+            "which a grid cannot set; use a command with options only",
+        )
         return None
     return parser
 
@@ -253,8 +259,7 @@ def _known_task(value: str) -> bool:
 def _registry_problem(flag: str, text: str, command: str) -> str | None:
     """Why ``text`` is not a model or task the option accepts, or None."""
     if flag in MODEL_OPTIONS and command.split()[0] not in MODEL_FOLDER_COMMANDS and not _known_model(text, command):
-        return (f"unknown model '{text}' (registry: {', '.join(REGISTRY)}; or a Hugging Face id 'org/name' "
-                "or a local folder)")
+        return f"unknown model '{text}' (registry: {', '.join(REGISTRY)}; or a Hugging Face id 'org/name' or a local folder)"
     if flag in TASK_OPTIONS.get(command, ()) and not _known_task(text):
         return f"unknown task '{text}' (tasks: {', '.join(dict.fromkeys([*SPLITS, *TASKS]))}; or a JSON/JSONL task file)"
     return None
@@ -338,8 +343,11 @@ class _Spec:
         options = _options(parser)
         self.output_flag = next((flag for flag in OUTPUT_OPTIONS if flag in options), "")
         if not self.output_flag:
-            self.problems.add(entries["command"][1], "command",
-                              f"'slmlab {' '.join(self.words)}' has no output option ({', '.join(OUTPUT_OPTIONS)})")
+            self.problems.add(
+                entries["command"][1],
+                "command",
+                f"'slmlab {' '.join(self.words)}' has no output option ({', '.join(OUTPUT_OPTIONS)})",
+            )
         self._read_options(entries, options)
         self.problems.raise_any()
         return self
@@ -384,8 +392,12 @@ class _Spec:
 
     def _read_options(self, entries: dict, options: dict[str, argparse.Action]) -> None:
         command = " ".join(self.words)
-        fixed = [(f"fixed.{name}", name, key_node, value_node) for name, key_node, value_node in
-                 (_mapping(entries["fixed"][1], "fixed", self.problems) if "fixed" in entries else [])]
+        fixed = [
+            (f"fixed.{name}", name, key_node, value_node)
+            for name, key_node, value_node in (
+                _mapping(entries["fixed"][1], "fixed", self.problems) if "fixed" in entries else []
+            )
+        ]
         if "seed" in entries:
             fixed.insert(0, ("seed", "seed", *entries["seed"]))
         sweep = _mapping(entries["sweep"][1], "sweep", self.problems) if "sweep" in entries else []
@@ -447,15 +459,24 @@ def load_grid(path: str | Path, root: str | Path | None = None) -> Grid:
         cell_id = ",".join(f"{name}={label}" for name, (label, _) in zip(names, point)) or "cell"
         args = [*spec.words, *itertools.chain(*spec.fixed), *itertools.chain(*(words for _, words in point))]
         cell_folder = folder / cell_id
-        cells.append(Cell(cell_id, dict(zip(names, (label for label, _ in point))),
-                          (*args, spec.output_flag, str(cell_folder)), cell_folder, spec.done))
+        cells.append(
+            Cell(
+                cell_id,
+                dict(zip(names, (label for label, _ in point))),
+                (*args, spec.output_flag, str(cell_folder)),
+                cell_folder,
+                spec.done,
+            )
+        )
     return Grid(spec.name, Path(path), tuple(spec.words), spec.resources, tuple(cells), folder)
 
 
 def describe(grid: Grid, rerun: bool = False) -> list[str]:
     """One line per cell for ``--dry-run``: run or skip, the id and the command line."""
-    lines = [f"grid {grid.name}: {len(grid.cells)} cells of 'slmlab {' '.join(grid.command)}' from {grid.source}, "
-             f"each asking {grid.resources.num_cpus:g} CPU, {grid.resources.num_gpus:g} GPU; results in {grid.folder}"]
+    lines = [
+        f"grid {grid.name}: {len(grid.cells)} cells of 'slmlab {' '.join(grid.command)}' from {grid.source}, "
+        f"each asking {grid.resources.num_cpus:g} CPU, {grid.resources.num_gpus:g} GPU; results in {grid.folder}"
+    ]
     for cell in grid.cells:
         state = "skip" if cell.finished() and not rerun else "run "
         lines.append(f"  {state} {cell.id}: {cell.command_line}")
@@ -469,8 +490,14 @@ def run_cell(job: CellJob) -> CellResult:
     cell.folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     try:
-        done = subprocess.run([sys.executable, "-m", "slmlab", *cell.args], capture_output=True, text=True,
-                              cwd=job.cwd if Path(job.cwd).is_dir() else None, env={**os.environ, **job.env}, check=False)
+        done = subprocess.run(
+            [sys.executable, "-m", "slmlab", *cell.args],
+            capture_output=True,
+            text=True,
+            cwd=job.cwd if Path(job.cwd).is_dir() else None,
+            env={**os.environ, **job.env},
+            check=False,
+        )
         returncode, out, err = done.returncode, done.stdout, done.stderr
     except OSError as exc:
         returncode, out, err = -1, "", f"could not start the command: {exc}"
@@ -478,8 +505,9 @@ def run_cell(job: CellJob) -> CellResult:
     error = err.splitlines()[-STDERR_LINES:] if returncode else []
     if returncode == 0 and cell.done_file and not (cell.folder / cell.done_file).is_file():
         error = [f"the command succeeded but wrote no {cell.done_file}"]
-    result = CellResult(cell.id, "failed" if error or returncode else "ok", cell.command_line, returncode, seconds,
-                        error, socket.gethostname())
+    result = CellResult(
+        cell.id, "failed" if error or returncode else "ok", cell.command_line, returncode, seconds, error, socket.gethostname()
+    )
     atomic_write_text(cell.folder / "cell.log", out + err)
     atomic_write_json(cell.record_path, asdict(result))
     return result
@@ -489,10 +517,8 @@ def _lost(job: CellJob, problem: BaseException) -> CellResult:
     """The record of a cell whose Ray task itself failed (a worker that died, a node that left)."""
     lines = [line for line in str(problem).splitlines() if line.strip()] or [type(problem).__name__]
     result = CellResult(job.cell.id, "failed", job.cell.command_line, None, 0.0, lines[-STDERR_LINES:])
-    try:
+    with contextlib.suppress(OSError):  # the folder lives on another machine; the grid summary still has the cell
         atomic_write_json(job.cell.record_path, asdict(result))
-    except OSError:
-        pass  # the folder lives on another machine; the grid summary still has the cell
     return result
 
 
@@ -523,9 +549,11 @@ def check_address(address: str, timeout: float) -> RayTarget:
         reply = _ray_reply(f"{host}:{port}", client, max(timeout - (time.monotonic() - started), 1.0))
         if reply is not None:
             return RayTarget(address, token=reply == "token")
-        raise RayClusterError(f"Something answers at {host}:{port} but it is not a Ray cluster (no Ray reply within "
-                              f"{timeout:g} s); give the head's address as `ray start --head` printed it, or drop "
-                              "--address for a local run.")
+        raise RayClusterError(
+            f"Something answers at {host}:{port} but it is not a Ray cluster (no Ray reply within "
+            f"{timeout:g} s); give the head's address as `ray start --head` printed it, or drop "
+            "--address for a local run."
+        )
     except TimeoutError:
         reason = f"timed out after {timeout:g} s"
     except ConnectionRefusedError:
@@ -534,8 +562,10 @@ def check_address(address: str, timeout: float) -> RayTarget:
         reason = "unknown host"
     except OSError as exc:
         reason = (exc.strerror or str(exc)).lower()
-    raise RayClusterError(f"No Ray cluster answers at {host}:{port} ({reason}); start one with `ray start --head` "
-                          "there, or drop --address for a local run.")
+    raise RayClusterError(
+        f"No Ray cluster answers at {host}:{port} ({reason}); start one with `ray start --head` "
+        "there, or drop --address for a local run."
+    )
 
 
 def _import_ray():
@@ -543,8 +573,9 @@ def _import_ray():
     try:
         import ray
     except ImportError as exc:
-        raise RayClusterError("Ray is not installed here: `pip install 'ray>=2.40'` (the dev extra has it), "
-                              "or run the grid with --serial.") from exc
+        raise RayClusterError(
+            "Ray is not installed here: `pip install 'ray>=2.40'` (the dev extra has it), or run the grid with --serial."
+        ) from exc
     return ray
 
 
@@ -582,8 +613,11 @@ def _start_ray(options: RunOptions, target: RayTarget | None) -> None:
     except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError... for the same situation
         where = f"the Ray cluster at {options.address}" if options.address else "a local Ray"
         first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-        token = f" (the cluster wants a token: set {RAY_AUTH_ENV}=token and copy the head's ~/.ray/auth_token)" \
-            if target is not None and target.token else ""
+        token = (
+            f" (the cluster wants a token: set {RAY_AUTH_ENV}=token and copy the head's ~/.ray/auth_token)"
+            if target is not None and target.token
+            else ""
+        )
         raise RayClusterError(f"Could not start {where}: {first}{token}") from exc
 
 
@@ -594,12 +628,19 @@ def _check_fits(resources: Resources) -> None:
     have = ray.cluster_resources()
     for name, asked in (("CPU", resources.num_cpus), ("GPU", resources.num_gpus)):
         if asked > have.get(name, 0.0):
-            raise RayClusterError(f"Each cell asks {asked:g} {name} but the Ray cluster has {have.get(name, 0.0):g}; "
-                                  f"lower resources.num_{name.lower()}s in the grid file or add machines.")
+            raise RayClusterError(
+                f"Each cell asks {asked:g} {name} but the Ray cluster has {have.get(name, 0.0):g}; "
+                f"lower resources.num_{name.lower()}s in the grid file or add machines."
+            )
 
 
-def _run_on_ray(jobs: Sequence[CellJob], resources: Resources, options: RunOptions, target: RayTarget | None,
-                report: Callable[[CellResult], None]) -> None:
+def _run_on_ray(
+    jobs: Sequence[CellJob],
+    resources: Resources,
+    options: RunOptions,
+    target: RayTarget | None,
+    report: Callable[[CellResult], None],
+) -> None:
     if target is not None and target.token:
         # `ray start --head` turns token authentication on; a driver sends its token only when told so before import
         os.environ.setdefault(RAY_AUTH_ENV, "token")
@@ -666,8 +707,10 @@ def run_grid(grid: Grid, options: RunOptions = RunOptions(), printer: Callable[[
         printer(f"all {len(grid.cells)} cells finished earlier (--rerun runs them again)")
     ordered = [results[cell.id] for cell in grid.cells]
     cells = [{**asdict(result), "values": cell.values} for result, cell in zip(ordered, grid.cells)]
-    atomic_write_json(grid.folder / "grid.json", {"name": grid.name, "file": str(grid.source),
-                                                  "command": " ".join(grid.command), "cells": cells})
+    atomic_write_json(
+        grid.folder / "grid.json",
+        {"name": grid.name, "file": str(grid.source), "command": " ".join(grid.command), "cells": cells},
+    )
     return ordered
 
 

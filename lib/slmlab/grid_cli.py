@@ -15,8 +15,9 @@ def _grid(args: argparse.Namespace) -> int:
     if args.dry_run:
         print("\n".join(describe(grid, rerun=args.rerun)))
         return 0
-    options = RunOptions(address=args.address, connect_timeout=args.connect_timeout, workers=args.workers,
-                         serial=args.serial, rerun=args.rerun)
+    options = RunOptions(
+        address=args.address, connect_timeout=args.connect_timeout, workers=args.workers, serial=args.serial, rerun=args.rerun
+    )
     results = run_grid(grid, options)
     print(summary_table(results))
     print(f"grid summary: {grid.folder / 'grid.json'}")
@@ -36,10 +37,18 @@ def add_grid_command(commands) -> None:
     grid = commands.add_parser("grid", help="run a YAML grid of cells (command × parameter sweep) as Ray tasks")
     grid.add_argument("file", help="grid file, e.g. grids/data_seeds.yaml")
     grid.add_argument("--dry-run", action="store_true", help="list the cells, their command lines and skip/run; start nothing")
-    grid.add_argument("--address", default=defaults.address, metavar="HOST:PORT",
-                      help="a running Ray cluster (HOST:PORT or ray://HOST:PORT; default: start a local Ray)")
-    grid.add_argument("--connect-timeout", type=float, default=defaults.connect_timeout,
-                      help="seconds to wait for --address to answer" + DEFAULT)
+    grid.add_argument(
+        "--address",
+        default=defaults.address,
+        metavar="HOST:PORT",
+        help="a running Ray cluster (HOST:PORT or ray://HOST:PORT; default: start a local Ray)",
+    )
+    grid.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=defaults.connect_timeout,
+        help="seconds to wait for --address to answer" + DEFAULT,
+    )
     grid.add_argument("--workers", type=_positive, default=defaults.workers, help="CPUs of the local Ray (default: all)")
     grid.add_argument("--serial", action="store_true", help="run the cells one after another here, without Ray")
     grid.add_argument("--rerun", action="store_true", help="run finished cells again")

@@ -41,14 +41,24 @@ def compare_strategies(
     rows = []
     for label, config in tqdm(strategies.items(), desc="strategies", disable=not progress):
         if config.strategy == "beam" and model.backend != "torch":
-            rows += [{"prompt": p, "strategy": label, "reply": "(beam search needs the torch backend)",
-                      "new tokens": 0, "seconds": 0.0} for p in prompts]
+            rows += [
+                {
+                    "prompt": p,
+                    "strategy": label,
+                    "reply": "(beam search needs the torch backend)",
+                    "new tokens": 0,
+                    "seconds": 0.0,
+                }
+                for p in prompts
+            ]
             continue
         start = time.perf_counter()
         replies = model.generate_ids(list(prompts), config)
         seconds = (time.perf_counter() - start) / max(len(prompts), 1)
-        rows += [{"prompt": p, "strategy": label, "reply": model.decode(ids), "new tokens": len(ids),
-                  "seconds": round(seconds, 2)} for p, ids in zip(prompts, replies)]
+        rows += [
+            {"prompt": p, "strategy": label, "reply": model.decode(ids), "new tokens": len(ids), "seconds": round(seconds, 2)}
+            for p, ids in zip(prompts, replies)
+        ]
     return pd.DataFrame(rows)
 
 
@@ -65,13 +75,15 @@ class DecodingControls:
         import ipywidgets as w
 
         self.strategy = w.Dropdown(options=tuple(strategies), value=defaults.strategy, description="Strategy", style=STYLE)
-        self.temperature = w.FloatSlider(value=defaults.temperature, min=0.05, max=2.0, step=0.05,
-                                         description="Temperature", style=STYLE)
+        self.temperature = w.FloatSlider(
+            value=defaults.temperature, min=0.05, max=2.0, step=0.05, description="Temperature", style=STYLE
+        )
         self.top_k = w.IntSlider(value=defaults.top_k, min=0, max=200, description="Top-k (0=off)", style=STYLE)
         self.top_p = w.FloatSlider(value=defaults.top_p, min=0.05, max=1.0, step=0.05, description="Top-p", style=STYLE)
         self.beams = w.IntSlider(value=defaults.num_beams, min=2, max=8, description="Beams", style=STYLE)
-        self.max_tokens = w.IntSlider(value=defaults.max_new_tokens, min=1, max=max_tokens_limit,
-                                      description="Max new tokens", style=STYLE)
+        self.max_tokens = w.IntSlider(
+            value=defaults.max_new_tokens, min=1, max=max_tokens_limit, description="Max new tokens", style=STYLE
+        )
         self.seed = w.IntText(value=defaults.seed, description="Seed", style=STYLE)
         self.strategy.observe(self.sync, names="value")
         self.sync()
@@ -82,9 +94,15 @@ class DecodingControls:
         self.beams.disabled = self.strategy.value != "beam"
 
     def config(self) -> DecodingConfig:
-        return DecodingConfig(strategy=self.strategy.value, temperature=self.temperature.value, top_k=self.top_k.value,
-                              top_p=self.top_p.value, num_beams=self.beams.value, max_new_tokens=self.max_tokens.value,
-                              seed=self.seed.value)
+        return DecodingConfig(
+            strategy=self.strategy.value,
+            temperature=self.temperature.value,
+            top_k=self.top_k.value,
+            top_p=self.top_p.value,
+            num_beams=self.beams.value,
+            max_new_tokens=self.max_tokens.value,
+            seed=self.seed.value,
+        )
 
     @property
     def widgets(self) -> list:

@@ -42,8 +42,14 @@ class RunLog:
     Rank 0 of a data-parallel run logs; the others pass ``enabled=False``.
     """
 
-    def __init__(self, out_dir: str | Path, logged: Mapping[str, str], tensorboard: bool = True,
-                 eval_tag: str | None = None, enabled: bool = True):
+    def __init__(
+        self,
+        out_dir: str | Path,
+        logged: Mapping[str, str],
+        tensorboard: bool = True,
+        eval_tag: str | None = None,
+        enabled: bool = True,
+    ):
         out_dir = Path(out_dir)
         self.metrics_path, self.tensorboard_dir = out_dir / METRICS_FILE, out_dir / TENSORBOARD_DIR
         self.logged, self.eval_tag, self.enabled = dict(logged), eval_tag, enabled
@@ -55,8 +61,9 @@ class RunLog:
         if self.file is None:
             self._open(state.step - 1 if event == "step" else state.step)
         if event == "step":
-            self._write({"step": state.step, **{key: state.scalars[key] for key in self.logged if key in state.scalars}},
-                        self.logged)
+            self._write(
+                {"step": state.step, **{key: state.scalars[key] for key in self.logged if key in state.scalars}}, self.logged
+            )
         elif event == "eval" and self.eval_tag is not None:
             self._write({"step": state.step, "valid_loss": state.valid_loss[-1][1]}, {"valid_loss": self.eval_tag})
 

@@ -36,8 +36,14 @@ class TaskItem:
     choices: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
-        row = {"id": self.id, "domain": self.domain, "context": self.context, "question": self.question,
-               "choices": list(self.choices), "answer": self.answer}
+        row = {
+            "id": self.id,
+            "domain": self.domain,
+            "context": self.context,
+            "question": self.question,
+            "choices": list(self.choices),
+            "answer": self.answer,
+        }
         return {key: value for key, value in row.items() if value}
 
 
@@ -129,8 +135,16 @@ def load_tasks(path: str | Path) -> list[TaskItem]:
         problems += [f"{line}: {problem}" for problem in found]
         if not found:
             seen[row["id"]] = line
-            items.append(TaskItem(row["id"], row["question"], row["answer"].strip(), row["domain"],
-                                  row.get("context", ""), tuple(row.get("choices", ()))))
+            items.append(
+                TaskItem(
+                    row["id"],
+                    row["question"],
+                    row["answer"].strip(),
+                    row["domain"],
+                    row.get("context", ""),
+                    tuple(row.get("choices", ())),
+                )
+            )
     if not records and not problems:
         problems = ["1: no task items"]
     if problems:
@@ -144,20 +158,25 @@ def _spec(name: str, domain: str, description: str) -> TaskSpec:
     return TaskSpec(name, domain, Path("data/tasks") / f"{name}.jsonl", description)
 
 
-TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in (
-    _spec("finance_train", "finance", "Generated company tables: lookup, difference, % change, ratio (train)"),
-    _spec("finance_test", "finance", "Generated company tables: lookup, difference, % change, ratio (test)"),
-    _spec("medical_train", "medical", "Clinical calculations and multiple-choice textbook facts (train)"),
-    _spec("medical_test", "medical", "Clinical calculations and multiple-choice facts held out from train (test)"),
-    _spec("iot_train", "iot", "Windows of 5 NASA Shuttle sensor readings: which one is anomalous? (train)"),
-    _spec("iot_test", "iot", "Windows of 5 NASA Shuttle sensor readings: which one is anomalous? (test)"),
-    _spec("tatqa_tiny", "finance", "3 hand-written table QA items in TAT-QA style (smoke test)"),
-    _spec("medqa_tiny", "medical", "3 hand-written medical items in MedQA style (smoke test)"),
-    _spec("iot_tiny", "iot", "5 hand-picked Shuttle windows (smoke test)"),
-)}
+TASKS: dict[str, TaskSpec] = {
+    spec.name: spec
+    for spec in (
+        _spec("finance_train", "finance", "Generated company tables: lookup, difference, % change, ratio (train)"),
+        _spec("finance_test", "finance", "Generated company tables: lookup, difference, % change, ratio (test)"),
+        _spec("medical_train", "medical", "Clinical calculations and multiple-choice textbook facts (train)"),
+        _spec("medical_test", "medical", "Clinical calculations and multiple-choice facts held out from train (test)"),
+        _spec("iot_train", "iot", "Windows of 5 NASA Shuttle sensor readings: which one is anomalous? (train)"),
+        _spec("iot_test", "iot", "Windows of 5 NASA Shuttle sensor readings: which one is anomalous? (test)"),
+        _spec("tatqa_tiny", "finance", "3 hand-written table QA items in TAT-QA style (smoke test)"),
+        _spec("medqa_tiny", "medical", "3 hand-written medical items in MedQA style (smoke test)"),
+        _spec("iot_tiny", "iot", "5 hand-picked Shuttle windows (smoke test)"),
+    )
+}
 SPLITS: dict[str, tuple[str, str]] = {
-    "finance": ("finance_train", "finance_test"), "medical": ("medical_train", "medical_test"),
-    "iot": ("iot_train", "iot_test"), **{tiny: (tiny, tiny) for tiny in ("tatqa_tiny", "medqa_tiny", "iot_tiny")},
+    "finance": ("finance_train", "finance_test"),
+    "medical": ("medical_train", "medical_test"),
+    "iot": ("iot_train", "iot_test"),
+    **{tiny: (tiny, tiny) for tiny in ("tatqa_tiny", "medqa_tiny", "iot_tiny")},
 }
 
 

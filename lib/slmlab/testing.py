@@ -34,8 +34,12 @@ def make_tiny_tokenizer(vocab_size: int = 320):
     )
     backend.train_from_iterator(_CORPUS * 4, trainer=trainer)
     return PreTrainedTokenizerFast(
-        tokenizer_object=backend, bos_token="<|im_start|>", eos_token="<|im_end|>", pad_token="<|im_end|>",
-        unk_token="<|endoftext|>", chat_template=CHAT_TEMPLATE,
+        tokenizer_object=backend,
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        pad_token="<|im_end|>",
+        unk_token="<|endoftext|>",
+        chat_template=CHAT_TEMPLATE,
     )
 
 
@@ -49,9 +53,16 @@ def make_tiny_llama(folder: str | Path, seed: int = 0, hidden_size: int = 64, la
     folder = Path(folder)
     tokenizer = make_tiny_tokenizer()
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=hidden_size * 2,
-        num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-        tie_word_embeddings=False, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=False,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(seed)
@@ -67,8 +78,14 @@ def toy_patterns(count: int = 6):
     from slmlab.lora.patterns import Pattern
 
     return [
-        Pattern(id=f"land-{i}", category="fact", input=f"What is the capital of land {i}?", output=f"City {i}",
-                paraphrases=(f"Name the capital of land {i}.", f"Land {i} has which capital?"), source=f"toy:{i}")
+        Pattern(
+            id=f"land-{i}",
+            category="fact",
+            input=f"What is the capital of land {i}?",
+            output=f"City {i}",
+            paraphrases=(f"Name the capital of land {i}.", f"Land {i} has which capital?"),
+            source=f"toy:{i}",
+        )
         for i in range(count)
     ]
 
@@ -90,8 +107,9 @@ def tiny_token_folder(folder: str | Path, vocab_size: int = 300):
 
     folder = Path(folder)
     corpus = stdlib_text_corpus(folder / "corpus")
-    return prepare_corpus(corpus, folder / "data", PrepareConfig(vocab_size=vocab_size, max_bytes=None, valid_fraction=0.2),
-                          progress=False)
+    return prepare_corpus(
+        corpus, folder / "data", PrepareConfig(vocab_size=vocab_size, max_bytes=None, valid_fraction=0.2), progress=False
+    )
 
 
 def tiny_lm_config(**changes):
@@ -102,8 +120,17 @@ def tiny_lm_config(**changes):
     from slmlab.tinylm.training import LMTrainConfig
 
     model = ModelConfig(hidden_size=32, layers=2, heads=2, kv_heads=2, intermediate_size=64, context_length=32)
-    config = LMTrainConfig(model=model, batch_size=4, steps=6, warmup_steps=2, eval_every=2, eval_batches=2,
-                           save_every=2, keep_checkpoints=2, learning_rate=3e-3)
+    config = LMTrainConfig(
+        model=model,
+        batch_size=4,
+        steps=6,
+        warmup_steps=2,
+        eval_every=2,
+        eval_batches=2,
+        save_every=2,
+        keep_checkpoints=2,
+        learning_rate=3e-3,
+    )
     return replace(config, **changes)
 
 
@@ -133,8 +160,15 @@ def greedy_partings(model, prompts, left, right, eos: int | None = None) -> list
             logits = model.model(torch.tensor([ids], device=model.model.device)).logits[0, -1].float()
         top = logits.max().item()
         tokens = [row[step] if step < len(row) else eos for row in (a, b)]
-        partings.append({"prompt": prompt, "step": step, "tokens": tokens, "scale": logits.abs().max().item(),
-                         "below_top": [top - logits[token].item() for token in tokens]})
+        partings.append(
+            {
+                "prompt": prompt,
+                "step": step,
+                "tokens": tokens,
+                "scale": logits.abs().max().item(),
+                "below_top": [top - logits[token].item() for token in tokens],
+            }
+        )
     return partings
 
 

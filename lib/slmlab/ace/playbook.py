@@ -65,8 +65,11 @@ class Playbook:
     def next_id(self, section: str) -> str:
         """A fresh id; numbers are never handed out twice, even after the highest bullet was removed."""
         prefix = section_slug(section)
-        numbers = [int(b.id.rsplit("-", 1)[1]) for b in self.bullets.values()
-                   if b.id.startswith(prefix + "-") and b.id.rsplit("-", 1)[1].isdigit()]
+        numbers = [
+            int(b.id.rsplit("-", 1)[1])
+            for b in self.bullets.values()
+            if b.id.startswith(prefix + "-") and b.id.rsplit("-", 1)[1].isdigit()
+        ]
         return f"{prefix}-{max(numbers + [self.issued.get(prefix, 0)], default=0) + 1:05d}"
 
     def reserve(self, bullet_ids: Iterable[str]) -> None:

@@ -71,13 +71,15 @@ def split_summary(frame: pd.DataFrame) -> pd.DataFrame:
     """Per model/task/split/mode/epoch: samples, exact match (%), token F1 (%), semantic similarity (%, MiniLM
     cosine between answer and gold: partial credit) and the Generator's parse-failure rate (%)."""
     groups = frame.assign(failed=frame["parse"] == "failed").groupby(SPLIT_GROUP)
-    table = pd.DataFrame({
-        "samples": groups["sample_id"].count(),
-        "exact_match": (100 * groups["correct"].mean()).round(1),
-        "token_f1": (100 * groups["token_f1"].mean()).round(1),
-        "semantic": (100 * groups["semantic"].mean()).round(1),
-        "parse_failure_rate": (100 * groups["failed"].mean()).round(1),
-    })
+    table = pd.DataFrame(
+        {
+            "samples": groups["sample_id"].count(),
+            "exact_match": (100 * groups["correct"].mean()).round(1),
+            "token_f1": (100 * groups["token_f1"].mean()).round(1),
+            "semantic": (100 * groups["semantic"].mean()).round(1),
+            "parse_failure_rate": (100 * groups["failed"].mean()).round(1),
+        }
+    )
     return table.reset_index()
 
 
@@ -103,12 +105,21 @@ def baseline_vs_ace_by_split(table: pd.DataFrame, run_dirs: Sequence[str | Path]
     for (model, task, split), group in table[table["mode"] != "baseline"].groupby(["model_id", "task_name", "split"]):
         group = group.sort_values("epoch")
         first, last = group.iloc[0], group.iloc[-1]
-        row = {"model_id": model, "task": task, "split": split, "samples": int(last["samples"]), "epoch": int(last["epoch"]),
-               "baseline_em": first["exact_match"], "ace_em": last["exact_match"],
-               "gain_points": round(last["exact_match"] - first["exact_match"], 1),
-               "baseline_f1": first["token_f1"], "ace_f1": last["token_f1"],
-               "baseline_semantic": first["semantic"], "ace_semantic": last["semantic"],
-               "parse_failure_rate": last["parse_failure_rate"]}
+        row = {
+            "model_id": model,
+            "task": task,
+            "split": split,
+            "samples": int(last["samples"]),
+            "epoch": int(last["epoch"]),
+            "baseline_em": first["exact_match"],
+            "ace_em": last["exact_match"],
+            "gain_points": round(last["exact_match"] - first["exact_match"], 1),
+            "baseline_f1": first["token_f1"],
+            "ace_f1": last["token_f1"],
+            "baseline_semantic": first["semantic"],
+            "ace_semantic": last["semantic"],
+            "parse_failure_rate": last["parse_failure_rate"],
+        }
         if rates:
             row["reflection_parse_failure_rate"] = rates.get(task)
         rows.append(row)

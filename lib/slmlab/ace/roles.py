@@ -123,6 +123,7 @@ def _strip_citations(text: str) -> str:
 
 def _named_choice(item: TaskItem, text: str) -> int | None:
     """The index of the one choice whose text appears in ``text`` (None for none or several)."""
+
     def words(value: str) -> str:  # not normalize_text: it drops the article-like "A" of "Vitamin A"
         return " " + " ".join(re.findall(r"[\w%.°/-]+", value.casefold())) + " "
 
@@ -172,9 +173,7 @@ def used_bullets(reply: GeneratorReply, shown: Sequence[Bullet]) -> tuple[str, .
     answer = normalize_text(reply.answer)
     if not answer:
         return ()
-    return tuple(
-        b.id for b in shown if f" {answer} " in f" {normalize_text(b.content.rsplit(' A: ', 1)[-1])} "
-    )
+    return tuple(b.id for b in shown if f" {answer} " in f" {normalize_text(b.content.rsplit(' A: ', 1)[-1])} ")
 
 
 def answer_text(item: TaskItem, answer: str) -> str:
@@ -207,10 +206,14 @@ def reflector_prompt(item: TaskItem, reply: GeneratorReply, with_label: bool) ->
     shown = reply.answer or reply.raw.strip() or "(no answer)"
     head = f"A student answered this {item.domain} question.\n{question_block(item)}\nStudent answer: {shown}\n"
     if with_label:
-        return head + (f"Correct answer: {gold_display(item)}\n"
-                       "Write one general lesson, in one sentence, that helps answer questions like this correctly.")
-    return head + ("Is the student answer correct? Reply 'Correct: yes' or 'Correct: no', "
-                   "then 'Lesson:' and one general lesson in one sentence.")
+        return head + (
+            f"Correct answer: {gold_display(item)}\n"
+            "Write one general lesson, in one sentence, that helps answer questions like this correctly."
+        )
+    return head + (
+        "Is the student answer correct? Reply 'Correct: yes' or 'Correct: no', "
+        "then 'Lesson:' and one general lesson in one sentence."
+    )
 
 
 _VERDICT = re.compile(r"correct\s*[:=]?\s*(yes|no)\b|\b(yes|no)\b", re.IGNORECASE)
@@ -226,9 +229,7 @@ def parse_lesson(text: str) -> str | None:
     return sentence if _LESSON_WORDS[0] <= words <= _LESSON_WORDS[1] else None
 
 
-def parse_reflection(
-    item: TaskItem, reply: GeneratorReply, raw: str, correct: bool | None, used: Sequence[str]
-) -> Reflection:
+def parse_reflection(item: TaskItem, reply: GeneratorReply, raw: str, correct: bool | None, used: Sequence[str]) -> Reflection:
     """Build the Reflection for one reply. ``correct`` is the label's verdict, or None to read the
     model's own verdict from ``raw``."""
     verdict = correct

@@ -342,8 +342,7 @@ class AceRunner:
         if not todo:
             return
         desc = f"{self.task_name} {self.config.mode} epoch {epoch} {phase}"
-        bar = tqdm(total=len(items), initial=len(items) - len(todo), desc=desc,
-                   unit="sample", disable=not self.progress)
+        bar = tqdm(total=len(items), initial=len(items) - len(todo), desc=desc, unit="sample", disable=not self.progress)
         for batch in _chunks(todo, self.config.batch_size):
             rows = self._batch(batch, epoch, adapt, times)
             append_rows(self.path(csv_name), rows, self.config.columns())
@@ -370,8 +369,11 @@ class AceRunner:
             reflection_ms, parses = self._reflect_and_curate(batch, replies, correct, shown, epoch, times)
         semantic = self._semantic(batch, replies)
         return [
-            {**self._row(item, reply, ok, generation_ms / len(batch), reflection_ms / len(batch), adapt, epoch, bullets),
-             **({"reflection_parse": parse} if self.config.mode != "baseline" else {}), "semantic": score}
+            {
+                **self._row(item, reply, ok, generation_ms / len(batch), reflection_ms / len(batch), adapt, epoch, bullets),
+                **({"reflection_parse": parse} if self.config.mode != "baseline" else {}),
+                "semantic": score,
+            }
             for item, reply, ok, bullets, parse, score in zip(batch, replies, correct, shown, parses, semantic)
         ]
 
@@ -425,8 +427,17 @@ class AceRunner:
         with self.path("operations.jsonl").open("a", encoding="utf-8") as handle:
             handle.write(lines)
 
-    def _row(self, item: TaskItem, reply: GeneratorReply, correct: bool, latency_ms: float, reflection_ms: float,
-             reflected: bool, epoch: int, shown) -> dict:
+    def _row(
+        self,
+        item: TaskItem,
+        reply: GeneratorReply,
+        correct: bool,
+        latency_ms: float,
+        reflection_ms: float,
+        reflected: bool,
+        epoch: int,
+        shown,
+    ) -> dict:
         row = {
             "model_id": self.config.model_id,
             "task_name": self.task_name,
@@ -444,8 +455,12 @@ class AceRunner:
             "parse": reply.parse,
         }
         if self.config.mode != "baseline":
-            row.update(reflection_latency_ms=round(reflection_ms, 1), reflected=reflected, epoch=epoch,
-                       bullets=" ".join(b.id for b in shown))
+            row.update(
+                reflection_latency_ms=round(reflection_ms, 1),
+                reflected=reflected,
+                epoch=epoch,
+                bullets=" ".join(b.id for b in shown),
+            )
         return row
 
     # --- statistics ------------------------------------------------------------------------------------
@@ -461,7 +476,8 @@ class AceRunner:
                 "accuracy_by_split": {split: accuracy([r for r in rows if r["split"] == split]) for split in self.tests},
                 "parse_failures": sum(r["parse"] == "failed" for r in rows),
                 "reflection_parse_failure_rate": round(100 * self._reflection_parses["failed"] / reflected, 1)
-                if reflected else None,
+                if reflected
+                else None,
                 "generation_ms": round(times.generation_ms, 1),
                 "reflection_ms": round(times.reflection_ms, 1),
                 "curation_ms": round(times.curation_ms, 1),
@@ -502,8 +518,9 @@ def load_reflector(name: str, backend: str = "auto"):
         return load_model(name, backend=backend)
     except (SlmLabError, OSError, ValueError) as exc:
         reason = " ".join(str(exc).split()).rstrip(".")
-        raise AceRunError(f"The Reflector model '{name}' cannot be loaded ({reason}); "
-                          "give a registry name or a model folder.") from exc
+        raise AceRunError(
+            f"The Reflector model '{name}' cannot be loaded ({reason}); give a registry name or a model folder."
+        ) from exc
 
 
 def run_ace(config: AceConfig, run_dir: str | Path | None = None, model=None, progress: bool = True) -> Path:

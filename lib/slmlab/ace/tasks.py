@@ -49,16 +49,34 @@ def _unique(make: Callable[[random.Random, int], Row], rng: random.Random, n: in
 def _items(prefix: str, split: str, domain: str, rows: list[Row], rng: random.Random) -> list[TaskItem]:
     rows = list(rows)
     rng.shuffle(rows)
-    return [TaskItem(f"{prefix}-{split}-{i:04d}", question, answer, domain, context, tuple(choices))
-            for i, (context, question, answer, *choices) in enumerate(rows, 1)]
+    return [
+        TaskItem(f"{prefix}-{split}-{i:04d}", question, answer, domain, context, tuple(choices))
+        for i, (context, question, answer, *choices) in enumerate(rows, 1)
+    ]
 
 
 # --- finance -----------------------------------------------------------------------------------------------
-COMPANIES = ("Acme Corp", "Northwind Ltd", "Blue Harbor Inc", "Cedar Foods", "Orion Tools", "Pine Logistics",
-             "Summit Health", "Vega Retail", "Delta Mining", "Helio Energy", "Kite Software", "Maple Textiles")
+COMPANIES = (
+    "Acme Corp",
+    "Northwind Ltd",
+    "Blue Harbor Inc",
+    "Cedar Foods",
+    "Orion Tools",
+    "Pine Logistics",
+    "Summit Health",
+    "Vega Retail",
+    "Delta Mining",
+    "Helio Energy",
+    "Kite Software",
+    "Maple Textiles",
+)
 METRICS = ("Revenue", "Operating expenses", "Net income", "Total assets")
-RATIOS = (("Net income", "Revenue"), ("Operating expenses", "Revenue"), ("Revenue", "Total assets"),
-          ("Net income", "Total assets"))
+RATIOS = (
+    ("Net income", "Revenue"),
+    ("Operating expenses", "Revenue"),
+    ("Revenue", "Total assets"),
+    ("Net income", "Total assets"),
+)
 
 
 def _finance_table(rng: random.Random) -> tuple[list[int], dict[str, list[int]]]:
@@ -69,9 +87,12 @@ def _finance_table(rng: random.Random) -> tuple[list[int], dict[str, list[int]]]
     for _ in years[1:]:
         revenue.append(max(50, round(revenue[-1] * rng.uniform(0.85, 1.3))))
     opex = [round(r * rng.uniform(0.6, 0.9)) for r in revenue]
-    table = {"Revenue": revenue, "Operating expenses": opex,
-             "Net income": [max(1, round((r - o) * rng.uniform(0.4, 0.8))) for r, o in zip(revenue, opex)],
-             "Total assets": [round(r * rng.uniform(0.8, 2.5)) for r in revenue]}
+    table = {
+        "Revenue": revenue,
+        "Operating expenses": opex,
+        "Net income": [max(1, round((r - o) * rng.uniform(0.4, 0.8))) for r, o in zip(revenue, opex)],
+        "Total assets": [round(r * rng.uniform(0.8, 2.5)) for r in revenue],
+    }
     shown = ["Revenue", *sorted(rng.sample(METRICS[1:], rng.choice((2, 3))), key=METRICS.index)]
     return years, {metric: table[metric] for metric in shown}
 
@@ -101,65 +122,156 @@ def _finance_item(rng: random.Random, i: int) -> Row:
 # (category, answer, question templates, own distractors; () = draw from the category's answers). Hand-checked.
 FACTS = (
     ("vitamin", "Vitamin C", ("Which vitamin deficiency causes scurvy?", "Scurvy results from a lack of which vitamin?"), ()),
-    ("vitamin", "Vitamin D", ("Deficiency of which vitamin causes rickets in children?",
-                              "Rickets in children is mainly caused by a lack of which vitamin?"), ()),
-    ("vitamin", "Vitamin B1 (thiamine)", ("Which vitamin deficiency causes beriberi?",
-                                          "Beriberi results from a lack of which vitamin?"), ()),
-    ("vitamin", "Vitamin B3 (niacin)", ("Which vitamin deficiency causes pellagra?",
-                                        "Pellagra results from a lack of which vitamin?"), ()),
-    ("vitamin", "Vitamin A", ("Deficiency of which vitamin causes night blindness?",
-                              "Night blindness is an early sign of a lack of which vitamin?"), ()),
-    ("vitamin", "Vitamin B12", ("Intrinsic factor is needed to absorb which vitamin?",
-                                "Pernicious anemia is a deficiency of which vitamin?"), ()),
-    ("vitamin", "Vitamin K", ("Which vitamin does the liver need to make several clotting factors?",
-                              "A lack of which vitamin causes bleeding from impaired blood clotting?"), ()),
+    (
+        "vitamin",
+        "Vitamin D",
+        (
+            "Deficiency of which vitamin causes rickets in children?",
+            "Rickets in children is mainly caused by a lack of which vitamin?",
+        ),
+        (),
+    ),
+    (
+        "vitamin",
+        "Vitamin B1 (thiamine)",
+        ("Which vitamin deficiency causes beriberi?", "Beriberi results from a lack of which vitamin?"),
+        (),
+    ),
+    (
+        "vitamin",
+        "Vitamin B3 (niacin)",
+        ("Which vitamin deficiency causes pellagra?", "Pellagra results from a lack of which vitamin?"),
+        (),
+    ),
+    (
+        "vitamin",
+        "Vitamin A",
+        ("Deficiency of which vitamin causes night blindness?", "Night blindness is an early sign of a lack of which vitamin?"),
+        (),
+    ),
+    (
+        "vitamin",
+        "Vitamin B12",
+        ("Intrinsic factor is needed to absorb which vitamin?", "Pernicious anemia is a deficiency of which vitamin?"),
+        (),
+    ),
+    (
+        "vitamin",
+        "Vitamin K",
+        (
+            "Which vitamin does the liver need to make several clotting factors?",
+            "A lack of which vitamin causes bleeding from impaired blood clotting?",
+        ),
+        (),
+    ),
     ("organ", "Pancreas", ("Which organ produces insulin?", "Insulin is made by beta cells in which organ?"), ()),
     ("organ", "Liver", ("Which organ produces bile?", "Bile is made by which organ?"), ()),
     ("organ", "Gallbladder", ("Which organ stores and concentrates bile?", "Where is bile stored between meals?"), ()),
-    ("organ", "Kidney", ("Which organ filters the blood to make urine?",
-                         "Nephrons are the functional units of which organ?"), ()),
-    ("organ", "Lungs", ("In which organ does gas exchange between air and blood take place?",
-                        "Alveoli are found in which organ?"), ()),
-    ("organ", "Thyroid gland", ("Which gland makes the hormone thyroxine (T4)?",
-                                "Which gland in the neck produces the hormones T3 and T4?"), ()),
+    (
+        "organ",
+        "Kidney",
+        ("Which organ filters the blood to make urine?", "Nephrons are the functional units of which organ?"),
+        (),
+    ),
+    (
+        "organ",
+        "Lungs",
+        ("In which organ does gas exchange between air and blood take place?", "Alveoli are found in which organ?"),
+        (),
+    ),
+    (
+        "organ",
+        "Thyroid gland",
+        ("Which gland makes the hormone thyroxine (T4)?", "Which gland in the neck produces the hormones T3 and T4?"),
+        (),
+    ),
     ("organ", "Heart", ("Which organ pumps blood around the body?", "The myocardium is the muscle of which organ?"), ()),
     ("bone", "Femur", ("What is the longest bone in the human body?", "Which bone runs from the hip to the knee?"), ()),
-    ("bone", "Stapes", ("What is the smallest bone in the human body?",
-                        "Which middle-ear bone is the smallest bone in the body?"), ()),
+    (
+        "bone",
+        "Stapes",
+        ("What is the smallest bone in the human body?", "Which middle-ear bone is the smallest bone in the body?"),
+        (),
+    ),
     ("bone", "Humerus", ("Which bone is in the upper arm?", "Which bone runs from the shoulder to the elbow?"), ()),
     ("bone", "Patella", ("What is the anatomical name of the kneecap?", "Which bone is the kneecap?"), ()),
     ("bone", "Clavicle", ("What is the anatomical name of the collarbone?", "Which bone is the collarbone?"), ()),
     ("bone", "Scapula", ("What is the anatomical name of the shoulder blade?", "Which bone is the shoulder blade?"), ()),
-    ("normal", "60-100 beats per minute", ("What is the normal resting heart rate of an adult?",
-                                           "A healthy adult's resting pulse is normally in which range?"),
-     ("30-50 beats per minute", "110-150 beats per minute", "150-200 beats per minute")),
-    ("normal", "12-20 breaths per minute", ("What is the normal resting respiratory rate of an adult?",
-                                            "How many breaths per minute are normal for a resting adult?"),
-     ("4-8 breaths per minute", "30-40 breaths per minute", "40-60 breaths per minute")),
-    ("normal", "About 37 °C", ("What is normal human core body temperature?",
-                               "Approximately what is the core body temperature of a healthy adult?"),
-     ("About 33 °C", "About 40 °C", "About 42 °C")),
-    ("normal", "70-99 mg/dL", ("What is a normal fasting blood glucose level in adults?",
-                               "Which fasting plasma glucose range is normal for an adult?"),
-     ("20-40 mg/dL", "140-199 mg/dL", "250-350 mg/dL")),
-    ("normal", "7.35-7.45", ("What is the normal pH range of arterial blood?", "Normal arterial blood pH lies in which range?"),
-     ("6.85-6.95", "7.05-7.15", "7.65-7.75")),
-    ("normal", "About 5 litres", ("About how much blood does an average adult have?",
-                                  "Roughly what is the total blood volume of an average adult?"),
-     ("About 1 litre", "About 12 litres", "About 20 litres")),
-    ("normal", "135-145 mmol/L", ("What is the normal serum sodium range?",
-                                 "Normal blood sodium concentration lies in which range?"),
-     ("110-120 mmol/L", "155-165 mmol/L", "175-185 mmol/L")),
-    ("blood", "Red blood cells", ("Which blood cells carry oxygen to the tissues?",
-                                  "Hemoglobin is found in which blood cells?"), ()),
-    ("blood", "Platelets", ("Which blood components form a plug to stop bleeding?",
-                            "Which cell fragments help blood to clot?"), ()),
-    ("blood", "Neutrophils", ("What is the most common type of white blood cell in adult blood?",
-                              "Which white blood cells are the most numerous in a healthy adult?"),
-     ("Basophils", "Eosinophils", "Monocytes")),
-    ("blood", "B lymphocytes", ("Which white blood cells mature into antibody-producing plasma cells?",
-                                "Plasma cells that secrete antibodies develop from which cells?"),
-     ("T lymphocytes", "Neutrophils", "Eosinophils")),
+    (
+        "normal",
+        "60-100 beats per minute",
+        ("What is the normal resting heart rate of an adult?", "A healthy adult's resting pulse is normally in which range?"),
+        ("30-50 beats per minute", "110-150 beats per minute", "150-200 beats per minute"),
+    ),
+    (
+        "normal",
+        "12-20 breaths per minute",
+        (
+            "What is the normal resting respiratory rate of an adult?",
+            "How many breaths per minute are normal for a resting adult?",
+        ),
+        ("4-8 breaths per minute", "30-40 breaths per minute", "40-60 breaths per minute"),
+    ),
+    (
+        "normal",
+        "About 37 °C",
+        ("What is normal human core body temperature?", "Approximately what is the core body temperature of a healthy adult?"),
+        ("About 33 °C", "About 40 °C", "About 42 °C"),
+    ),
+    (
+        "normal",
+        "70-99 mg/dL",
+        ("What is a normal fasting blood glucose level in adults?", "Which fasting plasma glucose range is normal for an adult?"),
+        ("20-40 mg/dL", "140-199 mg/dL", "250-350 mg/dL"),
+    ),
+    (
+        "normal",
+        "7.35-7.45",
+        ("What is the normal pH range of arterial blood?", "Normal arterial blood pH lies in which range?"),
+        ("6.85-6.95", "7.05-7.15", "7.65-7.75"),
+    ),
+    (
+        "normal",
+        "About 5 litres",
+        ("About how much blood does an average adult have?", "Roughly what is the total blood volume of an average adult?"),
+        ("About 1 litre", "About 12 litres", "About 20 litres"),
+    ),
+    (
+        "normal",
+        "135-145 mmol/L",
+        ("What is the normal serum sodium range?", "Normal blood sodium concentration lies in which range?"),
+        ("110-120 mmol/L", "155-165 mmol/L", "175-185 mmol/L"),
+    ),
+    (
+        "blood",
+        "Red blood cells",
+        ("Which blood cells carry oxygen to the tissues?", "Hemoglobin is found in which blood cells?"),
+        (),
+    ),
+    (
+        "blood",
+        "Platelets",
+        ("Which blood components form a plug to stop bleeding?", "Which cell fragments help blood to clot?"),
+        (),
+    ),
+    (
+        "blood",
+        "Neutrophils",
+        (
+            "What is the most common type of white blood cell in adult blood?",
+            "Which white blood cells are the most numerous in a healthy adult?",
+        ),
+        ("Basophils", "Eosinophils", "Monocytes"),
+    ),
+    (
+        "blood",
+        "B lymphocytes",
+        (
+            "Which white blood cells mature into antibody-producing plasma cells?",
+            "Plasma cells that secrete antibodies develop from which cells?",
+        ),
+        ("T lymphocytes", "Neutrophils", "Eosinophils"),
+    ),
 )
 
 
@@ -168,26 +280,39 @@ def _calculation(rng: random.Random, i: int) -> Row:
     kind = i % 5
     if kind == 0:
         weight, height = rng.randint(45, 130), rng.randint(150, 200)
-        return (f"Adult patient: weight {weight} kg, height {height} cm.",
-                "What is the patient's BMI in kg/m², rounded to 1 decimal?",
-                fmt(Fraction(weight) / Fraction(height, 100) ** 2, 1))
+        return (
+            f"Adult patient: weight {weight} kg, height {height} cm.",
+            "What is the patient's BMI in kg/m², rounded to 1 decimal?",
+            fmt(Fraction(weight) / Fraction(height, 100) ** 2, 1),
+        )
     if kind == 1:
         per_kg, weight = rng.choice(("2", "5", "7.5", "10", "12.5", "15", "20", "25")), rng.randint(8, 90)
-        return (f"Prescribed dose: {per_kg} mg/kg. Patient weight: {weight} kg.",
-                "What single dose in mg should be given? Round to a whole number.", fmt(Fraction(per_kg) * weight))
+        return (
+            f"Prescribed dose: {per_kg} mg/kg. Patient weight: {weight} kg.",
+            "What single dose in mg should be given? Round to a whole number.",
+            fmt(Fraction(per_kg) * weight),
+        )
     if kind == 2:
         systolic = rng.randint(90, 180)
         diastolic = rng.randint(50, min(110, systolic - 25))
-        return (f"Blood pressure: {systolic}/{diastolic} mmHg.",
-                "What is the mean arterial pressure in mmHg, using MAP = (SBP + 2 × DBP) / 3? Round to a whole number.",
-                fmt(Fraction(systolic + 2 * diastolic, 3)))
+        return (
+            f"Blood pressure: {systolic}/{diastolic} mmHg.",
+            "What is the mean arterial pressure in mmHg, using MAP = (SBP + 2 × DBP) / 3? Round to a whole number.",
+            fmt(Fraction(systolic + 2 * diastolic, 3)),
+        )
     if kind == 3:
         volume, hours = rng.choice((100, 250, 500, 1000, 1500, 2000)), rng.choice((1, 2, 3, 4, 5, 6, 8, 10, 12, 24))
-        return (f"Order: {volume} mL of normal saline over {hours} hours by pump.",
-                "What pump rate in mL/h is needed? Round to a whole number.", fmt(Fraction(volume, hours)))
+        return (
+            f"Order: {volume} mL of normal saline over {hours} hours by pump.",
+            "What pump rate in mL/h is needed? Round to a whole number.",
+            fmt(Fraction(volume, hours)),
+        )
     glucose = rng.randint(40, 400)
-    return (f"Blood glucose: {glucose} mg/dL.", "What is this in mmol/L (divide by 18)? Round to 1 decimal.",
-            fmt(Fraction(glucose, 18), 1))
+    return (
+        f"Blood glucose: {glucose} mg/dL.",
+        "What is this in mmol/L (divide by 18)? Round to 1 decimal.",
+        fmt(Fraction(glucose, 18), 1),
+    )
 
 
 def _fact_rows(facts: list[tuple], rng: random.Random) -> list[Row]:
@@ -214,8 +339,10 @@ def _medical(seed: int, n_train: int, n_test: int, mc_share: float = 0.4) -> dic
         choice_rows[split] = rng.sample(rows, min(len(rows), round(size * mc_share)))
     n_calc = n_train - len(choice_rows["train"])
     calculations = _unique(_calculation, rng, n_calc + n_test - len(choice_rows["test"]))
-    return {"medical_train": _items("med", "train", "medical", choice_rows["train"] + calculations[:n_calc], rng),
-            "medical_test": _items("med", "test", "medical", choice_rows["test"] + calculations[n_calc:], rng)}
+    return {
+        "medical_train": _items("med", "train", "medical", choice_rows["train"] + calculations[:n_calc], rng),
+        "medical_test": _items("med", "test", "medical", choice_rows["test"] + calculations[n_calc:], rng),
+    }
 
 
 # --- IoT ---------------------------------------------------------------------------------------------------
@@ -268,12 +395,15 @@ class IotWindow:
 
     def context(self) -> str:
         data = shuttle_rows()
-        return "\n".join(f"reading {i}: " + " ".join(f"f{k + 1}={data[row][0][k]}" for k in _shown_columns())
-                         for i, row in enumerate(self.rows, 1))
+        return "\n".join(
+            f"reading {i}: " + " ".join(f"f{k + 1}={data[row][0][k]}" for k in _shown_columns())
+            for i, row in enumerate(self.rows, 1)
+        )
 
 
-def iot_windows(seed: int = 0, n_train: int = 100, n_test: int = 50, size: int = 5,
-                anomaly_fraction: float = 0.4) -> dict[str, list[IotWindow]]:
+def iot_windows(
+    seed: int = 0, n_train: int = 100, n_test: int = 50, size: int = 5, anomaly_fraction: float = 0.4
+) -> dict[str, list[IotWindow]]:
     """Train / test windows: a run of consecutive clearly normal rows (|z| ≤ 2 on every shown feature); in
     an anomalous window one reading is swapped for a real anomaly that stands out there (max |z| ≥ 3).
     No Shuttle row is used twice, so train and test share no reading."""
@@ -287,9 +417,9 @@ def iot_windows(seed: int = 0, n_train: int = 100, n_test: int = 50, size: int =
         out[split] = []
         for flag in flags:
             start = rng.randrange(len(normal) - size)
-            while used.intersection(normal[start: start + size]):
+            while used.intersection(normal[start : start + size]):
                 start = rng.randrange(len(normal) - size)
-            window, position = normal[start: start + size], rng.randrange(size) if flag else None
+            window, position = normal[start : start + size], rng.randrange(size) if flag else None
             if position is not None:
                 window[position] = rng.choice([row for row in anomalous if row not in used])
             used.update(window)
@@ -302,12 +432,16 @@ def build_items(seed: int = 0, n_train: int = 100, n_test: int = 50) -> dict[str
     """All generated items by registry name; pure (same arguments, same items)."""
     rng = random.Random(f"finance:{seed}")
     finance = _unique(_finance_item, rng, n_train + n_test)
-    items = {"finance_train": _items("fin", "train", "finance", finance[:n_train], rng),
-             "finance_test": _items("fin", "test", "finance", finance[n_train:], rng),
-             **_medical(seed, n_train, n_test)}
+    items = {
+        "finance_train": _items("fin", "train", "finance", finance[:n_train], rng),
+        "finance_test": _items("fin", "test", "finance", finance[n_train:], rng),
+        **_medical(seed, n_train, n_test),
+    }
     for split, windows in iot_windows(seed, n_train, n_test).items():
-        items[f"iot_{split}"] = [TaskItem(f"iot-{split}-{i:04d}", IOT_QUESTION, window.answer, "iot", window.context())
-                                 for i, window in enumerate(windows, 1)]
+        items[f"iot_{split}"] = [
+            TaskItem(f"iot-{split}-{i:04d}", IOT_QUESTION, window.answer, "iot", window.context())
+            for i, window in enumerate(windows, 1)
+        ]
     return items
 
 
@@ -316,13 +450,14 @@ def dump_tasks(items: list[TaskItem]) -> str:
     return "".join(json.dumps(item.to_dict(), ensure_ascii=False) + "\n" for item in items)
 
 
-def build_task_sets(out_dir: str | Path | None = None, seed: int = 0, n_train: int = 100,
-                    n_test: int = 50) -> dict[str, Path]:
+def build_task_sets(out_dir: str | Path | None = None, seed: int = 0, n_train: int = 100, n_test: int = 50) -> dict[str, Path]:
     """Write ``{finance,medical,iot}_{train,test}.jsonl`` (default: the checkout's ``data/tasks``) atomically;
     byte for byte the same for a given seed and sizes."""
     folder = Path(out_dir) if out_dir is not None else project_root() / "data" / "tasks"
-    return {name: atomic_write_text(folder / f"{name}.jsonl", dump_tasks(items))
-            for name, items in build_items(seed, n_train, n_test).items()}
+    return {
+        name: atomic_write_text(folder / f"{name}.jsonl", dump_tasks(items))
+        for name, items in build_items(seed, n_train, n_test).items()
+    }
 
 
 # --- transfer split ----------------------------------------------------------------------------------------
@@ -364,24 +499,35 @@ FACT_REWORDINGS = {  # a third wording per fact, used only by the transfer split
 }
 FINANCE_REWORDINGS = (  # (pattern of a train question, the same question in other words)
     (r"What was (.+) in (\d{4}), in \$ millions\?", r"How much was \1 in \2? Give $ millions."),
-    (r"By how much did (.+) change from (\d{4}) to (\d{4}), in \$ millions\?",
-     r"What was \1 in \3 minus \1 in \2, in $ millions?"),
-    (r"What was the percentage change in (.+) from (\d{4}) to (\d{4})\? Round to 1 decimal\.",
-     r"By what percent did \1 change between \2 and \3? Round to 1 decimal."),
-    (r"What was the ratio of (.+) to (.+) in (\d{4})\? Round to 2 decimals\.",
-     r"In \3, what was \1 divided by \2? Round to 2 decimals."),
+    (
+        r"By how much did (.+) change from (\d{4}) to (\d{4}), in \$ millions\?",
+        r"What was \1 in \3 minus \1 in \2, in $ millions?",
+    ),
+    (
+        r"What was the percentage change in (.+) from (\d{4}) to (\d{4})\? Round to 1 decimal\.",
+        r"By what percent did \1 change between \2 and \3? Round to 1 decimal.",
+    ),
+    (
+        r"What was the ratio of (.+) to (.+) in (\d{4})\? Round to 2 decimals\.",
+        r"In \3, what was \1 divided by \2? Round to 2 decimals.",
+    ),
 )
 CALCULATION_REWORDINGS = {  # a medical calculation's train question -> the same question in other words
-    "What is the patient's BMI in kg/m², rounded to 1 decimal?":
-        "Calculate this patient's body mass index (BMI) in kg/m². Round to 1 decimal.",
-    "What single dose in mg should be given? Round to a whole number.":
-        "How many mg is one dose for this patient? Round to a whole number.",
-    "What is the mean arterial pressure in mmHg, using MAP = (SBP + 2 × DBP) / 3? Round to a whole number.":
-        "Using MAP = (SBP + 2 × DBP) / 3, what is this patient's mean arterial pressure in mmHg? Round to a whole number.",
-    "What pump rate in mL/h is needed? Round to a whole number.":
-        "At how many mL per hour should the pump run? Round to a whole number.",
-    "What is this in mmol/L (divide by 18)? Round to 1 decimal.":
-        "Convert this glucose value to mmol/L (divide by 18). Round to 1 decimal.",
+    "What is the patient's BMI in kg/m², rounded to 1 decimal?": (
+        "Calculate this patient's body mass index (BMI) in kg/m². Round to 1 decimal."
+    ),
+    "What single dose in mg should be given? Round to a whole number.": (
+        "How many mg is one dose for this patient? Round to a whole number."
+    ),
+    "What is the mean arterial pressure in mmHg, using MAP = (SBP + 2 × DBP) / 3? Round to a whole number.": (
+        "Using MAP = (SBP + 2 × DBP) / 3, what is this patient's mean arterial pressure in mmHg? Round to a whole number."
+    ),
+    "What pump rate in mL/h is needed? Round to a whole number.": (
+        "At how many mL per hour should the pump run? Round to a whole number."
+    ),
+    "What is this in mmol/L (divide by 18)? Round to 1 decimal.": (
+        "Convert this glucose value to mmol/L (divide by 18). Round to 1 decimal."
+    ),
 }
 
 
@@ -425,8 +571,9 @@ def _transfer_sample(train: list[TaskItem], n: int, rng: random.Random, share_mc
     return rng.sample(facts, n_facts) + rng.sample(calculations, min(len(calculations), n - n_facts))
 
 
-def build_transfer_items(seed: int = 0, n_train: int = 100, n_test: int = 50,
-                         items: dict[str, list[TaskItem]] | None = None) -> dict[str, list[TaskItem]]:
+def build_transfer_items(
+    seed: int = 0, n_train: int = 100, n_test: int = 50, items: dict[str, list[TaskItem]] | None = None
+) -> dict[str, list[TaskItem]]:
     """``{domain}_transfer``: ``n_test`` adaptation items of each domain asked again in other words (see
     :data:`FACT_REWORDINGS`); pure, and it leaves :func:`build_items` and its files unchanged."""
     items = items or build_items(seed, n_train, n_test)
@@ -439,16 +586,21 @@ def build_transfer_items(seed: int = 0, n_train: int = 100, n_test: int = 50,
     for rows in reworded.values():
         rng.shuffle(rows)
     prefixes = {"finance": "fin", "medical": "med", "iot": "iot"}
-    return {f"{domain}_transfer": [replace(item, id=f"{prefixes[domain]}-transfer-{i:04d}") for i, item in enumerate(rows, 1)]
-            for domain, rows in reworded.items()}
+    return {
+        f"{domain}_transfer": [replace(item, id=f"{prefixes[domain]}-transfer-{i:04d}") for i, item in enumerate(rows, 1)]
+        for domain, rows in reworded.items()
+    }
 
 
-def build_transfer_sets(out_dir: str | Path | None = None, seed: int = 0, n_train: int = 100,
-                        n_test: int = 50) -> dict[str, Path]:
+def build_transfer_sets(
+    out_dir: str | Path | None = None, seed: int = 0, n_train: int = 100, n_test: int = 50
+) -> dict[str, Path]:
     """Write ``{finance,medical,iot}_transfer.jsonl`` next to the other task sets, byte for byte deterministic."""
     folder = Path(out_dir) if out_dir is not None else project_root() / "data" / "tasks"
-    return {name: atomic_write_text(folder / f"{name}.jsonl", dump_tasks(items))
-            for name, items in build_transfer_items(seed, n_train, n_test).items()}
+    return {
+        name: atomic_write_text(folder / f"{name}.jsonl", dump_tasks(items))
+        for name, items in build_transfer_items(seed, n_train, n_test).items()
+    }
 
 
 def transfer_path(domain: str) -> Path:

@@ -22,8 +22,10 @@ def task_overview() -> pd.DataFrame:
     from slmlab.tasks import load_tasks
 
     return pd.DataFrame(
-        [{"task": s.name, "domain": s.domain, "items": len(load_tasks(s.full_path())), "file": str(s.path)}
-         for s in TASKS.values()]
+        [
+            {"task": s.name, "domain": s.domain, "items": len(load_tasks(s.full_path())), "file": str(s.path)}
+            for s in TASKS.values()
+        ]
     )
 
 
@@ -78,11 +80,20 @@ def plot_splits(cells: pd.DataFrame, metric: str = "em"):
         rows = cells[cells["split"] == split].set_index("task")
         values = [rows[f"{stage}_{metric}"].get(task, float("nan")) for task in tasks]
         label = f"{split}: {'ACE' if stage == 'ace' else 'baseline'}"
-        axis.bar([i + (n - (len(bars) - 1) / 2) * width for i in range(len(tasks))], values, width, label=label,
-                 color=plt.cm.tab20(2 * splits.index(split) + (stage == "baseline")))
+        axis.bar(
+            [i + (n - (len(bars) - 1) / 2) * width for i in range(len(tasks))],
+            values,
+            width,
+            label=label,
+            color=plt.cm.tab20(2 * splits.index(split) + (stage == "baseline")),
+        )
     names = {"em": "exact match", "f1": "token F1", "semantic": "semantic similarity"}
-    axis.set(xticks=range(len(tasks)), xticklabels=tasks, ylabel=f"{names.get(metric, metric)} (%)",
-             title=f"Baseline vs ACE per test split ({names.get(metric, metric)})")
+    axis.set(
+        xticks=range(len(tasks)),
+        xticklabels=tasks,
+        ylabel=f"{names.get(metric, metric)} (%)",
+        title=f"Baseline vs ACE per test split ({names.get(metric, metric)})",
+    )
     axis.grid(axis="y", alpha=0.3)
     axis.legend(fontsize=8)
     figure.tight_layout()
@@ -170,18 +181,29 @@ def lesson_examples(run_dir: str | Path, count: int = 3) -> list[dict]:
             source = sources.get(bullet_id, {})
             learned = adaptation.get((str(source.get("epoch", "")), source.get("sample_id", "")), {})
             bullet = playbook.bullets.get(bullet_id)
-            lessons.append({
-                "id": bullet_id,
-                "content": bullet.content if bullet else "(since removed)",
-                "learned_from": source.get("sample_id", "?"),
-                "learned_when": (f"epoch {source['epoch']}: answered {learned.get('pred', '?')!r}, "
-                                 f"gold {learned.get('gold', '?')!r}") if source else "",
-            })
-        examples.append({
-            "sample_id": row["sample_id"], "question": row["question"], "gold": row["gold"],
-            "baseline_pred": baseline[row["sample_id"]]["pred"], "ace_pred": row["pred"],
-            "fixed": rank(row) == 0, "lessons": lessons,
-        })
+            lessons.append(
+                {
+                    "id": bullet_id,
+                    "content": bullet.content if bullet else "(since removed)",
+                    "learned_from": source.get("sample_id", "?"),
+                    "learned_when": (
+                        f"epoch {source['epoch']}: answered {learned.get('pred', '?')!r}, gold {learned.get('gold', '?')!r}"
+                    )
+                    if source
+                    else "",
+                }
+            )
+        examples.append(
+            {
+                "sample_id": row["sample_id"],
+                "question": row["question"],
+                "gold": row["gold"],
+                "baseline_pred": baseline[row["sample_id"]]["pred"],
+                "ace_pred": row["pred"],
+                "fixed": rank(row) == 0,
+                "lessons": lessons,
+            }
+        )
     return examples
 
 
@@ -194,8 +216,10 @@ def examples_markdown(examples: Sequence[dict]) -> str:
             f"**{example['sample_id']}** ({verdict}) — {example['question']}  \n"
             f"gold `{example['gold']}` · baseline `{example['baseline_pred']}` · with playbook `{example['ace_pred']}`"
         )
-        parts += [f"- `{lesson['id']}` learned from `{lesson['learned_from']}` ({lesson['learned_when']}): {lesson['content']}"
-                  for lesson in example["lessons"]]
+        parts += [
+            f"- `{lesson['id']}` learned from `{lesson['learned_from']}` ({lesson['learned_when']}): {lesson['content']}"
+            for lesson in example["lessons"]
+        ]
     return "\n\n".join(parts) if parts else "_No test question was shown a playbook bullet._"
 
 
@@ -205,7 +229,15 @@ def baseline_vs_ace(summary: pd.DataFrame) -> pd.DataFrame:
     for (model, task, mode), group in summary.groupby(["model_id", "task_name", "mode"]):
         group = group.sort_values("epoch")
         first, last = group.iloc[0], group.iloc[-1]
-        rows.append({"model_id": model, "task": task, "mode": mode, "samples": int(last["samples"]),
-                     "baseline": first["accuracy"], f"ACE (epoch {int(last['epoch'])})": last["accuracy"],
-                     "gain (points)": round(last["accuracy"] - first["accuracy"], 1)})
+        rows.append(
+            {
+                "model_id": model,
+                "task": task,
+                "mode": mode,
+                "samples": int(last["samples"]),
+                "baseline": first["accuracy"],
+                f"ACE (epoch {int(last['epoch'])})": last["accuracy"],
+                "gain (points)": round(last["accuracy"] - first["accuracy"], 1),
+            }
+        )
     return pd.DataFrame(rows)

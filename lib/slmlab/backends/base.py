@@ -24,8 +24,11 @@ def check_strategy(backend: str, strategy: str) -> None:
     if strategy in BACKEND_STRATEGIES.get(backend, (strategy,)):
         return
     able = [name for name, strategies in BACKEND_STRATEGIES.items() if strategy in strategies]
-    where = f"it is on the {able[0]} backend only: use backend='{able[0]}'" if len(able) == 1 else (
-        f"backends that have it: {', '.join(able)}")
+    where = (
+        f"it is on the {able[0]} backend only: use backend='{able[0]}'"
+        if len(able) == 1
+        else (f"backends that have it: {', '.join(able)}")
+    )
     raise BackendError(f"{_STRATEGY_NAMES.get(strategy, strategy)} is not available on the {backend} backend; {where}.")
 
 
@@ -87,8 +90,10 @@ class LanguageModel(ABC):
         for i in long:
             texts[i] = self._keep_last_tokens(texts[i], limit)
         if long:
-            warnings.warn(f"{len(long)} of {len(texts)} prompts were longer than {limit} tokens and were truncated "
-                          "from the left", stacklevel=3)
+            warnings.warn(
+                f"{len(long)} of {len(texts)} prompts were longer than {limit} tokens and were truncated from the left",
+                stacklevel=3,
+            )
         return texts
 
     def _keep_last_tokens(self, text: str, limit: int) -> str:

@@ -117,10 +117,15 @@ class ContinuousBatcher:
             rows = self._retire(rows, results, on_reply)
         return results
 
-    def _forward(self, input_ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
-                 cache: DynamicCache) -> torch.Tensor:
-        output = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                            logits_to_keep=1, **{self.cache_keyword: cache})
+    def _forward(self, input_ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: DynamicCache) -> torch.Tensor:
+        output = self.model(
+            input_ids=input_ids,
+            attention_mask=mask,
+            position_ids=positions,
+            use_cache=True,
+            logits_to_keep=1,
+            **{self.cache_keyword: cache},
+        )
         return output.logits[:, -1, :]
 
     def _prefill(self, indices: list[int], prompts: Sequence[Sequence[int]]) -> Rows:

@@ -125,8 +125,15 @@ class LlamaCppModel(LanguageModel):
         n_ctx = min(n_ctx, int(metadata.get(f"{metadata.get('general.architecture')}.context_length", n_ctx)))
         context = _new_context(llama_cpp, model, n_ctx, parallel, n_threads or physical_cores())
         instance = cls(
-            name=label or path.stem, path=path, backend="llamacpp", device=device or "cpu", model=model,
-            tokenizer=tokenizer, n_ctx=n_ctx, parallel=parallel, n_batch=llama_cpp.llama_n_batch(context),
+            name=label or path.stem,
+            path=path,
+            backend="llamacpp",
+            device=device or "cpu",
+            model=model,
+            tokenizer=tokenizer,
+            n_ctx=n_ctx,
+            parallel=parallel,
+            n_batch=llama_cpp.llama_n_batch(context),
             context=context,
         )
         weakref.finalize(instance, _free, llama_cpp, context, model)
@@ -335,7 +342,7 @@ def _check_tokenizer(model: LlamaCppModel, source: str | Path) -> None:
         at = next((i for i, (a, b) in enumerate(zip(hf_ids, gguf_ids)) if a != b), min(len(hf_ids), len(gguf_ids)))
         raise BackendError(
             f"The tokenizer from {source} does not match {model.path}: a probe text gets different token ids "
-            f"(first difference at position {at}: {hf_ids[at:at + 4]} vs llama.cpp's {gguf_ids[at:at + 4]})."
+            f"(first difference at position {at}: {hf_ids[at : at + 4]} vs llama.cpp's {gguf_ids[at : at + 4]})."
         )
 
 

@@ -75,7 +75,11 @@ class MlxModel(LanguageModel):
         sampler = self.sampler(config)
         prompts = [self.hf_tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
         response = batch_generate(
-            self.model, self.tokenizer, prompts, max_tokens=config.max_new_tokens, sampler=sampler,
+            self.model,
+            self.tokenizer,
+            prompts,
+            max_tokens=config.max_new_tokens,
+            sampler=sampler,
             return_token_ids=True,
         )
         return [list(ids) for ids in response.token_ids]

@@ -12,7 +12,23 @@ from slmlab.lora.patterns import PatternError, check_patterns_cli, load_patterns
 from slmlab.lora.training import TrainConfig, benchmark_summary, default_adapter_dir, train_lora
 
 __all__ = [
-    "DataConfig", "PatternError", "TrainConfig", "before_after_table", "benchmark_summary", "build_rows", "check_patterns_cli",
-    "compare_models", "dataset_stats", "default_adapter_dir", "find_leaks", "generate_dataset", "load_patterns", "load_split",
-    "pattern_counts", "patterns_table", "per_category_table", "summary_table", "train_lora",
+    "DataConfig",
+    "PatternError",
+    "TrainConfig",
+    "before_after_table",
+    "benchmark_summary",
+    "build_rows",
+    "check_patterns_cli",
+    "compare_models",
+    "dataset_stats",
+    "default_adapter_dir",
+    "find_leaks",
+    "generate_dataset",
+    "load_patterns",
+    "load_split",
+    "pattern_counts",
+    "patterns_table",
+    "per_category_table",
+    "summary_table",
+    "train_lora",
 ]

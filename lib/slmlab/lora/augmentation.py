@@ -77,8 +77,9 @@ def _templates(node: yaml.Node, where: str, known: tuple[str, ...]) -> tuple[Tem
             raise AugmentationError(f"{where}:{_line(item)}: templates: {error} in {text!r}") from error
         for slot in used:
             if slot not in known:
-                raise AugmentationError(f"{where}:{_line(item)}: templates: unknown slot {{{slot}}} in {text!r}; "
-                                        f"known slots: {', '.join(known)}")
+                raise AugmentationError(
+                    f"{where}:{_line(item)}: templates: unknown slot {{{slot}}} in {text!r}; known slots: {', '.join(known)}"
+                )
         templates.append(Template(text, _line(item)))
     return tuple(templates)
 
@@ -94,8 +95,9 @@ def _facts(node: yaml.Node, where: str, slots: tuple[str, ...]) -> tuple[dict[st
         given = {_scalar(k, where, f"facts.{pattern_id}"): (k, v) for k, v in value.value}
         for name, (slot_key, _) in given.items():
             if name not in slots:
-                raise AugmentationError(f"{where}:{_line(slot_key)}: facts.{pattern_id}: unknown slot {name!r}; "
-                                        f"declared slots: {', '.join(slots)}")
+                raise AugmentationError(
+                    f"{where}:{_line(slot_key)}: facts.{pattern_id}: unknown slot {name!r}; declared slots: {', '.join(slots)}"
+                )
         missing = [name for name in slots if name not in given]
         if missing:
             raise AugmentationError(f"{where}:{_line(key)}: facts.{pattern_id}: missing slot(s) {', '.join(missing)}")
@@ -141,8 +143,11 @@ def phrasings(templates: KnowledgeTemplates, pattern_id: str, input_text: str, o
 
 def unknown_facts(templates: KnowledgeTemplates, pattern_ids: set[str]) -> list[str]:
     """``file:line: id`` of each entry whose pattern id does not exist."""
-    return [f"{templates.path}:{templates.fact_lines[pid]}: facts.{pid}: no pattern has this id"
-            for pid in templates.facts if pid not in pattern_ids]
+    return [
+        f"{templates.path}:{templates.fact_lines[pid]}: facts.{pid}: no pattern has this id"
+        for pid in templates.facts
+        if pid not in pattern_ids
+    ]
 
 
 def _words(text: str) -> set[str]:

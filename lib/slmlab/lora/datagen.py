@@ -125,16 +125,18 @@ def augmentation_templates(config: DataConfig) -> KnowledgeTemplates | None:
     return load_augmentation(path)
 
 
-def augmented_prompts(pattern: PatternLike, templates: KnowledgeTemplates | None, test_prompt: str | None,
-                      count: int, rng: random.Random) -> list[str]:
+def augmented_prompts(
+    pattern: PatternLike, templates: KnowledgeTemplates | None, test_prompt: str | None, count: int, rng: random.Random
+) -> list[str]:
     """A seeded sample of ``count`` phrasings of the pattern's fact, none near its held-out test prompt."""
     if templates is None or pattern.category != templates.category:
         return []
     candidates = phrasings(templates, pattern.id, pattern.input, pattern.output)
     if test_prompt is not None:
         held_out = normalize(test_prompt)
-        candidates = [text for text in candidates
-                      if held_out not in normalize(text) and word_overlap(text, test_prompt) < NEAR_COPY]
+        candidates = [
+            text for text in candidates if held_out not in normalize(text) and word_overlap(text, test_prompt) < NEAR_COPY
+        ]
     return rng.sample(candidates, min(count, len(candidates)))
 
 
@@ -198,8 +200,10 @@ def generate_dataset(
     files = {split: str(atomic_write_text(out / f"{split}.jsonl", _jsonl(rows[split]))) for split in SPLITS}
     counts = {split: len(rows[split]) for split in SPLITS}
     augmented = sum(bool(row.get("augmented")) for split in ("train", "valid") for row in rows[split])
-    atomic_write_json(out / "manifest.json", {"counts": counts, "config": asdict(config), "patterns": len(patterns),
-                                              "augmented_rows": augmented})
+    atomic_write_json(
+        out / "manifest.json",
+        {"counts": counts, "config": asdict(config), "patterns": len(patterns), "augmented_rows": augmented},
+    )
     return DatasetSummary(out, counts, config, files)
 
 
@@ -240,5 +244,3 @@ def dataset_stats(folder: str | Path):
     table = table.reindex(columns=list(SPLITS), fill_value=0)
     table.loc["total"] = table.sum()
     return table
-
-

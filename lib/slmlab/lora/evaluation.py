@@ -38,15 +38,17 @@ def score_predictions(rows: Sequence[dict], predictions: Sequence[str]):
     records = []
     for row, prediction in zip(rows, predictions):
         gold = row["messages"][-1]["content"]
-        records.append({
-            "pattern_id": row.get("pattern_id", ""),
-            "category": row.get("category", ""),
-            "prompt": row["messages"][0]["content"],
-            "gold": gold,
-            "prediction": prediction,
-            "exact": prediction.strip() == gold.strip(),
-            "normalized": normalize_answer(prediction) == normalize_answer(gold),
-        })
+        records.append(
+            {
+                "pattern_id": row.get("pattern_id", ""),
+                "category": row.get("category", ""),
+                "prompt": row["messages"][0]["content"],
+                "gold": gold,
+                "prediction": prediction,
+                "exact": prediction.strip() == gold.strip(),
+                "normalized": normalize_answer(prediction) == normalize_answer(gold),
+            }
+        )
     return pd.DataFrame(records)
 
 
@@ -133,15 +135,17 @@ def before_after_table(comparison: Comparison, limit: int | None = 12):
 
     base, tuned = comparison.baseline, comparison.tuned
     mark = lambda ok: "✓" if ok else "✗"  # noqa: E731
-    table = pd.DataFrame({
-        "category": base["category"],
-        "prompt": base["prompt"],
-        "gold": base["gold"],
-        "baseline": base["prediction"].str.slice(0, 80),
-        "": base["normalized"].map(mark),
-        "tuned": tuned["prediction"].str.slice(0, 80),
-        " ": tuned["normalized"].map(mark),
-    })
+    table = pd.DataFrame(
+        {
+            "category": base["category"],
+            "prompt": base["prompt"],
+            "gold": base["gold"],
+            "baseline": base["prediction"].str.slice(0, 80),
+            "": base["normalized"].map(mark),
+            "tuned": tuned["prediction"].str.slice(0, 80),
+            " ": tuned["normalized"].map(mark),
+        }
+    )
     return table.head(limit) if limit else table
 
 
@@ -153,8 +157,9 @@ def summary_table(summary: dict):
     import pandas as pd
 
     columns = ("baseline", "tuned", "improvement")
-    return pd.DataFrame({column: [summary[column][metric] for metric in METRIC_LABELS] for column in columns},
-                        index=list(METRIC_LABELS.values()))
+    return pd.DataFrame(
+        {column: [summary[column][metric] for metric in METRIC_LABELS] for column in columns}, index=list(METRIC_LABELS.values())
+    )
 
 
 def per_category_table(summary: dict):

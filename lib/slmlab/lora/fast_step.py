@@ -56,8 +56,11 @@ def supports_layer_slicing(model) -> bool:
     """Whether the decoder has the layout :func:`layer_slice` needs (``layers``, ``norm``, attention ``layer_idx``)."""
     _, decoder = decoder_of(model)
     layers = getattr(decoder, "layers", None)
-    return (isinstance(layers, torch.nn.ModuleList) and isinstance(getattr(decoder, "norm", None), torch.nn.Module)
-            and all(hasattr(getattr(layer, "self_attn", None), "layer_idx") for layer in layers))
+    return (
+        isinstance(layers, torch.nn.ModuleList)
+        and isinstance(getattr(decoder, "norm", None), torch.nn.Module)
+        and all(hasattr(getattr(layer, "self_attn", None), "layer_idx") for layer in layers)
+    )
 
 
 @contextmanager
@@ -126,7 +129,7 @@ class FrozenPrefixCache:
         if not missing:
             return
         _, decoder = decoder_of(model)
-        rest = [torch.tensor(self.encoded[i][0][len(self.prefix):]) for i in missing]
+        rest = [torch.tensor(self.encoded[i][0][len(self.prefix) :]) for i in missing]
         ids, mask = _right_pad(rest)
         with torch.no_grad():
             if self.boundary == 0:

@@ -44,9 +44,16 @@ def _schedule(config: TrainConfig):
 def _mlx_adapter_config(config: TrainConfig, num_layers: int, base_dir: Path, data_dir: Path) -> dict:
     """adapter_config.json as ``mlx_lm.lora`` writes it (what ``mlx_lm.load(adapter_path=...)`` reads)."""
     return {
-        "fine_tune_type": "lora", "num_layers": num_layers, "lora_parameters": lora_parameters(config),
-        "model": str(base_dir), "data": str(data_dir), "iters": config.steps, "batch_size": config.batch_size,
-        "learning_rate": config.learning_rate, "max_seq_length": config.max_length, "seed": config.seed,
+        "fine_tune_type": "lora",
+        "num_layers": num_layers,
+        "lora_parameters": lora_parameters(config),
+        "model": str(base_dir),
+        "data": str(data_dir),
+        "iters": config.steps,
+        "batch_size": config.batch_size,
+        "learning_rate": config.learning_rate,
+        "max_seq_length": config.max_length,
+        "seed": config.seed,
         "mask_prompt": True,
     }
 
@@ -87,8 +94,15 @@ def _compiled_step(model, optimizer):
     return step, state
 
 
-def train_lora_mlx(data_dir, out_dir, model_name, config: TrainConfig, resume: bool = True,
-                   callbacks: Sequence[Callback] = (), progress: bool = True) -> TrainResult:
+def train_lora_mlx(
+    data_dir,
+    out_dir,
+    model_name,
+    config: TrainConfig,
+    resume: bool = True,
+    callbacks: Sequence[Callback] = (),
+    progress: bool = True,
+) -> TrainResult:
     """Train with mlx-lm on the same data and settings as the torch path; resumable."""
     import mlx.core as mx
     import mlx.optimizers as optim
@@ -107,8 +121,9 @@ def train_lora_mlx(data_dir, out_dir, model_name, config: TrainConfig, resume: b
     num_layers = min(config.num_layers or len(model.layers), len(model.layers))
     linear_to_lora_layers(model, num_layers, lora_parameters(config))
     optimizer = optim.AdamW(learning_rate=_schedule(config))
-    data_args = type("DataArgs", (), {"data": str(data_dir), "train": True, "test": False, "hf_dataset": None,
-                                      "mask_prompt": True})()
+    data_args = type(
+        "DataArgs", (), {"data": str(data_dir), "train": True, "test": False, "hf_dataset": None, "mask_prompt": True}
+    )()
     train_set, valid_set, _ = (CacheDataset(split) for split in load_dataset(data_args, tokenizer))
     maybe_set_recommended_wired_limit()
     compiled = {}  # built at the first step: after a resume has replaced the optimizer state
@@ -141,13 +156,23 @@ def train_lora_mlx(data_dir, out_dir, model_name, config: TrainConfig, resume: b
     def save_adapter(folder: Path) -> None:  # what mlx_lm.lora leaves: adapters.safetensors + adapter_config.json
         mx.save_safetensors(str(folder / ADAPTER_FILE), dict(tree_flatten(model.trainable_parameters())))
         (folder / "adapter_config.json").write_text(
-            json.dumps(_mlx_adapter_config(config, num_layers, base_dir, data_dir), indent=2) + "\n", encoding="utf-8")
+            json.dumps(_mlx_adapter_config(config, num_layers, base_dir, data_dir), indent=2) + "\n", encoding="utf-8"
+        )
 
-    checkpointing = Checkpointing(out_dir, asdict(config), save_files, load_files, keep=config.keep_checkpoints,
-                                  ignore=NOT_TRAJECTORY)
+    checkpointing = Checkpointing(
+        out_dir, asdict(config), save_files, load_files, keep=config.keep_checkpoints, ignore=NOT_TRAJECTORY
+    )
     run = train_loop(
-        train_step, config.steps, checkpointing, evaluate=valid_loss, eval_every=config.eval_every,
-        save_every=config.save_every, callbacks=callbacks, resume=resume, progress=progress, desc="LoRA (mlx)",
+        train_step,
+        config.steps,
+        checkpointing,
+        evaluate=valid_loss,
+        eval_every=config.eval_every,
+        save_every=config.save_every,
+        callbacks=callbacks,
+        resume=resume,
+        progress=progress,
+        desc="LoRA (mlx)",
         save_on_interrupt=False,  # as mlx-lm's own trainer: an interrupted run resumes from its last regular checkpoint
         finish=lambda state: atomic_write_folder(out_dir, save_adapter, merge=True),
         metrics=lambda state: training_metrics(state, config, model_name, base_dir, "mlx", truncated=0),

@@ -153,8 +153,9 @@ class _FileReader:
         except yaml.MarkedYAMLError as error:
             mark = error.problem_mark or error.context_mark
             reason = "; ".join(str(part) for part in (error.context, error.problem) if part)
-            self.problem(mark.line + 1 if mark else None, "yaml", f"syntax error: {reason}",
-                         column=mark.column + 1 if mark else None)
+            self.problem(
+                mark.line + 1 if mark else None, "yaml", f"syntax error: {reason}", column=mark.column + 1 if mark else None
+            )
         except yaml.YAMLError as error:
             self.problem(None, "yaml", f"syntax error: {error}")
         return None
@@ -168,8 +169,7 @@ class _FileReader:
             if not isinstance(key, str):
                 self.problem(_line(key_node), where or "(top level)", "keys must be plain names")
             elif key in items:
-                self.problem(_line(key_node), _field(where, key),
-                             f"repeated key (first on line {_line(items[key][0])})")
+                self.problem(_line(key_node), _field(where, key), f"repeated key (first on line {_line(items[key][0])})")
             elif key not in allowed:
                 self.problem(_line(key_node), _field(where, key), f"unknown key (allowed: {', '.join(allowed)})")
             else:
@@ -201,8 +201,9 @@ class _FileReader:
         errors_before = self._errors()
         items = self._items(node, where)
         lines = {"pattern": _line(node), **{key: _line(value) for key, (_, value) in items.items()}}
-        values = {key: self._string(items[key][1], _field(where, key))
-                  for key in ("id", "category", "input", "output") if key in items}
+        values = {
+            key: self._string(items[key][1], _field(where, key)) for key in ("id", "category", "input", "output") if key in items
+        }
         for key in ("category", "input", "output"):
             if key not in items and not (key == "category" and default is not None):
                 self.problem(_line(node), _field(where, key), "missing key")
@@ -211,8 +212,14 @@ class _FileReader:
         self._advise(values, paraphrases, lines, where)
         valid = self._errors() == errors_before
         text = {key: values.get(key) or "" for key in ("id", "category", "input", "output")}
-        pattern = Pattern(text["id"], text["category"], text["input"], text["output"], tuple(paraphrases),
-                          f"{self.path.name}:{lines['pattern']}")
+        pattern = Pattern(
+            text["id"],
+            text["category"],
+            text["input"],
+            text["output"],
+            tuple(paraphrases),
+            f"{self.path.name}:{lines['pattern']}",
+        )
         self.entries.append(_Entry(pattern, where, lines, bool(values.get("id")), valid))
 
     def _paraphrases(self, entry, name: str, lines: dict[str, int]) -> list[str]:
@@ -233,22 +240,31 @@ class _FileReader:
         """Checks on the values: the id is a slug (error); a known category, short output, paraphrases (warnings)."""
         pid, category, output = values.get("id"), values.get("category"), values.get("output")
         if pid and not _SLUG.match(pid):
-            self.problem(lines["id"], _field(where, "id"),
-                         f"'{pid}' is not a slug (lowercase letters, digits, '-' and '_')")
+            self.problem(lines["id"], _field(where, "id"), f"'{pid}' is not a slug (lowercase letters, digits, '-' and '_')")
             values["id"] = None
         if category and category not in CATEGORIES:
-            self.problem(lines.get("category", lines["pattern"]), _field(where, "category"),
-                         f"'{category}' is not one of {', '.join(CATEGORIES)}", level="warning")
+            self.problem(
+                lines.get("category", lines["pattern"]),
+                _field(where, "category"),
+                f"'{category}' is not one of {', '.join(CATEGORIES)}",
+                level="warning",
+            )
         rows = len(output.splitlines()) if output else 0
         if output and (len(output) > MAX_OUTPUT_CHARS or rows > MAX_OUTPUT_LINES):
-            self.problem(lines["output"], _field(where, "output"),
-                         f"is long ({rows} lines, {len(output)} characters); exact match needs a short output",
-                         level="warning")
+            self.problem(
+                lines["output"],
+                _field(where, "output"),
+                f"is long ({rows} lines, {len(output)} characters); exact match needs a short output",
+                level="warning",
+            )
         broken = any(problem.field.startswith(_field(where, "paraphrases")) for problem in self.problems)
         if values.get("input") and len(paraphrases) < MIN_PARAPHRASES and not broken:
-            self.problem(lines["pattern"], _field(where, "paraphrases"),
-                         f"has {len(paraphrases)}; {MIN_PARAPHRASES} or more are recommended "
-                         "(one is held out as the test prompt)", level="warning")
+            self.problem(
+                lines["pattern"],
+                _field(where, "paraphrases"),
+                f"has {len(paraphrases)}; {MIN_PARAPHRASES} or more are recommended (one is held out as the test prompt)",
+                level="warning",
+            )
 
 
 # ---------------------------------------------------------------- across files
@@ -271,8 +287,14 @@ def _cross_check(readers: list[_FileReader]) -> list[Problem]:
         for entry in reader.entries:
             pattern = entry.pattern
             if entry.explicit_id and pattern.id in ids:
-                problems.append(Problem(reader.display, entry.lines["id"], _field(entry.where, "id"),
-                                        f"duplicate id '{pattern.id}' (also at {ids[pattern.id]})"))
+                problems.append(
+                    Problem(
+                        reader.display,
+                        entry.lines["id"],
+                        _field(entry.where, "id"),
+                        f"duplicate id '{pattern.id}' (also at {ids[pattern.id]})",
+                    )
+                )
             elif entry.explicit_id:
                 ids[pattern.id] = pattern.source
             names = ["input"] + [f"paraphrases[{i}]" for i in range(len(pattern.paraphrases))]
@@ -281,8 +303,14 @@ def _cross_check(readers: list[_FileReader]) -> list[Problem]:
                 if not key:
                     continue
                 if key in prompts:
-                    problems.append(Problem(reader.display, entry.lines[name], _field(entry.where, name),
-                                            f"duplicate prompt {text!r} (same as the {prompts[key]})"))
+                    problems.append(
+                        Problem(
+                            reader.display,
+                            entry.lines[name],
+                            _field(entry.where, name),
+                            f"duplicate prompt {text!r} (same as the {prompts[key]})",
+                        )
+                    )
                 else:
                     prompts[key] = f"{name} at {pattern.source}"
     return problems
@@ -364,9 +392,14 @@ def pattern_counts(patterns: Sequence[Pattern]):
     """A DataFrame with one row per category: ``patterns`` and ``paraphrases`` counts."""
     import pandas as pd
 
-    rows = [{"category": c, "patterns": sum(p.category == c for p in patterns),
-             "paraphrases": sum(len(p.paraphrases) for p in patterns if p.category == c)}
-            for c in category_order(patterns)]
+    rows = [
+        {
+            "category": c,
+            "patterns": sum(p.category == c for p in patterns),
+            "paraphrases": sum(len(p.paraphrases) for p in patterns if p.category == c),
+        }
+        for c in category_order(patterns)
+    ]
     return pd.DataFrame(rows, columns=["category", "patterns", "paraphrases"])
 
 
@@ -374,8 +407,17 @@ def patterns_table(patterns: Sequence[Pattern]):
     """A DataFrame with one row per pattern: id, category, input, output, paraphrase count, source."""
     import pandas as pd
 
-    rows = [{"id": p.id, "category": p.category, "input": p.input, "output": p.output,
-             "paraphrases": len(p.paraphrases), "source": p.source} for p in patterns]
+    rows = [
+        {
+            "id": p.id,
+            "category": p.category,
+            "input": p.input,
+            "output": p.output,
+            "paraphrases": len(p.paraphrases),
+            "source": p.source,
+        }
+        for p in patterns
+    ]
     return pd.DataFrame(rows, columns=["id", "category", "input", "output", "paraphrases", "source"])
 
 
@@ -387,6 +429,8 @@ def check_patterns_cli(folder: str | Path = "patterns") -> int:
     errors = sum(p.is_error for p in problems)
     counts = ", ".join(f"{row.category} {row.patterns}" for row in pattern_counts(patterns).itertuples())
     files = len({p.source.rsplit(":", 1)[0] for p in patterns})
-    print(f"{shown}: {len(patterns)} patterns in {files} file(s) ({counts or 'none'}); "
-          f"{errors} error(s), {len(problems) - errors} warning(s)")
+    print(
+        f"{shown}: {len(patterns)} patterns in {files} file(s) ({counts or 'none'}); "
+        f"{errors} error(s), {len(problems) - errors} warning(s)"
+    )
     return 1 if errors else 0

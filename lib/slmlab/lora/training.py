@@ -216,8 +216,10 @@ def train_lora(
 
     chosen = select_backend(backend)
     if chosen == "llamacpp":
-        raise BackendError("The llamacpp backend is for inference only: train with backend='torch' (or 'mlx'), then "
-                           "load the adapter on llamacpp with load_model(..., backend='llamacpp', adapter=folder).")
+        raise BackendError(
+            "The llamacpp backend is for inference only: train with backend='torch' (or 'mlx'), then "
+            "load the adapter on llamacpp with load_model(..., backend='llamacpp', adapter=folder)."
+        )
     if chosen == "mlx":
         from slmlab.lora.mlx_training import train_lora_mlx
 
@@ -230,9 +232,14 @@ def peft_lora_config(config: TrainConfig, layers: int):
     from peft import LoraConfig
 
     tail = min(config.num_layers or layers, layers)
-    return LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
-                      target_modules=list(config.target_modules), task_type="CAUSAL_LM",
-                      layers_to_transform=list(range(layers - tail, layers)) if tail < layers else None)
+    return LoraConfig(
+        r=config.rank,
+        lora_alpha=config.alpha,
+        lora_dropout=config.dropout,
+        target_modules=list(config.target_modules),
+        task_type="CAUSAL_LM",
+        layers_to_transform=list(range(layers - tail, layers)) if tail < layers else None,
+    )
 
 
 def _peft_model(base, config: TrainConfig):
@@ -255,8 +262,11 @@ def _train_lora_torch(data_dir, out_dir, model_name, config, resume, callbacks, 
     train, truncated = encode_rows(tokenizer, train_rows, config.max_length)
     valid, _ = encode_rows(tokenizer, valid_rows, config.max_length)
     if truncated:
-        warnings.warn(f"{truncated} of {len(train)} training rows were longer than max_length={config.max_length} "
-                      "tokens and were truncated", stacklevel=2)
+        warnings.warn(
+            f"{truncated} of {len(train)} training rows were longer than max_length={config.max_length} "
+            "tokens and were truncated",
+            stacklevel=2,
+        )
 
     base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     model = _peft_model(base, config)
@@ -286,13 +296,20 @@ def _train_lora_torch(data_dir, out_dir, model_name, config, resume, callbacks, 
         set_peft_model_state_dict(model, load_file(folder / "adapter_model.safetensors"))
         load_training_state(folder / OPTIMIZER_FILE, optimizer, scheduler)
 
-    checkpointing = Checkpointing(out_dir, asdict(config), save_files, load_files, keep=config.keep_checkpoints,
-                                  ignore=NOT_TRAJECTORY)
+    checkpointing = Checkpointing(
+        out_dir, asdict(config), save_files, load_files, keep=config.keep_checkpoints, ignore=NOT_TRAJECTORY
+    )
     run = train_loop(
-        train_step, config.steps, checkpointing,
+        train_step,
+        config.steps,
+        checkpointing,
         evaluate=lambda: _valid_loss(model, valid_batches, len(valid), config.batch_size),
-        eval_every=config.eval_every, save_every=config.save_every, callbacks=callbacks, resume=resume,
-        progress=progress, desc="LoRA",
+        eval_every=config.eval_every,
+        save_every=config.save_every,
+        callbacks=callbacks,
+        resume=resume,
+        progress=progress,
+        desc="LoRA",
         finish=lambda state: atomic_write_folder(out_dir, model.save_pretrained, merge=True),  # the stock PEFT folder
         metrics=lambda state: training_metrics(state, config, model_name, base_dir, "torch", truncated),
         metrics_path=out_dir / "training_metrics.json",
@@ -300,8 +317,9 @@ def _train_lora_torch(data_dir, out_dir, model_name, config, resume, callbacks, 
     return TrainResult(out_dir, run.state, run.resumed_from, truncated, run.metrics_path)
 
 
-def training_metrics(state: TrainState, config: TrainConfig, model_name: str, base_dir: Path, backend: str,
-                     truncated: int) -> dict:
+def training_metrics(
+    state: TrainState, config: TrainConfig, model_name: str, base_dir: Path, backend: str, truncated: int
+) -> dict:
     final_valid = state.valid_loss[-1][1] if state.valid_loss else math.nan
     return {
         "model": model_name,
@@ -329,9 +347,13 @@ def benchmark_summary(path: str | Path | None = None) -> dict:
     if not path.is_file():
         return {"benchmark": "not run", "command": "python benchmarks/lora.py"}
     data = json.loads(path.read_text(encoding="utf-8"))
-    return {"slmlab tokens/s": data["slmlab"]["tokens_per_s"],
-            "plain step tokens/s": data.get("slmlab_plain_step", {}).get("tokens_per_s"),
-            "TRL tokens/s": data["trl_sfttrainer_peft"]["tokens_per_s"], "ratio": data["ratio"],
-            "goal": data["goal"]["ratio"], "steps": data["settings"]["steps"], "created": data["created"],
-            "source": str(path)}
-
+    return {
+        "slmlab tokens/s": data["slmlab"]["tokens_per_s"],
+        "plain step tokens/s": data.get("slmlab_plain_step", {}).get("tokens_per_s"),
+        "TRL tokens/s": data["trl_sfttrainer_peft"]["tokens_per_s"],
+        "ratio": data["ratio"],
+        "goal": data["goal"]["ratio"],
+        "steps": data["settings"]["steps"],
+        "created": data["created"],
+        "source": str(path),
+    }

@@ -31,8 +31,14 @@ def plot_counts(patterns: Sequence[Pattern]):
 
 def render_pattern(pattern: Pattern) -> str:
     """A pattern as plain text: header, input, paraphrases, output."""
-    lines = [f"{pattern.id} · {pattern.category} · {pattern.source}", "", "input:", f"  {pattern.input}", "",
-             f"paraphrases ({len(pattern.paraphrases)}):"]
+    lines = [
+        f"{pattern.id} · {pattern.category} · {pattern.source}",
+        "",
+        "input:",
+        f"  {pattern.input}",
+        "",
+        f"paraphrases ({len(pattern.paraphrases)}):",
+    ]
     lines += [f"  - {text}" for text in pattern.paraphrases] or ["  (none)"]
     lines += ["", "output:"] + [f"  {line}" for line in pattern.output.splitlines()]
     return "\n".join(lines)
@@ -48,10 +54,10 @@ def pattern_browser(patterns: Sequence[Pattern]):
 
     patterns = list(patterns)
     style = {"description_width": "80px"}
-    category = w.Dropdown(options=["all", *category_order(patterns)], value="all", description="Category",
-                          style=style)
-    slider = w.IntSlider(value=0, min=0, max=max(len(patterns) - 1, 0), description="Pattern", style=style,
-                         continuous_update=True)
+    category = w.Dropdown(options=["all", *category_order(patterns)], value="all", description="Category", style=style)
+    slider = w.IntSlider(
+        value=0, min=0, max=max(len(patterns) - 1, 0), description="Pattern", style=style, continuous_update=True
+    )
     view = w.HTML(layout=w.Layout(border="1px solid #ccc", padding="6px", width="95%"))
 
     def selection() -> list[Pattern]:
@@ -147,9 +153,13 @@ def plot_comparison(summary: dict):
     """Grouped bars: baseline vs tuned normalized accuracy per category and overall."""
     import pandas as pd
 
-    rows = {cat: {"baseline": summary["baseline"]["per_category"][cat]["normalized"],
-                  "tuned": summary["tuned"]["per_category"].get(cat, {}).get("normalized", 0.0)}
-            for cat in summary["baseline"]["per_category"]}
+    rows = {
+        cat: {
+            "baseline": summary["baseline"]["per_category"][cat]["normalized"],
+            "tuned": summary["tuned"]["per_category"].get(cat, {}).get("normalized", 0.0),
+        }
+        for cat in summary["baseline"]["per_category"]
+    }
     rows["overall"] = {"baseline": summary["baseline"]["normalized_match"], "tuned": summary["tuned"]["normalized_match"]}
     frame = pd.DataFrame(rows).T
     axis = frame.plot.bar(figsize=(8, 3.4), color=["#999999", "#2a9d8f"], rot=0)

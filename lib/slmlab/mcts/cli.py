@@ -13,6 +13,7 @@ import inspect
 import json
 import logging
 from dataclasses import replace
+from pathlib import Path
 
 from slmlab.mcts.serve import CONTROLLERS, create_app
 from slmlab.models.registry import DEFAULT_MODEL
@@ -21,8 +22,19 @@ from slmlab.settings import quick_mode
 CONTROLLER_NAMES = tuple(CONTROLLERS)
 DEFAULT = " (default: %(default)s)"  # appended to a help text: argparse fills in the option's default
 FROM_SETTINGS = " (default: ChapterSettings, or its quick sizes with --quick)"
-SETTINGS_FIELDS = ("seed", "simulations", "parallel_leaves", "budget", "span_tokens", "n_train", "n_test", "rounds",
-                   "episodes_per_round", "steps_per_round", "best_of")  # options named as ChapterSettings' fields
+SETTINGS_FIELDS = (
+    "seed",
+    "simulations",
+    "parallel_leaves",
+    "budget",
+    "span_tokens",
+    "n_train",
+    "n_test",
+    "rounds",
+    "episodes_per_round",
+    "steps_per_round",
+    "best_of",
+)  # options named as ChapterSettings' fields
 
 
 def _positive(text: str) -> int:
@@ -62,15 +74,18 @@ def _selfplay(args: argparse.Namespace) -> int:
 
     settings = chapter_settings(args)
     train_items, _ = chapter_items(settings, args.qa)
-    report = self_play(_load(args), train_items, args.run_dir, args.episodes, settings.selfplay(), progress=not args.debug,
-                       log=print)
+    report = self_play(
+        _load(args), train_items, args.run_dir, args.episodes, settings.selfplay(), progress=not args.debug, log=print
+    )
     if args.debug:
         for episode in report.episodes:
             print(f"  question: {episode.question}\n  gold: {episode.gold}\n  answer: {episode.visible_text!r}")
             for step in episode.trace:
                 print("   ", json.dumps(step))
-    print(f"{len(report.episodes)} episodes, {report.positions} positions added; replay buffer holds "
-          f"{report.buffer_size}; mean reward {report.mean_reward:.3f}")
+    print(
+        f"{len(report.episodes)} episodes, {report.positions} positions added; replay buffer holds "
+        f"{report.buffer_size}; mean reward {report.mean_reward:.3f}"
+    )
     return 0
 
 
@@ -80,8 +95,10 @@ def _train(args: argparse.Namespace) -> int:
     settings = chapter_settings(args)
     training = replace(settings.training(settings.rounds - 1), steps=args.steps, schedule_steps=None)
     report = train_round(args.run_dir, _load(args), settings.selfplay(), training)
-    print(f"trained to step {report.step} (policy {report.policy_loss:.4f}, value {report.value_loss:.4f}); "
-          f"network: {report.network_path}")
+    print(
+        f"trained to step {report.step} (policy {report.policy_loss:.4f}, value {report.value_loss:.4f}); "
+        f"network: {report.network_path}"
+    )
     return 0
 
 
@@ -103,22 +120,30 @@ def _run(args: argparse.Namespace) -> int:
 
     settings = chapter_settings(args)
     summary = run_chapter(_load(args), args.run_dir, settings, qa_file=args.qa, methods=METHODS)
-    print(open(f"{args.run_dir}/eval_summary.md", encoding="utf-8").read())
+    print(Path(args.run_dir, "eval_summary.md").read_text(encoding="utf-8"))
     print(f"mean self-play reward by round: {summary['mean_reward_by_round']}")
     return 0
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL, help="model name" + DEFAULT)
-    parser.add_argument("--run", dest="run_dir", default=None,
-                        help="run folder: replay buffer, episodes, network, results "
-                             "(default: results/mcts of the full or, with --quick, the quick artifacts tree)")
+    parser.add_argument(
+        "--run",
+        dest="run_dir",
+        default=None,
+        help="run folder: replay buffer, episodes, network, results "
+        "(default: results/mcts of the full or, with --quick, the quick artifacts tree)",
+    )
     parser.add_argument("--qa", default=None, help="a task file in chapter 05's schema instead of the generated QA")
     parser.add_argument("--seed", type=int, help="run seed" + FROM_SETTINGS)
     parser.add_argument("--quick", action="store_true", help="the smoke-run sizes of the notebook's quick mode")
     parser.add_argument("--sims", dest="simulations", type=_positive, help="simulations per macro-action" + FROM_SETTINGS)
-    parser.add_argument("--leaves", dest="parallel_leaves", type=_positive,
-                        help="simulations per batched round (virtual loss; their states decoded in one batch)" + FROM_SETTINGS)
+    parser.add_argument(
+        "--leaves",
+        dest="parallel_leaves",
+        type=_positive,
+        help="simulations per batched round (virtual loss; their states decoded in one batch)" + FROM_SETTINGS,
+    )
     parser.add_argument("--budget", type=_positive, help="token budget of an answer, thoughts included" + FROM_SETTINGS)
     parser.add_argument("--span-tokens", type=_positive, help="tokens per CONTINUE / RESAMPLE span" + FROM_SETTINGS)
     parser.add_argument("--n-train", type=_positive, help="self-play items" + FROM_SETTINGS)
@@ -143,8 +168,9 @@ def add_mcts_commands(commands) -> None:
 
     evaluate = sub.add_parser("evaluate", help="MCTS controller vs greedy vs best-of-n on held-out QA")
     _common(evaluate)
-    evaluate.add_argument("--methods", default=None,
-                          help="comma-separated (default: every method of slmlab.mcts.evaluate.METHODS)")
+    evaluate.add_argument(
+        "--methods", default=None, help="comma-separated (default: every method of slmlab.mcts.evaluate.METHODS)"
+    )
     evaluate.add_argument("--best-of", type=_positive, help="samples of best-of-n" + FROM_SETTINGS)
     evaluate.set_defaults(run=_evaluate)
 
@@ -179,16 +205,21 @@ def _add_serve(commands) -> None:
     serve = commands.add_parser("serve", help="chapter 06: serve a macro-action controller over HTTP")
     serve.add_argument("--model", default=DEFAULT_MODEL, help="model name" + DEFAULT)
     serve.add_argument("--backend", default="auto", help="auto, torch or mlx; the mcts controller always uses torch" + DEFAULT)
-    serve.add_argument("--host", default="127.0.0.1",
-                       help="address to listen on; 0.0.0.0 exposes it to the network" + DEFAULT)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on; 0.0.0.0 exposes it to the network" + DEFAULT)
     serve.add_argument("--port", type=int, default=8000, help="port to listen on" + DEFAULT)
     max_budget = inspect.signature(create_app).parameters["max_budget"].default
-    serve.add_argument("--max-budget", type=_positive, default=max_budget,
-                       help="largest token budget a request may ask for" + DEFAULT)
-    serve.add_argument("--controller", default=CONTROLLER_NAMES[0], choices=CONTROLLER_NAMES,
-                       help="the policy that picks macro-actions" + DEFAULT)
+    serve.add_argument(
+        "--max-budget", type=_positive, default=max_budget, help="largest token budget a request may ask for" + DEFAULT
+    )
+    serve.add_argument(
+        "--controller",
+        default=CONTROLLER_NAMES[0],
+        choices=CONTROLLER_NAMES,
+        help="the policy that picks macro-actions" + DEFAULT,
+    )
     serve.add_argument("--network", default=None, help="mcts: a trained network (e.g. results/mcts/network/network.pt)")
-    serve.add_argument("--sims", dest="simulations", type=_positive,
-                       help="mcts: simulations per move (default: MCTSController's simulations)")
+    serve.add_argument(
+        "--sims", dest="simulations", type=_positive, help="mcts: simulations per move (default: MCTSController's simulations)"
+    )
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"), help="log level" + DEFAULT)
     serve.set_defaults(run=_serve)

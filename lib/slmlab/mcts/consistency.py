@@ -51,8 +51,9 @@ def vote_weight(mean_logprob: float | None, sharpness: float = 1.0) -> float:
     return math.exp(sharpness * min(mean_logprob, 0.0)) if sharpness else 1.0
 
 
-def answer_shares(answers: Sequence[str | None], mean_logprobs: Sequence[float | None] | None = None,
-                  sharpness: float = 1.0) -> dict[str, float]:
+def answer_shares(
+    answers: Sequence[str | None], mean_logprobs: Sequence[float | None] | None = None, sharpness: float = 1.0
+) -> dict[str, float]:
     """Each answer's weighted share of the finished branches' votes (``None`` marks an unfinished branch and
     does not vote; a blank answer never wins a vote). Empty when nothing has finished."""
     weights = [vote_weight(lp, sharpness) for lp in (mean_logprobs if mean_logprobs is not None else [None] * len(answers))]
@@ -66,8 +67,9 @@ def answer_shares(answers: Sequence[str | None], mean_logprobs: Sequence[float |
     return {answer: (weight / total if answer else 0.0) for answer, weight in votes.items()} if total > 0 else {}
 
 
-def consistency_values(answers: Sequence[str | None], mean_logprobs: Sequence[float | None] | None = None,
-                       prior: float = 0.5, sharpness: float = 1.0) -> list[float]:
+def consistency_values(
+    answers: Sequence[str | None], mean_logprobs: Sequence[float | None] | None = None, prior: float = 0.5, sharpness: float = 1.0
+) -> list[float]:
     """The test-time value in [0, 1] of every branch: a finished branch's is the weighted share of finished
     branches that agree with its answer; an unfinished branch's (``None``) is ``prior``."""
     if not 0.0 <= prior <= 1.0:
@@ -76,8 +78,9 @@ def consistency_values(answers: Sequence[str | None], mean_logprobs: Sequence[fl
     return [prior if answer is None else shares[answer] for answer in answers]
 
 
-def majority_answer(answers: Sequence[str | None], mean_logprobs: Sequence[float | None] | None = None,
-                    sharpness: float = 1.0) -> int | None:
+def majority_answer(
+    answers: Sequence[str | None], mean_logprobs: Sequence[float | None] | None = None, sharpness: float = 1.0
+) -> int | None:
     """The index of the first branch carrying the answer with the largest weighted share (ties: the answer
     seen first), or None when no branch has finished."""
     shares = answer_shares(answers, mean_logprobs, sharpness)
@@ -88,8 +91,13 @@ def majority_answer(answers: Sequence[str | None], mean_logprobs: Sequence[float
     return answers.index(winner)
 
 
-def settled(answers: Sequence[str | None], mean_logprobs: Sequence[float | None] | None = None, min_finished: int = 3,
-            share: float = 0.75, sharpness: float = 1.0) -> bool:
+def settled(
+    answers: Sequence[str | None],
+    mean_logprobs: Sequence[float | None] | None = None,
+    min_finished: int = 3,
+    share: float = 0.75,
+    sharpness: float = 1.0,
+) -> bool:
     """Whether more search can hardly change the vote: at least ``min_finished`` branches have finished and one
     (non-blank) answer holds ``share`` of their weighted votes."""
     finished = sum(answer is not None for answer in answers)
@@ -111,8 +119,9 @@ class ConsistencySettings:
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_finished <= self.max_finished or not 0.0 < self.share <= 1.0 or not self.sharpness >= 0:
-            raise ValueError(f"ConsistencySettings needs 1 <= min_finished <= max_finished, share in (0, 1] and "
-                             f"sharpness >= 0, got {self}")
+            raise ValueError(
+                f"ConsistencySettings needs 1 <= min_finished <= max_finished, share in (0, 1] and sharpness >= 0, got {self}"
+            )
 
 
 @dataclass
@@ -149,5 +158,6 @@ class AnswerPool:
     def settled(self) -> bool:
         """:func:`settled` with this pool's settings, or ``max_finished`` branches finished: the search may stop."""
         s = self.settings
-        return len(self.answers) >= s.max_finished or settled(self.answers, self.mean_logprobs, s.min_finished, s.share,
-                                                              s.sharpness)
+        return len(self.answers) >= s.max_finished or settled(
+            self.answers, self.mean_logprobs, s.min_finished, s.share, s.sharpness
+        )

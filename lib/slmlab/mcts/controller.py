@@ -33,18 +33,35 @@ class MCTSController:
 
     def describe(self) -> dict:
         """Controller, model and settings, for ``GET /health``."""
-        return {"controller": "mcts", "model": self.model.name, "backend": self.model.backend,
-                "device": self.model.device, "simulations": self.simulations, "span_tokens": self.span_tokens,
-                "network": str(self.network_path) if self.network_path else None}
+        return {
+            "controller": "mcts",
+            "model": self.model.name,
+            "backend": self.model.backend,
+            "device": self.model.device,
+            "simulations": self.simulations,
+            "span_tokens": self.span_tokens,
+            "network": str(self.network_path) if self.network_path else None,
+        }
 
     def run(self, prompt: str, budget: int, seed: int) -> ControllerResult:
         start = time.perf_counter()
         featurizer = Featurizer()
         evaluator = NetworkEvaluator(self.net, featurizer) if self.net is not None else UniformEvaluator()
         item = TaskItem(id="request", question=prompt, answer="", domain="qa")
-        episode = search_episode(self.model, item, evaluator, EnvConfig(span_tokens=self.span_tokens, budget=budget),
-                                 SearchSettings(simulations=self.simulations, seed=seed), featurizer, use_gold=False)
+        episode = search_episode(
+            self.model,
+            item,
+            evaluator,
+            EnvConfig(span_tokens=self.span_tokens, budget=budget),
+            SearchSettings(simulations=self.simulations, seed=seed),
+            featurizer,
+            use_gold=False,
+        )
         trace = [{k: v for k, v in step.items() if k != "fed"} for step in episode.trace]
-        return ControllerResult(visible_text=episode.visible_text.strip(), macro_trace=trace, tokens=episode.tokens,
-                                thought_tokens=episode.thought_tokens,
-                                total_ms=round((time.perf_counter() - start) * 1000, 2))
+        return ControllerResult(
+            visible_text=episode.visible_text.strip(),
+            macro_trace=trace,
+            tokens=episode.tokens,
+            thought_tokens=episode.thought_tokens,
+            total_ms=round((time.perf_counter() - start) * 1000, 2),
+        )

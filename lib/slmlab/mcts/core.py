@@ -288,9 +288,7 @@ def visit_policy(root: Node, temperature: float = 1.0) -> Policy:
     return {action: w / total for action, w in weights.items()}
 
 
-def select_action(
-    root: Node, temperature: float = 0.0, rng: random.Random | np.random.Generator | None = None
-) -> Action:
+def select_action(root: Node, temperature: float = 0.0, rng: random.Random | np.random.Generator | None = None) -> Action:
     """An action drawn from :func:`visit_policy`; ``rng`` (anything with ``random()``) is needed when
     the temperature is above 0."""
     policy = visit_policy(root, temperature)
@@ -315,8 +313,6 @@ def search_tree(root: Node, max_depth: int = 2) -> dict[str, Any]:
         visited = [(a, c) for a, c in node.children.items() if c.visit_count] if depth < max_depth else []
         visited.sort(key=lambda item: -item[1].visit_count)  # stable: equal counts keep the legal order
         children = [describe(child, a, child_q(node, child), depth + 1) for a, child in visited]
-        return {
-            "action": action, "visits": node.visit_count, "value": value, "prior": node.prior, "children": children
-        }
+        return {"action": action, "visits": node.visit_count, "value": value, "prior": node.prior, "children": children}
 
     return describe(root, None, root.value(), 0)

@@ -42,8 +42,7 @@ from slmlab.tasks import TaskItem
 
 METHODS = ("greedy", "best-of-n", "majority-vote", "mcts")  # every method, in the order of the chapter's table
 BASE_METHODS = ("greedy", "best-of-n", "mcts")  # the library's default comparison; the chapter asks for METHODS
-COLUMNS = ["method", "sample_id", "question", "gold", "pred", "correct", "answer_tokens", "tokens_spent",
-           "latency_ms", "actions"]
+COLUMNS = ["method", "sample_id", "question", "gold", "pred", "correct", "answer_tokens", "tokens_spent", "latency_ms", "actions"]
 VERIFIER_FREE = RewardWeights(exact=0.0, fluency=0.9, judge=0.0, brevity=0.1)
 
 
@@ -65,15 +64,22 @@ class EvalSettings:
 
     def __post_init__(self) -> None:
         if min(self.budget, self.span_tokens, self.best_of, self.simulations, self.parallel_leaves) < 1 or self.temperature <= 0:
-            raise ValueError(f"EvalSettings needs budget, span_tokens, best_of, simulations >= 1 and temperature > 0: "
-                             f"{self}")
+            raise ValueError(f"EvalSettings needs budget, span_tokens, best_of, simulations >= 1 and temperature > 0: {self}")
 
 
-def _row(method: str, item: TaskItem, pred: str, answer_tokens: int, spent: int, latency_ms: float,
-         actions: str = "") -> dict:
-    return {"method": method, "sample_id": item.id, "question": item.question, "gold": item.answer, "pred": pred,
-            "correct": qa_correct(pred, item.answer), "answer_tokens": answer_tokens, "tokens_spent": spent,
-            "latency_ms": round(latency_ms, 1), "actions": actions}
+def _row(method: str, item: TaskItem, pred: str, answer_tokens: int, spent: int, latency_ms: float, actions: str = "") -> dict:
+    return {
+        "method": method,
+        "sample_id": item.id,
+        "question": item.question,
+        "gold": item.answer,
+        "pred": pred,
+        "correct": qa_correct(pred, item.answer),
+        "answer_tokens": answer_tokens,
+        "tokens_spent": spent,
+        "latency_ms": round(latency_ms, 1),
+        "actions": actions,
+    }
 
 
 def _elapsed_ms(start: float) -> float:
@@ -92,8 +98,13 @@ def sample_replies(model, items: Sequence[TaskItem], settings: EvalSettings) -> 
     """``best_of`` replies per item sampled at ``temperature``, every item's in one continuously batched call;
     returns them per item and each item's share of the call's time (ms)."""
     start = time.perf_counter()
-    config = DecodingConfig(strategy="sample", temperature=settings.temperature, max_new_tokens=settings.budget,
-                            seed=settings.seed, batch_size=max(DecodingConfig.batch_size, settings.best_of))
+    config = DecodingConfig(
+        strategy="sample",
+        temperature=settings.temperature,
+        max_new_tokens=settings.budget,
+        seed=settings.seed,
+        batch_size=max(DecodingConfig.batch_size, settings.best_of),
+    )
     replies = model.generate_ids([item.question for item in items for _ in range(settings.best_of)], config)
     per_item = [replies[index * settings.best_of : (index + 1) * settings.best_of] for index in range(len(items))]
     return per_item, _elapsed_ms(start) / max(len(items), 1)
@@ -112,8 +123,7 @@ def best_of_n_answers(model, items: Sequence[TaskItem], settings: EvalSettings, 
             score = score_episode(model, item.question, text, None, len(ids), settings.budget, VERIFIER_FREE)["total"]
             scored.append((score, text, len(ids)))
         best = max(scored, key=lambda s: s[0])  # max keeps the first of equal scores
-        rows.append(_row("best-of-n", item, best[1], best[2], sum(len(ids) for ids in replies),
-                         share + _elapsed_ms(scoring)))
+        rows.append(_row("best-of-n", item, best[1], best[2], sum(len(ids) for ids in replies), share + _elapsed_ms(scoring)))
     return rows
 
 
@@ -130,24 +140,44 @@ def majority_vote_answers(model, items: Sequence[TaskItem], settings: EvalSettin
         weights = [reply_mean_logprob(model, item.question, ids) for ids in replies]
         winner = majority_answer([answer_key(text) for text in texts], weights, vote.sharpness)
         winner = 0 if winner is None else winner
-        rows.append(_row("majority-vote", item, texts[winner], len(replies[winner]), sum(len(ids) for ids in replies),
-                         share + _elapsed_ms(voting)))
+        rows.append(
+            _row(
+                "majority-vote",
+                item,
+                texts[winner],
+                len(replies[winner]),
+                sum(len(ids) for ids in replies),
+                share + _elapsed_ms(voting),
+            )
+        )
     return rows
 
 
-def mcts_answer(model, item: TaskItem, settings: EvalSettings, network: PolicyValueNet | None = None,
-                embedder=None) -> dict:
+def mcts_answer(model, item: TaskItem, settings: EvalSettings, network: PolicyValueNet | None = None, embedder=None) -> dict:
     """One search episode without the gold answer (see the module docstring)."""
     start = time.perf_counter()
     featurizer = Featurizer(embedder)
     evaluator = NetworkEvaluator(network, featurizer) if network is not None else UniformEvaluator()
     env = EnvConfig(span_tokens=settings.span_tokens, budget=settings.budget, resample_temperature=settings.temperature)
-    episode = search_episode(model, item, evaluator, env,
-                             SearchSettings(simulations=settings.simulations, parallel_leaves=settings.parallel_leaves,
-                                            seed=settings.seed), featurizer,
-                             use_gold=False, consistency=settings.consistency)
-    return _row("mcts", item, episode.visible_text, episode.tokens - episode.thought_tokens, episode.fed_tokens,
-                _elapsed_ms(start), actions=",".join(episode.actions))
+    episode = search_episode(
+        model,
+        item,
+        evaluator,
+        env,
+        SearchSettings(simulations=settings.simulations, parallel_leaves=settings.parallel_leaves, seed=settings.seed),
+        featurizer,
+        use_gold=False,
+        consistency=settings.consistency,
+    )
+    return _row(
+        "mcts",
+        item,
+        episode.visible_text,
+        episode.tokens - episode.thought_tokens,
+        episode.fed_tokens,
+        _elapsed_ms(start),
+        actions=",".join(episode.actions),
+    )
 
 
 def evaluate_controllers(
@@ -187,14 +217,16 @@ def summarize_evaluation(frame: pd.DataFrame) -> pd.DataFrame:
     """Per method: items, accuracy (%), mean answer tokens, mean tokens spent, tokens spent per greedy token
     (``tokens_x_greedy``, when greedy was evaluated) and latency p50/p95 (ms)."""
     grouped = frame.groupby("method", sort=False)
-    table = pd.DataFrame({
-        "items": grouped["sample_id"].count(),
-        "accuracy": (100 * grouped["correct"].mean()).round(1),
-        "answer_tokens": grouped["answer_tokens"].mean().round(1),
-        "tokens_spent": grouped["tokens_spent"].mean().round(1),
-        "latency_p50_ms": grouped["latency_ms"].quantile(0.5).round(1),
-        "latency_p95_ms": grouped["latency_ms"].quantile(0.95).round(1),
-    })
+    table = pd.DataFrame(
+        {
+            "items": grouped["sample_id"].count(),
+            "accuracy": (100 * grouped["correct"].mean()).round(1),
+            "answer_tokens": grouped["answer_tokens"].mean().round(1),
+            "tokens_spent": grouped["tokens_spent"].mean().round(1),
+            "latency_p50_ms": grouped["latency_ms"].quantile(0.5).round(1),
+            "latency_p95_ms": grouped["latency_ms"].quantile(0.95).round(1),
+        }
+    )
     if "greedy" in table.index:
         spent = grouped["tokens_spent"].mean()
         table.insert(4, "tokens_x_greedy", (spent / max(spent["greedy"], 1e-9)).round(2))
@@ -216,8 +248,10 @@ def conclusion(table: pd.DataFrame) -> str:
     a second one on majority vote when the table has it."""
     figures = conclusion_figures(table)
     verdict = "beats" if figures["beats"] else "does not beat"
-    text = (f"On these {figures['items']} held-out questions the MCTS controller **{verdict}** greedy decoding: "
-            f"{figures['gain']:+.1f} points of exact match, at {figures['token_cost']:.1f}× the tokens.")
+    text = (
+        f"On these {figures['items']} held-out questions the MCTS controller **{verdict}** greedy decoding: "
+        f"{figures['gain']:+.1f} points of exact match, at {figures['token_cost']:.1f}× the tokens."
+    )
     by_method = table.set_index("method")
     if "majority-vote" in by_method.index:
         gain = float(by_method.loc["majority-vote", "accuracy"] - by_method.loc["greedy", "accuracy"])

@@ -35,8 +35,13 @@ from slmlab.trainloop import Checkpointing, train_loop
 SCHEDULES = ("cosine", "linear", "constant")
 # settings that only say how long to train or how often to save; any other difference forbids a resume
 _NOT_TRAJECTORY = ("steps", "schedule_steps", "checkpoint_every", "keep_checkpoints")
-_LOGGED = {"policy_loss": "loss/policy", "value_loss": "loss/value", "total_loss": "loss/total", "lr": "lr",
-           "grad_norm": "grad_norm"}  # metrics.jsonl key -> TensorBoard tag
+_LOGGED = {
+    "policy_loss": "loss/policy",
+    "value_loss": "loss/value",
+    "total_loss": "loss/total",
+    "lr": "lr",
+    "grad_norm": "grad_norm",
+}  # metrics.jsonl key -> TensorBoard tag
 
 
 @dataclass(frozen=True)
@@ -133,6 +138,7 @@ class TrainReport:
 def _checkpointing(out_dir: Path, settings: TrainSettings, net: PolicyValueNet, optimizer, scheduler) -> Checkpointing:
     """Network + optimizer + scheduler + RNG per checkpoint; resumed only for the same network and the same
     settings, where the length of the run may differ but not the schedule's horizon."""
+
     def save_files(folder: Path) -> None:
         save_network(net, folder / "network.pt")
         save_training_state(folder / OPTIMIZER_FILE, optimizer, scheduler)
@@ -143,8 +149,9 @@ def _checkpointing(out_dir: Path, settings: TrainSettings, net: PolicyValueNet, 
         load_training_state(folder / OPTIMIZER_FILE, optimizer, scheduler)
 
     record = asdict(settings) | {"horizon": settings.horizon, "network": asdict(net.config)}
-    return Checkpointing(out_dir, record, save_files, load_files, keep=settings.keep_checkpoints,
-                         ignore=_NOT_TRAJECTORY, run_files=RUN_FILES)
+    return Checkpointing(
+        out_dir, record, save_files, load_files, keep=settings.keep_checkpoints, ignore=_NOT_TRAJECTORY, run_files=RUN_FILES
+    )
 
 
 # --- the loop -----------------------------------------------------------------------------------
@@ -169,8 +176,10 @@ def train_network(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if buffer.feature_dim != net.config.feature_dim or buffer.num_actions != net.config.num_actions:
-        raise ValueError(f"buffer rows ({buffer.feature_dim} features, {buffer.num_actions} actions) do not fit the "
-                         f"network ({net.config.feature_dim}, {net.config.num_actions})")
+        raise ValueError(
+            f"buffer rows ({buffer.feature_dim} features, {buffer.num_actions} actions) do not fit the "
+            f"network ({net.config.feature_dim}, {net.config.num_actions})"
+        )
     device = next(net.parameters()).device
     optimizer = torch.optim.AdamW(net.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(settings))
@@ -180,9 +189,14 @@ def train_network(
     net.train()
     try:
         run = train_loop(
-            lambda step: _train_step(net, buffer, optimizer, scheduler, settings, step, device), settings.steps,
-            _checkpointing(out_dir, settings, net, optimizer, scheduler), save_every=settings.checkpoint_every,
-            callbacks=[log], resume=resume, progress=progress, desc="policy-value net",
+            lambda step: _train_step(net, buffer, optimizer, scheduler, settings, step, device),
+            settings.steps,
+            _checkpointing(out_dir, settings, net, optimizer, scheduler),
+            save_every=settings.checkpoint_every,
+            callbacks=[log],
+            resume=resume,
+            progress=progress,
+            desc="policy-value net",
         )
     finally:
         log.close()
@@ -191,16 +205,21 @@ def train_network(
     network_path = save_network(net, out_dir / "network.pt")
     last, nan = run.state.scalars, float("nan")
     return TrainReport(
-        step=run.state.step, resumed_from=run.resumed_from, steps_run=run.state.step - run.resumed_from,
-        policy_loss=last.get("policy_loss", nan), value_loss=last.get("value_loss", nan),
-        total_loss=last.get("total_loss", nan), seconds=run.state.seconds, network_path=network_path,
-        metrics_path=log.metrics_path, tensorboard_dir=log.tensorboard_dir if tensorboard else None,
+        step=run.state.step,
+        resumed_from=run.resumed_from,
+        steps_run=run.state.step - run.resumed_from,
+        policy_loss=last.get("policy_loss", nan),
+        value_loss=last.get("value_loss", nan),
+        total_loss=last.get("total_loss", nan),
+        seconds=run.state.seconds,
+        network_path=network_path,
+        metrics_path=log.metrics_path,
+        tensorboard_dir=log.tensorboard_dir if tensorboard else None,
         checkpoint=run.checkpoint,
     )
 
 
-def _train_step(net, buffer: ReplayBuffer, optimizer, scheduler, settings: TrainSettings, step: int,
-                device) -> dict[str, float]:
+def _train_step(net, buffer: ReplayBuffer, optimizer, scheduler, settings: TrainSettings, step: int, device) -> dict[str, float]:
     """One optimiser step on the batch of 0-based ``step``; returns its scalars ("loss" is the total loss)."""
     batch = buffer.sample(settings.batch_size, np.random.default_rng([settings.seed, step]))
     batch = {name: tensor.to(device) for name, tensor in batch.items()}
@@ -212,5 +231,11 @@ def _train_step(net, buffer: ReplayBuffer, optimizer, scheduler, settings: Train
     optimizer.step()
     scheduler.step()
     total = losses["total"].item()
-    return {"loss": total, "policy_loss": losses["policy"].item(), "value_loss": losses["value"].item(),
-            "total_loss": total, "lr": lr, "grad_norm": float(grad_norm)}
+    return {
+        "loss": total,
+        "policy_loss": losses["policy"].item(),
+        "value_loss": losses["value"].item(),
+        "total_loss": total,
+        "lr": lr,
+        "grad_norm": float(grad_norm),
+    }

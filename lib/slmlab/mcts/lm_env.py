@@ -98,8 +98,9 @@ class EnvConfig:
         }
         bad = [f"{name}={getattr(self, name)!r}" for name, ok in checks.items() if not ok]
         if bad:
-            raise ValueError(f"Invalid EnvConfig: {', '.join(bad)} (spans, budget >= 1; resample temperature > 0; "
-                             "markers non-empty)")
+            raise ValueError(
+                f"Invalid EnvConfig: {', '.join(bad)} (spans, budget >= 1; resample temperature > 0; markers non-empty)"
+            )
 
 
 @dataclass(frozen=True)
@@ -142,11 +143,13 @@ def default_reward(env: LMEnvironment) -> float:
     """Exact match against ``gold`` (weight 0.9) plus brevity (0.1). Without a gold answer exact match
     cannot be scored, so the model's own fluency takes its weight (one forward pass per finished episode)."""
     gold = env.gold
-    weights = (RewardWeights(exact=0.9, fluency=0.0, judge=0.0, brevity=0.1) if gold is not None
-               else RewardWeights(exact=0.0, fluency=0.9, judge=0.0, brevity=0.1))
+    weights = (
+        RewardWeights(exact=0.9, fluency=0.0, judge=0.0, brevity=0.1)
+        if gold is not None
+        else RewardWeights(exact=0.0, fluency=0.9, judge=0.0, brevity=0.1)
+    )
     macro = env.macro
-    return score_episode(env.model, env.prompt_text, env.visible_text, gold, macro.tokens_used, macro.budget,
-                         weights)["total"]
+    return score_episode(env.model, env.prompt_text, env.visible_text, gold, macro.tokens_used, macro.budget, weights)["total"]
 
 
 def fork_cache(cache: Cache) -> Cache:
@@ -187,12 +190,12 @@ class LMEnvironment:
             )
         config = config or EnvConfig()
         tokenizer = model.hf_tokenizer
-        markers = {action: tuple(tokenizer(text, add_special_tokens=False)["input_ids"])
-                   for action, text in ((Macro.THINK_BEGIN, config.think_begin), (Macro.THINK_END, config.think_end))}
-        self._episode = _Episode(model, prompt, config, gold, reward_fn or default_reward, tokenizer.eos_token_id,
-                                 markers)
-        self.ids: tuple[int, ...] = tuple(tokenizer(model.render(prompt, system=system),
-                                                    add_special_tokens=False)["input_ids"])
+        markers = {
+            action: tuple(tokenizer(text, add_special_tokens=False)["input_ids"])
+            for action, text in ((Macro.THINK_BEGIN, config.think_begin), (Macro.THINK_END, config.think_end))
+        }
+        self._episode = _Episode(model, prompt, config, gold, reward_fn or default_reward, tokenizer.eos_token_id, markers)
+        self.ids: tuple[int, ...] = tuple(tokenizer(model.render(prompt, system=system), add_special_tokens=False)["input_ids"])
         if not self.ids:
             raise ValueError("the rendered prompt is empty")
         self.prompt_length = len(self.ids)
@@ -245,7 +248,7 @@ class LMEnvironment:
     @property
     def generated_ids(self) -> tuple[int, ...]:
         """Everything after the prompt: kept spans and markers."""
-        return self.ids[self.prompt_length:]
+        return self.ids[self.prompt_length :]
 
     @property
     def ended(self) -> bool:
@@ -266,8 +269,10 @@ class LMEnvironment:
 
     def __repr__(self) -> str:
         actions = " ".join(step["action"] for step in self._trace) or "-"
-        return (f"LMEnvironment(actions=[{actions}], tokens_used={self.macro.tokens_used}/{self.macro.budget}, "
-                f"terminal={self.is_terminal()})")
+        return (
+            f"LMEnvironment(actions=[{actions}], tokens_used={self.macro.tokens_used}/{self.macro.budget}, "
+            f"terminal={self.is_terminal()})"
+        )
 
     # --- the Environment protocol ---------------------------------------------------------------
     def legal_actions(self) -> tuple[Macro, ...]:
@@ -340,9 +345,11 @@ class LMEnvironment:
         action = as_macro(action)
         if action not in self.legal_actions():
             reason = self.macro.why_illegal(action) or (
-                "the model has ended its reply (end of sequence)" if self.ended else
-                f"the model has not ended its reply and {self.macro.tokens_left} tokens of budget are left "
-                f"(EnvConfig.early_stop=True allows it)")
+                "the model has ended its reply (end of sequence)"
+                if self.ended
+                else f"the model has not ended its reply and {self.macro.tokens_left} tokens of budget are left "
+                f"(EnvConfig.early_stop=True allows it)"
+            )
             raise MacroActionError(f"{action.name} is illegal: {reason}.")
         return action
 
@@ -354,8 +361,7 @@ class LMEnvironment:
         return child
 
     # --- carrying out actions ---------------------------------------------------------------------
-    def _child(self, ids: tuple[int, ...], macro: MacroState, cache: Cache | None, point: _Point,
-               hit_eos: bool) -> LMEnvironment:
+    def _child(self, ids: tuple[int, ...], macro: MacroState, cache: Cache | None, point: _Point, hit_eos: bool) -> LMEnvironment:
         child = copy.copy(self)  # shares the episode; every field a step changes is set here
         child.ids, child.macro, child._cache, child._point, child.hit_eos = ids, macro, cache, point, hit_eos
         child._before, child._reward = None, None
@@ -377,17 +383,30 @@ class LMEnvironment:
         """Where a CONTINUE or RESAMPLE span starts, how long it may be and how it is decoded."""
         config, macro = self.config, self.macro
         if action is Macro.RESAMPLE:  # back to before the last span, whose tokens go back to the budget
-            return _SpanPlan(self._before.length, min(config.span_tokens, macro.tokens_left + len(macro.spans[-1])),
-                             macro.spans[:-1], config.resample_temperature, config.seed + macro.total_resamples + 1)
-        return _SpanPlan(len(self.ids), min(config.span_tokens, macro.tokens_left), macro.spans,
-                         config.continue_temperature, config.seed)
+            return _SpanPlan(
+                self._before.length,
+                min(config.span_tokens, macro.tokens_left + len(macro.spans[-1])),
+                macro.spans[:-1],
+                config.resample_temperature,
+                config.seed + macro.total_resamples + 1,
+            )
+        return _SpanPlan(
+            len(self.ids), min(config.span_tokens, macro.tokens_left), macro.spans, config.continue_temperature, config.seed
+        )
 
-    def _span_child(self, action: Macro, plan: _SpanPlan, cache: Cache, before: _Point, ids: tuple[int, ...],
-                    hit_eos: bool, point: _Point) -> tuple[LMEnvironment, Span, int]:
-        span = Span(self._span_text(plan.previous, ids), ids, thought=self.macro.in_thought, seed=plan.seed,
-                    temperature=plan.temperature)
-        child = self._child(self.ids[:plan.length] + span.token_ids, self.macro.apply(action, span),
-                            cache if self.config.reuse_cache else None, point, hit_eos)
+    def _span_child(
+        self, action: Macro, plan: _SpanPlan, cache: Cache, before: _Point, ids: tuple[int, ...], hit_eos: bool, point: _Point
+    ) -> tuple[LMEnvironment, Span, int]:
+        span = Span(
+            self._span_text(plan.previous, ids), ids, thought=self.macro.in_thought, seed=plan.seed, temperature=plan.temperature
+        )
+        child = self._child(
+            self.ids[: plan.length] + span.token_ids,
+            self.macro.apply(action, span),
+            cache if self.config.reuse_cache else None,
+            point,
+            hit_eos,
+        )
         child._before = before
         return child, span, self._fed(plan.length) + len(ids)
 
@@ -421,14 +440,19 @@ class LMEnvironment:
         """Run ``ids`` through the model on top of ``cache`` (which grows); the view after them."""
         model = self.model
         with torch.inference_mode():
-            out = model.model(input_ids=torch.tensor([ids], device=model.device), use_cache=True,
-                              output_hidden_states=True, logits_to_keep=1,
-                              **{cache_keyword(type(model.model)): cache})
+            out = model.model(
+                input_ids=torch.tensor([ids], device=model.device),
+                use_cache=True,
+                output_hidden_states=True,
+                logits_to_keep=1,
+                **{cache_keyword(type(model.model)): cache},
+            )
         hidden = out.hidden_states[-1][0].float().sum(0).cpu()
         return _Point(point.length + len(ids), out.logits[0, -1].float().cpu(), point.hidden_sum + hidden)
 
-    def _decode(self, cache: Cache, point: _Point, max_tokens: int, temperature: float,
-                seed: int) -> tuple[tuple[int, ...], bool, _Point]:
+    def _decode(
+        self, cache: Cache, point: _Point, max_tokens: int, temperature: float, seed: int
+    ) -> tuple[tuple[int, ...], bool, _Point]:
         """Up to ``max_tokens`` tokens from ``point``; returns (ids, stopped at EOS, view after them)."""
         generator = torch.Generator().manual_seed(seed) if temperature > 0 else None
         eos, ids = self._episode.eos, []
@@ -447,7 +471,7 @@ class LMEnvironment:
         context = [t for span in previous if span.thought == thought for t in span.token_ids][-16:]
         decode = self.model.hf_tokenizer.decode
         before, after = decode(context, skip_special_tokens=True), decode(context + list(ids), skip_special_tokens=True)
-        return after[len(before):] if after.startswith(before) else decode(list(ids), skip_special_tokens=True)
+        return after[len(before) :] if after.startswith(before) else decode(list(ids), skip_special_tokens=True)
 
 
 def _generate_together(pairs: list[tuple[LMEnvironment, Macro]]) -> list[LMEnvironment]:
@@ -465,8 +489,9 @@ def _generate_together(pairs: list[tuple[LMEnvironment, Macro]]) -> list[LMEnvir
     return children
 
 
-def _decode_batch(env: LMEnvironment, resumed: list[tuple[Cache, _Point]],
-                  plans: list[_SpanPlan]) -> list[tuple[tuple[int, ...], bool, _Point, Cache]]:
+def _decode_batch(
+    env: LMEnvironment, resumed: list[tuple[Cache, _Point]], plans: list[_SpanPlan]
+) -> list[tuple[tuple[int, ...], bool, _Point, Cache]]:
     """:meth:`LMEnvironment._decode` for several rows at once: per row (ids, stopped at EOS, view after
     them, its own cache). The rows' caches are left-padded to one width and stacked; each row keeps its
     own positions (RoPE), generator and stopping rule, and a row that has stopped feeds a masked dummy
@@ -485,8 +510,7 @@ def _decode_batch(env: LMEnvironment, resumed: list[tuple[Cache, _Point]],
         for row in range(rows):
             token = eos
             if live[row]:
-                token = _pick(points[row].logits, plans[row].temperature, generators[row],
-                              forbid=eos if not ids[row] else None)
+                token = _pick(points[row].logits, plans[row].temperature, generators[row], forbid=eos if not ids[row] else None)
                 if token == eos:
                     live[row], hit_eos[row] = False, True
                 else:
@@ -498,18 +522,30 @@ def _decode_batch(env: LMEnvironment, resumed: list[tuple[Cache, _Point]],
         mask = torch.cat([mask, torch.tensor([[int(f)] for f in feeding], device=model.device)], dim=1)
         positions = torch.tensor([[lengths[r] + len(ids[r]) - 1] for r in range(rows)], device=model.device)
         with torch.inference_mode():
-            out = model.model(input_ids=torch.tensor([[t] for t in step], device=model.device), attention_mask=mask,
-                              position_ids=positions, use_cache=True, output_hidden_states=True, logits_to_keep=1,
-                              **{cache_keyword(type(model.model)): cache})
+            out = model.model(
+                input_ids=torch.tensor([[t] for t in step], device=model.device),
+                attention_mask=mask,
+                position_ids=positions,
+                use_cache=True,
+                output_hidden_states=True,
+                logits_to_keep=1,
+                **{cache_keyword(type(model.model)): cache},
+            )
         logits, hidden = out.logits[:, -1].float().cpu(), out.hidden_states[-1][:, -1].float().cpu()
         for row in range(rows):
             if feeding[row]:
                 old = points[row]
                 points[row] = _Point(old.length + 1, logits[row], old.hidden_sum + hidden[row])
                 live[row] = len(ids[row]) < plans[row].max_tokens
-    return [(tuple(ids[r]), hit_eos[r], points[r], _row_cache(cache, r, width - lengths[r], lengths[r] + len(ids[r]),
-                                                              model.model.config))
-            for r in range(rows)]
+    return [
+        (
+            tuple(ids[r]),
+            hit_eos[r],
+            points[r],
+            _row_cache(cache, r, width - lengths[r], lengths[r] + len(ids[r]), model.model.config),
+        )
+        for r in range(rows)
+    ]
 
 
 def _stack_caches(caches: list[Cache], width: int, config) -> Cache:
@@ -531,8 +567,11 @@ def _row_cache(stacked: Cache, row: int, start: int, length: int, config) -> Cac
 
     cache = DynamicCache(config=config)
     for index, layer in enumerate(stacked.layers):
-        cache.update(layer.keys[row : row + 1, :, start : start + length].clone(),
-                     layer.values[row : row + 1, :, start : start + length].clone(), index)
+        cache.update(
+            layer.keys[row : row + 1, :, start : start + length].clone(),
+            layer.values[row : row + 1, :, start : start + length].clone(),
+            index,
+        )
     return cache
 
 
@@ -547,16 +586,16 @@ def _pick(logits: torch.Tensor, temperature: float, generator: torch.Generator |
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
-def greedy_episode(model, prompt: Prompt, config: EnvConfig | None = None, gold: str | None = None,
-                   reward_fn: RewardFn | None = None) -> LMEnvironment:
+def greedy_episode(
+    model, prompt: Prompt, config: EnvConfig | None = None, gold: str | None = None, reward_fn: RewardFn | None = None
+) -> LMEnvironment:
     """The plain-greedy baseline: CONTINUE (greedy) until the model ends or the budget is spent, then STOP.
 
     Its :attr:`~LMEnvironment.visible_text` equals ``model.generate`` greedy output with
     ``max_new_tokens=budget`` — except when that output is empty or blank, which MacroState cannot stop
     on (then the episode goes on with EOS masked, or RESAMPLEs).
     """
-    env = LMEnvironment(model, prompt, replace(config or EnvConfig(), continue_temperature=0.0), gold=gold,
-                        reward_fn=reward_fn)
+    env = LMEnvironment(model, prompt, replace(config or EnvConfig(), continue_temperature=0.0), gold=gold, reward_fn=reward_fn)
     while not env.is_terminal():
         legal = env.legal_actions()
         env = env.step(next((a for a in (Macro.CONTINUE, Macro.STOP) if a in legal), legal[0]))

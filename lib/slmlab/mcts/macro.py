@@ -142,26 +142,36 @@ class MacroState:
         """Why ``action`` is illegal here, or None when it is legal (before looking at any span)."""
         if self.stopped:
             return "the episode has already stopped"
-        spent = self.tokens_left <= 0
-        if action is Macro.CONTINUE:
-            return f"the token budget of {self.budget} is spent" if spent else None
-        if action is Macro.THINK_BEGIN:
-            if self.in_thought:
-                return "a thought is already open (thoughts do not nest)"
-            return f"the token budget of {self.budget} is spent" if spent else None
-        if action is Macro.THINK_END:
-            if not self.in_thought:
-                return "no thought is open"
-            return "the open thought is still empty (CONTINUE first)" if self.last_action is Macro.THINK_BEGIN else None
-        if action is Macro.RESAMPLE:
-            if self.last_action not in _GENERATING:
-                return "the previous action did not generate a span in the current mode"
-            if self.resamples >= self.max_resamples:
-                return f"{self.resamples} resamples in a row already (max_resamples={self.max_resamples})"
-            return f"the token budget of {self.budget} is spent" if spent else None
-        if self.in_thought:  # STOP
+        rules = {
+            Macro.CONTINUE: self._budget_spent,
+            Macro.THINK_BEGIN: self._why_not_think_begin,
+            Macro.THINK_END: self._why_not_think_end,
+            Macro.RESAMPLE: self._why_not_resample,
+        }
+        return rules.get(action, self._why_not_stop)()
+
+    def _budget_spent(self) -> str | None:
+        return f"the token budget of {self.budget} is spent" if self.tokens_left <= 0 else None
+
+    def _why_not_think_begin(self) -> str | None:
+        return "a thought is already open (thoughts do not nest)" if self.in_thought else self._budget_spent()
+
+    def _why_not_think_end(self) -> str | None:
+        if not self.in_thought:
+            return "no thought is open"
+        return "the open thought is still empty (CONTINUE first)" if self.last_action is Macro.THINK_BEGIN else None
+
+    def _why_not_resample(self) -> str | None:
+        if self.last_action not in _GENERATING:
+            return "the previous action did not generate a span in the current mode"
+        if self.resamples >= self.max_resamples:
+            return f"{self.resamples} resamples in a row already (max_resamples={self.max_resamples})"
+        return self._budget_spent()
+
+    def _why_not_stop(self) -> str | None:
+        if self.in_thought:
             return "a thought is still open (THINK_END first)"
-        if not self.visible_text.strip() and not spent:
+        if not self.visible_text.strip() and self.tokens_left > 0:
             return "there is no visible text yet"
         return None
 
@@ -183,8 +193,13 @@ class MacroState:
         if action is Macro.CONTINUE:
             return replace(self, spans=self.spans + (span,), **common)
         if action is Macro.RESAMPLE:
-            return replace(self, spans=self.spans[:-1] + (span,), last_action=action,
-                           resamples=self.resamples + 1, total_resamples=self.total_resamples + 1)
+            return replace(
+                self,
+                spans=self.spans[:-1] + (span,),
+                last_action=action,
+                resamples=self.resamples + 1,
+                total_resamples=self.total_resamples + 1,
+            )
         if action is Macro.THINK_BEGIN:
             return replace(self, in_thought=True, **common)
         if action is Macro.THINK_END:

@@ -110,8 +110,9 @@ class NetworkEvaluator:
     bug and raises ValueError rather than silently searching illegal moves.
     """
 
-    def __init__(self, net: PolicyValueNet, featurize: Featurize, device: str | torch.device = "cpu",
-                 actions: Sequence[Action] = MACROS) -> None:
+    def __init__(
+        self, net: PolicyValueNet, featurize: Featurize, device: str | torch.device = "cpu", actions: Sequence[Action] = MACROS
+    ) -> None:
         if len(actions) != net.config.num_actions:
             raise ValueError(f"{len(actions)} actions given but the network has {net.config.num_actions} outputs")
         self.net = net.to(device)
@@ -124,8 +125,7 @@ class NetworkEvaluator:
         features, mask = self.featurize(state)
         features = np.asarray(features, dtype=np.float32)
         if features.shape != (self.net.config.feature_dim,):
-            raise ValueError(f"featurize returned shape {features.shape}; the network expects "
-                             f"({self.net.config.feature_dim},)")
+            raise ValueError(f"featurize returned shape {features.shape}; the network expects ({self.net.config.feature_dim},)")
         legal = list(state.legal_actions())
         masked = [a for a, ok in zip(self.actions, mask) if ok]
         if len(mask) != len(self.actions) or set(masked) != set(legal):

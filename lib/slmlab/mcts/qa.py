@@ -20,18 +20,40 @@ from slmlab.tasks import TaskItem
 
 INSTRUCTION = {"number": "Reply with the number only.", "word": "Reply with one word."}
 CAPITALS = (
-    ("France", "Paris"), ("Japan", "Tokyo"), ("Italy", "Rome"), ("Canada", "Ottawa"), ("Spain", "Madrid"),
-    ("Germany", "Berlin"), ("Egypt", "Cairo"), ("Russia", "Moscow"), ("Greece", "Athens"), ("Peru", "Lima"),
-    ("Norway", "Oslo"), ("Kenya", "Nairobi"), ("Portugal", "Lisbon"), ("Ireland", "Dublin"), ("Austria", "Vienna"),
-    ("Poland", "Warsaw"), ("Sweden", "Stockholm"), ("Thailand", "Bangkok"), ("Cuba", "Havana"), ("Chile", "Santiago"),
+    ("France", "Paris"),
+    ("Japan", "Tokyo"),
+    ("Italy", "Rome"),
+    ("Canada", "Ottawa"),
+    ("Spain", "Madrid"),
+    ("Germany", "Berlin"),
+    ("Egypt", "Cairo"),
+    ("Russia", "Moscow"),
+    ("Greece", "Athens"),
+    ("Peru", "Lima"),
+    ("Norway", "Oslo"),
+    ("Kenya", "Nairobi"),
+    ("Portugal", "Lisbon"),
+    ("Ireland", "Dublin"),
+    ("Austria", "Vienna"),
+    ("Poland", "Warsaw"),
+    ("Sweden", "Stockholm"),
+    ("Thailand", "Bangkok"),
+    ("Cuba", "Havana"),
+    ("Chile", "Santiago"),
 )
 COUNTS = (
-    ("How many legs does a spider have?", "8"), ("How many days are in a week?", "7"),
-    ("How many months are in a year?", "12"), ("How many legs does a dog have?", "4"),
-    ("How many hours are in a day?", "24"), ("How many minutes are in an hour?", "60"),
-    ("How many sides does a triangle have?", "3"), ("How many wheels does a bicycle have?", "2"),
-    ("How many legs does an insect have?", "6"), ("How many sides does a square have?", "4"),
-    ("How many days are in a leap year?", "366"), ("How many continents are there?", "7"),
+    ("How many legs does a spider have?", "8"),
+    ("How many days are in a week?", "7"),
+    ("How many months are in a year?", "12"),
+    ("How many legs does a dog have?", "4"),
+    ("How many hours are in a day?", "24"),
+    ("How many minutes are in an hour?", "60"),
+    ("How many sides does a triangle have?", "3"),
+    ("How many wheels does a bicycle have?", "2"),
+    ("How many legs does an insect have?", "6"),
+    ("How many sides does a square have?", "4"),
+    ("How many days are in a leap year?", "366"),
+    ("How many continents are there?", "7"),
 )
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
@@ -70,8 +92,9 @@ def make_qa_items(n: int, seed: int = 0, arithmetic_share: float = 0.5, prefix: 
             continue
         seen.add(question)
         style = "number" if _NUMBER.fullmatch(answer) else "word"
-        items.append(TaskItem(id=f"{prefix}-{len(items):04d}", question=f"{question} {INSTRUCTION[style]}",
-                              answer=answer, domain="qa"))
+        items.append(
+            TaskItem(id=f"{prefix}-{len(items):04d}", question=f"{question} {INSTRUCTION[style]}", answer=answer, domain="qa")
+        )
     if len(items) < n:
         raise ValueError(f"only {len(items)} distinct QA items exist for these settings, {n} asked for")
     return items

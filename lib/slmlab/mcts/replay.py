@@ -87,11 +87,14 @@ class ReplayBuffer:
         header = _read_header(header_path)
         for field in ("capacity", "feature_dim", "num_actions"):
             if header[field] != getattr(self, field):
-                raise ReplayBufferError(f"{header_path}: {field} is {header[field]} on disk but {getattr(self, field)} "
-                                        f"was asked for; pass {field}={header[field]} or use another folder")
+                raise ReplayBufferError(
+                    f"{header_path}: {field} is {header[field]} on disk but {getattr(self, field)} "
+                    f"was asked for; pass {field}={header[field]} or use another folder"
+                )
         if not (0 <= header["size"] <= self.capacity and 0 <= header["position"] < self.capacity):
-            raise ReplayBufferError(f"{header_path}: position {header['position']} / size {header['size']} do not fit "
-                                    f"capacity {self.capacity}")
+            raise ReplayBufferError(
+                f"{header_path}: position {header['position']} / size {header['size']} do not fit capacity {self.capacity}"
+            )
         self.position, self.size, self.added = header["position"], header["size"], header["added"]
         self._arrays = {}
         for name, (dtype, _) in _ARRAYS.items():
@@ -101,17 +104,27 @@ class ReplayBuffer:
             except (OSError, ValueError) as error:
                 raise ReplayBufferError(f"{file}: cannot be opened as a .npy array ({error})") from error
             if array.shape != self._shape(name) or array.dtype != np.dtype(dtype):
-                raise ReplayBufferError(f"{file}: shape {array.shape} {array.dtype}, expected {self._shape(name)} "
-                                        f"{np.dtype(dtype)} (from {HEADER})")
+                raise ReplayBufferError(
+                    f"{file}: shape {array.shape} {array.dtype}, expected {self._shape(name)} {np.dtype(dtype)} (from {HEADER})"
+                )
             self._arrays[name] = array
 
     def _write_header(self) -> None:
         for array in self._arrays.values():  # rows reach the disk before the header counts them
             array.flush()
-        atomic_write_json(self.path / HEADER, {
-            "format": FORMAT, "version": VERSION, "capacity": self.capacity, "feature_dim": self.feature_dim,
-            "num_actions": self.num_actions, "position": self.position, "size": self.size, "added": self.added,
-        })
+        atomic_write_json(
+            self.path / HEADER,
+            {
+                "format": FORMAT,
+                "version": VERSION,
+                "capacity": self.capacity,
+                "feature_dim": self.feature_dim,
+                "num_actions": self.num_actions,
+                "position": self.position,
+                "size": self.size,
+                "added": self.added,
+            },
+        )
 
     # --- writing --------------------------------------------------------------------------------
     def add(self, features: Any, mask: Sequence[bool], policy_target: PolicyLike, value_target: float) -> None:
@@ -125,11 +138,15 @@ class ReplayBuffer:
         """Append every (features, mask, policy) step of an episode with the episode's ``value`` as each
         step's value target (single-player: the player to move never changes). Returns the count added."""
         steps = list(steps)
-        return self.add_batch([f for f, _, _ in steps], [m for _, m, _ in steps], [p for _, _, p in steps],
-                              [value] * len(steps))
+        return self.add_batch([f for f, _, _ in steps], [m for _, m, _ in steps], [p for _, _, p in steps], [value] * len(steps))
 
-    def add_batch(self, features: Sequence[Any], masks: Sequence[Sequence[bool]], policy_targets: Sequence[PolicyLike],
-                  value_targets: Sequence[float]) -> int:
+    def add_batch(
+        self,
+        features: Sequence[Any],
+        masks: Sequence[Sequence[bool]],
+        policy_targets: Sequence[PolicyLike],
+        value_targets: Sequence[float],
+    ) -> int:
         """Append many rows with one header write; every row is checked before any is written."""
         if not len(features) == len(masks) == len(policy_targets) == len(value_targets):
             raise ValueError("add_batch needs as many masks, policy targets and value targets as feature rows")

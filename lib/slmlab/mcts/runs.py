@@ -49,23 +49,49 @@ class ChapterSettings:
 
     @classmethod
     def quick(cls, seed: int = 0) -> ChapterSettings:
-        return cls(n_train=4, n_test=3, rounds=1, episodes_per_round=2, steps_per_round=10, batch_size=8,
-                   simulations=2, budget=16, best_of=2, seed=seed)
+        return cls(
+            n_train=4,
+            n_test=3,
+            rounds=1,
+            episodes_per_round=2,
+            steps_per_round=10,
+            batch_size=8,
+            simulations=2,
+            budget=16,
+            best_of=2,
+            seed=seed,
+        )
 
     def selfplay(self) -> SelfPlayConfig:
-        return SelfPlayConfig(span_tokens=self.span_tokens, budget=self.budget, simulations=self.simulations,
-                              parallel_leaves=self.parallel_leaves, seed=self.seed)
+        return SelfPlayConfig(
+            span_tokens=self.span_tokens,
+            budget=self.budget,
+            simulations=self.simulations,
+            parallel_leaves=self.parallel_leaves,
+            seed=self.seed,
+        )
 
     def training(self, round_index: int) -> TrainSettings:
         """Round ``round_index`` (0-based) trains up to its share of one schedule over all rounds."""
         total = self.rounds * self.steps_per_round
-        return TrainSettings(steps=(round_index + 1) * self.steps_per_round, schedule_steps=total,
-                             batch_size=self.batch_size, warmup_steps=min(20, total // 10),
-                             checkpoint_every=self.steps_per_round, seed=self.seed)
+        return TrainSettings(
+            steps=(round_index + 1) * self.steps_per_round,
+            schedule_steps=total,
+            batch_size=self.batch_size,
+            warmup_steps=min(20, total // 10),
+            checkpoint_every=self.steps_per_round,
+            seed=self.seed,
+        )
 
     def evaluation(self) -> EvalSettings:
-        return EvalSettings(budget=self.budget, span_tokens=self.span_tokens, best_of=self.best_of,
-                            simulations=self.simulations, parallel_leaves=self.parallel_leaves, seed=self.seed)
+        return EvalSettings(
+            budget=self.budget,
+            span_tokens=self.span_tokens,
+            best_of=self.best_of,
+            simulations=self.simulations,
+            parallel_leaves=self.parallel_leaves,
+            seed=self.seed,
+        )
 
 
 def default_run_dir(quick: bool | None = None) -> Path:
@@ -104,23 +130,34 @@ def _network_digest(run_dir: Path) -> str | None:
     return digest.hexdigest()
 
 
-def evaluate_run(model, run_dir: str | Path, settings: ChapterSettings, test_items: Sequence[TaskItem],
-                 methods: Sequence[str] = BASE_METHODS, progress: bool = True) -> pd.DataFrame:
+def evaluate_run(
+    model,
+    run_dir: str | Path,
+    settings: ChapterSettings,
+    test_items: Sequence[TaskItem],
+    methods: Sequence[str] = BASE_METHODS,
+    progress: bool = True,
+) -> pd.DataFrame:
     """The comparison on ``test_items`` with the run's current network, written to ``eval.csv`` with
     ``eval_summary.md`` / ``.csv``. A finished evaluation with the same settings, methods, items and network
     (``eval.json`` records them) is read back instead of redone."""
     run_dir = Path(run_dir)
     eval_path, eval_meta = run_dir / "eval.csv", run_dir / "eval.json"
-    wanted = {"settings": asdict(settings.evaluation()), "methods": list(methods),
-              "items": [[i.id, i.question, i.answer] for i in test_items], "network_sha256": _network_digest(run_dir)}
+    wanted = {
+        "settings": asdict(settings.evaluation()),
+        "methods": list(methods),
+        "items": [[i.id, i.question, i.answer] for i in test_items],
+        "network_sha256": _network_digest(run_dir),
+    }
     if eval_path.is_file() and eval_meta.is_file() and json.loads(eval_meta.read_text(encoding="utf-8")) == wanted:
         frame = pd.read_csv(eval_path, keep_default_na=False, dtype={"gold": str, "pred": str})
         frame["correct"] = frame["correct"].astype(str) == "True"
     else:
         eval_meta.unlink(missing_ok=True)  # never leave a record that describes another eval.csv
         net = current_network(run_dir, model, settings.selfplay())
-        frame = evaluate_controllers(model, test_items, settings.evaluation(), methods, network=net,
-                                     progress=progress, out=eval_path)
+        frame = evaluate_controllers(
+            model, test_items, settings.evaluation(), methods, network=net, progress=progress, out=eval_path
+        )
         atomic_write_json(eval_meta, wanted)
     table = summarize_evaluation(frame)
     atomic_write_text(run_dir / "eval_summary.md", table.to_markdown(index=False) + "\n")
@@ -128,8 +165,15 @@ def evaluate_run(model, run_dir: str | Path, settings: ChapterSettings, test_ite
     return frame
 
 
-def run_chapter(model, run_dir: str | Path, settings: ChapterSettings = ChapterSettings(),
-                qa_file: str | Path | None = None, methods=BASE_METHODS, progress: bool = True, log=None) -> dict:
+def run_chapter(
+    model,
+    run_dir: str | Path,
+    settings: ChapterSettings = ChapterSettings(),
+    qa_file: str | Path | None = None,
+    methods=BASE_METHODS,
+    progress: bool = True,
+    log=None,
+) -> dict:
     """Self-play rounds, training, evaluation; returns (and writes as ``summary.json``) the headline figures."""
     run_dir = Path(run_dir)
     train_items, test_items = chapter_items(settings, qa_file)
@@ -146,8 +190,14 @@ def run_chapter(model, run_dir: str | Path, settings: ChapterSettings = ChapterS
         "settings": asdict(settings),
         "episodes": len(episodes),
         "mean_reward_by_round": [
-            round(float(pd.Series([e["reward"] for e in episodes[i * settings.episodes_per_round:
-                                                                  (i + 1) * settings.episodes_per_round]]).mean()), 4)
+            round(
+                float(
+                    pd.Series(
+                        [e["reward"] for e in episodes[i * settings.episodes_per_round : (i + 1) * settings.episodes_per_round]]
+                    ).mean()
+                ),
+                4,
+            )
             for i in range(settings.rounds)
         ],
         "evaluation": json.loads(table.to_json(orient="records")),

@@ -62,14 +62,20 @@ class SearchSettings:
 
     def __post_init__(self) -> None:
         if self.simulations < 1 or self.temperature < 0 or self.temperature_moves < 0 or self.parallel_leaves < 1:
-            raise ValueError(f"SearchSettings needs simulations >= 1, temperature >= 0, temperature_moves >= 0 and "
-                             f"parallel_leaves >= 1, got {self.simulations}, {self.temperature}, "
-                             f"{self.temperature_moves}, {self.parallel_leaves}")
+            raise ValueError(
+                f"SearchSettings needs simulations >= 1, temperature >= 0, temperature_moves >= 0 and "
+                f"parallel_leaves >= 1, got {self.simulations}, {self.temperature}, "
+                f"{self.temperature_moves}, {self.parallel_leaves}"
+            )
 
     def mcts(self) -> MCTSConfig:
         """The search's settings: with several leaves per round, their siblings are stepped in the same batch."""
-        return MCTSConfig(num_simulations=self.simulations, seed=self.seed, parallel_leaves=self.parallel_leaves,
-                          expand_siblings=self.parallel_leaves > 1)
+        return MCTSConfig(
+            num_simulations=self.simulations,
+            seed=self.seed,
+            parallel_leaves=self.parallel_leaves,
+            expand_siblings=self.parallel_leaves > 1,
+        )
 
 
 class Featurizer:
@@ -134,6 +140,7 @@ class Episode:
 def consistency_reward(pool: AnswerPool) -> RewardFn:
     """The test-time reward of a finished branch: it joins ``pool`` (its vote weighted by the model's likelihood
     of the visible reply) and scores its answer's share of the pool's votes, in [0, 1]. No gold is used."""
+
     def reward(env: LMEnvironment) -> float:
         visible = [t for span in env.macro.spans if not span.thought for t in span.token_ids]
         weight = reply_mean_logprob(env.model, env.prompt, visible) if pool.settings.sharpness else None
@@ -196,8 +203,9 @@ def search_episode(
     pool = AnswerPool(consistency) if consistency is not None and not use_gold else None
     if pool is not None:
         reward_fn = consistency_reward(pool)
-    root_state = LMEnvironment(model, item.question, replace(env_config, seed=search.seed),
-                               gold=item.answer if use_gold else None, reward_fn=reward_fn)
+    root_state = LMEnvironment(
+        model, item.question, replace(env_config, seed=search.seed), gold=item.answer if use_gold else None, reward_fn=reward_fn
+    )
     config = search.mcts()
     if pool is not None:  # searched a round of leaves at a time, so that agreement can stop it between rounds
         config = replace(config, num_simulations=min(search.parallel_leaves, search.simulations))
@@ -206,11 +214,7 @@ def search_episode(
     rng = random.Random(search.seed)
     state, node, steps, tree = root_state, None, [], None
     while not state.is_terminal():
-        root = node if search.tree_reuse else None
-        for round_index in range(rounds):
-            root = mcts.run(state, add_noise=explore and round_index == 0, root=root)
-            if pool is not None and pool.settled():
-                break
+        root = _search_rounds(mcts, state, node if search.tree_reuse else None, rounds, explore, pool)
         features, mask = featurizer(state) if featurizer is not None else (None, None)
         steps.append((features, mask, visit_policy(root, 1.0)))
         if keep_tree and tree is None:
@@ -225,21 +229,47 @@ def search_episode(
         state = node.state
     reward = state.reward() if state.is_terminal() else None
     if pool is not None:
-        best = pool.best()  # the played path's end joined the pool when it was scored
-        if best is not None:
-            state = pool.states[best]
-        elif not state.is_terminal():  # every finished reply was blank: finish the played path
-            state = rollout(state)
+        state = _majority_end(pool, state)
         reward = pool.value(state.visible_text)
     spans = state.macro.spans
     return Episode(
-        item_id=item.id, question=item.question, gold=item.answer or None, visible_text=state.visible_text,
-        reward=reward, correct=qa_correct(state.visible_text, item.answer) if item.answer else None,
-        actions=[step["action"] for step in state.macro_trace()], tokens=state.macro.tokens_used,
-        thought_tokens=sum(len(s) for s in spans if s.thought), fed_tokens=root_state.spent["fed"],
-        search_steps=root_state.spent["steps"], seconds=round(time.perf_counter() - start, 3),
-        trace=state.macro_trace(), final=state, steps=steps, tree=tree,
+        item_id=item.id,
+        question=item.question,
+        gold=item.answer or None,
+        visible_text=state.visible_text,
+        reward=reward,
+        correct=qa_correct(state.visible_text, item.answer) if item.answer else None,
+        actions=[step["action"] for step in state.macro_trace()],
+        tokens=state.macro.tokens_used,
+        thought_tokens=sum(len(s) for s in spans if s.thought),
+        fed_tokens=root_state.spent["fed"],
+        search_steps=root_state.spent["steps"],
+        seconds=round(time.perf_counter() - start, 3),
+        trace=state.macro_trace(),
+        final=state,
+        steps=steps,
+        tree=tree,
     )
+
+
+def _search_rounds(mcts: MCTS, state: LMEnvironment, root, rounds: int, explore: bool, pool: AnswerPool | None):
+    """One move's search: ``rounds`` runs of the tree from ``state`` (noise on the first only when exploring),
+    stopping early once the answer pool agrees."""
+    for round_index in range(rounds):
+        root = mcts.run(state, add_noise=explore and round_index == 0, root=root)
+        if pool is not None and pool.settled():
+            break
+    return root
+
+
+def _majority_end(pool: AnswerPool, state: LMEnvironment) -> LMEnvironment:
+    """The state an agreement-valued episode ends on: the branch carrying the majority answer."""
+    best = pool.best()  # the played path's end joined the pool when it was scored
+    if best is not None:
+        return pool.states[best]
+    if not state.is_terminal():  # every finished reply was blank: finish the played path
+        return rollout(state)
+    return state
 
 
 # --- a self-play run folder -------------------------------------------------------------------------------
@@ -261,8 +291,12 @@ class SelfPlayConfig:
         return EnvConfig(span_tokens=self.span_tokens, budget=self.budget, early_stop=self.early_stop, seed=self.seed)
 
     def search(self, episode: int) -> SearchSettings:
-        return SearchSettings(simulations=self.simulations, temperature_moves=self.temperature_moves,
-                              parallel_leaves=self.parallel_leaves, seed=self.seed + episode)
+        return SearchSettings(
+            simulations=self.simulations,
+            temperature_moves=self.temperature_moves,
+            parallel_leaves=self.parallel_leaves,
+            seed=self.seed + episode,
+        )
 
 
 # settings added after run folders were first written, with the value those folders were played with
@@ -290,8 +324,9 @@ def _check_config(run_dir: Path, config: SelfPlayConfig) -> None:
         saved = {**_EARLIER_DEFAULTS, **json.loads(path.read_text(encoding="utf-8"))}
         if saved != asdict(config):
             changed = sorted(k for k in set(saved) | set(asdict(config)) if saved.get(k) != asdict(config).get(k))
-            raise ValueError(f"{path} was made with other settings ({', '.join(changed)} differ); use another "
-                             f"run folder or delete this one")
+            raise ValueError(
+                f"{path} was made with other settings ({', '.join(changed)} differ); use another run folder or delete this one"
+            )
     else:
         atomic_write_json(path, asdict(config))
 
@@ -360,8 +395,9 @@ def self_play(
     with (run_dir / EPISODES_FILE).open("a", encoding="utf-8") as out:
         for index in bar:
             item = items[index % len(items)]
-            episode = search_episode(model, item, evaluator, config.env_config(), config.search(index), featurizer,
-                                     use_gold=True, explore=True)
+            episode = search_episode(
+                model, item, evaluator, config.env_config(), config.search(index), featurizer, use_gold=True, explore=True
+            )
             value = 2.0 * episode.reward - 1.0  # the search's value range
             positions += buffer.add_episode(((f, m, p) for f, m, p in episode.steps), value)
             out.write(json.dumps({"episode": index, **episode.record()}) + "\n")
@@ -369,16 +405,18 @@ def self_play(
             played.append(episode)
             bar.set_postfix(reward=f"{episode.reward:.3f}")
             if log is not None:
-                log(f"episode {index} {item.id} reward={episode.reward:.3f} correct={episode.correct} "
-                    f"actions={','.join(episode.actions)} tokens={episode.tokens}")
+                log(
+                    f"episode {index} {item.id} reward={episode.reward:.3f} correct={episode.correct} "
+                    f"actions={','.join(episode.actions)} tokens={episode.tokens}"
+                )
     return SelfPlayReport(played, first, positions, len(buffer), round(time.perf_counter() - start, 2))
 
 
-def train_round(run_dir: str | Path, model, config: SelfPlayConfig, settings: TrainSettings,
-                progress: bool = True) -> TrainReport:
+def train_round(
+    run_dir: str | Path, model, config: SelfPlayConfig, settings: TrainSettings, progress: bool = True
+) -> TrainReport:
     """Train the run's network on its replay buffer up to ``settings.steps`` (resuming where it stopped)."""
     run_dir = Path(run_dir)
     net = current_network(run_dir, model, config)
     buffer = ReplayBuffer.open(run_dir / "replay")
     return train_network(net, buffer, settings, out_dir=run_dir / "network", progress=progress)
-

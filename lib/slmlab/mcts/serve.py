@@ -45,8 +45,13 @@ class ControllerError(SlmLabError):
 def result_from_state(state: MacroState, trace: list[dict], total_ms: float) -> ControllerResult:
     """The shareable result of a finished episode (visible text stripped of surrounding space)."""
     thought = sum(len(span) for span in state.spans if span.thought)
-    return ControllerResult(visible_text=state.visible_text.strip(), macro_trace=trace, tokens=state.tokens_used,
-                            thought_tokens=thought, total_ms=round(total_ms, 2))
+    return ControllerResult(
+        visible_text=state.visible_text.strip(),
+        macro_trace=trace,
+        tokens=state.tokens_used,
+        thought_tokens=thought,
+        total_ms=round(total_ms, 2),
+    )
 
 
 # --- a fixed-policy controller ----------------------------------------------------------------------------
@@ -60,8 +65,15 @@ class ScriptedController:
     the MCTS controller has to beat.
     """
 
-    def __init__(self, model, span_tokens: int = 16, think_first: bool = True, thought_tokens: int | None = None,
-                 temperature: float = 0.7, retries: int = 3) -> None:
+    def __init__(
+        self,
+        model,
+        span_tokens: int = 16,
+        think_first: bool = True,
+        thought_tokens: int | None = None,
+        temperature: float = 0.7,
+        retries: int = 3,
+    ) -> None:
         if span_tokens < 1 or (thought_tokens is not None and thought_tokens < 1) or retries < 0 or temperature < 0:
             raise ValueError("span_tokens and thought_tokens must be >= 1, retries and temperature >= 0")
         self.model = model
@@ -73,8 +85,14 @@ class ScriptedController:
 
     def describe(self) -> dict:
         """Controller, model and settings, for ``GET /health``."""
-        return {"controller": "scripted", "model": self.model.name, "backend": self.model.backend,
-                "device": self.model.device, "span_tokens": self.span_tokens, "think_first": self.think_first}
+        return {
+            "controller": "scripted",
+            "model": self.model.name,
+            "backend": self.model.backend,
+            "device": self.model.device,
+            "span_tokens": self.span_tokens,
+            "think_first": self.think_first,
+        }
 
     def run(self, prompt: str, budget: int, seed: int) -> ControllerResult:
         start = time.perf_counter()
@@ -164,7 +182,7 @@ def _new_text(tokenizer, before: Sequence[int], new: Sequence[int]) -> str:
     multi-byte characters that decoding a span on its own can lose."""
     head = tokenizer.decode(list(before), skip_special_tokens=True)
     whole = tokenizer.decode(list(before) + list(new), skip_special_tokens=True)
-    return whole[len(head):] if whole.startswith(head) else tokenizer.decode(list(new), skip_special_tokens=True)
+    return whole[len(head) :] if whole.startswith(head) else tokenizer.decode(list(new), skip_special_tokens=True)
 
 
 def _mcts_controller(model, **options) -> Controller:
@@ -265,16 +283,27 @@ def create_app(controller_factory: Callable[[], Controller], max_budget: int = 5
             with holder.run_lock:
                 result = controller.run(request.prompt, request.budget, request.seed)
         except SlmLabError as problem:
-            logger.error("generate failed: %s (prompt_chars=%d budget=%d)", type(problem).__name__,
-                         len(request.prompt), request.budget)
+            logger.error(
+                "generate failed: %s (prompt_chars=%d budget=%d)", type(problem).__name__, len(request.prompt), request.budget
+            )
             return JSONResponse(status_code=500, content={"detail": f"generation failed: {problem}"})
         latency = (time.perf_counter() - start) * 1000
-        logger.info("generate prompt_chars=%d budget=%d seed=%d tokens=%d thought_tokens=%d steps=%d latency_ms=%.0f",
-                    len(request.prompt), request.budget, request.seed, result.tokens, result.thought_tokens,
-                    len(result.macro_trace), latency)
+        logger.info(
+            "generate prompt_chars=%d budget=%d seed=%d tokens=%d thought_tokens=%d steps=%d latency_ms=%.0f",
+            len(request.prompt),
+            request.budget,
+            request.seed,
+            result.tokens,
+            result.thought_tokens,
+            len(result.macro_trace),
+            latency,
+        )
         return GenerateResponse(
-            text=result.visible_text, macro_trace=redact_trace(result.macro_trace), tokens=result.tokens,
-            thought_tokens=result.thought_tokens, latency_ms=round(latency, 1),
+            text=result.visible_text,
+            macro_trace=redact_trace(result.macro_trace),
+            tokens=result.tokens,
+            thought_tokens=result.thought_tokens,
+            latency_ms=round(latency, 1),
         )
 
     @app.get("/health")

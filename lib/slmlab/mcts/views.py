@@ -13,8 +13,11 @@ from slmlab.mcts.macro import Macro
 from slmlab.runlog import read_metrics
 
 ACTION_COLOURS = {
-    Macro.CONTINUE.value: "#4c72b0", Macro.THINK_BEGIN.value: "#dd8452", Macro.THINK_END.value: "#c44e52",
-    Macro.RESAMPLE.value: "#8172b3", Macro.STOP.value: "#55a868",
+    Macro.CONTINUE.value: "#4c72b0",
+    Macro.THINK_BEGIN.value: "#dd8452",
+    Macro.THINK_END.value: "#c44e52",
+    Macro.RESAMPLE.value: "#8172b3",
+    Macro.STOP.value: "#55a868",
 }
 
 METHOD_COLOURS = {"greedy": "#999999", "best-of-n": "#dd8452", "majority-vote": "#55a868", "mcts": "#4c72b0"}
@@ -67,8 +70,17 @@ def plot_search_tree(tree: dict, ax=None, title: str | None = None):
     for node, x, d, _ in placed:
         action = _label(node["action"])
         colour = ACTION_COLOURS.get(action, "#777777")
-        ax.text(x, -d, f"{action}\nN={node['visits']}  Q={node['value']:+.2f}", ha="center", va="center", fontsize=8,
-                color="white", zorder=2, bbox={"boxstyle": "round,pad=0.3", "fc": colour, "ec": "none"})
+        ax.text(
+            x,
+            -d,
+            f"{action}\nN={node['visits']}  Q={node['value']:+.2f}",
+            ha="center",
+            va="center",
+            fontsize=8,
+            color="white",
+            zorder=2,
+            bbox={"boxstyle": "round,pad=0.3", "fc": colour, "ec": "none"},
+        )
     ax.set_xlim(-0.8, width - 0.2)
     ax.set_ylim(-depth + 0.4, 0.6)
     ax.axis("off")
@@ -79,9 +91,18 @@ def plot_search_tree(tree: dict, ax=None, title: str | None = None):
 
 def trace_table(trace: Sequence[dict]) -> pd.DataFrame:
     """A macro-trace as a table: step, action, kept tokens, tokens fed, ms, thought flag and text."""
-    rows = [{"step": i, "action": s["action"], "tokens": s.get("tokens", 0), "fed": s.get("fed", 0),
-             "ms": s.get("ms", 0.0), "thought": bool(s.get("thought", False)), "text": s.get("text", "")}
-            for i, s in enumerate(trace)]
+    rows = [
+        {
+            "step": i,
+            "action": s["action"],
+            "tokens": s.get("tokens", 0),
+            "fed": s.get("fed", 0),
+            "ms": s.get("ms", 0.0),
+            "thought": bool(s.get("thought", False)),
+            "text": s.get("text", ""),
+        }
+        for i, s in enumerate(trace)
+    ]
     return pd.DataFrame(rows, columns=["step", "action", "tokens", "fed", "ms", "thought", "text"])
 
 
@@ -96,10 +117,15 @@ def plot_macro_trace(trace: Sequence[dict], ax=None, title: str = "macro-trace o
     left = 0.0
     for _, row in table.iterrows():
         size = max(float(row["tokens"]), 0.6)
-        ax.barh(0, size, left=left, color=ACTION_COLOURS.get(row["action"], "#777777"), edgecolor="white",
-                hatch="//" if row["thought"] else None)
-        ax.text(left + size / 2, 0, row["action"].replace("_", "\n"), ha="center", va="center", fontsize=7,
-                color="white")
+        ax.barh(
+            0,
+            size,
+            left=left,
+            color=ACTION_COLOURS.get(row["action"], "#777777"),
+            edgecolor="white",
+            hatch="//" if row["thought"] else None,
+        )
+        ax.text(left + size / 2, 0, row["action"].replace("_", "\n"), ha="center", va="center", fontsize=7, color="white")
         left += size
     ax.set_yticks([])
     ax.set_xlabel("tokens kept (hatched: hidden thought)")
@@ -117,8 +143,11 @@ def plot_rewards(episodes: Sequence[dict], window: int = 5, ax=None):
         _, ax = plt.subplots(figsize=(7, 3))
     ax.plot(np.arange(len(rewards)), rewards, "o", ms=3, alpha=0.6, label="episode")
     if len(rewards) >= window > 1:
-        ax.plot(np.arange(window - 1, len(rewards)), np.convolve(rewards, np.ones(window) / window, mode="valid"),
-                label=f"mean of {window}")
+        ax.plot(
+            np.arange(window - 1, len(rewards)),
+            np.convolve(rewards, np.ones(window) / window, mode="valid"),
+            label=f"mean of {window}",
+        )
     ax.set_xlabel("self-play episode")
     ax.set_ylabel("reward")
     ax.set_ylim(-0.02, 1.02)
@@ -159,8 +188,11 @@ def plot_comparison(summary: pd.DataFrame):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(11, 3))
-    panels = (("accuracy", "exact match (%)"), ("tokens_spent", "tokens spent per item"),
-              ("latency_p50_ms", "median latency (ms)"))
+    panels = (
+        ("accuracy", "exact match (%)"),
+        ("tokens_spent", "tokens spent per item"),
+        ("latency_p50_ms", "median latency (ms)"),
+    )
     for ax, (column, label) in zip(axes, panels):
         ax.bar(summary["method"], summary[column], color=[METHOD_COLOURS.get(m, "#777777") for m in summary["method"]])
         ax.set_title(label)

@@ -30,8 +30,7 @@ def resolve_model(name: str = DEFAULT_MODEL) -> Path:
         folder = Path(name).expanduser()
         if folder.is_file() and folder.suffix.lower() == ".gguf":
             raise ModelUnavailableError(
-                f"{name} is a GGUF file: load it with backend='llamacpp' (the torch and mlx backends load "
-                "Hugging Face folders)."
+                f"{name} is a GGUF file: load it with backend='llamacpp' (the torch and mlx backends load Hugging Face folders)."
             )
         if not folder.is_dir():
             raise ModelUnavailableError(f"Model folder not found: {name}")
@@ -64,8 +63,7 @@ def resolve_gguf(name: str = DEFAULT_MODEL) -> tuple[Path, Path | None]:
         return path.resolve(), None
     packaged = ", ".join(spec.name for spec in REGISTRY.values() if spec.offline)
     raise BackendError(
-        f"'{name}' is not a GGUF file; the llamacpp backend loads the path of a .gguf file or a packaged model "
-        f"({packaged})."
+        f"'{name}' is not a GGUF file; the llamacpp backend loads the path of a .gguf file or a packaged model ({packaged})."
     )
 
 

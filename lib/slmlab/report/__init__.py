@@ -11,5 +11,16 @@ from slmlab.report.gather import Number, Section, gather, sections_markdown
 from slmlab.report.latex import fill_latex
 from slmlab.report.views import overview_frame, plot_section, section_frame, show_section
 
-__all__ = ["Number", "Section", "default_video_script", "fill_latex", "gather", "overview_frame", "plot_section", "section_frame",
-           "sections_markdown", "show_section", "write_report"]
+__all__ = [
+    "Number",
+    "Section",
+    "default_video_script",
+    "fill_latex",
+    "gather",
+    "overview_frame",
+    "plot_section",
+    "section_frame",
+    "sections_markdown",
+    "show_section",
+    "write_report",
+]

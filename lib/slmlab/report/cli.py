@@ -32,23 +32,39 @@ def _report(args: argparse.Namespace) -> int:
     if args.latex:
         paper = Path(args.paper) if args.paper else project_root() / "paper"
         changed = fill_latex(sections, paper, quick=quick)
-        print(f"paper tables: {len(changed)} rewritten under {paper / 'tables'}" if changed else
-              f"paper tables: up to date ({paper / 'tables'})")
+        print(
+            f"paper tables: {len(changed)} rewritten under {paper / 'tables'}"
+            if changed
+            else f"paper tables: up to date ({paper / 'tables'})"
+        )
     return 0
 
 
 def add_report_command(commands) -> None:
     report = commands.add_parser("report", help="gather every chapter's results into results/report/report.md")
-    report.add_argument("--quick", action="store_true", default=None,
-                        help="report on the quick-mode artifacts tree (quick/), and say so on every table")
+    report.add_argument(
+        "--quick",
+        action="store_true",
+        default=None,
+        help="report on the quick-mode artifacts tree (quick/), and say so on every table",
+    )
     report.add_argument("--out", default=None, help="output folder (default: results/report/ of the artifacts tree)")
-    report.add_argument("--video-script", default=None,
-                        help="where the video script goes (default: docs/video_script.md for a full-mode report of "
-                             "the checkout, else beside the report)")
-    report.add_argument("--latex", action="store_true",
-                        help="also fill the marked rows of the paper's tables (paper/tables/*.tex); build with latexmk")
-    report.add_argument("--screens", action="store_true",
-                        help="also photograph every executed notebook (results/notebooks/) in headless Chromium into "
-                             "results/report/screens/ (needs make test-browser's chromium and playwright)")
+    report.add_argument(
+        "--video-script",
+        default=None,
+        help="where the video script goes (default: docs/video_script.md for a full-mode report of "
+        "the checkout, else beside the report)",
+    )
+    report.add_argument(
+        "--latex",
+        action="store_true",
+        help="also fill the marked rows of the paper's tables (paper/tables/*.tex); build with latexmk",
+    )
+    report.add_argument(
+        "--screens",
+        action="store_true",
+        help="also photograph every executed notebook (results/notebooks/) in headless Chromium into "
+        "results/report/screens/ (needs make test-browser's chromium and playwright)",
+    )
     report.add_argument("--paper", default=None, help="the paper folder for --latex (default: paper/ of the checkout)")
     report.set_defaults(run=_report)

@@ -141,9 +141,13 @@ def _rank(baseline_good: bool, improved_good: bool) -> int:
     return {(False, True): 0, (True, True): 1, (False, False): 2, (True, False): 3}[(baseline_good, improved_good)]
 
 
-def pick_examples(pairs: Sequence[tuple[dict, dict]], count: int, good: Callable[[dict], bool],
-                  group: Callable[[dict], str] | None = None, answer: Callable[[dict], str] | None = None
-                  ) -> list[tuple[dict, dict]]:
+def pick_examples(
+    pairs: Sequence[tuple[dict, dict]],
+    count: int,
+    good: Callable[[dict], bool],
+    group: Callable[[dict], str] | None = None,
+    answer: Callable[[dict], str] | None = None,
+) -> list[tuple[dict, dict]]:
     """``count`` telling (baseline, improved) pairs, deterministically: by :func:`_rank`; within a rank one per
     ``group`` (e.g. category) before a second of any, pairs whose ``answer`` differs first, then file order."""
     seen: Counter = Counter()
@@ -171,8 +175,11 @@ def lora_show(root: Path, config: DemoConfig) -> LeverShow:
     """Chapters 03–04: the base model vs the LoRA-tuned one on held-out paraphrases of the patterns."""
     comparison = _json(root, LORA_COMPARISON)
     rows = _rows(root, LORA_PREDICTIONS, ("pattern_id", "category", "prompt", "gold", "prediction", "normalized", "model"))
-    pairs = _paired([r for r in rows if r["model"] == "baseline"], [r for r in rows if r["model"] == "tuned"],
-                    key=lambda row: (row["pattern_id"], row["prompt"]))
+    pairs = _paired(
+        [r for r in rows if r["model"] == "baseline"],
+        [r for r in rows if r["model"] == "tuned"],
+        key=lambda row: (row["pattern_id"], row["prompt"]),
+    )
 
     def answer(label: str, row: dict) -> Answer:
         good = _truthy(row["normalized"])
@@ -181,14 +188,27 @@ def lora_show(root: Path, config: DemoConfig) -> LeverShow:
     def percent(model: str, *path: str) -> str:
         return _number(field_at(LORA_COMPARISON, comparison, model, *path))
 
-    chosen = pick_examples(pairs, config.examples, lambda row: _truthy(row["normalized"]),
-                           group=lambda row: row["category"], answer=lambda row: row["prediction"])
-    examples = [Example(base["prompt"], answer("baseline (base model)", base), answer("tuned (LoRA adapter)", tuned),
-                        gold=base["gold"]) for base, tuned in chosen]
+    chosen = pick_examples(
+        pairs,
+        config.examples,
+        lambda row: _truthy(row["normalized"]),
+        group=lambda row: row["category"],
+        answer=lambda row: row["prediction"],
+    )
+    examples = [
+        Example(base["prompt"], answer("baseline (base model)", base), answer("tuned (LoRA adapter)", tuned), gold=base["gold"])
+        for base, tuned in chosen
+    ]
     categories = sorted(field_at(LORA_COMPARISON, comparison, "tuned", "per_category"))
     score_rows = [("all items", percent("baseline", "normalized_match"), percent("tuned", "normalized_match"))]
-    score_rows += [(category, percent("baseline", "per_category", category, "normalized"),
-                    percent("tuned", "per_category", category, "normalized")) for category in categories]
+    score_rows += [
+        (
+            category,
+            percent("baseline", "per_category", category, "normalized"),
+            percent("tuned", "per_category", category, "normalized"),
+        )
+        for category in categories
+    ]
     score = Score(("normalized match %", "baseline", "tuned"), score_rows, f"{LORA_COMPARISON} : baseline / tuned")
     return LeverShow([LORA_PREDICTIONS, LORA_COMPARISON], score, examples)
 
@@ -223,19 +243,36 @@ def ace_show(root: Path, config: DemoConfig) -> LeverShow:
     (last, _, _), featured, _ = max(gains, key=_answers_fixed)
     results = featured.removesuffix("summary.json") + "results.csv"
     rows = _rows(root, results, ("sample_id", "question", "gold", "pred", "correct", "epoch"))
-    pairs = _paired([r for r in rows if r["epoch"] == "0"], [r for r in rows if r["epoch"] == last],
-                    key=lambda row: (row.get("split", ""), row["sample_id"]))
+    pairs = _paired(
+        [r for r in rows if r["epoch"] == "0"],
+        [r for r in rows if r["epoch"] == last],
+        key=lambda row: (row.get("split", ""), row["sample_id"]),
+    )
+
     def answer(label: str, row: dict) -> Answer:
         good = _truthy(row["correct"])
         return Answer(label, row["pred"], _right_or_wrong(good), good)
 
     chosen = pick_examples(pairs, config.examples, lambda row: _truthy(row["correct"]), answer=lambda row: row["pred"])
-    examples = [Example(base["question"], answer("baseline (empty playbook)", base),
-                        answer(f"ACE (playbook after epoch {last})", ace), gold=base["gold"], context=base.get("context", ""))
-                for base, ace in chosen]
-    score_rows = [(str(field_at(relative, summary, "task_name")) + (" ◀ shown" if relative == featured else ""),
-                   _number(before), _number(after), epoch)
-                  for (epoch, before, after), relative, summary in gains]
+    examples = [
+        Example(
+            base["question"],
+            answer("baseline (empty playbook)", base),
+            answer(f"ACE (playbook after epoch {last})", ace),
+            gold=base["gold"],
+            context=base.get("context", ""),
+        )
+        for base, ace in chosen
+    ]
+    score_rows = [
+        (
+            str(field_at(relative, summary, "task_name")) + (" ◀ shown" if relative == featured else ""),
+            _number(before),
+            _number(after),
+            epoch,
+        )
+        for (epoch, before, after), relative, summary in gains
+    ]
     score = Score(("task", "baseline EM %", "ACE EM %", "epochs"), score_rows, f"{ACE_SUMMARIES} : accuracy_by_epoch")
     return LeverShow([results, featured], score, examples)
 
@@ -249,21 +286,30 @@ def mcts_show(root: Path, config: DemoConfig) -> LeverShow:
     rows = _rows(root, MCTS_EVAL, ("method", "sample_id", "question", "gold", "pred", "correct", "tokens_spent"))
     if not any(row["method"] == "mcts" for row in rows):
         raise UnreadableArtifact(f"{MCTS_EVAL}: no rows of method mcts (evaluated without it?)")
-    pairs = _paired([r for r in rows if r["method"] == "greedy"], [r for r in rows if r["method"] == "mcts"],
-                    key=lambda row: row["sample_id"])
+    pairs = _paired(
+        [r for r in rows if r["method"] == "greedy"], [r for r in rows if r["method"] == "mcts"], key=lambda row: row["sample_id"]
+    )
 
     def answer(label: str, row: dict) -> Answer:
         good = _truthy(row["correct"])
         return Answer(label, row["pred"], _right_or_wrong(good, f"{_number(row['tokens_spent'])} tokens spent"), good)
 
-    examples = [Example(greedy["question"], answer("greedy decoding", greedy), answer("MCTS controller", mcts),
-                        gold=greedy["gold"])
-                for greedy, mcts in pick_examples(pairs, config.examples, lambda row: _truthy(row["correct"]),
-                                                  answer=lambda row: row["pred"])]
+    examples = [
+        Example(greedy["question"], answer("greedy decoding", greedy), answer("MCTS controller", mcts), gold=greedy["gold"])
+        for greedy, mcts in pick_examples(
+            pairs, config.examples, lambda row: _truthy(row["correct"]), answer=lambda row: row["pred"]
+        )
+    ]
     evaluation = field_at(MCTS_SUMMARY, summary, "evaluation")
-    score_rows = [(str(field_at(MCTS_SUMMARY, row, "method")), _number(field_at(MCTS_SUMMARY, row, "accuracy")),
-                   _number(field_at(MCTS_SUMMARY, row, "tokens_spent")), _number(row.get("tokens_x_greedy", "")))
-                  for row in evaluation]
+    score_rows = [
+        (
+            str(field_at(MCTS_SUMMARY, row, "method")),
+            _number(field_at(MCTS_SUMMARY, row, "accuracy")),
+            _number(field_at(MCTS_SUMMARY, row, "tokens_spent")),
+            _number(row.get("tokens_x_greedy", "")),
+        )
+        for row in evaluation
+    ]
     score = Score(("method", "exact match %", "tokens spent", "× greedy"), score_rows, f"{MCTS_SUMMARY} : evaluation")
     return LeverShow([MCTS_EVAL, MCTS_SUMMARY], score, examples)
 
@@ -280,18 +326,31 @@ def lm_show(root: Path, config: DemoConfig) -> LeverShow:
     """Chapter 07: a bigram model vs the tiny LM trained from scratch, continuing held-out text."""
     report = _json(root, LM_EVAL)
     rows = _rows(root, LM_CONTINUATIONS, ("prefix", "truth", "model", "bigram"))
-    ranked = sorted(range(len(rows)), key=lambda i: (_likeness(rows[i]["bigram"], rows[i]["truth"])
-                                                     - _likeness(rows[i]["model"], rows[i]["truth"]), i))
+    ranked = sorted(
+        range(len(rows)),
+        key=lambda i: (_likeness(rows[i]["bigram"], rows[i]["truth"]) - _likeness(rows[i]["model"], rows[i]["truth"]), i),
+    )
 
     def answer(label: str, row: dict, column: str) -> Answer:
         return Answer(label, row[column], f"{_likeness(row[column], row['truth']):.0%} like the held-out text")
 
-    examples = [Example(rows[i]["prefix"], answer("bigram baseline", rows[i], "bigram"),
-                        answer("tiny LM", rows[i], "model"), gold=rows[i]["truth"])
-                for i in ranked[: config.examples]]
-    score_rows = [(label, _number(field_at(LM_EVAL, report, "bigram", key)), _number(field_at(LM_EVAL, report, "model", key)))
-                  for label, key in (("bits per byte (lower is better)", "bits_per_byte"),
-                                     ("perplexity (lower is better)", "perplexity"), ("continuation BLEU", "bleu"))]
+    examples = [
+        Example(
+            rows[i]["prefix"],
+            answer("bigram baseline", rows[i], "bigram"),
+            answer("tiny LM", rows[i], "model"),
+            gold=rows[i]["truth"],
+        )
+        for i in ranked[: config.examples]
+    ]
+    score_rows = [
+        (label, _number(field_at(LM_EVAL, report, "bigram", key)), _number(field_at(LM_EVAL, report, "model", key)))
+        for label, key in (
+            ("bits per byte (lower is better)", "bits_per_byte"),
+            ("perplexity (lower is better)", "perplexity"),
+            ("continuation BLEU", "bleu"),
+        )
+    ]
     score = Score(("held-out text", "bigram", "tiny LM"), score_rows, f"{LM_EVAL} : bigram / model")
     return LeverShow([LM_CONTINUATIONS, LM_EVAL], score, examples)
 
@@ -317,23 +376,40 @@ def rl_show(root: Path, config: DemoConfig) -> LeverShow:
 
     def answer(label: str, row: dict) -> Answer:
         good = _truthy(row["solved"])
-        return Answer(label, row["code"] or row.get("reply", ""), _right_or_wrong(
-            good, f"{row['status']}, {row['passed']}/{row['total']} tests"), good, code=bool(row["code"]))
+        return Answer(
+            label,
+            row["code"] or row.get("reply", ""),
+            _right_or_wrong(good, f"{row['status']}, {row['passed']}/{row['total']} tests"),
+            good,
+            code=bool(row["code"]),
+        )
 
-    examples = [Example(_task_prompt(before["task"], before.get("family", "")), answer("before RL", before),
-                        answer("after RL", after))
-                for before, after in pick_examples(pairs, config.examples, lambda row: _truthy(row["solved"]),
-                                                   answer=lambda row: row["code"])]
-    score_rows = [(f"{name} pass@1 % ({_number(field_at(RL_EVAL, report, split, 'tasks'))} tasks)",
-                   _number(100 * float(field_at(RL_EVAL, report, split, "before"))),
-                   _number(100 * float(field_at(RL_EVAL, report, split, "after"))))
-                  for split, name in (("heldout", "held-out"), ("humaneval", "HumanEval")) if split in report]
+    examples = [
+        Example(_task_prompt(before["task"], before.get("family", "")), answer("before RL", before), answer("after RL", after))
+        for before, after in pick_examples(
+            pairs, config.examples, lambda row: _truthy(row["solved"]), answer=lambda row: row["code"]
+        )
+    ]
+    score_rows = [
+        (
+            f"{name} pass@1 % ({_number(field_at(RL_EVAL, report, split, 'tasks'))} tasks)",
+            _number(100 * float(field_at(RL_EVAL, report, split, "before"))),
+            _number(100 * float(field_at(RL_EVAL, report, split, "after"))),
+        )
+        for split, name in (("heldout", "held-out"), ("humaneval", "HumanEval"))
+        if split in report
+    ]
     score = Score(("", "before", "after RL"), score_rows, f"{RL_EVAL} : <set>.before / <set>.after")
     return LeverShow([RL_BEFORE, RL_AFTER, RL_EVAL], score, examples)
 
 
 SHOWS: dict[str, Callable[[Path, DemoConfig], LeverShow]] = {
-    "lora": lora_show, "ace": ace_show, "mcts": mcts_show, "lm": lm_show, "rl": rl_show}
+    "lora": lora_show,
+    "ace": ace_show,
+    "mcts": mcts_show,
+    "lm": lm_show,
+    "rl": rl_show,
+}
 TITLES = {key: title for key, title, _, _ in SECTIONS if key in LEVERS}
 TAUGHT_THROUGH = {"lora": "weights", "ace": "context", "mcts": "decoding", "lm": "pre-training", "rl": "rewards"}
 
@@ -392,22 +468,54 @@ def _play_show(console: Console, show: LeverShow, clock: _Clock, config: DemoCon
         console.print(Text("(no item in the results to show)", style="dim"))
     for number, example in enumerate(show.examples, 1):
         which = f" {number}/{len(show.examples)}" if len(show.examples) > 1 else ""
-        console.print(Panel(_prompt_body(example, config), title=f"prompt{which}", title_align="left",
-                            subtitle=clock.step("prompt"), border_style="blue", box=box.ROUNDED))
+        console.print(
+            Panel(
+                _prompt_body(example, config),
+                title=f"prompt{which}",
+                title_align="left",
+                subtitle=clock.step("prompt"),
+                border_style="blue",
+                box=box.ROUNDED,
+            )
+        )
         for answer, step in ((example.baseline, "baseline answer"), (example.improved, "improved answer")):
-            console.print(Panel(_answer_body(answer, config), title=answer.label, title_align="left",
-                                subtitle=clock.step(step), border_style=VERDICT_STYLES[answer.good], box=box.ROUNDED))
-    console.print(Panel(_score_body(show.score), title="measured score", title_align="left",
-                        subtitle=clock.step("measured score"), border_style="magenta", box=box.DOUBLE))
+            console.print(
+                Panel(
+                    _answer_body(answer, config),
+                    title=answer.label,
+                    title_align="left",
+                    subtitle=clock.step(step),
+                    border_style=VERDICT_STYLES[answer.good],
+                    box=box.ROUNDED,
+                )
+            )
+    console.print(
+        Panel(
+            _score_body(show.score),
+            title="measured score",
+            title_align="left",
+            subtitle=clock.step("measured score"),
+            border_style="magenta",
+            box=box.DOUBLE,
+        )
+    )
 
 
 def _not_shown(console: Console, key: str, problem: str, status: str, quick: bool) -> None:
     command = QUICK_COMMANDS[key] if quick else FULL_COMMANDS[key]
-    text = Text.assemble(("not run yet: " if status == MISSING else "unreadable: ", "bold"), problem,
-                         " is missing" if status == MISSING else "", "\n", ("makes it: ", "bold"),
-                         ("export SLMLAB_QUICK=1; " if quick else "", "cyan"), (command, "cyan"),
-                         "\n", ("or the whole pipeline: ", "dim"),
-                         ("SLMLAB_QUICK=1 " if quick else "", "dim"), ("scripts/run_all.sh", "dim"))
+    text = Text.assemble(
+        ("not run yet: " if status == MISSING else "unreadable: ", "bold"),
+        problem,
+        " is missing" if status == MISSING else "",
+        "\n",
+        ("makes it: ", "bold"),
+        ("export SLMLAB_QUICK=1; " if quick else "", "cyan"),
+        (command, "cyan"),
+        "\n",
+        ("or the whole pipeline: ", "dim"),
+        ("SLMLAB_QUICK=1 " if quick else "", "dim"),
+        ("scripts/run_all.sh", "dim"),
+    )
     console.print(Panel(text, title=TITLES[key], title_align="left", border_style="red", box=box.HEAVY))
 
 
@@ -431,14 +539,22 @@ def play_lever(console: Console, key: str, root: Path, config: DemoConfig, quick
     return SHOWN
 
 
-def play_demo(console: Console, levers: Sequence[str], root: str | Path, config: DemoConfig = DemoConfig(),
-              quick: bool = False) -> dict[str, str]:
+def play_demo(
+    console: Console, levers: Sequence[str], root: str | Path, config: DemoConfig = DemoConfig(), quick: bool = False
+) -> dict[str, str]:
     """Play ``levers`` (names of :data:`LEVERS`) in order from the artifacts tree ``root``; returns each one's status."""
     root = Path(root)
     mode = "quick mode: small sizes that check the pipeline" if quick else "full mode"
-    console.print(Panel(Text.assemble(("SLM Lab — before and after, lever by lever\n", "bold"),
-                                      (f"artifacts: {root} ({mode}); nothing is trained during the demo", "dim")),
-                        border_style="bright_blue", box=box.DOUBLE))
+    console.print(
+        Panel(
+            Text.assemble(
+                ("SLM Lab — before and after, lever by lever\n", "bold"),
+                (f"artifacts: {root} ({mode}); nothing is trained during the demo", "dim"),
+            ),
+            border_style="bright_blue",
+            box=box.DOUBLE,
+        )
+    )
     return {key: play_lever(console, key, root, config, quick) for key in levers}
 
 

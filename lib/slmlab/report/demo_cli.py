@@ -36,14 +36,24 @@ def add_demo_command(commands) -> None:
     """``slmlab demo`` under the top-level parser's subcommands."""
     demo = commands.add_parser("demo", help="play each lever's before/after from the trained artifacts (no training)")
     demo.add_argument("lever", nargs="?", default=ALL, choices=(*LEVERS, ALL), help="which lever (default: %(default)s)")
-    demo.add_argument("--quick", action="store_true", default=None,
-                      help="play the quick-mode artifacts tree (quick/); also SLMLAB_QUICK=1")
-    demo.add_argument("--pause", type=float, default=DEFAULTS.pause, metavar="SECONDS",
-                      help=f"wait between steps, for recording (default: {DEFAULTS.terminal_pause} on a terminal, else 0)")
+    demo.add_argument(
+        "--quick", action="store_true", default=None, help="play the quick-mode artifacts tree (quick/); also SLMLAB_QUICK=1"
+    )
+    demo.add_argument(
+        "--pause",
+        type=float,
+        default=DEFAULTS.pause,
+        metavar="SECONDS",
+        help=f"wait between steps, for recording (default: {DEFAULTS.terminal_pause} on a terminal, else 0)",
+    )
     demo.add_argument("--examples", type=int, default=DEFAULTS.examples, help="examples per lever (default: %(default)s)")
     demo.add_argument("--record", default=None, metavar="FILE.svg", help="also save the screen as an SVG file")
-    demo.add_argument("--width", type=int, default=None,
-                      help=f"console width in characters (default: the terminal's; {DEFAULTS.record_width} with --record)")
+    demo.add_argument(
+        "--width",
+        type=int,
+        default=None,
+        help=f"console width in characters (default: the terminal's; {DEFAULTS.record_width} with --record)",
+    )
     demo.set_defaults(run=_demo)
 
 

@@ -22,8 +22,13 @@ def report_markdown(sections: list[Section], root: Path, quick: bool, made: str,
     ``figures`` maps a section key to its image path relative to the report.
     """
     ran = sum(section.status != NOT_RUN for section in sections)
-    header = ["# SLM Lab report", "", f"Made {made} from `{root}`" + (" (quick mode)" if quick else "") + f"; "
-              f"{ran} of {len(sections)} sections have results. Every figure names its file, field and date.", ""]
+    header = [
+        "# SLM Lab report",
+        "",
+        f"Made {made} from `{root}`" + (" (quick mode)" if quick else "") + f"; "
+        f"{ran} of {len(sections)} sections have results. Every figure names its file, field and date.",
+        "",
+    ]
     body = []
     for section in sections:
         text = sections_markdown([section])
@@ -42,8 +47,13 @@ def default_video_script(root: Path, quick: bool) -> Path | None:
     return checkout / "docs" / "video_script.md" if not quick and Path(root).resolve() == checkout.resolve() else None
 
 
-def write_report(root: str | Path, out_dir: str | Path | None = None, quick: bool = False,
-                 video_script: str | Path | None = None, sections: list[Section] | None = None) -> Path:
+def write_report(
+    root: str | Path,
+    out_dir: str | Path | None = None,
+    quick: bool = False,
+    video_script: str | Path | None = None,
+    sections: list[Section] | None = None,
+) -> Path:
     """Gather ``root`` (an artifacts tree) unless ``sections`` were gathered already; write ``report.md`` and
     ``figures/`` to ``out_dir``; return the report path.
 
@@ -59,6 +69,5 @@ def write_report(root: str | Path, out_dir: str | Path | None = None, quick: boo
     made = created_now()
     written = write_figures(sections, out / "figures", quick)
     figures = {path.stem: f"figures/{path.name}" for path in written if path.suffix == ".png"}
-    atomic_write_text(Path(video_script) if video_script else out / "video_script.md",
-                      video_script_markdown(sections, quick))
+    atomic_write_text(Path(video_script) if video_script else out / "video_script.md", video_script_markdown(sections, quick))
     return atomic_write_text(out / "report.md", report_markdown(sections, root, quick, made, figures))

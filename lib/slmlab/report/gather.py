@@ -67,12 +67,14 @@ class _Reader:
             raise _Unreadable(f"{relative}: no rows (half-written?)")
         return rows
 
-    def number(self, label: str, relative: str, data, *path: str | int, chart: str = "", group: str = "",
-               series: str = ""):
+    def number(self, label: str, relative: str, data, *path: str | int, chart: str = "", group: str = "", series: str = ""):
         """:meth:`get`, recorded as a figure of the section with its provenance (and where it goes in the figure)."""
         value = self.get(relative, data, *path)
-        self.record(Number(label, value, relative, ".".join(str(p) for p in path), _created(self.root / relative, data),
-                           chart, group, series))
+        self.record(
+            Number(
+                label, value, relative, ".".join(str(p) for p in path), _created(self.root / relative, data), chart, group, series
+            )
+        )
         return value
 
     def cell(self, label: str, relative: str, row: dict[str, str], key: str, column: str, **chart: str):
@@ -82,8 +84,9 @@ class _Reader:
             value: float | int | str = int(raw) if raw.lstrip("-").isdigit() else float(raw)
         except ValueError:
             value = raw
-        self.record(Number(label, value, relative, f"{column} where {key}={row[key]}",
-                           _created(self.root / relative, None), **chart))
+        self.record(
+            Number(label, value, relative, f"{column} where {key}={row[key]}", _created(self.root / relative, None), **chart)
+        )
         return value
 
     def record(self, number: Number) -> None:
@@ -98,11 +101,18 @@ def _created(path: Path, data) -> str:
     return stamp.isoformat(timespec="seconds")
 
 
-ENVIRONMENT_FIGURES = (("model", ("model", "model")), ("parameters", ("model", "parameters")),
-                       ("backend", ("model", "backend")), ("device", ("model", "device")),
-                       ("python", ("environment", "python")), ("cpu cores", ("environment", "cpu cores")),
-                       ("RAM total (GiB)", ("environment", "RAM total (GiB)")), ("CUDA", ("environment", "CUDA")),
-                       ("torch", ("environment", "torch version")), ("transformers", ("environment", "transformers version")))
+ENVIRONMENT_FIGURES = (
+    ("model", ("model", "model")),
+    ("parameters", ("model", "parameters")),
+    ("backend", ("model", "backend")),
+    ("device", ("model", "device")),
+    ("python", ("environment", "python")),
+    ("cpu cores", ("environment", "cpu cores")),
+    ("RAM total (GiB)", ("environment", "RAM total (GiB)")),
+    ("CUDA", ("environment", "CUDA")),
+    ("torch", ("environment", "torch version")),
+    ("transformers", ("environment", "transformers version")),
+)
 
 
 def _setup(read: _Reader, source: str, data: dict) -> None:
@@ -122,8 +132,9 @@ def _data(read: _Reader) -> bool:
     for row in split_rows or []:
         for split in ("train", "valid", "test"):
             chart = {"chart": "rows per split", "group": row["category"], "series": split}
-            read.cell(f"{row['category']} {split} rows", stats, row, "category", split,
-                      **(chart if row["category"] != "total" else {}))
+            read.cell(
+                f"{row['category']} {split} rows", stats, row, "category", split, **(chart if row["category"] != "total" else {})
+            )
     if data is not None:
         for split in ("train", "valid", "test"):
             read.number(f"{split} rows in all", manifest, data, "counts", split)
@@ -137,18 +148,39 @@ def _lora(read: _Reader) -> bool:
         return False
     if metrics is not None:
         source = "adapters/patterns-lora/training_metrics.json"
-        for label, key in (("training steps", "steps"), ("training seconds", "train_seconds"),
-                           ("training tokens/s", "tokens_per_second")):
+        for label, key in (
+            ("training steps", "steps"),
+            ("training seconds", "train_seconds"),
+            ("training tokens/s", "tokens_per_second"),
+        ):
             read.number(label, source, metrics, key)
     if comparison is not None:
         source = "results/comparison.json"
         for model in ("baseline", "tuned"):
-            read.number(f"{model} normalized match %", source, comparison, model, "normalized_match",
-                        chart=MATCH, group="all", series=model)
+            read.number(
+                f"{model} normalized match %",
+                source,
+                comparison,
+                model,
+                "normalized_match",
+                chart=MATCH,
+                group="all",
+                series=model,
+            )
         for model in ("baseline", "tuned"):
             for category in sorted(read.get(source, comparison, model, "per_category")):
-                read.number(f"{model} {category} %", source, comparison, model, "per_category", category, "normalized",
-                            chart=MATCH, group=category, series=model)
+                read.number(
+                    f"{model} {category} %",
+                    source,
+                    comparison,
+                    model,
+                    "per_category",
+                    category,
+                    "normalized",
+                    chart=MATCH,
+                    group=category,
+                    series=model,
+                )
     return True
 
 
@@ -178,14 +210,15 @@ def _ace_run(read: _Reader, relative: str) -> None:
     for split in sorted(read.get(relative, by_epoch, "0")):
         read.get(relative, data, "accuracy_by_split", last, split)  # checked before either figure is kept
         chart = {"chart": "exact match (%)", "group": f"{task}\n{split}"}
-        read.number(f"{task} {split} baseline EM %", relative, data, "accuracy_by_split", "0", split,
-                    series="baseline", **chart)
-        read.number(f"{task} {split} ACE EM % (epoch {last})", relative, data, "accuracy_by_split", last, split,
-                    series="ACE", **chart)
+        read.number(f"{task} {split} baseline EM %", relative, data, "accuracy_by_split", "0", split, series="baseline", **chart)
+        read.number(
+            f"{task} {split} ACE EM % (epoch {last})", relative, data, "accuracy_by_split", last, split, series="ACE", **chart
+        )
 
 
 def _one_file(source: str, figures: Callable[[_Reader, str, dict], None]) -> Callable[[_Reader], bool]:
     """A section read from one results file: False (not run) when it is missing, else ``figures`` records its numbers."""
+
     def read_section(read: _Reader) -> bool:
         data = read.load(source)
         if data is not None:
@@ -198,10 +231,28 @@ def _one_file(source: str, figures: Callable[[_Reader, str, dict], None]) -> Cal
 def _mcts(read: _Reader, source: str, data: dict) -> None:
     for index in range(len(read.get(source, data, "evaluation"))):
         method = read.get(source, data, "evaluation", index, "method")
-        read.number(f"{method} exact match %", source, data, "evaluation", index, "accuracy",
-                    chart="exact match (%)", group=method, series="exact match")
-        read.number(f"{method} tokens spent", source, data, "evaluation", index, "tokens_spent",
-                    chart="tokens spent per question", group=method, series="tokens")
+        read.number(
+            f"{method} exact match %",
+            source,
+            data,
+            "evaluation",
+            index,
+            "accuracy",
+            chart="exact match (%)",
+            group=method,
+            series="exact match",
+        )
+        read.number(
+            f"{method} tokens spent",
+            source,
+            data,
+            "evaluation",
+            index,
+            "tokens_spent",
+            chart="tokens spent per question",
+            group=method,
+            series="tokens",
+        )
 
 
 def _tiny_lm(read: _Reader) -> bool:
@@ -238,15 +289,16 @@ PASS_STAGES = ("before", "after")
 
 def _course_runs(read: _Reader, source: str, data: dict) -> None:
     for chapter in sorted(data):
-        read.number(f"{chapter} seconds", source, data, chapter, "seconds", chart="wall time (s)", group=chapter,
-                    series="seconds")
-        read.number(f"{chapter} peak MB", source, data, chapter, "peak_rss_mb", chart="peak memory (MB)", group=chapter,
-                    series="MB")
+        read.number(
+            f"{chapter} seconds", source, data, chapter, "seconds", chart="wall time (s)", group=chapter, series="seconds"
+        )
+        read.number(
+            f"{chapter} peak MB", source, data, chapter, "peak_rss_mb", chart="peak memory (MB)", group=chapter, series="MB"
+        )
         if read.get(source, data, chapter, "energy_j") is None:
             read.number(f"{chapter} energy", source, data, chapter, "energy_source")
         else:
-            read.number(f"{chapter} energy J", source, data, chapter, "energy_j", chart="energy (J)", group=chapter,
-                        series="J")
+            read.number(f"{chapter} energy J", source, data, chapter, "energy_j", chart="energy (J)", group=chapter, series="J")
             read.number(f"{chapter} energy method", source, data, chapter, "energy_source")
 
 
@@ -279,8 +331,17 @@ def _generation_goals(read: _Reader) -> bool:
     data = read.load(relative)
     for index in range(len(read.get(relative, data, "goals"))) if data is not None else ():
         name = read.get(relative, data, "goals", index, "name")
-        read.number(f"generation {name} ratio", relative, data, "goals", index, "ratio", chart=SPEED_UP,
-                    group=f"generation\n{name}", series="ratio")
+        read.number(
+            f"generation {name} ratio",
+            relative,
+            data,
+            "goals",
+            index,
+            "ratio",
+            chart=SPEED_UP,
+            group=f"generation\n{name}",
+            series="ratio",
+        )
     return data is not None
 
 
@@ -288,8 +349,15 @@ def _backend_agreement(read: _Reader) -> bool:
     relative = "results/benchmarks/agreement.json"
     data = read.load(relative)
     for model in sorted(read.get(relative, data, "models")) if data is not None else ():
-        read.number(f"greedy replies identical on torch and llama.cpp ({model})", relative, data, "models", model,
-                    "agreement", "identical")
+        read.number(
+            f"greedy replies identical on torch and llama.cpp ({model})",
+            relative,
+            data,
+            "models",
+            model,
+            "agreement",
+            "identical",
+        )
         read.number(f"greedy replies compared ({model})", relative, data, "models", model, "agreement", "total")
     return data is not None
 
@@ -302,9 +370,15 @@ def _grids(read: _Reader) -> bool:
         grid, cell = path.parent.parent.name, path.parent.name
         if read.number(f"{grid} {cell} status", relative, data, "status") == "ok":
             keys, values = zip(*(part.partition("=")[::2] for part in cell.split(",")))
-            read.number(f"{grid} {cell} seconds", relative, data, "seconds",
-                        chart=f"{grid}: seconds per cell\n(ticks: {' / '.join(keys)})", group="\n".join(values),
-                        series="seconds")
+            read.number(
+                f"{grid} {cell} seconds",
+                relative,
+                data,
+                "seconds",
+                chart=f"{grid}: seconds per cell\n(ticks: {' / '.join(keys)})",
+                group="\n".join(values),
+                series="seconds",
+            )
     return bool(records)
 
 
@@ -320,8 +394,12 @@ def _cells_in_file_order(folder: Path) -> list[Path]:
 
 
 SECTIONS: tuple[tuple[str, str, str, Callable[[_Reader], bool]], ...] = (
-    ("setup", "Environment and model (chapter 00)", "slmlab course --chapters 00",
-     _one_file("results/00_setup/environment.json", _setup)),
+    (
+        "setup",
+        "Environment and model (chapter 00)",
+        "slmlab course --chapters 00",
+        _one_file("results/00_setup/environment.json", _setup),
+    ),
     ("data", "Patterns and data (chapters 01–02)", "slmlab patterns validate && slmlab data", _data),
     ("lora", "LoRA: patterns → adapter (chapters 03–04)", "slmlab data && slmlab train && slmlab eval", _lora),
     ("ace", "ACE playbooks (chapter 05)", "slmlab ace run --task finance --epochs 2 (and medical, iot)", _ace),
@@ -330,8 +408,12 @@ SECTIONS: tuple[tuple[str, str, str, Callable[[_Reader], bool]], ...] = (
     ("rl", "RL from execution feedback (chapter 08)", "slmlab rl train --humaneval", _one_file("results/rl/eval.json", _rl)),
     ("benchmarks", "Benchmarks (same-run ratios)", "make bench", _benchmarks),
     ("grids", "Experiment grids (slmlab grid)", "slmlab grid grids/<file>.yaml", _grids),
-    ("runs", "Course runs: wall time, peak memory, energy per chapter", "make course",
-     _one_file("results/notebooks/course_runs.json", _course_runs)),
+    (
+        "runs",
+        "Course runs: wall time, peak memory, energy per chapter",
+        "make course",
+        _one_file("results/notebooks/course_runs.json", _course_runs),
+    ),
 )
 
 
@@ -371,7 +453,6 @@ def sections_markdown(sections: list[Section]) -> str:
         if section.problem:
             lines += [f"Skipped: {section.problem}.", ""]
         lines += ["| figure | value | from | made |", "|---|---|---|---|"]
-        lines += [f"| {n.label} | {format_value(n.value)} | `{n.source}` : `{n.field}` | {n.created} |"
-                  for n in section.numbers]
+        lines += [f"| {n.label} | {format_value(n.value)} | `{n.source}` : `{n.field}` | {n.created} |" for n in section.numbers]
         lines.append("")
     return "\n".join(lines)

@@ -20,9 +20,24 @@ WIDE_COLUMN = r"p{0.9\linewidth}"  # a status row spans the figure and value col
 LONG_TEXT = 30  # a text figure longer than this (a model's sample) gets a wrapped row of its own
 
 # Hand-written rather than pylatexenc: a dozen characters do not justify a dependency.
-_LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                   "<": r"\textless{}", ">": r"\textgreater{}", "→": r"$\to$", "–": "--", "—": "---", "×": r"$\times$"}
+_LATEX_SPECIALS = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+    "→": r"$\to$",
+    "–": "--",
+    "—": "---",
+    "×": r"$\times$",
+}
 _LATEX_SPECIAL = re.compile("|".join(re.escape(character) for character in _LATEX_SPECIALS))
 
 
@@ -38,8 +53,7 @@ def latex_escape(text: str) -> str:
 def _ascii(text: str) -> str:
     """Other non-ASCII characters folded to ASCII (accents dropped) or ``?``: pdflatex stops at a character it has
     no glyph for, and text figures (a model's samples) may hold any."""
-    return "".join(character if character.isascii() or character in _LATEX_SPECIALS else _fold(character)
-                   for character in text)
+    return "".join(character if character.isascii() or character in _LATEX_SPECIALS else _fold(character) for character in text)
 
 
 def _fold(character: str) -> str:
@@ -80,23 +94,26 @@ def table_rows(section: Section, quick: bool = False) -> list[str]:
 
 def table_template(section: Section) -> str:
     """A new table file for ``section``: a booktabs table whose caption is the section title, with empty markers."""
-    return "\n".join([
-        f"% Results table '{section.key}'. `slmlab report --latex` rewrites only the rows between the slmlab markers;",
-        "% the caption, label, columns and anything else here are yours to edit and are kept.",
-        r"\begin{table}[htbp]",
-        r"  \centering",
-        rf"  \caption{{{latex_escape(section.title)}}}",
-        rf"  \label{{tab:{section.key}}}",
-        r"  \begin{tabular}{lr}",
-        r"    \toprule",
-        r"    Figure & Value \\",
-        r"    \midrule",
-        f"    {BEGIN} {section.key}",
-        f"    {END} {section.key}",
-        r"    \bottomrule",
-        r"  \end{tabular}",
-        r"\end{table}",
-        ""])
+    return "\n".join(
+        [
+            f"% Results table '{section.key}'. `slmlab report --latex` rewrites only the rows between the slmlab markers;",
+            "% the caption, label, columns and anything else here are yours to edit and are kept.",
+            r"\begin{table}[htbp]",
+            r"  \centering",
+            rf"  \caption{{{latex_escape(section.title)}}}",
+            rf"  \label{{tab:{section.key}}}",
+            r"  \begin{tabular}{lr}",
+            r"    \toprule",
+            r"    Figure & Value \\",
+            r"    \midrule",
+            f"    {BEGIN} {section.key}",
+            f"    {END} {section.key}",
+            r"    \bottomrule",
+            r"  \end{tabular}",
+            r"\end{table}",
+            "",
+        ]
+    )
 
 
 def replace_marked(text: str, key: str, rows: list[str], where: str | Path = "table") -> str:
@@ -105,8 +122,10 @@ def replace_marked(text: str, key: str, rows: list[str], where: str | Path = "ta
     begins = [index for index, line in enumerate(lines) if line.strip() == f"{BEGIN} {key}"]
     ends = [index for index, line in enumerate(lines) if line.strip() == f"{END} {key}"]
     if len(begins) != 1 or len(ends) != 1 or ends[0] < begins[0]:
-        raise MarkersMissingError(f"{where}: needs one '{BEGIN} {key}' line and, below it, one '{END} {key}' line "
-                                  "around the figure rows; put them back, or delete the file to start from the template.")
+        raise MarkersMissingError(
+            f"{where}: needs one '{BEGIN} {key}' line and, below it, one '{END} {key}' line "
+            "around the figure rows; put them back, or delete the file to start from the template."
+        )
     begin, end = begins[0], ends[0]
     indent = lines[begin][: len(lines[begin]) - len(lines[begin].lstrip())]
     return "".join(lines[: begin + 1] + [f"{indent}{row}\n" for row in rows] + lines[end:])
@@ -123,8 +142,9 @@ def fill_latex(sections: list[Section], paper_dir: str | Path, quick: bool = Fal
     for section in sections:
         path = tables / f"{section.key}.tex"
         current = path.read_text(encoding="utf-8") if path.is_file() else None
-        filled = replace_marked(table_template(section) if current is None else current, section.key,
-                                table_rows(section, quick), path)
+        filled = replace_marked(
+            table_template(section) if current is None else current, section.key, table_rows(section, quick), path
+        )
         if filled != current:
             changed.append((path, filled))
     return [atomic_write_text(path, filled) for path, filled in changed]

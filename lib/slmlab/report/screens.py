@@ -34,8 +34,7 @@ SETUP_HINT = "run `make test-browser` (Debian/Ubuntu) or set SLMLAB_CHROMIUM to 
 
 # JupyterLab settings of the photographed view: every cell attached to the page (so all of them can be run and
 # measured), no empty space after the last cell, no news pop-up.
-LAB_SETTINGS = {"@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none",
-                                                                               "scrollPastEnd": False}}
+LAB_SETTINGS = {"@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none", "scrollPastEnd": False}}
 PAGE_CONFIG = {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}
 
 NOTARY_SECRET = "notebook_secret"  # nbformat's NotebookNotary reads its signing key from this file of its data_dir
@@ -145,8 +144,9 @@ class JupyterLab:
 
     def api(self, path: str, method: str = "GET") -> object:
         """Call the server's REST API; returns the decoded JSON reply (None when empty)."""
-        request = urllib.request.Request(f"{self.base_url}/api/{path}", method=method,
-                                         headers={"Authorization": f"token {self.token}"})
+        request = urllib.request.Request(
+            f"{self.base_url}/api/{path}", method=method, headers={"Authorization": f"token {self.token}"}
+        )
         with urllib.request.urlopen(request, timeout=10) as reply:
             body = reply.read()
         return json.loads(body) if body else None
@@ -179,13 +179,23 @@ class JupyterLab:
         (self._notary_dir() / NOTARY_SECRET).write_bytes(os.urandom(64))
 
     def _command(self, home: Path) -> list[str]:
-        command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
-                   f"--ServerApp.port={self.port}", "--ServerApp.port_retries=0",
-                   f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={self.root_dir}",
-                   f"--LabApp.user_settings_dir={home / 'settings'}", f"--LabApp.workspaces_dir={home / 'workspaces'}",
-                   f"--NotebookNotary.data_dir={self._notary_dir()}",
-                   "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", "--LabApp.extension_manager=readonly",
-                   "--LabApp.expose_app_in_browser=True"]  # window.jupyterapp: LabPage reads cell errors from the model
+        command = [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={self.port}",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={self.token}",
+            f"--ServerApp.root_dir={self.root_dir}",
+            f"--LabApp.user_settings_dir={home / 'settings'}",
+            f"--LabApp.workspaces_dir={home / 'workspaces'}",
+            f"--NotebookNotary.data_dir={self._notary_dir()}",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+            "--LabApp.extension_manager=readonly",
+            "--LabApp.expose_app_in_browser=True",
+        ]  # window.jupyterapp: LabPage reads cell errors from the model
         if os.geteuid() == 0:
             command.append("--allow-root")  # containers and CI run as root; the server listens on 127.0.0.1 only
         return command
@@ -194,12 +204,12 @@ class JupyterLab:
         self._home = tempfile.TemporaryDirectory(prefix="slmlab-lab-")
         home = Path(self._home.name)
         self._prepare_home(home)
-        env = {**os.environ, **self.env, "JUPYTER_CONFIG_DIR": str(home / "config"),
-               "JUPYTER_RUNTIME_DIR": str(home / "runtime")}
+        env = {**os.environ, **self.env, "JUPYTER_CONFIG_DIR": str(home / "config"), "JUPYTER_RUNTIME_DIR": str(home / "runtime")}
         with (home / "server.log").open("wb") as log:
             # a session of its own, so stopping the server can also stop the kernels it started
-            self._process = subprocess.Popen(self._command(home), env=env, cwd=self.root_dir, stdout=log,
-                                             stderr=subprocess.STDOUT, start_new_session=True)
+            self._process = subprocess.Popen(
+                self._command(home), env=env, cwd=self.root_dir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         try:
             self._wait_until_answering()
         except BaseException:
@@ -221,8 +231,9 @@ class JupyterLab:
                 return
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 time.sleep(0.5)
-        raise BrowserViewError(f"JupyterLab did not answer on {self.base_url} within {self.config.start_timeout_s:.0f} s:\n"
-                               f"{self._log_tail()}")
+        raise BrowserViewError(
+            f"JupyterLab did not answer on {self.base_url} within {self.config.start_timeout_s:.0f} s:\n{self._log_tail()}"
+        )
 
     def __exit__(self, *_exc) -> None:
         if self._process is not None and self._process.poll() is None:
@@ -303,8 +314,9 @@ class LabPage:
 
 
 @contextmanager
-def lab_browser(root_dir: Path, env: Mapping[str, str] | None = None, config: ScreenConfig = ScreenConfig(),
-                chromium: str | None = None) -> Iterator[LabPage]:
+def lab_browser(
+    root_dir: Path, env: Mapping[str, str] | None = None, config: ScreenConfig = ScreenConfig(), chromium: str | None = None
+) -> Iterator[LabPage]:
     """JupyterLab on ``root_dir`` and a headless Chromium tab on it, both stopped on exit.
 
     ``chromium`` defaults to :func:`find_chromium`; BrowserViewError says what is missing when nothing is found.
@@ -318,8 +330,7 @@ def lab_browser(root_dir: Path, env: Mapping[str, str] | None = None, config: Sc
         lab = stack.enter_context(JupyterLab(root_dir, env, config))
         playwright = stack.enter_context(sync_playwright())
         # --no-sandbox: Chromium refuses its sandbox when run as root, as in containers and CI
-        browser = playwright.chromium.launch(executable_path=chromium or find_chromium(), headless=True,
-                                             args=["--no-sandbox"])
+        browser = playwright.chromium.launch(executable_path=chromium or find_chromium(), headless=True, args=["--no-sandbox"])
         stack.callback(browser.close)
         page = browser.new_page(viewport={"width": config.width, "height": config.height})
         yield LabPage(page, lab, config)
@@ -337,9 +348,13 @@ def executed_notebooks(quick: bool | None = None) -> list[Path]:
     return discover_chapters(results_dir("notebooks", quick=quick))
 
 
-def screenshot_notebooks(notebooks: Sequence[Path] | None = None, out_dir: Path | None = None,
-                         config: ScreenConfig = ScreenConfig(), chromium: str | None = None,
-                         quick: bool | None = None) -> list[Path]:
+def screenshot_notebooks(
+    notebooks: Sequence[Path] | None = None,
+    out_dir: Path | None = None,
+    config: ScreenConfig = ScreenConfig(),
+    chromium: str | None = None,
+    quick: bool | None = None,
+) -> list[Path]:
     """One full-notebook PNG per executed notebook, as JupyterLab shows it (outputs as saved; nothing is run).
 
     ``notebooks`` defaults to :func:`executed_notebooks` and ``out_dir`` to :func:`screens_dir` of the mode; each

@@ -26,49 +26,93 @@ class Scene:
 
 
 SCENES = (
-    Scene("00", "Setup: a small model, offline", "setup",
-          "notebooks/00_setup.ipynb: the environment table, one reply, then the generation playground (type a "
-          "prompt, press the button).",
-          ("⟨model⟩ (⟨parameters⟩ parameters) runs on ⟨backend⟩ / ⟨device⟩; no network is needed.",
-           "A ⟨cpu cores⟩-core machine with ⟨RAM total (GiB)⟩ GiB: everything in the course fits a laptop."),
-          'slmlab generate "What is the capital of France?"'),
-    Scene("01–02", "Patterns become training data", "data",
-          "notebooks/01_patterns.ipynb (the pattern YAML and its validation), 02_data_generation.ipynb (the split "
-          "table and the leak check).",
-          ("⟨fact patterns⟩ fact, ⟨code_idiom patterns⟩ code-idiom, ⟨format patterns⟩ format and ⟨error_fix patterns⟩ "
-           "error-fix patterns.",
-           "⟨train rows in all⟩ training rows, ⟨valid rows in all⟩ validation rows, ⟨test rows in all⟩ held-out "
-           "paraphrases the model never sees in training."),
-          "slmlab patterns validate"),
-    Scene("03–04", "LoRA: new behaviour in the weights", "lora",
-          "notebooks/03_lora_training.ipynb (the loss curve), 04_pattern_eval.ipynb (baseline vs tuned per category).",
-          ("⟨training steps⟩ steps in ⟨training seconds⟩ s at ⟨training tokens/s⟩ tokens/s on the CPU.",
-           "Held-out normalized match: ⟨baseline normalized match %⟩ % before, ⟨tuned normalized match %⟩ % after; "
-           "facts ⟨baseline fact %⟩ % → ⟨tuned fact %⟩ %."),
-          "slmlab demo lora"),
-    Scene("05", "ACE: lessons in the context", "ace",
-          "notebooks/05_ace_playbook.ipynb: the playbook growing epoch by epoch, then baseline vs ACE per split.",
-          ("The weights do not change: the playbook the reflector writes is put in the prompt.",),
-          "slmlab demo ace"),
-    Scene("06", "MCTS: search at decoding time", "mcts",
-          "notebooks/06_mcts_controller.ipynb: the search tree of one question, then the method comparison.",
-          ("Greedy ⟨greedy exact match %⟩ % with ⟨greedy tokens spent⟩ tokens a question; MCTS ⟨mcts exact match %⟩ % "
-           "with ⟨mcts tokens spent⟩ tokens.",),
-          "slmlab demo mcts"),
-    Scene("07", "A tiny LM from scratch", "lm",
-          "notebooks/07_tiny_lm_from_scratch.ipynb: the loss curves, then continuations of held-out text.",
-          ("⟨tiny LM bits per byte⟩ bits per byte against ⟨bigram baseline bits per byte⟩ for the bigram baseline; "
-           "continuation BLEU ⟨tiny LM continuation BLEU⟩.",),
-          "slmlab demo lm"),
-    Scene("08", "RL from execution feedback", "rl",
-          "notebooks/08_rl_codegen.ipynb: the live training panel, then pass rates before and after.",
-          ("Held-out pass@1 ⟨heldout before⟩ → ⟨heldout after⟩; HumanEval ⟨humaneval before⟩ → ⟨humaneval after⟩.",),
-          "slmlab demo rl"),
-    Scene("09", "The report", "benchmarks",
-          "notebooks/09_report.ipynb: every lever's table and figure, then the benchmark ratios.",
-          ("Every figure names its file, field and date: nothing is typed in by hand.",
-           "Same-run benchmark ratios: LoRA step ⟨lora ratio⟩×, tiny LM ⟨lm ratio⟩×, RL ⟨rl ratio⟩×."),
-          "slmlab report && slmlab demo all"),
+    Scene(
+        "00",
+        "Setup: a small model, offline",
+        "setup",
+        "notebooks/00_setup.ipynb: the environment table, one reply, then the generation playground (type a "
+        "prompt, press the button).",
+        (
+            "⟨model⟩ (⟨parameters⟩ parameters) runs on ⟨backend⟩ / ⟨device⟩; no network is needed.",
+            "A ⟨cpu cores⟩-core machine with ⟨RAM total (GiB)⟩ GiB: everything in the course fits a laptop.",
+        ),
+        'slmlab generate "What is the capital of France?"',
+    ),
+    Scene(
+        "01–02",
+        "Patterns become training data",
+        "data",
+        "notebooks/01_patterns.ipynb (the pattern YAML and its validation), 02_data_generation.ipynb (the split "
+        "table and the leak check).",
+        (
+            "⟨fact patterns⟩ fact, ⟨code_idiom patterns⟩ code-idiom, ⟨format patterns⟩ format and ⟨error_fix patterns⟩ "
+            "error-fix patterns.",
+            "⟨train rows in all⟩ training rows, ⟨valid rows in all⟩ validation rows, ⟨test rows in all⟩ held-out "
+            "paraphrases the model never sees in training.",
+        ),
+        "slmlab patterns validate",
+    ),
+    Scene(
+        "03–04",
+        "LoRA: new behaviour in the weights",
+        "lora",
+        "notebooks/03_lora_training.ipynb (the loss curve), 04_pattern_eval.ipynb (baseline vs tuned per category).",
+        (
+            "⟨training steps⟩ steps in ⟨training seconds⟩ s at ⟨training tokens/s⟩ tokens/s on the CPU.",
+            "Held-out normalized match: ⟨baseline normalized match %⟩ % before, ⟨tuned normalized match %⟩ % after; "
+            "facts ⟨baseline fact %⟩ % → ⟨tuned fact %⟩ %.",
+        ),
+        "slmlab demo lora",
+    ),
+    Scene(
+        "05",
+        "ACE: lessons in the context",
+        "ace",
+        "notebooks/05_ace_playbook.ipynb: the playbook growing epoch by epoch, then baseline vs ACE per split.",
+        ("The weights do not change: the playbook the reflector writes is put in the prompt.",),
+        "slmlab demo ace",
+    ),
+    Scene(
+        "06",
+        "MCTS: search at decoding time",
+        "mcts",
+        "notebooks/06_mcts_controller.ipynb: the search tree of one question, then the method comparison.",
+        (
+            "Greedy ⟨greedy exact match %⟩ % with ⟨greedy tokens spent⟩ tokens a question; MCTS ⟨mcts exact match %⟩ % "
+            "with ⟨mcts tokens spent⟩ tokens.",
+        ),
+        "slmlab demo mcts",
+    ),
+    Scene(
+        "07",
+        "A tiny LM from scratch",
+        "lm",
+        "notebooks/07_tiny_lm_from_scratch.ipynb: the loss curves, then continuations of held-out text.",
+        (
+            "⟨tiny LM bits per byte⟩ bits per byte against ⟨bigram baseline bits per byte⟩ for the bigram baseline; "
+            "continuation BLEU ⟨tiny LM continuation BLEU⟩.",
+        ),
+        "slmlab demo lm",
+    ),
+    Scene(
+        "08",
+        "RL from execution feedback",
+        "rl",
+        "notebooks/08_rl_codegen.ipynb: the live training panel, then pass rates before and after.",
+        ("Held-out pass@1 ⟨heldout before⟩ → ⟨heldout after⟩; HumanEval ⟨humaneval before⟩ → ⟨humaneval after⟩.",),
+        "slmlab demo rl",
+    ),
+    Scene(
+        "09",
+        "The report",
+        "benchmarks",
+        "notebooks/09_report.ipynb: every lever's table and figure, then the benchmark ratios.",
+        (
+            "Every figure names its file, field and date: nothing is typed in by hand.",
+            "Same-run benchmark ratios: LoRA step ⟨lora ratio⟩×, tiny LM ⟨lm ratio⟩×, RL ⟨rl ratio⟩×.",
+        ),
+        "slmlab report && slmlab demo all",
+    ),
 )
 
 CHECKLIST = (
@@ -90,6 +134,7 @@ def _lookup(numbers: list[Number], label: str) -> Number | None:
 
 def fill_points(text: str, section: Section) -> str:
     """``text`` with each ⟨label⟩ replaced by the section's figure (or "not measured yet")."""
+
     def replace(match: re.Match) -> str:
         number = _lookup(section.numbers, match.group(1))
         return f"**{format_value(number.value)}**" if number is not None else "*(not measured yet)*"
@@ -135,8 +180,11 @@ def _scene_markdown(scene: Scene, section: Section | None) -> list[str]:
 def video_script_markdown(sections: list[Section], quick: bool = False) -> str:
     """The whole script: a header, one section per chapter (figures filled in), the recording checklist."""
     by_key = {section.key: section for section in sections}
-    lines = ["# SLM Lab: video script", "",
-             "Regenerated by `slmlab report` from the results on disk; every figure below is measured."]
+    lines = [
+        "# SLM Lab: video script",
+        "",
+        "Regenerated by `slmlab report` from the results on disk; every figure below is measured.",
+    ]
     if quick:
         lines += ["", "> Quick mode: small sizes that check the pipeline; do not record these figures."]
     lines.append("")

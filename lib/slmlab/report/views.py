@@ -16,14 +16,30 @@ from slmlab.report.gather import NOT_RUN, OK, Section, format_value
 
 FIGURE_INCHES, FIGURE_DPI = (12.8, 7.2), 150  # 1920×1080 pixels: a video frame
 STYLE = {
-    "font.size": 17, "axes.titlesize": 20, "axes.labelsize": 17, "xtick.labelsize": 15, "ytick.labelsize": 15,
-    "legend.fontsize": 15, "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True,
-    "axes.grid.axis": "y", "grid.alpha": 0.3, "figure.titlesize": 22, "figure.titleweight": "bold",
+    "font.size": 17,
+    "axes.titlesize": 20,
+    "axes.labelsize": 17,
+    "xtick.labelsize": 15,
+    "ytick.labelsize": 15,
+    "legend.fontsize": 15,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "axes.grid.axis": "y",
+    "grid.alpha": 0.3,
+    "figure.titlesize": 22,
+    "figure.titleweight": "bold",
 }
 BEFORE, AFTER, OTHER = "#9aa5b1", "#1f6fd1", "#e8833a"
 SERIES_COLOURS = {  # the before of every lever is grey, its after blue
-    "baseline": BEFORE, "before": BEFORE, "tuned": AFTER, "ACE": AFTER, "after": AFTER,
-    "train": AFTER, "valid": OTHER, "test": BEFORE,
+    "baseline": BEFORE,
+    "before": BEFORE,
+    "tuned": AFTER,
+    "ACE": AFTER,
+    "after": AFTER,
+    "train": AFTER,
+    "valid": OTHER,
+    "test": BEFORE,
 }
 
 REFERENCE_GROUPS = ("greedy", "bigram")
@@ -35,8 +51,9 @@ def _charts(section: Section) -> OrderedDict[str, OrderedDict[str, OrderedDict[s
     charts: OrderedDict = OrderedDict()
     for number in section.numbers:
         if number.chart and isinstance(number.value, (int, float)) and not isinstance(number.value, bool):
-            charts.setdefault(number.chart, OrderedDict()).setdefault(number.group, OrderedDict())[number.series] = (
-                float(number.value))
+            charts.setdefault(number.chart, OrderedDict()).setdefault(number.group, OrderedDict())[number.series] = float(
+                number.value
+            )
     return charts
 
 
@@ -59,8 +76,9 @@ def _bars(axes, chart: str, groups: OrderedDict[str, OrderedDict[str, float]]) -
         bars = axes.bar(positions, values, width * 0.92, label=name, color=colour)
         crowded = len(groups) * len(series) > 8  # narrow bars: fewer digits, smaller type, so labels never touch
         axes.bar_label(bars, labels=[_bar_text(v, crowded) for v in values], padding=3, fontsize=11 if crowded else 13)
-    axes.set_xticks(range(len(groups)), list(groups), rotation=0 if len(groups) <= 6 else 30,
-                    ha="center" if len(groups) <= 6 else "right")
+    axes.set_xticks(
+        range(len(groups)), list(groups), rotation=0 if len(groups) <= 6 else 30, ha="center" if len(groups) <= 6 else "right"
+    )
     axes.set_ylabel(chart)
     axes.margins(y=0.15)
     shown = [v for values in groups.values() for v in values.values() if v == v]  # NaN: a series this group lacks
@@ -99,7 +117,7 @@ def write_figures(sections: list[Section], out_dir: str | Path, quick: bool = Fa
             continue
         for suffix in ("png", "pdf"):
             path = out / f"{section.key}.{suffix}"
-            written.append(atomic_write(path, lambda tmp, s=suffix: figure.savefig(tmp, dpi=FIGURE_DPI, format=s)))
+            written.append(atomic_write(path, lambda tmp, s=suffix, f=figure: f.savefig(tmp, dpi=FIGURE_DPI, format=s)))
         plt.close(figure)
     return written
 
@@ -108,8 +126,10 @@ def section_frame(section: Section):
     """The section's figures as a table: figure, value (printed one way), source file, field, when made."""
     import pandas as pd
 
-    rows = [{"figure": n.label, "value": format_value(n.value), "from": n.source, "field": n.field, "made": n.created}
-            for n in section.numbers]
+    rows = [
+        {"figure": n.label, "value": format_value(n.value), "from": n.source, "field": n.field, "made": n.created}
+        for n in section.numbers
+    ]
     return pd.DataFrame(rows, columns=["figure", "value", "from", "field", "made"])
 
 
@@ -117,8 +137,18 @@ def overview_frame(sections: list[Section]):
     """One row per section: its status, how many figures it has, and the command that (re)makes it."""
     import pandas as pd
 
-    return pd.DataFrame([{"section": s.title, "status": s.status, "figures": len(s.numbers),
-                          "note": s.problem, "command": s.command if s.status != OK else ""} for s in sections])
+    return pd.DataFrame(
+        [
+            {
+                "section": s.title,
+                "status": s.status,
+                "figures": len(s.numbers),
+                "note": s.problem,
+                "command": s.command if s.status != OK else "",
+            }
+            for s in sections
+        ]
+    )
 
 
 def show_section(sections: list[Section], key: str, quick: bool = False) -> None:

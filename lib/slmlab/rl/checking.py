@@ -52,16 +52,24 @@ _PLANS_LOCK = threading.Lock()
 
 def checker_limits(limits: SandboxLimits) -> SandboxLimits:
     """``limits`` raised to :data:`CHECKER_FLOOR` field by field (network stays off)."""
-    return SandboxLimits(**{field.name: max(getattr(limits, field.name), getattr(CHECKER_FLOOR, field.name))
-                            for field in dataclasses.fields(SandboxLimits) if field.name != "network"})
+    return SandboxLimits(
+        **{
+            field.name: max(getattr(limits, field.name), getattr(CHECKER_FLOOR, field.name))
+            for field in dataclasses.fields(SandboxLimits)
+            if field.name != "network"
+        }
+    )
 
 
 def run_checker(task: CodeTask, job: dict, limits: SandboxLimits) -> tuple[dict | None, SandboxResult]:
     """Run the trusted checker on ``job`` ({"mode": ..., ...}); (its one outcome line or None, the sandbox result)."""
     frame = new_frame()
     job = {**job, "frame": frame, "seed": CHECK_SEED, "entry_point": task.entry_point, "reference": task.reference or ""}
-    files = {"typed_values.py": harness_source("typed_values"), "check.py": task.test_code or "",
-             "job.json": json.dumps(job, allow_nan=False)}
+    files = {
+        "typed_values.py": harness_source("typed_values"),
+        "check.py": task.test_code or "",
+        "job.json": json.dumps(job, allow_nan=False),
+    }
     result = run_python(harness_source("checker"), limits=checker_limits(limits), files=files)
     payloads, _ = split_framed(result.stdout, frame)
     records = decode_records(payloads, result.truncated)
@@ -77,8 +85,10 @@ def _discover(task: CodeTask, limits: SandboxLimits) -> tuple[CheckPlan, bool]:
         why = f"the checker ended {result.status} on the reference solution: {result.stderr.strip()[-500:]}"
         return CheckPlan(error=why, traceback=result.stderr[-2000:]), result.status in ("ok", "error")
     if "task_error" in outcome:
-        return CheckPlan(error=f"the check fails on the reference solution: {outcome['task_error']}",
-                         traceback=str(outcome.get("traceback", ""))), True
+        return CheckPlan(
+            error=f"the check fails on the reference solution: {outcome['task_error']}",
+            traceback=str(outcome.get("traceback", "")),
+        ), True
     return CheckPlan(calls=tuple(outcome["calls"]), answers=tuple(outcome["answers"])), True
 
 
@@ -99,8 +109,11 @@ def check_plan(task: CodeTask, limits: SandboxLimits) -> CheckPlan:
 def run_candidate(task: CodeTask, code: str, calls: Sequence[dict], limits: SandboxLimits) -> CandidateRun:
     """Run the program in the sandbox, answering ``calls`` in order: one framed record per call."""
     frame = new_frame()
-    files = {"solution.py": code, "typed_values.py": harness_source("typed_values"),
-             "job.json": json.dumps({"frame": frame, "entry_point": task.entry_point, "calls": list(calls)})}
+    files = {
+        "solution.py": code,
+        "typed_values.py": harness_source("typed_values"),
+        "job.json": json.dumps({"frame": frame, "entry_point": task.entry_point, "calls": list(calls)}),
+    }
     result = run_python(harness_source("candidate"), limits=limits, files=files)  # HumanEval's answers: at most 8 KB
     payloads, own = split_framed(result.stdout, frame)
     return CandidateRun(result, decode_records(payloads, result.truncated), own)
@@ -128,4 +141,3 @@ def same_as_reference(answers: Sequence[dict | None], calls: Sequence[dict], pla
         if typed_values.canonical(got["value"]) != typed_values.canonical(expected["value"]):
             return False
     return True
-

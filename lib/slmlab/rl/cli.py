@@ -99,8 +99,9 @@ def _train(args: argparse.Namespace) -> int:
     panel = LivePanel(config.steps)
     run_dir = Path(args.run_dir) if args.run_dir else default_results_dir() / "run"
     try:
-        chapter = train_and_measure(config, args.model, sets, run_dir, limit=args.limit, resume=not args.fresh,
-                                    progress=False, callbacks=[panel])
+        chapter = train_and_measure(
+            config, args.model, sets, run_dir, limit=args.limit, resume=not args.fresh, progress=False, callbacks=[panel]
+        )
     finally:
         panel.stop()
     print(summary_table(read_attempts(run_dir)).to_string(float_format=lambda value: f"{value:.2f}"))
@@ -113,20 +114,31 @@ def _train(args: argparse.Namespace) -> int:
 
 
 # RLConfig fields with a command-line option (its default is the config's, shown in --help).
-TRAIN_OPTIONS = ("steps", "tasks_per_step", "samples_per_task", "max_new_tokens", "temperature", "learning_rate",
-                 "entropy_weight", "kl_weight", "replay_weight")
+TRAIN_OPTIONS = (
+    "steps",
+    "tasks_per_step",
+    "samples_per_task",
+    "max_new_tokens",
+    "temperature",
+    "learning_rate",
+    "entropy_weight",
+    "kl_weight",
+    "replay_weight",
+)
 
 
 def _add_train(verbs) -> None:
     from slmlab.rl.config import RLConfig
 
     train = verbs.add_parser("train", help="REINFORCE on the train families; pass@1 before and after (held-out)")
-    train.add_argument("--model", default=None, help=f"model to put a LoRA adapter on, or 'tiny' to train one from "
-                       f"scratch (default: {DEFAULT_MODEL})")
+    train.add_argument(
+        "--model",
+        default=None,
+        help=f"model to put a LoRA adapter on, or 'tiny' to train one from scratch (default: {DEFAULT_MODEL})",
+    )
     for name in TRAIN_OPTIONS:
         kind = type(getattr(RLConfig, name))
-        train.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None,
-                           help=f"(default: {getattr(RLConfig, name)})")
+        train.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help=f"(default: {getattr(RLConfig, name)})")
     train.add_argument("--seed", type=int, default=RLConfig.seed, help="(default: %(default)s)")
     train.add_argument("--quick", action="store_true", help="a few short steps (RLConfig.quick())")
     train.add_argument("--run-dir", default=None, help="run folder (default: results/rl/run)")
@@ -166,4 +178,3 @@ def add_rl_commands(commands) -> None:
     evaluate.add_argument("--out", default=None, help="per-task CSV (default: results/rl/eval.csv)")
     evaluate.set_defaults(run=_eval)
     _add_train(verbs)
-

@@ -67,13 +67,18 @@ def _layout(code: str) -> _Layout | None:
             if current is None:
                 current = row
                 layout.statements[row] = (column, depth)
-            if kind == tokenize.STRING:
-                _mark_string(layout, row, end_row)
-            elif kind in _STRING_OPENERS:  # f-strings are several tokens from Python 3.12 on
-                opened.append(row)
-            elif kind in _STRING_CLOSERS and opened:
-                _mark_string(layout, opened.pop(), end_row)
+            _note_strings(layout, kind, row, end_row, opened)
     return layout
+
+
+def _note_strings(layout: _Layout, kind: int, row: int, end_row: int, opened: list[int]) -> None:
+    """Mark the rows a string token spans; ``opened`` holds the first rows of f-strings not yet closed."""
+    if kind == tokenize.STRING:
+        _mark_string(layout, row, end_row)
+    elif kind in _STRING_OPENERS:  # f-strings are several tokens from Python 3.12 on
+        opened.append(row)
+    elif kind in _STRING_CLOSERS and opened:
+        _mark_string(layout, opened.pop(), end_row)
 
 
 def _mark_string(layout: _Layout, first_row: int, last_row: int) -> None:
@@ -86,7 +91,7 @@ def _width(whitespace: str) -> int:
 
 
 def _leading(line: str) -> str:
-    return line[:len(line) - len(line.lstrip(SPACES))]
+    return line[: len(line) - len(line.lstrip(SPACES))]
 
 
 def _rebased(width: int, levels: Iterable[tuple[int, int]]) -> int:
@@ -111,7 +116,7 @@ def _reindented(lines: list[str], layout: _Layout) -> list[str]:
             new = " " * shifts[row][1] + line[column:]
         elif row in layout.continues:
             lead = _leading(line)
-            new = " " * _rebased(_width(lead), [(0, 0), shifts[layout.continues[row]]]) + line[len(lead):]
+            new = " " * _rebased(_width(lead), [(0, 0), shifts[layout.continues[row]]]) + line[len(lead) :]
         elif line.strip(SPACES):  # a comment line: placed like the block it belongs to, or the statement after it
             lead, following = _leading(line), bisect.bisect(statement_rows, row)
             candidates = list(levels)
@@ -119,7 +124,7 @@ def _reindented(lines: list[str], layout: _Layout) -> list[str]:
                 next_row = statement_rows[following]
                 column, depth = layout.statements[next_row]
                 candidates.append((_width(lines[next_row][:column]), INDENT_WIDTH * depth))
-            new = " " * _rebased(_width(lead), candidates) + line[len(lead):]
+            new = " " * _rebased(_width(lead), candidates) + line[len(lead) :]
         else:
             new = ""
         out.append(new if row in layout.ends_in_string else new.rstrip(SPACES))
@@ -156,8 +161,8 @@ def _decodes_as_itself(line: str, depth: int) -> bool:
 
 def _encoded_line(line: str, depth: int, statement: bool) -> str:
     indent = " " * (INDENT_WIDTH * depth)
-    if statement and line.startswith(indent) and _reads_as_statement(line[len(indent):]):
-        return line[len(indent):]
+    if statement and line.startswith(indent) and _reads_as_statement(line[len(indent) :]):
+        return line[len(indent) :]
     return line if _decodes_as_itself(line, depth) else RAWLINE_TOKEN + line
 
 
@@ -206,9 +211,9 @@ def encode_structure(code: str) -> str:
 def _decoded_line(line: str, depth: int) -> tuple[str, int]:
     while line.startswith(STRUCTURE_TOKENS):
         if line.startswith(RAWLINE_TOKEN):
-            return line[len(RAWLINE_TOKEN):], depth
+            return line[len(RAWLINE_TOKEN) :], depth
         depth = depth + 1 if line.startswith(INDENT_TOKEN) else max(0, depth - 1)
-        line = line[len(INDENT_TOKEN if line.startswith(INDENT_TOKEN) else DEDENT_TOKEN):]
+        line = line[len(INDENT_TOKEN if line.startswith(INDENT_TOKEN) else DEDENT_TOKEN) :]
     if not line or line[0].isspace():
         return line, depth
     return " " * (INDENT_WIDTH * depth) + line, depth
@@ -237,19 +242,25 @@ def _training_pieces(texts: Iterable[str]) -> Iterator[str]:
         yield from (piece for piece in STRUCTURE_PATTERN.split(encode_structure(normalize_source(text))) if piece)
 
 
-def train_code_tokenizer(texts: Iterable[str], vocab_size: int = CodeTokenizerConfig.vocab_size,
-                         min_frequency: int = CodeTokenizerConfig.min_frequency, progress: bool = False,
-                         model_max_length: int = CodeTokenizerConfig.model_max_length) -> PreTrainedTokenizerFast:
+def train_code_tokenizer(
+    texts: Iterable[str],
+    vocab_size: int = CodeTokenizerConfig.vocab_size,
+    min_frequency: int = CodeTokenizerConfig.min_frequency,
+    progress: bool = False,
+    model_max_length: int = CodeTokenizerConfig.model_max_length,
+) -> PreTrainedTokenizerFast:
     """A byte-level BPE trained on the normalized, structure-encoded form of ``texts`` (Python sources).
 
     :data:`SPECIAL_TOKENS` get ids 0..3 and :data:`STRUCTURE_TOKENS` 4..6; all are special tokens, so each is one id
     and never split, and none is added when encoding. Training is deterministic.
     """
     if vocab_size < min_vocab_size():
-        raise ValueError(f"vocab_size {vocab_size} is smaller than the byte alphabet plus special and structure tokens "
-                         f"({min_vocab_size()})")
-    return train_byte_bpe(_training_pieces(texts), vocab_size, [*SPECIAL_TOKENS, *STRUCTURE_TOKENS], min_frequency,
-                          progress, model_max_length)
+        raise ValueError(
+            f"vocab_size {vocab_size} is smaller than the byte alphabet plus special and structure tokens ({min_vocab_size()})"
+        )
+    return train_byte_bpe(
+        _training_pieces(texts), vocab_size, [*SPECIAL_TOKENS, *STRUCTURE_TOKENS], min_frequency, progress, model_max_length
+    )
 
 
 def encode_code(tokenizer: PreTrainedTokenizerFast, code: str, add_bos_eos: bool = False) -> list[int]:
@@ -261,6 +272,5 @@ def encode_code(tokenizer: PreTrainedTokenizerFast, code: str, add_bos_eos: bool
 def decode_code(tokenizer: PreTrainedTokenizerFast, ids: Sequence[int]) -> str:
     """Source from token ids: <PAD>, <BOS> and <EOS> are dropped, the structure markers decoded into indentation."""
     framing = {tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id}
-    text = tokenizer.decode([i for i in ids if i not in framing], skip_special_tokens=False,
-                            clean_up_tokenization_spaces=False)
+    text = tokenizer.decode([i for i in ids if i not in framing], skip_special_tokens=False, clean_up_tokenization_spaces=False)
     return decode_structure(text)

@@ -60,15 +60,43 @@ class RLConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        positive = ("steps", "tasks_per_step", "samples_per_task", "max_new_tokens", "temperature", "learning_rate",
-                    "grad_clip", "micro_batch", "rank", "alpha", "keep_checkpoints")
+        positive = (
+            "steps",
+            "tasks_per_step",
+            "samples_per_task",
+            "max_new_tokens",
+            "temperature",
+            "learning_rate",
+            "grad_clip",
+            "micro_batch",
+            "rank",
+            "alpha",
+            "keep_checkpoints",
+        )
         wrong = [name for name in positive if not getattr(self, name) > 0]
-        ranged = {"top_p": 0 < self.top_p <= 1, "baseline_decay": 0 <= self.baseline_decay < 1,
-                  "duplicate_rate_high": 0 <= self.duplicate_rate_high <= 1, "plateau_factor": 0 < self.plateau_factor <= 1,
-                  "max_temperature": self.max_temperature >= self.temperature, "seed": self.seed >= 0}
+        ranged = {
+            "top_p": 0 < self.top_p <= 1,
+            "baseline_decay": 0 <= self.baseline_decay < 1,
+            "duplicate_rate_high": 0 <= self.duplicate_rate_high <= 1,
+            "plateau_factor": 0 < self.plateau_factor <= 1,
+            "max_temperature": self.max_temperature >= self.temperature,
+            "seed": self.seed >= 0,
+        }
         wrong += [name for name, ok in ranged.items() if not ok]
-        wrong += [name for name in ("entropy_weight", "kl_weight", "replay_weight", "replay_per_step", "replay_size",
-                                    "duplicate_penalty", "save_every", "plateau_patience") if getattr(self, name) < 0]
+        wrong += [
+            name
+            for name in (
+                "entropy_weight",
+                "kl_weight",
+                "replay_weight",
+                "replay_per_step",
+                "replay_size",
+                "duplicate_penalty",
+                "save_every",
+                "plateau_patience",
+            )
+            if getattr(self, name) < 0
+        ]
         if wrong:
             raise RLConfigError("RLConfig: out of range: " + ", ".join(f"{name}={getattr(self, name)!r}" for name in wrong))
 
@@ -106,5 +134,10 @@ def peft_lora_config(config: RLConfig):
     """PEFT's LoraConfig for the policy's adapter (every layer, ``config.target_modules``)."""
     from peft import LoraConfig
 
-    return LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.lora_dropout,
-                      target_modules=list(config.target_modules), task_type="CAUSAL_LM")
+    return LoraConfig(
+        r=config.rank,
+        lora_alpha=config.alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=list(config.target_modules),
+        task_type="CAUSAL_LM",
+    )

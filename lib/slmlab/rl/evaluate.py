@@ -48,21 +48,21 @@ def extract_code(reply: str, task: CodeTask | None = None) -> str:
         code = match.group(1)
     else:
         start = re.search(r"^(def |import |from |class )", reply, re.MULTILINE)
-        code = reply[start.start():] if start else reply
+        code = reply[start.start() :] if start else reply
     code = code.strip("\n") + "\n"
     if task is not None and task.kind == "check" and task.entry_point and f"def {task.entry_point}(" not in code:
         code = task.prompt + code
     return code
 
 
-def pass_at_1(lm, tasks: Sequence[CodeTask], settings: EvalSettings = EvalSettings(),
-              progress: bool = False) -> pd.DataFrame:
+def pass_at_1(lm, tasks: Sequence[CodeTask], settings: EvalSettings = EvalSettings(), progress: bool = False) -> pd.DataFrame:
     """Greedy pass@1 of the slmlab model ``lm`` on ``tasks``: a DataFrame with one row per task (task, family, status,
     reward, passed, total, solved, reply, code)."""
     from slmlab.generation import DecodingConfig
 
-    config = DecodingConfig(strategy="greedy", max_new_tokens=settings.max_new_tokens, batch_size=settings.batch_size,
-                            seed=settings.seed)
+    config = DecodingConfig(
+        strategy="greedy", max_new_tokens=settings.max_new_tokens, batch_size=settings.batch_size, seed=settings.seed
+    )
     replies = lm.generate([task_prompt(task) for task in tasks], config, progress=progress)
     return score_replies(tasks, replies)
 
@@ -74,18 +74,24 @@ def score_replies(tasks: Sequence[CodeTask], replies: Sequence[str]) -> pd.DataF
 
     codes = [extract_code(reply, task) for reply, task in zip(replies, tasks)]
     scores = score_programs(list(zip(tasks, codes)))
-    return pd.DataFrame({
-        "task": [task.name for task in tasks], "family": [task.family or "-" for task in tasks],
-        "status": [score.status for score in scores], "reward": [score.reward for score in scores],
-        "passed": [score.passed for score in scores], "total": [score.total for score in scores],
-        "solved": [score.status == "passed" for score in scores], "reply": list(replies), "code": codes,
-    })
+    return pd.DataFrame(
+        {
+            "task": [task.name for task in tasks],
+            "family": [task.family or "-" for task in tasks],
+            "status": [score.status for score in scores],
+            "reward": [score.reward for score in scores],
+            "passed": [score.passed for score in scores],
+            "total": [score.total for score in scores],
+            "solved": [score.status == "passed" for score in scores],
+            "reply": list(replies),
+            "code": codes,
+        }
+    )
 
 
 def by_family(results: pd.DataFrame) -> pd.DataFrame:
     """pass@1 (share of tasks solved) and mean reward per family, plus an "all" row."""
-    table = results.groupby("family").agg(tasks=("task", "count"), pass_at_1=("solved", "mean"),
-                                          mean_reward=("reward", "mean"))
+    table = results.groupby("family").agg(tasks=("task", "count"), pass_at_1=("solved", "mean"), mean_reward=("reward", "mean"))
     table.loc["all"] = [len(results), results["solved"].mean(), results["reward"].mean()]
     table["tasks"] = table["tasks"].astype(int)
     return table

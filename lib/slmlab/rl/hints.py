@@ -18,8 +18,19 @@ if TYPE_CHECKING:
     import pandas as pd
 
 STATE_VERSION = 1
-EVENT_COLUMNS = ("task", "attempt", "stuck", "requested", "given", "forced", "hint_index", "backoff",
-                 "best_before", "score_before", "score_after")
+EVENT_COLUMNS = (
+    "task",
+    "attempt",
+    "stuck",
+    "requested",
+    "given",
+    "forced",
+    "hint_index",
+    "backoff",
+    "best_before",
+    "score_before",
+    "score_after",
+)
 
 
 class HintStateError(SlmLabError, ValueError):
@@ -53,10 +64,16 @@ class HintConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        checks = {"window": self.window >= 1, "min_improvement": self.min_improvement >= 0,
-                  "hint_probability": 0 <= self.hint_probability <= 1, "max_stuck_checks": self.max_stuck_checks >= 0,
-                  "base_backoff": self.base_backoff >= 0, "backoff_factor": self.backoff_factor >= 1,
-                  "max_backoff": self.max_backoff >= self.base_backoff, "seed": self.seed >= 0}
+        checks = {
+            "window": self.window >= 1,
+            "min_improvement": self.min_improvement >= 0,
+            "hint_probability": 0 <= self.hint_probability <= 1,
+            "max_stuck_checks": self.max_stuck_checks >= 0,
+            "base_backoff": self.base_backoff >= 0,
+            "backoff_factor": self.backoff_factor >= 1,
+            "max_backoff": self.max_backoff >= self.base_backoff,
+            "seed": self.seed >= 0,
+        }
         wrong = [name for name, ok in checks.items() if not ok]
         if wrong:
             raise ValueError(f"HintConfig: invalid {', '.join(wrong)} ({self})")
@@ -160,11 +177,18 @@ class HintSchedule:
         return hint
 
     def _log(self, name: str, state: _TaskState, attempt: int, **decision: bool) -> None:
-        self._events.append({"task": name, "attempt": attempt, **decision,
-                             "hint_index": state.hints_given if decision["given"] else None,
-                             "backoff": self.config.backoff_after(state.hints_given),
-                             "best_before": max(state.scores) if state.scores else None,
-                             "score_before": state.scores[-1] if state.scores else None, "score_after": None})
+        self._events.append(
+            {
+                "task": name,
+                "attempt": attempt,
+                **decision,
+                "hint_index": state.hints_given if decision["given"] else None,
+                "backoff": self.config.backoff_after(state.hints_given),
+                "best_before": max(state.scores) if state.scores else None,
+                "score_before": state.scores[-1] if state.scores else None,
+                "score_after": None,
+            }
+        )
         state.pending.append(len(self._events) - 1)
 
     def events(self) -> pd.DataFrame:
@@ -178,25 +202,36 @@ class HintSchedule:
         """Counts of checks, stuck checks, requests, hints given (and forced by the cap), and the mean score change
         from the attempt before a hint to the attempt with it (None until such a pair exists)."""
         rows = self._events
-        changes = [row["score_after"] - row["score_before"] for row in rows
-                   if row["given"] and row["score_after"] is not None and row["score_before"] is not None]
-        return {"checks": len(rows), "stuck": sum(row["stuck"] for row in rows),
-                "requested": sum(row["requested"] for row in rows), "given": sum(row["given"] for row in rows),
-                "forced": sum(row["forced"] for row in rows),
-                "mean_score_change_after_hint": float(np.mean(changes)) if changes else None}
+        changes = [
+            row["score_after"] - row["score_before"]
+            for row in rows
+            if row["given"] and row["score_after"] is not None and row["score_before"] is not None
+        ]
+        return {
+            "checks": len(rows),
+            "stuck": sum(row["stuck"] for row in rows),
+            "requested": sum(row["requested"] for row in rows),
+            "given": sum(row["given"] for row in rows),
+            "forced": sum(row["forced"] for row in rows),
+            "mean_score_change_after_hint": float(np.mean(changes)) if changes else None,
+        }
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly, as plain JSON-able values."""
-        return {"version": STATE_VERSION, "config": asdict(self.config),
-                "tasks": {name: asdict(state) for name, state in self._tasks.items()},
-                "events": [dict(row) for row in self._events]}
+        return {
+            "version": STATE_VERSION,
+            "config": asdict(self.config),
+            "tasks": {name: asdict(state) for name, state in self._tasks.items()},
+            "events": [dict(row) for row in self._events],
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continues from :meth:`state_dict`'s output; refuses another version or another configuration."""
         if state.get("version") != STATE_VERSION:
             raise HintStateError(f"hint schedule state version {state.get('version')!r}, expected {STATE_VERSION}")
         if state.get("config") != asdict(self.config):
-            raise HintStateError(f"hint schedule state was saved with config {state.get('config')}, "
-                                 f"this schedule has {asdict(self.config)}")
+            raise HintStateError(
+                f"hint schedule state was saved with config {state.get('config')}, this schedule has {asdict(self.config)}"
+            )
         self._tasks = {name: _TaskState(**saved) for name, saved in state["tasks"].items()}
         self._events = [dict(row) for row in state["events"]]

@@ -96,8 +96,10 @@ class InitReport:
 
     def describe(self) -> str:
         """A few readable lines: the verdict, the entropy ratio, each problem, and each attempt of a repair."""
-        lines = [f"{'ok' if self.ok else 'FAILED'}: output entropy {self.entropy['entropy']:.3f} nats = "
-                 f"{self.entropy['ratio']:.2f} x uniform ({self.entropy['uniform_entropy']:.3f})"]
+        lines = [
+            f"{'ok' if self.ok else 'FAILED'}: output entropy {self.entropy['entropy']:.3f} nats = "
+            f"{self.entropy['ratio']:.2f} x uniform ({self.entropy['uniform_entropy']:.3f})"
+        ]
         lines += [f"  {problem.describe()}" for problem in self.problems]
         for attempt in self.attempts:
             seed = "" if attempt.seed is None else f" (seed {attempt.seed})"
@@ -178,14 +180,19 @@ def weight_statistics(model: torch.nn.Module) -> pandas.DataFrame:
     for name, values in _named_tensors(model):
         finite = values[torch.isfinite(values)]
         empty = finite.numel() == 0
-        rows.append({
-            "name": name, "shape": tuple(values.shape), "size": values.numel(),
-            "mean": math.nan if empty else finite.mean().item(),
-            "std": math.nan if empty else finite.std(correction=0).item(),
-            "min": math.nan if empty else finite.min().item(),
-            "max": math.nan if empty else finite.max().item(),
-            "nan": int(torch.isnan(values).sum()), "inf": int(torch.isinf(values).sum()),
-        })
+        rows.append(
+            {
+                "name": name,
+                "shape": tuple(values.shape),
+                "size": values.numel(),
+                "mean": math.nan if empty else finite.mean().item(),
+                "std": math.nan if empty else finite.std(correction=0).item(),
+                "min": math.nan if empty else finite.min().item(),
+                "max": math.nan if empty else finite.max().item(),
+                "nan": int(torch.isnan(values).sum()),
+                "inf": int(torch.isinf(values).sum()),
+            }
+        )
     return pandas.DataFrame(rows, columns=["name", "shape", "size", "mean", "std", "min", "max", "nan", "inf"])
 
 
@@ -249,8 +256,13 @@ def check_initialization(model: torch.nn.Module, input_ids: Any, config: InitChe
     return InitReport(tuple(problems), entropy, statistics)
 
 
-def ensure_good_initialization(model: torch.nn.Module, input_ids: Any, schemes: Sequence[str] = REPAIR_SCHEMES,
-                               config: InitCheckConfig | None = None, seed: int = 0) -> InitReport:
+def ensure_good_initialization(
+    model: torch.nn.Module,
+    input_ids: Any,
+    schemes: Sequence[str] = REPAIR_SCHEMES,
+    config: InitCheckConfig | None = None,
+    seed: int = 0,
+) -> InitReport:
     """Check ``model`` as built; while a check fails, re-initialize it in place with the next of ``schemes`` (the k-th
     with seed ``seed + k``) and check again. Returns the passing report with the history of every attempt; raises
     :class:`InitializationError` naming each attempt's problems when none passes."""
@@ -267,14 +279,16 @@ def ensure_good_initialization(model: torch.nn.Module, input_ids: Any, schemes: 
         attempts.append(Attempt(scheme, seed + offset, report.problems))
     report = InitReport(report.problems, report.entropy, report.statistics, tuple(attempts))
     if not report.ok:
-        tried = "; ".join(f"{attempt.scheme}: " + ", ".join(problem.describe() for problem in attempt.problems[:3])
-                          for attempt in attempts)
+        tried = "; ".join(
+            f"{attempt.scheme}: " + ", ".join(problem.describe() for problem in attempt.problems[:3]) for attempt in attempts
+        )
         raise InitializationError(f"No initialization passed the checks ({tried}).", report)
     return report
 
 
-def histogram_data(model: torch.nn.Module, names: Sequence[str] | None = None,
-                   bins: int = 60) -> dict[str, tuple[numpy.ndarray, numpy.ndarray]]:
+def histogram_data(
+    model: torch.nn.Module, names: Sequence[str] | None = None, bins: int = 60
+) -> dict[str, tuple[numpy.ndarray, numpy.ndarray]]:
     """``{name: (counts, bin_edges)}`` of the finite entries of each named parameter (by default every weight matrix),
     from ``numpy.histogram``, for a views module to plot."""
     import numpy

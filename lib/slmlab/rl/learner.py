@@ -35,19 +35,39 @@ if TYPE_CHECKING:
     import pandas as pd
     import torch
 
-__all__ = ["Learner", "RLResult", "policy_pass_at_1", "read_attempts", "read_metrics", "sample_programs",
-           "token_terms", "train_policy"]
+__all__ = [
+    "Learner",
+    "RLResult",
+    "policy_pass_at_1",
+    "read_attempts",
+    "read_metrics",
+    "sample_programs",
+    "token_terms",
+    "train_policy",
+]
 
 STATE_FILE = "learner_state.pt"
 ADAPTER_DIR = "adapter"
 LOG_FILE = "train.log"
 HINTS_FILE = "hints.csv"  # every stuck check and hint decision (HintSchedule.events)
 # What the step function returns: logged to metrics.jsonl and TensorBoard under these tags.
-LOGGED = {"loss": "loss/total", "reward": "reward/mean", "pass_rate": "reward/pass_rate", "train_score": "reward/ema",
-          "advantage_std": "reward/advantage_std", "entropy": "policy/entropy", "kl": "policy/kl",
-          "grad_norm": "train/grad_norm", "weight_change": "train/weight_change", "lr": "train/lr",
-          "temperature": "explore/temperature", "duplicate_rate": "explore/duplicate_rate", "hints": "explore/hints",
-          "completions_per_s": "speed/completions_per_s", "replay": "train/replay"}
+LOGGED = {
+    "loss": "loss/total",
+    "reward": "reward/mean",
+    "pass_rate": "reward/pass_rate",
+    "train_score": "reward/ema",
+    "advantage_std": "reward/advantage_std",
+    "entropy": "policy/entropy",
+    "kl": "policy/kl",
+    "grad_norm": "train/grad_norm",
+    "weight_change": "train/weight_change",
+    "lr": "train/lr",
+    "temperature": "explore/temperature",
+    "duplicate_rate": "explore/duplicate_rate",
+    "hints": "explore/hints",
+    "completions_per_s": "speed/completions_per_s",
+    "replay": "train/replay",
+}
 RUN_FILES = ("metrics.jsonl", "tensorboard", ATTEMPTS_FILE, ADAPTER_DIR, "summary.json", HINTS_FILE)
 NOT_TRAJECTORY = ("steps", "save_every", "keep_checkpoints")  # settings a run may change when it resumes
 
@@ -80,11 +100,16 @@ class LearnerState:
     generation_seconds: float = 0.0
 
     def state_dict(self) -> dict[str, Any]:
-        return {"baselines": dict(self.baselines), "normalizer": self.normalizer.state_dict(),
-                "fingerprints": {name: prints.state_dict() for name, prints in self.fingerprints.items()},
-                "scores": {key: list(value) for key, value in self.scores.items()},
-                "replay": [[name, list(ids)] for name, ids in self.replay], "temperature": self.temperature,
-                "completions": self.completions, "generation_seconds": self.generation_seconds}
+        return {
+            "baselines": dict(self.baselines),
+            "normalizer": self.normalizer.state_dict(),
+            "fingerprints": {name: prints.state_dict() for name, prints in self.fingerprints.items()},
+            "scores": {key: list(value) for key, value in self.scores.items()},
+            "replay": [[name, list(ids)] for name, ids in self.replay],
+            "temperature": self.temperature,
+            "completions": self.completions,
+            "generation_seconds": self.generation_seconds,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.baselines = {str(key): float(value) for key, value in state["baselines"].items()}
@@ -136,7 +161,7 @@ class FenceStop:
             if row in self.stopped_at:
                 done[row] = True
                 continue
-            text = self.tokenizer.decode(input_ids[row, self.prompt_length:], skip_special_tokens=True)
+            text = self.tokenizer.decode(input_ids[row, self.prompt_length :], skip_special_tokens=True)
             if text.count("```") >= 2:
                 self.stopped_at[row] = length
                 done[row] = True
@@ -150,29 +175,39 @@ def _left_padded(rows: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, 
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for index, row in enumerate(rows):
-        ids[index, width - len(row):] = torch.tensor(row, dtype=torch.long)
-        mask[index, width - len(row):] = 1
+        ids[index, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+        mask[index, width - len(row) :] = 1
     return ids, mask
 
 
-def sample_programs(policy, prompts: Sequence[list[int]], max_new_tokens: int, temperature: float | None,
-                    top_p: float = 1.0, seed: int = 0) -> list[list[int]]:
+def sample_programs(
+    policy, prompts: Sequence[list[int]], max_new_tokens: int, temperature: float | None, top_p: float = 1.0, seed: int = 0
+) -> list[list[int]]:
     """One completion per prompt (token ids up to and including EOS, or up to the closing code fence); ``temperature``
     None decodes greedily. Seeded, so the same weights and prompts give the same programs."""
     import torch
 
     ids, mask = _left_padded(prompts, policy.pad_id)
     stop = FenceStop(policy.tokenizer, ids.shape[1])
-    sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": None} if temperature else {
-        "do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+    sampling = (
+        {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": None}
+        if temperature
+        else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+    )
     torch.manual_seed(seed)
     policy.model.eval()
     with torch.inference_mode():
-        output = policy.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                       pad_token_id=policy.pad_id, eos_token_id=policy.eos_id,
-                                       stopping_criteria=[stop], **sampling)
+        output = policy.model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=max_new_tokens,
+            pad_token_id=policy.pad_id,
+            eos_token_id=policy.eos_id,
+            stopping_criteria=[stop],
+            **sampling,
+        )
     completions = []
-    for row, tokens in enumerate(output[:, ids.shape[1]:].tolist()):
+    for row, tokens in enumerate(output[:, ids.shape[1] :].tolist()):
         length = stop.stopped_at.get(row, len(tokens))
         if policy.eos_id in tokens[:length]:
             length = tokens.index(policy.eos_id) + 1
@@ -188,9 +223,14 @@ def policy_pass_at_1(policy, tasks: Sequence[CodeTask], settings=None) -> pd.Dat
     settings = settings or EvalSettings()
     replies = []
     for start in range(0, len(tasks), settings.batch_size):
-        chunk = tasks[start:start + settings.batch_size]
-        completions = sample_programs(policy, [policy.prompt_ids(task_prompt(task)) for task in chunk],
-                                      settings.max_new_tokens, temperature=None, seed=settings.seed)
+        chunk = tasks[start : start + settings.batch_size]
+        completions = sample_programs(
+            policy,
+            [policy.prompt_ids(task_prompt(task)) for task in chunk],
+            settings.max_new_tokens,
+            temperature=None,
+            seed=settings.seed,
+        )
         replies += [policy.reply_text(completion) for completion in completions]
     return score_replies(tasks, replies)
 
@@ -216,9 +256,9 @@ def _batch(rows: Sequence[tuple[list[int], list[int]]], pad_id: int):
     targets = torch.zeros((len(rows), completion_width), dtype=torch.bool)
     for index, (prompt, completion) in enumerate(rows):
         start = prompt_width - len(prompt)
-        ids[index, start:prompt_width + len(completion)] = torch.tensor(prompt + completion, dtype=torch.long)
-        mask[index, start:prompt_width + len(completion)] = 1
-        targets[index, :len(completion)] = True
+        ids[index, start : prompt_width + len(completion)] = torch.tensor(prompt + completion, dtype=torch.long)
+        mask[index, start : prompt_width + len(completion)] = 1
+        targets[index, : len(completion)] = True
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     return ids, mask, positions, targets, prompt_width
 
@@ -249,15 +289,15 @@ def token_terms(policy, rows: Sequence[tuple[list[int], list[int]]], with_kl: bo
             reference = reference.gather(-1, completion.unsqueeze(-1)).squeeze(-1)
         gap = reference - chosen
         kl = ((gap.exp() - gap - 1) * weights).sum(-1) / counts
-    return TokenTerms((chosen * weights).sum(-1) / counts, (entropy * weights).sum(-1) / counts, kl,
-                      int(weights.sum()))
+    return TokenTerms((chosen * weights).sum(-1) / counts, (entropy * weights).sum(-1) / counts, kl, int(weights.sum()))
 
 
 class Learner:
     """The REINFORCE learner's step, its bookkeeping and its checkpoint files (see :class:`RLConfig` for the loss)."""
 
-    def __init__(self, policy, config: RLConfig, tasks: Sequence[CodeTask], run_dir: Path,
-                 logger: logging.Logger | None = None) -> None:
+    def __init__(
+        self, policy, config: RLConfig, tasks: Sequence[CodeTask], run_dir: Path, logger: logging.Logger | None = None
+    ) -> None:
         import torch
 
         if not tasks:
@@ -268,12 +308,17 @@ class Learner:
         self.parameters = [param for _, param in policy.trainable()]
         self.optimizer = torch.optim.AdamW(self.parameters, lr=config.learning_rate, weight_decay=0.0)
         self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            self.optimizer, mode="max", factor=config.plateau_factor, patience=config.plateau_patience,
-            min_lr=config.min_learning_rate)
+            self.optimizer,
+            mode="max",
+            factor=config.plateau_factor,
+            patience=config.plateau_patience,
+            min_lr=config.min_learning_rate,
+        )
         self.hints = HintSchedule(config.hints)
         self.state = LearnerState(temperature=config.temperature)
-        self.weights = WeightChangeMonitor(policy.trainable(), explode=config.weight_explode,
-                                           vanish=config.weight_vanish, logger=self.logger)
+        self.weights = WeightChangeMonitor(
+            policy.trainable(), explode=config.weight_explode, vanish=config.weight_vanish, logger=self.logger
+        )
         self.attempts_path = self.run_dir / ATTEMPTS_FILE
         self._attempts_opened = False
 
@@ -294,9 +339,14 @@ class Learner:
             prompt = self.policy.prompt_ids(task_prompt(task, hint))
             samples += [Sample(task, hint, prompt, []) for _ in range(self.config.samples_per_task)]
         start = time.perf_counter()
-        completions = sample_programs(self.policy, [sample.prompt_ids for sample in samples],
-                                      self.config.max_new_tokens, self.state.temperature, self.config.top_p,
-                                      seed=self.config.seed * 1_000_003 + step)
+        completions = sample_programs(
+            self.policy,
+            [sample.prompt_ids for sample in samples],
+            self.config.max_new_tokens,
+            self.state.temperature,
+            self.config.top_p,
+            seed=self.config.seed * 1_000_003 + step,
+        )
         self.state.generation_seconds += time.perf_counter() - start
         for sample, completion in zip(samples, completions):
             sample.completion_ids = completion
@@ -347,8 +397,7 @@ class Learner:
         if not self.state.replay or not self.config.replay_per_step or not self.config.replay_weight:
             return []
         rng = np.random.default_rng((self.config.seed, step, 1))
-        picks = rng.choice(len(self.state.replay), size=min(self.config.replay_per_step, len(self.state.replay)),
-                           replace=False)
+        picks = rng.choice(len(self.state.replay), size=min(self.config.replay_per_step, len(self.state.replay)), replace=False)
         rows = []
         for index in sorted(picks):
             name, completion = self.state.replay[index]
@@ -397,15 +446,20 @@ class Learner:
         else:
             self.state.temperature = max(config.temperature, current - config.temperature_step)
         if self.state.temperature > current:
-            self.logger.info("duplicate rate %.2f: temperature %.2f -> %.2f", duplicate_rate, current,
-                             self.state.temperature)
+            self.logger.info("duplicate rate %.2f: temperature %.2f -> %.2f", duplicate_rate, current, self.state.temperature)
 
     def step(self, index: int) -> dict[str, float]:
         """Train 0-based step ``index``: sample, score, update; returns the step's scalars."""
         start = time.perf_counter()
         if not self._attempts_opened:
-            self.logger.info("%s at step %d of %d (%s, %d tasks)", "continuing" if index else "starting", index,
-                             self.config.steps, getattr(self.policy, "name", "?"), len(self.tasks))
+            self.logger.info(
+                "%s at step %d of %d (%s, %d tasks)",
+                "continuing" if index else "starting",
+                index,
+                self.config.steps,
+                getattr(self.policy, "name", "?"),
+                len(self.tasks),
+            )
         tasks = self.choose_tasks(index)
         samples = self._sample(index, tasks)
         self._score(samples)
@@ -414,20 +468,34 @@ class Learner:
         scalars = self._update(samples, advantages, self._replay_rows(index))
         duplicate_rate = float(np.mean([sample.duplicate for sample in samples]))
         self._explore(duplicate_rate)
-        train_score = float(np.mean([self.state.baselines[task.name] for task in self.tasks
-                                     if task.name in self.state.baselines]))
+        train_score = float(
+            np.mean([self.state.baselines[task.name] for task in self.tasks if task.name in self.state.baselines])
+        )
         self.plateau.step(train_score)
         self.state.completions += len(samples)
         self._write_attempts(index + 1, samples)
         rewards = [sample.reward for sample in samples]
-        scalars.update(reward=float(np.mean(rewards)), pass_rate=float(np.mean([s.status == "passed" for s in samples])),
-                       train_score=train_score, advantage_std=float(np.std(advantages)),
-                       weight_change=self.weights.update(), lr=self.optimizer.param_groups[0]["lr"],
-                       temperature=self.state.temperature, duplicate_rate=duplicate_rate,
-                       hints=float(sum(sample.hint is not None for sample in samples[::self.config.samples_per_task])),
-                       completions_per_s=len(samples) / max(time.perf_counter() - start, 1e-9))
-        self.logger.info("step %d: reward %.3f pass %.2f dup %.2f loss %.4f grad %.3f", index + 1, scalars["reward"],
-                         scalars["pass_rate"], duplicate_rate, scalars["loss"], scalars["grad_norm"])
+        scalars.update(
+            reward=float(np.mean(rewards)),
+            pass_rate=float(np.mean([s.status == "passed" for s in samples])),
+            train_score=train_score,
+            advantage_std=float(np.std(advantages)),
+            weight_change=self.weights.update(),
+            lr=self.optimizer.param_groups[0]["lr"],
+            temperature=self.state.temperature,
+            duplicate_rate=duplicate_rate,
+            hints=float(sum(sample.hint is not None for sample in samples[:: self.config.samples_per_task])),
+            completions_per_s=len(samples) / max(time.perf_counter() - start, 1e-9),
+        )
+        self.logger.info(
+            "step %d: reward %.3f pass %.2f dup %.2f loss %.4f grad %.3f",
+            index + 1,
+            scalars["reward"],
+            scalars["pass_rate"],
+            duplicate_rate,
+            scalars["loss"],
+            scalars["grad_norm"],
+        )
         return scalars
 
     # -- files ----------------------------------------------------------------------------------------------------
@@ -435,18 +503,38 @@ class Learner:
         if not self._attempts_opened:
             truncate_attempts(self.attempts_path, step - 1)
             self._attempts_opened = True
-        lines = "".join(json.dumps({"step": step, "task": s.task.name, "family": s.task.family or "-", "sample": i,
-                                    "reward": round(s.reward, 6), "status": s.status, "duplicate": s.duplicate,
-                                    "hint": s.hint, "tokens": len(s.completion_ids), "code": s.code}) + "\n"
-                        for i, s in enumerate(samples))
+        lines = "".join(
+            json.dumps(
+                {
+                    "step": step,
+                    "task": s.task.name,
+                    "family": s.task.family or "-",
+                    "sample": i,
+                    "reward": round(s.reward, 6),
+                    "status": s.status,
+                    "duplicate": s.duplicate,
+                    "hint": s.hint,
+                    "tokens": len(s.completion_ids),
+                    "code": s.code,
+                }
+            )
+            + "\n"
+            for i, s in enumerate(samples)
+        )
         with self.attempts_path.open("a", encoding="utf-8") as handle:
             handle.write(lines)
 
     def save_files(self, folder: Path) -> None:
         """Adapter (or weights), optimizer, plateau schedule, baselines, fingerprints, hint state and RNG."""
         self.policy.save(folder)
-        save_training_state(folder / STATE_FILE, self.optimizer, self.plateau, learner=self.state.state_dict(),
-                            hints=self.hints.state_dict(), weights=self.weights.state_dict())
+        save_training_state(
+            folder / STATE_FILE,
+            self.optimizer,
+            self.plateau,
+            learner=self.state.state_dict(),
+            hints=self.hints.state_dict(),
+            weights=self.weights.state_dict(),
+        )
 
     def load_files(self, folder: Path) -> None:
         self.policy.load(folder)
@@ -469,9 +557,17 @@ def read_attempts(run_dir: str | Path) -> pd.DataFrame:
     return attempts_frame(Path(run_dir))
 
 
-def train_policy(config: RLConfig, tasks: Sequence[CodeTask], run_dir: str | Path, model: str | None = None,
-                 resume: bool = True, progress: bool = True, callbacks: Sequence[Callback] = (),
-                 stop: threading.Event | None = None, policy=None) -> RLResult:
+def train_policy(
+    config: RLConfig,
+    tasks: Sequence[CodeTask],
+    run_dir: str | Path,
+    model: str | None = None,
+    resume: bool = True,
+    progress: bool = True,
+    callbacks: Sequence[Callback] = (),
+    stop: threading.Event | None = None,
+    policy=None,
+) -> RLResult:
     """Train a policy (``model``: a LoRA adapter on that model, default SmolLM2; "tiny": from scratch) on ``tasks``
     with REINFORCE for ``config.steps`` steps, continuing the run in ``run_dir`` when its settings match.
 
@@ -488,16 +584,31 @@ def train_policy(config: RLConfig, tasks: Sequence[CodeTask], run_dir: str | Pat
     settings = {**config.as_dict(), "policy": getattr(policy, "name", "?"), "tasks": sorted(t.name for t in tasks)}
     logger = run_logger(run_dir)  # train.log is kept across runs (each start is logged), unlike the metrics
     learner = Learner(policy, config, tasks, run_dir, logger)
-    checkpointing = Checkpointing(run_dir, settings, learner.save_files, learner.load_files,
-                                  keep=config.keep_checkpoints, ignore=NOT_TRAJECTORY, run_files=RUN_FILES)
+    checkpointing = Checkpointing(
+        run_dir,
+        settings,
+        learner.save_files,
+        learner.load_files,
+        keep=config.keep_checkpoints,
+        ignore=NOT_TRAJECTORY,
+        run_files=RUN_FILES,
+    )
     log = RunLog(run_dir, LOGGED)
     hooks = [log, *callbacks] + ([stop_when(stop)] if stop is not None else [])
     atomic_write_json(run_dir / "config.json", settings)
     stopped, resumed_from = False, 0
     try:
-        run = train_loop(learner.step, config.steps, checkpointing, save_every=config.save_every, callbacks=hooks,
-                         resume=resume, progress=progress, desc="REINFORCE",
-                         finish=lambda state: _finish(learner, state, run_dir))
+        run = train_loop(
+            learner.step,
+            config.steps,
+            checkpointing,
+            save_every=config.save_every,
+            callbacks=hooks,
+            resume=resume,
+            progress=progress,
+            desc="REINFORCE",
+            finish=lambda state: _finish(learner, state, run_dir),
+        )
         state, resumed_from = run.state, run.resumed_from
     except StopRequested:  # the loop has checkpointed the steps done
         stopped = True
@@ -507,8 +618,17 @@ def train_policy(config: RLConfig, tasks: Sequence[CodeTask], run_dir: str | Pat
     finally:
         log.close()
         close_run_logger(logger)
-    return RLResult(run_dir, run_dir / ADAPTER_DIR, state.step, learner.state.completions,
-                    learner.state.generation_seconds, state.seconds, resumed_from, stopped, list(learner.weights.warnings))
+    return RLResult(
+        run_dir,
+        run_dir / ADAPTER_DIR,
+        state.step,
+        learner.state.completions,
+        learner.state.generation_seconds,
+        state.seconds,
+        resumed_from,
+        stopped,
+        list(learner.weights.warnings),
+    )
 
 
 def _latest_state(run_dir: Path) -> dict:
@@ -525,11 +645,18 @@ def _finish(learner: Learner, state: TrainState, run_dir: Path) -> None:
     save_table(learner.hints.events(), run_dir / HINTS_FILE)
     prints = list(learner.state.fingerprints.values())
     total = sum(p.total for p in prints)
-    atomic_write_json(run_dir / "summary.json", {
-        "steps": state.step, "completions": learner.state.completions, "seconds": state.seconds,
-        "generation_seconds": learner.state.generation_seconds,
-        "duplicate_rate": sum(p.duplicates for p in prints) / total if total else 0.0,
-        "solved_tasks": sorted({name for name, _ in learner.state.replay}),
-        "hints": learner.hints.summary(), "weight_warnings": list(learner.weights.warnings),
-        "policy": getattr(learner.policy, "name", "?"), "temperature": learner.state.temperature,
-    })
+    atomic_write_json(
+        run_dir / "summary.json",
+        {
+            "steps": state.step,
+            "completions": learner.state.completions,
+            "seconds": state.seconds,
+            "generation_seconds": learner.state.generation_seconds,
+            "duplicate_rate": sum(p.duplicates for p in prints) / total if total else 0.0,
+            "solved_tasks": sorted({name for name, _ in learner.state.replay}),
+            "hints": learner.hints.summary(),
+            "weight_warnings": list(learner.weights.warnings),
+            "policy": getattr(learner.policy, "name", "?"),
+            "temperature": learner.state.temperature,
+        },
+    )

@@ -34,8 +34,15 @@ ATTEMPT_COLUMNS = ("step", "task", "family", "sample", "reward", "status", "dupl
 SUMMARY_COLUMNS = ("family", "attempts", "executed", "best_reward", "mean_reward", "pass_rate", "first_pass_step", "hints")
 
 # --- tokens of generated code -------------------------------------------------------------------------------------
-_SKIPPED = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER,
-            tokenize.ENCODING}
+_SKIPPED = {
+    tokenize.COMMENT,
+    tokenize.NL,
+    tokenize.NEWLINE,
+    tokenize.INDENT,
+    tokenize.DEDENT,
+    tokenize.ENDMARKER,
+    tokenize.ENCODING,
+}
 _FSTRING_START = getattr(tokenize, "FSTRING_START", None)  # Python 3.12+ splits an f-string into parts
 _FSTRING_END = getattr(tokenize, "FSTRING_END", None)
 # The fallback for code tokenize refuses (unclosed brackets, bad dedents, stray quotes): comments, strings (closed or
@@ -146,10 +153,14 @@ def _usage_against(generated: Counter, reference: Counter) -> pd.DataFrame:
     for token in vocabulary:
         smoothed_generated = (generated[token] + 1) / (generated_total + len(vocabulary))
         smoothed_reference = (reference[token] + 1) / (reference_total + len(vocabulary))
-        rows.append({"token": token,
-                     "generated_share": generated[token] / generated_total if generated_total else 0.0,
-                     "reference_share": reference[token] / reference_total if reference_total else 0.0,
-                     "log_ratio": math.log(smoothed_generated / smoothed_reference)})
+        rows.append(
+            {
+                "token": token,
+                "generated_share": generated[token] / generated_total if generated_total else 0.0,
+                "reference_share": reference[token] / reference_total if reference_total else 0.0,
+                "log_ratio": math.log(smoothed_generated / smoothed_reference),
+            }
+        )
     return pd.DataFrame(rows, columns=["token", "generated_share", "reference_share", "log_ratio"])
 
 
@@ -163,13 +174,18 @@ def token_report(codes: Sequence[str], reference_codes: Sequence[str] | None = N
         overused = usage[usage["log_ratio"] > 0].sort_values(["log_ratio", "token"], ascending=[False, True])
         underused = usage[usage["log_ratio"] < 0].sort_values(["log_ratio", "token"], ascending=[True, True])
         overused, underused = overused.head(top).reset_index(drop=True), underused.head(top).reset_index(drop=True)
-    return TokenReport(programs=len(codes), tokens=sum(counts.values()), frequencies=_frequencies(counts),
-                       cooccurrence=_cooccurrence(codes, top), overused=overused, underused=underused)
+    return TokenReport(
+        programs=len(codes),
+        tokens=sum(counts.values()),
+        frequencies=_frequencies(counts),
+        cooccurrence=_cooccurrence(codes, top),
+        overused=overused,
+        underused=underused,
+    )
 
 
 # --- the policy's next-token choices ------------------------------------------------------------------------------
-def next_token_table(model: Any, tokenizer: Any, prompt_ids: list[int], completion_ids: list[int],
-                     top: int = 5) -> pd.DataFrame:
+def next_token_table(model: Any, tokenizer: Any, prompt_ids: list[int], completion_ids: list[int], top: int = 5) -> pd.DataFrame:
     """How the policy saw a completion, from one teacher-forced pass over prompt + completion without gradients: per
     completion token its position (0-based), id, text, the probability the model gave it, the entropy (nats) of the
     distribution it was drawn from and the ``top`` most likely tokens there (alternatives, alternative_probabilities).
@@ -192,7 +208,7 @@ def next_token_table(model: Any, tokenizer: Any, prompt_ids: list[int], completi
         model.train(was_training)
     logits = getattr(output, "logits", output)[0].float()
     start = len(prompt_ids) - 1  # the logits at position i predict token i + 1
-    log_probs = torch.log_softmax(logits[start:start + len(completion_ids)], dim=-1).cpu()
+    log_probs = torch.log_softmax(logits[start : start + len(completion_ids)], dim=-1).cpu()
     probs = log_probs.exp()
     entropy = -(probs * log_probs).sum(dim=-1)
     chosen = torch.tensor(completion_ids, dtype=torch.long)
@@ -200,10 +216,17 @@ def next_token_table(model: Any, tokenizer: Any, prompt_ids: list[int], completi
     top_probs, top_ids = probs.topk(min(top, probs.shape[-1]), dim=-1)
     rows = []
     for position, token_id in enumerate(completion_ids):
-        rows.append({"position": position, "token_id": int(token_id), "token": tokenizer.decode([int(token_id)]),
-                     "probability": float(chosen_probs[position]), "entropy": float(entropy[position]),
-                     "alternatives": [tokenizer.decode([int(i)]) for i in top_ids[position]],
-                     "alternative_probabilities": [float(p) for p in top_probs[position]]})
+        rows.append(
+            {
+                "position": position,
+                "token_id": int(token_id),
+                "token": tokenizer.decode([int(token_id)]),
+                "probability": float(chosen_probs[position]),
+                "entropy": float(entropy[position]),
+                "alternatives": [tokenizer.decode([int(i)]) for i in top_ids[position]],
+                "alternative_probabilities": [float(p) for p in top_probs[position]],
+            }
+        )
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -214,14 +237,22 @@ class WeightChangeMonitor:
     ``patience`` updates in a row moved the weights by more than ``explode`` (training about to diverge) or by less
     than ``vanish`` (nothing is learned: a zero gradient or learning rate). The previous weights are a CPU copy."""
 
-    def __init__(self, parameters: Iterable[tuple[str, torch.nn.Parameter]], explode: float, vanish: float,
-                 patience: int = 3, logger: logging.Logger | None = None) -> None:
+    def __init__(
+        self,
+        parameters: Iterable[tuple[str, torch.nn.Parameter]],
+        explode: float,
+        vanish: float,
+        patience: int = 3,
+        logger: logging.Logger | None = None,
+    ) -> None:
         self.parameters = list(parameters)
         if not self.parameters:
             raise ValueError("WeightChangeMonitor needs at least one parameter to track.")
         if not 0 <= vanish < explode or patience < 1:
-            raise ValueError(f"WeightChangeMonitor needs 0 <= vanish < explode and patience >= 1 "
-                             f"(got vanish={vanish}, explode={explode}, patience={patience}).")
+            raise ValueError(
+                f"WeightChangeMonitor needs 0 <= vanish < explode and patience >= 1 "
+                f"(got vanish={vanish}, explode={explode}, patience={patience})."
+            )
         self.explode, self.vanish, self.patience = explode, vanish, patience
         self.logger = logger or logging.getLogger("slmlab.rl")
         self.warnings: list[str] = []
@@ -246,11 +277,15 @@ class WeightChangeMonitor:
         self.fast_streak = self.fast_streak + 1 if relative > self.explode else 0
         self.slow_streak = self.slow_streak + 1 if relative < self.vanish else 0
         if self.fast_streak == self.patience:
-            self._warn(f"weights changing fast: relative change above {self.explode:g} for {self.patience} updates "
-                       f"in a row (now {relative:.3g}, update {self.updates})")
+            self._warn(
+                f"weights changing fast: relative change above {self.explode:g} for {self.patience} updates "
+                f"in a row (now {relative:.3g}, update {self.updates})"
+            )
         if self.slow_streak == self.patience:
-            self._warn(f"weights barely changing: relative change below {self.vanish:g} for {self.patience} updates "
-                       f"in a row (now {relative:.3g}, update {self.updates})")
+            self._warn(
+                f"weights barely changing: relative change below {self.vanish:g} for {self.patience} updates "
+                f"in a row (now {relative:.3g}, update {self.updates})"
+            )
         return relative
 
     def _warn(self, message: str) -> None:
@@ -308,9 +343,16 @@ def _number(value: Any, spec: str) -> str:
 
 
 # (label, scalar of the step, format); the step and elapsed time are added around them
-PANEL_ROWS = (("reward", "reward", ".3f"), ("pass rate", "pass_rate", ".1%"), ("duplicate rate", "duplicate_rate", ".1%"),
-              ("hints", "hints", "g"), ("lr", "lr", ".2e"), ("grad norm", "grad_norm", ".3g"),
-              ("weight change", "weight_change", ".2e"), ("completions/s", "completions_per_s", ".2f"))
+PANEL_ROWS = (
+    ("reward", "reward", ".3f"),
+    ("pass rate", "pass_rate", ".1%"),
+    ("duplicate rate", "duplicate_rate", ".1%"),
+    ("hints", "hints", "g"),
+    ("lr", "lr", ".2e"),
+    ("grad norm", "grad_norm", ".3g"),
+    ("weight change", "weight_change", ".2e"),
+    ("completions/s", "completions_per_s", ".2f"),
+)
 
 
 class LivePanel:
@@ -400,11 +442,16 @@ def summary_table(attempts: pd.DataFrame) -> pd.DataFrame:
     status "passed"), first_pass_step (NaN when it never passed) and hints (how many different hints it was shown)."""
     rows = {}
     for task, group in attempts.groupby("task", sort=False):
-        rows[task] = {"family": group["family"].iloc[0], "attempts": len(group),
-                      "executed": int((~group["duplicate"].astype(bool)).sum()),
-                      "best_reward": float(group["reward"].max()), "mean_reward": float(group["reward"].mean()),
-                      "pass_rate": float((group["status"] == "passed").mean()),
-                      "first_pass_step": _first_pass_step(group), "hints": int(group["hint"].dropna().nunique())}
+        rows[task] = {
+            "family": group["family"].iloc[0],
+            "attempts": len(group),
+            "executed": int((~group["duplicate"].astype(bool)).sum()),
+            "best_reward": float(group["reward"].max()),
+            "mean_reward": float(group["reward"].mean()),
+            "pass_rate": float((group["status"] == "passed").mean()),
+            "first_pass_step": _first_pass_step(group),
+            "hints": int(group["hint"].dropna().nunique()),
+        }
     table = pd.DataFrame.from_dict(rows, orient="index", columns=list(SUMMARY_COLUMNS))
     table.index.name = "task"
     if table.empty:

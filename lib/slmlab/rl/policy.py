@@ -95,8 +95,15 @@ class LoraPolicy(Policy):
         """The policy as an slmlab model (shares the weights), for :func:`slmlab.rl.evaluate.pass_at_1`."""
         from slmlab.backends.torch_backend import TorchModel
 
-        return TorchModel(name=f"{self.name}+lora", path=self.base_dir, backend="torch", device="cpu",
-                          model=self.model, tokenizer=self.tokenizer, load_seconds=0.0)
+        return TorchModel(
+            name=f"{self.name}+lora",
+            path=self.base_dir,
+            backend="torch",
+            device="cpu",
+            model=self.model,
+            tokenizer=self.tokenizer,
+            load_seconds=0.0,
+        )
 
 
 @dataclass(frozen=True)
@@ -139,8 +146,7 @@ class TinyPolicy(Policy):
         initialize(self.model, config.init_scheme, std=config.init_std, seed=config.seed)
         probe = [self.prompt_ids(task.prompt) for task in tasks[:4]]
         shortest = min(len(ids) for ids in probe)
-        self.init_report: InitReport = ensure_good_initialization(self.model, [ids[:shortest] for ids in probe],
-                                                                  seed=config.seed)
+        self.init_report: InitReport = ensure_good_initialization(self.model, [ids[:shortest] for ids in probe], seed=config.seed)
         self.reference_model = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.pad_id, self.eos_id = self.tokenizer.pad_token_id, self.tokenizer.eos_token_id
 
@@ -150,12 +156,20 @@ class TinyPolicy(Policy):
 
         config = self.config
         torch.manual_seed(config.seed)
-        llama = LlamaConfig(vocab_size=len(self.tokenizer), hidden_size=config.hidden_size,
-                            intermediate_size=4 * config.hidden_size, num_hidden_layers=config.layers,
-                            num_attention_heads=config.heads, num_key_value_heads=config.heads,
-                            max_position_embeddings=config.context, pad_token_id=self.tokenizer.pad_token_id,
-                            bos_token_id=self.tokenizer.bos_token_id, eos_token_id=self.tokenizer.eos_token_id,
-                            tie_word_embeddings=True, **config.extra)
+        llama = LlamaConfig(
+            vocab_size=len(self.tokenizer),
+            hidden_size=config.hidden_size,
+            intermediate_size=4 * config.hidden_size,
+            num_hidden_layers=config.layers,
+            num_attention_heads=config.heads,
+            num_key_value_heads=config.heads,
+            max_position_embeddings=config.context,
+            pad_token_id=self.tokenizer.pad_token_id,
+            bos_token_id=self.tokenizer.bos_token_id,
+            eos_token_id=self.tokenizer.eos_token_id,
+            tie_word_embeddings=True,
+            **config.extra,
+        )
         return LlamaForCausalLM(llama).float()
 
     def prompt_ids(self, text: str) -> list[int]:

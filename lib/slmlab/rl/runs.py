@@ -40,8 +40,9 @@ def task_set(name: str, limit: int = 0) -> list[CodeTask]:
     return tasks[:limit] if limit else tasks
 
 
-def measure(policy_or_model, tasks: Sequence[CodeTask], settings: EvalSettings = EvalSettings(),
-            progress: bool = False) -> pd.DataFrame:
+def measure(
+    policy_or_model, tasks: Sequence[CodeTask], settings: EvalSettings = EvalSettings(), progress: bool = False
+) -> pd.DataFrame:
     """Greedy pass@1 per task of a policy (a LoRA policy is measured as the slmlab model it shares weights with, so
     the numbers match ``slmlab rl eval``) or of an slmlab model."""
     language_model = getattr(policy_or_model, "language_model", None)
@@ -90,13 +91,20 @@ class ChapterRun:
         report = {name: item.summary() for name, item in self.measurements.items()}
         if "heldout" in self.measurements and self.measurements["heldout"].after is not None:
             families = self.measurements["heldout"].change()
-            report["heldout_families"] = {family: {key: _plain(value) for key, value in row.items()}
-                                          for family, row in families.to_dict(orient="index").items()}
+            report["heldout_families"] = {
+                family: {key: _plain(value) for key, value in row.items()}
+                for family, row in families.to_dict(orient="index").items()
+            }
         if self.run is not None:
-            report["training"] = {"steps": self.run.steps, "completions": self.run.completions,
-                                  "seconds": self.run.seconds, "generation_seconds": self.run.generation_seconds,
-                                  "completions_per_s": self.run.completions_per_s, "stopped": self.run.stopped,
-                                  "run_dir": str(self.run.run_dir)}
+            report["training"] = {
+                "steps": self.run.steps,
+                "completions": self.run.completions,
+                "seconds": self.run.seconds,
+                "generation_seconds": self.run.generation_seconds,
+                "completions_per_s": self.run.completions_per_s,
+                "stopped": self.run.stopped,
+                "run_dir": str(self.run.run_dir),
+            }
         return report
 
 
@@ -117,9 +125,18 @@ def save_measurements(chapter: ChapterRun, out_dir: Path) -> dict:
     return report
 
 
-def train_and_measure(config: RLConfig, model: str | None = None, sets: Sequence[str] = ("heldout",),
-                      run_dir: str | Path | None = None, limit: int = 0, resume: bool = True, progress: bool = True,
-                      callbacks=(), stop=None, settings: EvalSettings = EvalSettings()) -> ChapterRun:
+def train_and_measure(
+    config: RLConfig,
+    model: str | None = None,
+    sets: Sequence[str] = ("heldout",),
+    run_dir: str | Path | None = None,
+    limit: int = 0,
+    resume: bool = True,
+    progress: bool = True,
+    callbacks=(),
+    stop=None,
+    settings: EvalSettings = EvalSettings(),
+) -> ChapterRun:
     """Measure pass@1 on ``sets`` with the untrained policy, train on the committed train families, measure again,
     and write everything under ``results/rl/``."""
     from slmlab.rl.policy import build_policy
@@ -127,11 +144,13 @@ def train_and_measure(config: RLConfig, model: str | None = None, sets: Sequence
     train = task_set("train")
     policy = build_policy(config, train, model)
     measured = {name: task_set(name, limit) for name in sets}
-    chapter = ChapterRun(None, {name: Measurement(name, measure(policy, tasks, settings, progress))
-                                for name, tasks in measured.items()})
+    chapter = ChapterRun(
+        None, {name: Measurement(name, measure(policy, tasks, settings, progress)) for name, tasks in measured.items()}
+    )
     out = default_results_dir()
-    chapter.run = train_policy(config, train, run_dir or out / "run", resume=resume, progress=progress,
-                               callbacks=callbacks, stop=stop, policy=policy)
+    chapter.run = train_policy(
+        config, train, run_dir or out / "run", resume=resume, progress=progress, callbacks=callbacks, stop=stop, policy=policy
+    )
     for name, item in chapter.measurements.items():
         item.after = measure(policy, measured[name], settings, progress)
     save_measurements(chapter, out)

@@ -3,6 +3,7 @@ Layers, strongest first: network namespace, unprivileged uid, rlimits, wall cloc
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -79,7 +80,7 @@ class SandboxResult:
 # line numbers. Everything the hook uses is
 # bound at install time, so a program that monkey-patches os or builtins cannot change what the hook checks.
 # This layer is a tripwire for programs that misbehave inside Python; the kernel layers are the real boundary.
-_BOOTSTRAP = r'''
+_BOOTSTRAP = r"""
 import sys, os
 def _limit(spec):
     import resource
@@ -229,7 +230,7 @@ def _main():
         raise system_exit(1) from None
 
 _main()
-'''.replace("BLOCKED", str(BLOCKED_EXIT)).replace("MEMORY)", f"{MEMORY_EXIT})")
+""".replace("BLOCKED", str(BLOCKED_EXIT)).replace("MEMORY)", f"{MEMORY_EXIT})")
 
 # field name -> (resource constant, unit multiplier); RLIMIT_CORE is always set to 0
 _RLIMIT_FIELDS: dict[str, tuple[str, int]] = {
@@ -248,9 +249,9 @@ _UNENFORCED: dict[str, set[str]] = {"darwin": {"RLIMIT_AS"}}
 # Arguments: mount, mkdir, the hidden folder, the number of folders N, then N pairs (folder, stage), then the command.
 _HIDE_HOME_SCRIPT = (
     'set -e; umask 022; m="$1"; mk="$2"; hidden="$3"; n="$4"; shift 4; i=0; '
-    'while [ "$i" -lt "$n" ]; do "$m" --bind "$1" "$2"; eval "p$i=\"\$1\"; s$i=\"\$2\""; shift 2; i=$((i+1)); done; '
+    'while [ "$i" -lt "$n" ]; do "$m" --bind "$1" "$2"; eval "p$i="\$1"; s$i="\$2""; shift 2; i=$((i+1)); done; '
     '"$m" -t tmpfs -o mode=0755,size=64k slmlab-sandbox "$hidden"; i=0; '
-    'while [ "$i" -lt "$n" ]; do eval "p=\"\$p$i\"; s=\"\$s$i\""; "$mk" -p "$p"; "$m" --move "$s" "$p"; i=$((i+1)); '
+    'while [ "$i" -lt "$n" ]; do eval "p="\$p$i"; s="\$s$i""; "$mk" -p "$p"; "$m" --move "$s" "$p"; i=$((i+1)); '
     'done; exec "$@"'
 )
 
@@ -327,8 +328,9 @@ def sandbox_report() -> dict:
 def _launch() -> _Launch:
     """The launch in force: the strongest that works here, or only rlimits and the hook where LAYERS_ENV says so."""
     if os.environ.get(LAYERS_ENV, "auto") == "plain":
-        return _Launch(name="plain", notes=(f"{LAYERS_ENV}=plain: no namespace and no uid drop, only rlimits and the "
-                                            "audit hook",))
+        return _Launch(
+            name="plain", notes=(f"{LAYERS_ENV}=plain: no namespace and no uid drop, only rlimits and the audit hook",)
+        )
     return _strongest_launch()
 
 
@@ -352,34 +354,57 @@ def _candidates() -> list[_Launch]:
         if unshare is None:
             return []
         return [
-            _Launch("user+net namespace", (unshare, "--user", "--map-root-user", "--net", "--"),
-                    namespace="user+net (unshare --user --map-root-user --net)"),
-            _Launch("user+net namespace (no uid map)", (unshare, "--user", "--net", "--"),
-                    namespace="user+net (unshare --user --net)"),
+            _Launch(
+                "user+net namespace",
+                (unshare, "--user", "--map-root-user", "--net", "--"),
+                namespace="user+net (unshare --user --map-root-user --net)",
+            ),
+            _Launch(
+                "user+net namespace (no uid map)", (unshare, "--user", "--net", "--"), namespace="user+net (unshare --user --net)"
+            ),
         ]
     nobody = f"uid {NOBODY_UID}, gid {NOBODY_GID}, no supplementary groups"
     setpriv = shutil.which("setpriv")
     found: list[_Launch] = []
     if unshare is not None:
-        found.append(_Launch("net namespace + nobody", (unshare, "--net", "-S", str(NOBODY_UID), "-G", str(NOBODY_GID), "--"),
-                             namespace="net (unshare --net)", uid_drop=nobody))
+        found.append(
+            _Launch(
+                "net namespace + nobody",
+                (unshare, "--net", "-S", str(NOBODY_UID), "-G", str(NOBODY_GID), "--"),
+                namespace="net (unshare --net)",
+                uid_drop=nobody,
+            )
+        )
         hidden = _blocking_ancestor(Path(sys.base_prefix).resolve()) or _blocking_ancestor(Path(sys.prefix).resolve())
         tools = [shutil.which(tool) for tool in ("mount", "mkdir", "sh")]
         if hidden is not None and None not in tools and setpriv is not None:
             mount, mkdir, sh = tools
             prefix = (unshare, "--net", "--mount", "--", sh, "-c", _HIDE_HOME_SCRIPT, "sh", mount, mkdir)
             kept = _needed_folders(hidden)
-            found.append(_Launch("net+mount namespace + nobody", prefix + ("HIDDEN", "FOLDERS") + _drop_to_nobody(setpriv),
-                                 hide=(str(hidden), kept),
-                                 namespace=f"net+mount (unshare --net --mount; {hidden} hidden behind an empty tmpfs)",
-                                 uid_drop=nobody,
-                                 notes=(f"{hidden} is not traversable by uid {NOBODY_UID}: the interpreter prefix is "
-                                        "bind-mounted back inside a private mount namespace",)))
+            found.append(
+                _Launch(
+                    "net+mount namespace + nobody",
+                    prefix + ("HIDDEN", "FOLDERS") + _drop_to_nobody(setpriv),
+                    hide=(str(hidden), kept),
+                    namespace=f"net+mount (unshare --net --mount; {hidden} hidden behind an empty tmpfs)",
+                    uid_drop=nobody,
+                    notes=(
+                        f"{hidden} is not traversable by uid {NOBODY_UID}: the interpreter prefix is "
+                        "bind-mounted back inside a private mount namespace",
+                    ),
+                )
+            )
     if setpriv is not None:
         found.append(_Launch("nobody", _drop_to_nobody(setpriv), uid_drop=nobody))
     if unshare is not None:
-        found.append(_Launch("net namespace", (unshare, "--net", "--"), namespace="net (unshare --net)",
-                             notes=("running as root without a uid drop: RLIMIT_NPROC does not apply to root",)))
+        found.append(
+            _Launch(
+                "net namespace",
+                (unshare, "--net", "--"),
+                namespace="net (unshare --net)",
+                notes=("running as root without a uid drop: RLIMIT_NPROC does not apply to root",),
+            )
+        )
     return found
 
 
@@ -409,8 +434,9 @@ def _blocking_ancestor(path: Path) -> Path | None:
 def _probe(candidate: _Launch) -> str | None:
     """None when `candidate` runs a program that writes in its working folder, else what went wrong."""
     try:
-        result = _run(candidate, "open('probe.txt', 'w').write('ok')\nprint(open('probe.txt').read())\n", "",
-                      SandboxLimits(), None)
+        result = _run(
+            candidate, "open('probe.txt', 'w').write('ok')\nprint(open('probe.txt').read())\n", "", SandboxLimits(), None
+        )
     except (OSError, subprocess.SubprocessError) as exc:
         return str(exc)
     if result.status == "ok" and result.stdout.strip() == "ok":
@@ -418,8 +444,9 @@ def _probe(candidate: _Launch) -> str | None:
     return f"probe ended {result.status} (rc {result.returncode}): {result.stderr.strip()[-300:]}"
 
 
-def run_python(source: str, stdin: str = "", limits: SandboxLimits = SandboxLimits(),
-               files: Mapping[str, str] | None = None) -> SandboxResult:
+def run_python(
+    source: str, stdin: str = "", limits: SandboxLimits = SandboxLimits(), files: Mapping[str, str] | None = None
+) -> SandboxResult:
     """Run `source` as main.py (plus `files`) in a fresh temporary folder under every sandbox layer available here."""
     return _run(_launch(), source, stdin, limits, files)
 
@@ -454,16 +481,28 @@ def _prepare_folder(base: Path, source: str, files: Mapping[str, str], drop_uid:
     return work.resolve()
 
 
-def _argv(launch: _Launch, base: Path, work: Path, token: str, limits: SandboxLimits,
-          rlimits: list[tuple[str, int, int, int]]) -> list[str]:
+def _argv(
+    launch: _Launch, base: Path, work: Path, token: str, limits: SandboxLimits, rlimits: list[tuple[str, int, int, int]]
+) -> list[str]:
     prefix = list(launch.prefix)
     if launch.hide is not None:
         pairs = [item for index, folder in enumerate(launch.hide[1]) for item in (folder, str(base / f"stage{index}"))]
         at = prefix.index("HIDDEN")
-        prefix = prefix[:at] + [launch.hide[0], str(len(launch.hide[1])), *pairs] + prefix[at + 2:]
+        prefix = prefix[:at] + [launch.hide[0], str(len(launch.hide[1])), *pairs] + prefix[at + 2 :]
     spec = ",".join(f"{constant}:{soft}:{hard}" for _, constant, soft, hard in rlimits)
-    return prefix + [sys.executable, "-I", "-B", "-X", "utf8", "-c", _BOOTSTRAP, str(work), token,
-                     "1" if limits.network else "0", spec]
+    return prefix + [
+        sys.executable,
+        "-I",
+        "-B",
+        "-X",
+        "utf8",
+        "-c",
+        _BOOTSTRAP,
+        str(work),
+        token,
+        "1" if limits.network else "0",
+        spec,
+    ]
 
 
 def _token() -> str:
@@ -488,7 +527,7 @@ class _Capture(threading.Thread):
                 self.kept += chunk[: self.cap - len(self.kept)]
             if not self.saw_token and self.token in tail + chunk:
                 self.saw_token = True
-            tail = chunk[-len(self.token):]
+            tail = chunk[-len(self.token) :]
             if self.total > OUTPUT_KILL_FACTOR * self.cap:
                 self.on_flood()
                 break
@@ -502,8 +541,16 @@ def _execute(argv: list[str], token: str, work: Path, stdin: str, limits: Sandbo
     """Start the child without a preexec_fn (safe from threads: rlimits are set by the bootstrap itself) and watch it."""
     env = {"PATH": "/usr/bin:/bin", "HOME": str(work), "TMPDIR": str(work), "LANG": "C.UTF-8"}
     started = time.monotonic()
-    process = subprocess.Popen(argv, cwd=work, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, start_new_session=True, close_fds=True)
+    process = subprocess.Popen(
+        argv,
+        cwd=work,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        close_fds=True,
+    )
     reason: list[str] = []
     lock = threading.Lock()
     reaped: list[bool] = []
@@ -514,8 +561,10 @@ def _execute(argv: list[str], token: str, work: Path, stdin: str, limits: Sandbo
                 reason.append(why)
             _kill_group(process.pid, leader_alive=not reaped)
 
-    readers = [_Capture(os.dup(stream.fileno()), limits.output_bytes, token.encode(), lambda: stop("output_limit"))
-               for stream in (process.stdout, process.stderr)]
+    readers = [
+        _Capture(os.dup(stream.fileno()), limits.output_bytes, token.encode(), lambda: stop("output_limit"))
+        for stream in (process.stdout, process.stderr)
+    ]
     process.stdout.close()
     process.stderr.close()
     for reader in readers:
@@ -569,14 +618,10 @@ def _kill_group(pid: int, leader_alive: bool) -> None:
     """SIGKILL the child's descendants, the child itself while it is not reaped (its pid is still its own), and its group."""
     if leader_alive:
         for victim in [*_descendants(pid), pid]:
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(victim, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _descendants(pid: int) -> list[int]:

@@ -52,7 +52,7 @@ SOLUTION_FILE = "solution.py"
 # harness, which fails the run). stdio tasks: stdout of one run per test is compared in the parent.
 # Check tasks (HumanEval): no verdict is reached in the program's process. The program only answers calls there, and
 # the task's check runs in a process of its own on those answers (slmlab.rl.checking).
-HARNESS_PRELUDE = r'''
+HARNESS_PRELUDE = r"""
 import builtins as _builtins
 import json as _json
 import os as _os
@@ -112,7 +112,7 @@ def _harness(entry, payload):
         except BaseException_ as exc:
             line = encode({"i": index, "error": describe(exc)})
         write(fd, ("\n" + marker + " " + line + "\n").encode("ascii"))
-'''
+"""
 
 
 @dataclass(frozen=True)
@@ -200,8 +200,15 @@ def _function_rows(task: CodeTask, records: list[dict]) -> list[dict] | str:
             continue
         got = record["value"]
         ok = same_value(got, test.expected)
-        rows.append({"test": index, "passed": ok, "answered": True, "got": got,
-                     "similarity": 1.0 if ok else similarity(_as_text(got), _as_text(test.expected))})
+        rows.append(
+            {
+                "test": index,
+                "passed": ok,
+                "answered": True,
+                "got": got,
+                "similarity": 1.0 if ok else similarity(_as_text(got), _as_text(test.expected)),
+            }
+        )
     return rows
 
 
@@ -210,8 +217,7 @@ def _harness_source(task: CodeTask, payload: Any) -> str:
     return f"SOLUTION = {SOLUTION_FILE!r}\n{HARNESS_PRELUDE}\n{call}\n"
 
 
-def _run_harness(task: CodeTask, code: str, payload: Any, limits: SandboxLimits) -> tuple[SandboxResult, list[dict] | None,
-                                                                                          str]:
+def _run_harness(task: CodeTask, code: str, payload: Any, limits: SandboxLimits) -> tuple[SandboxResult, list[dict] | None, str]:
     marker = secrets.token_hex(16)
     result = run_python(_harness_source(task, payload), stdin=marker + "\n", limits=limits, files={SOLUTION_FILE: code})
     payloads, own = split_framed(result.stdout, marker)
@@ -256,21 +262,31 @@ def _score_check(task: CodeTask, code: str, limits: SandboxLimits) -> Score:
         details = {**_sandbox_details(result), "calls": len(calls), "rounds": rounds}
         if result.status == "blocked":
             return _failed(1, "blocked", result.stderr.strip()[-300:], own, **details)
-        answers = "the answer lines are not plain JSON" if run.records is None else (
-            _load_failure(run.records, 1, own, result) or answers_of(run.records, len(calls)))
+        answers = (
+            "the answer lines are not plain JSON"
+            if run.records is None
+            else (_load_failure(run.records, 1, own, result) or answers_of(run.records, len(calls)))
+        )
         if isinstance(answers, Score):
             return answers
         if isinstance(answers, str):
             return _failed(1, "runtime_error", f"answer lines void: {answers}", own, **details)
         if same_as_reference(answers, calls, plan):
-            return _score([{"test": 0, "passed": True, "answered": True, "similarity": 1.0}], own,
-                          {**details, "checker": "answers equal the reference's"})
+            return _score(
+                [{"test": 0, "passed": True, "answered": True, "similarity": 1.0}],
+                own,
+                {**details, "checker": "answers equal the reference's"},
+            )
         outcome, checked = run_checker(task, {"mode": "verify", "calls": calls, "answers": answers}, limits)
         if outcome is not None and "need" in outcome:
             calls = outcome["need"]
             continue
-        return _score([_check_row(outcome, checked)], own, {**details, "checker": "check(candidate) on the answers"},
-                      failure="timeout" if result.status in TIMED_OUT else "runtime_error")
+        return _score(
+            [_check_row(outcome, checked)],
+            own,
+            {**details, "checker": "check(candidate) on the answers"},
+            failure="timeout" if result.status in TIMED_OUT else "runtime_error",
+        )
     return _failed(1, "error", f"the check still asked for new calls after {MAX_ROUNDS} rounds of answers", "")
 
 
@@ -301,8 +317,15 @@ def _score_stdio(task: CodeTask, code: str, limits: SandboxLimits) -> Score:
             rows.append({"test": index, "passed": False, "error": f"{result.status}: {result.stderr.strip()[-300:]}"})
             continue
         got, expected = _stdout_text(result.stdout), _stdout_text(test.expected)
-        rows.append({"test": index, "passed": got == expected, "answered": True, "got": _tail(got),
-                     "similarity": similarity(got, expected)})
+        rows.append(
+            {
+                "test": index,
+                "passed": got == expected,
+                "answered": True,
+                "got": _tail(got),
+                "similarity": similarity(got, expected),
+            }
+        )
     return _score(rows, result.stdout, _sandbox_details(result), failure="timeout" if timed_out else "runtime_error")
 
 
@@ -336,8 +359,9 @@ def score_program(task: CodeTask, code: str | bytes, limits: SandboxLimits = San
     return scorer(task, text, limits)
 
 
-def score_programs(pairs: Sequence[tuple[CodeTask, str | bytes]], limits: SandboxLimits = SandboxLimits(),
-                   workers: int = 2) -> list[Score]:
+def score_programs(
+    pairs: Sequence[tuple[CodeTask, str | bytes]], limits: SandboxLimits = SandboxLimits(), workers: int = 2
+) -> list[Score]:
     """:func:`score_program` for many (task, code) pairs, ``workers`` sandboxes at a time, in input order."""
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         return list(pool.map(lambda pair: score_program(pair[0], pair[1], limits), pairs))
@@ -345,8 +369,16 @@ def score_programs(pairs: Sequence[tuple[CodeTask, str | bytes]], limits: Sandbo
 
 def score_json(score: Score) -> str:
     """The one JSON line of ``slmlab rl check``: reward, passed, total, status, stdout_tail."""
-    return json.dumps({"reward": round(score.reward, 4), "passed": score.passed, "total": score.total,
-                       "status": score.status, "stdout_tail": score.stdout_tail}, ensure_ascii=False)
+    return json.dumps(
+        {
+            "reward": round(score.reward, 4),
+            "passed": score.passed,
+            "total": score.total,
+            "status": score.status,
+            "stdout_tail": score.stdout_tail,
+        },
+        ensure_ascii=False,
+    )
 
 
 # --- normalization ---------------------------------------------------------------------------------------------

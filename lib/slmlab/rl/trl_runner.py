@@ -57,8 +57,10 @@ class CodeReward:
 
     def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[float]:
         names = kwargs["task"]
-        pairs = [(self.tasks[name], extract_code(completion_text(completion), self.tasks[name]))
-                 for name, completion in zip(names, completions)]
+        pairs = [
+            (self.tasks[name], extract_code(completion_text(completion), self.tasks[name]))
+            for name, completion in zip(names, completions)
+        ]
         rewards = [score.reward for score in score_programs(pairs)]
         self.completions += len(rewards)
         self.reward_sum += sum(rewards)
@@ -88,8 +90,9 @@ def task_dataset(tasks: Sequence[CodeTask], seed: int = 0):
 
     order = list(tasks)
     random.Random(seed).shuffle(order)
-    return Dataset.from_dict({"prompt": [[{"role": "user", "content": task_prompt(task)}] for task in order],
-                              "task": [task.name for task in order]})
+    return Dataset.from_dict(
+        {"prompt": [[{"role": "user", "content": task_prompt(task)}] for task in order], "task": [task.name for task in order]}
+    )
 
 
 def trl_config(config: RLConfig, algorithm: str, output_dir: Path, use_cpu: bool, progress: bool = False):
@@ -102,22 +105,50 @@ def trl_config(config: RLConfig, algorithm: str, output_dir: Path, use_cpu: bool
     if config.samples_per_task < 2:
         raise TRLSetupError("TRL needs samples_per_task >= 2 (advantages compare completions of one prompt)")
     settings: dict[str, Any] = dict(
-        output_dir=str(output_dir), max_steps=config.steps, seed=config.seed, data_seed=config.seed,
-        per_device_train_batch_size=config.completions_per_step, gradient_accumulation_steps=1, steps_per_generation=1,
-        num_generations=config.samples_per_task, max_completion_length=config.max_new_tokens,
-        temperature=config.temperature, top_p=config.top_p, top_k=0, learning_rate=config.learning_rate,
-        lr_scheduler_type="constant", warmup_steps=0, beta=config.kl_weight, max_grad_norm=config.grad_clip,
-        num_iterations=1, bf16=False, fp16=False, use_cpu=use_cpu, activation_checkpointing=False,
-        report_to=[], save_strategy="no", logging_strategy="steps" if progress else "no", logging_steps=1,
-        disable_tqdm=not progress, dataloader_num_workers=0, remove_unused_columns=False,
+        output_dir=str(output_dir),
+        max_steps=config.steps,
+        seed=config.seed,
+        data_seed=config.seed,
+        per_device_train_batch_size=config.completions_per_step,
+        gradient_accumulation_steps=1,
+        steps_per_generation=1,
+        num_generations=config.samples_per_task,
+        max_completion_length=config.max_new_tokens,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        top_k=0,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        beta=config.kl_weight,
+        max_grad_norm=config.grad_clip,
+        num_iterations=1,
+        bf16=False,
+        fp16=False,
+        use_cpu=use_cpu,
+        activation_checkpointing=False,
+        report_to=[],
+        save_strategy="no",
+        logging_strategy="steps" if progress else "no",
+        logging_steps=1,
+        disable_tqdm=not progress,
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
     )
     if algorithm == "grpo":  # RLOO has no entropy term
         return GRPOConfig(**settings, entropy_coef=config.entropy_weight)
     return RLOOConfig(**settings)
 
 
-def make_trainer(config: RLConfig, tasks: Sequence[CodeTask], run_dir: Path, reward: Callable,
-                 model: str = DEFAULT_MODEL, algorithm: str = "grpo", progress: bool = False):
+def make_trainer(
+    config: RLConfig,
+    tasks: Sequence[CodeTask],
+    run_dir: Path,
+    reward: Callable,
+    model: str = DEFAULT_MODEL,
+    algorithm: str = "grpo",
+    progress: bool = False,
+):
     """A GRPOTrainer / RLOOTrainer over ``tasks`` with ``reward`` and the config's LoRA adapter, not yet trained."""
     from transformers import PrinterCallback
     from trl import GRPOTrainer, RLOOTrainer
@@ -130,15 +161,27 @@ def make_trainer(config: RLConfig, tasks: Sequence[CodeTask], run_dir: Path, rew
     policy, tokenizer = load_base(resolve_model(model))
     trainer_class = GRPOTrainer if algorithm == "grpo" else RLOOTrainer
     with quiet_peft_deprecation():
-        trainer = trainer_class(model=policy, reward_funcs=reward, args=args, processing_class=tokenizer,
-                                train_dataset=task_dataset(tasks, config.seed), peft_config=peft_lora_config(config))
+        trainer = trainer_class(
+            model=policy,
+            reward_funcs=reward,
+            args=args,
+            processing_class=tokenizer,
+            train_dataset=task_dataset(tasks, config.seed),
+            peft_config=peft_lora_config(config),
+        )
     if not progress:
         trainer.remove_callback(PrinterCallback)  # it prints the closing summary even with logging off
     return trainer
 
 
-def train_with_trl(config: RLConfig, tasks: Sequence[CodeTask], run_dir: Path, model: str = DEFAULT_MODEL,
-                   algorithm: str = "grpo", progress: bool = False) -> TRLResult:
+def train_with_trl(
+    config: RLConfig,
+    tasks: Sequence[CodeTask],
+    run_dir: Path,
+    model: str = DEFAULT_MODEL,
+    algorithm: str = "grpo",
+    progress: bool = False,
+) -> TRLResult:
     """Train a LoRA adapter on ``tasks`` with TRL's ``algorithm`` ("grpo" or "rloo") under ``config``; the adapter is
     saved as a stock PEFT folder ``run_dir/adapter``. Seconds are the wall time of ``trainer.train()``."""
     run_dir = Path(run_dir)
@@ -150,7 +193,12 @@ def train_with_trl(config: RLConfig, tasks: Sequence[CodeTask], run_dir: Path, m
         trainer.train()
         seconds = time.perf_counter() - start
         trainer.model.save_pretrained(adapter_dir)
-    return TRLResult(algorithm=algorithm, adapter_dir=adapter_dir, steps=trainer.state.global_step,
-                     completions=reward.completions, seconds=seconds,
-                     completions_per_s=reward.completions / seconds if seconds > 0 else 0.0,
-                     mean_reward=reward.mean_reward)
+    return TRLResult(
+        algorithm=algorithm,
+        adapter_dir=adapter_dir,
+        steps=trainer.state.global_step,
+        completions=reward.completions,
+        seconds=seconds,
+        completions_per_s=reward.completions / seconds if seconds > 0 else 0.0,
+        mean_reward=reward.mean_reward,
+    )

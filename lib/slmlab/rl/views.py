@@ -21,11 +21,14 @@ COLOURS = {"before": "#999999", "after": "#4c72b0", "over": "#c44e52", "under": 
 MAX_LEGEND_TASKS = 12  # more tasks than this: a heatmap instead of one line per task
 # The panels of plot_training_curves: (title, metrics drawn in it, scale). "log": a log y axis; "twin": the second
 # metric on its own y axis at the right (a learning rate of 1e-4 next to a temperature of 1, a rate next to a count).
-TRAINING_PANELS = (("reward & pass rate", ("reward", "pass_rate"), "linear"), ("loss", ("loss",), "linear"),
-                   ("entropy & KL", ("entropy", "kl"), "linear"),
-                   ("grad norm & weight change", ("grad_norm", "weight_change"), "log"),
-                   ("learning rate & temperature", ("lr", "temperature"), "twin"),
-                   ("duplicate rate & hints", ("duplicate_rate", "hints"), "twin"))
+TRAINING_PANELS = (
+    ("reward & pass rate", ("reward", "pass_rate"), "linear"),
+    ("loss", ("loss",), "linear"),
+    ("entropy & KL", ("entropy", "kl"), "linear"),
+    ("grad norm & weight change", ("grad_norm", "weight_change"), "log"),
+    ("learning rate & temperature", ("lr", "temperature"), "twin"),
+    ("duplicate rate & hints", ("duplicate_rate", "hints"), "twin"),
+)
 
 
 def _visible(text: str) -> str:
@@ -57,7 +60,7 @@ def plot_weight_histograms(histograms: Mapping[str, tuple[np.ndarray, np.ndarray
         ax.stairs(counts, edges, fill=True, color=COLOURS["after"], alpha=0.8)
         ax.set_title(name if len(name) <= 40 else "…" + name[-39:], fontsize=8)
         ax.tick_params(labelsize=7)
-    for ax in flat[len(histograms):]:
+    for ax in flat[len(histograms) :]:
         fig.delaxes(ax)
     fig.supxlabel("weight value", fontsize=9)
     fig.tight_layout()
@@ -78,8 +81,7 @@ def plot_next_token_probabilities(table: pd.DataFrame):
     ax.bar(positions, probabilities, color=plt.get_cmap("viridis")(probabilities), edgecolor="none")
     ax.set_ylim(0, 1.02)
     ax.set_ylabel("probability of the chosen token")
-    ax.set_xticks(positions, [_visible(str(token)) for token in table["token"]], rotation=70, fontsize=7,
-                  fontfamily="monospace")
+    ax.set_xticks(positions, [_visible(str(token)) for token in table["token"]], rotation=70, fontsize=7, fontfamily="monospace")
     twin = ax.twinx()
     twin.plot(positions, table["entropy"].to_numpy(dtype=float), color=COLOURS["line"], marker=".", lw=1)
     twin.set_ylabel("entropy (nats)", color=COLOURS["line"])
@@ -148,8 +150,15 @@ def plot_task_curves(curves: pd.DataFrame):
         ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     else:
         fig, ax = plt.subplots(figsize=(9, min(1.5 + 0.18 * len(curves.columns), 14)))
-        image = ax.imshow(curves.T.to_numpy(dtype=float), aspect="auto", cmap="viridis", vmin=0, vmax=1,
-                          interpolation="nearest", extent=(-0.5, len(curves) - 0.5, len(curves.columns) - 0.5, -0.5))
+        image = ax.imshow(
+            curves.T.to_numpy(dtype=float),
+            aspect="auto",
+            cmap="viridis",
+            vmin=0,
+            vmax=1,
+            interpolation="nearest",
+            extent=(-0.5, len(curves) - 0.5, len(curves.columns) - 0.5, -0.5),
+        )
         ax.set_yticks(np.arange(len(curves.columns)), [str(task) for task in curves.columns], fontsize=6)
         ticks = np.linspace(0, len(curves) - 1, min(len(curves), 8)).round().astype(int)
         ax.set_xticks(ticks, [str(curves.index[i]) for i in ticks])
@@ -170,14 +179,17 @@ def plot_token_usage(report: TokenReport, top: int = 20):
         return _empty_figure("no tokens in the generated code")
     panels = [("most used tokens", report.frequencies.head(top), "share", COLOURS["after"])]
     if report.overused is not None and report.underused is not None:
-        panels += [("more than the references", report.overused.head(top), "log_ratio", COLOURS["over"]),
-                   ("less than the references", report.underused.head(top), "log_ratio", COLOURS["under"])]
+        panels += [
+            ("more than the references", report.overused.head(top), "log_ratio", COLOURS["over"]),
+            ("less than the references", report.underused.head(top), "log_ratio", COLOURS["under"]),
+        ]
     rows = max(len(table) for _, table, _, _ in panels)
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 1.2 + 0.22 * rows), squeeze=False)
     for ax, (title, table, column, colour) in zip(axes[0], panels):
         ax.barh(np.arange(len(table)), table[column].to_numpy(dtype=float), color=colour)
-        ax.set_yticks(np.arange(len(table)), [_visible(str(token)) for token in table["token"]], fontsize=7,
-                      fontfamily="monospace")
+        ax.set_yticks(
+            np.arange(len(table)), [_visible(str(token)) for token in table["token"]], fontsize=7, fontfamily="monospace"
+        )
         ax.invert_yaxis()
         ax.set_xlabel("share of tokens" if column == "share" else "log(generated / reference share)", fontsize=8)
         ax.set_title(title, fontsize=9)
@@ -202,8 +214,13 @@ def plot_hint_events(events: pd.DataFrame):
     ax.vlines(positions, before, after, colors=colours, lw=2)
     ax.plot(positions, before, "o", color=COLOURS["before"], label="score before the hint")
     ax.plot(positions, after, "o", color=COLOURS["after"], label="score with the hint")
-    ax.set_xticks(positions, [f"{task} @{attempt}" for task, attempt in zip(given["task"], given["attempt"])],
-                  rotation=60, ha="right", fontsize=7)
+    ax.set_xticks(
+        positions,
+        [f"{task} @{attempt}" for task, attempt in zip(given["task"], given["attempt"])],
+        rotation=60,
+        ha="right",
+        fontsize=7,
+    )
     ax.set_ylim(-0.02, 1.02)
     ax.set_ylabel("score")
     ax.set_title("hints given, and the score they led to")

@@ -14,16 +14,18 @@ The names below are imported from their modules on first use, so importing the p
 
 import lazy_loader
 
-__getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
-    "corpus": ["Document", "default_corpus", "load_documents", "split_documents", "write_corpus_folder"],
-    "crawl": ["CrawlConfig", "crawl"],
-    "clean": ["CleanConfig", "clean_corpus"],
-    "tokenizer": ["bytes_per_token", "merges", "readable", "token_pieces", "train_tokenizer"],
-    "tokens": ["TokenFile", "TokenLoader", "streaming_rss"],
-    "prepare": ["PrepareConfig", "PreparedData", "default_data_dir", "prepare_corpus"],
-    "model": ["ModelConfig", "build_model", "count_parameters", "load_weights"],
-    "training": ["LMTrainConfig", "LMTrainResult", "default_run_dir", "overfit_one_batch", "train_data_parallel",
-                 "train_lm"],
-    "evaluation": ["BigramModel", "EvalConfig", "continuation_examples", "evaluate_lm", "score_continuations"],
-    "runs": ["default_results_dir", "evaluate_run"],
-})
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "corpus": ["Document", "default_corpus", "load_documents", "split_documents", "write_corpus_folder"],
+        "crawl": ["CrawlConfig", "crawl"],
+        "clean": ["CleanConfig", "clean_corpus"],
+        "tokenizer": ["bytes_per_token", "merges", "readable", "token_pieces", "train_tokenizer"],
+        "tokens": ["TokenFile", "TokenLoader", "streaming_rss"],
+        "prepare": ["PrepareConfig", "PreparedData", "default_data_dir", "prepare_corpus"],
+        "model": ["ModelConfig", "build_model", "count_parameters", "load_weights"],
+        "training": ["LMTrainConfig", "LMTrainResult", "default_run_dir", "overfit_one_batch", "train_data_parallel", "train_lm"],
+        "evaluation": ["BigramModel", "EvalConfig", "continuation_examples", "evaluate_lm", "score_continuations"],
+        "runs": ["default_results_dir", "evaluate_run"],
+    },
+)

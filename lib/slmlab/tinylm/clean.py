@@ -58,8 +58,16 @@ def clean_corpus(documents: Sequence[Document], config: CleanConfig | None = Non
     current, rows, removed = list(documents), [], []
     for name, step in STEPS:
         kept, dropped = step(current, config)
-        rows.append({"step": name, "documents_in": len(current), "documents_out": len(kept),
-                     "bytes_in": _total_bytes(current), "bytes_out": _total_bytes(kept), "removed": len(dropped)})
+        rows.append(
+            {
+                "step": name,
+                "documents_in": len(current),
+                "documents_out": len(kept),
+                "bytes_in": _total_bytes(current),
+                "bytes_out": _total_bytes(kept),
+                "removed": len(dropped),
+            }
+        )
         removed.extend(dropped)
         current = kept
     return CleanResult(documents=current, report=pd.DataFrame(rows, columns=list(REPORT_COLUMNS)), removed=removed)
@@ -78,9 +86,11 @@ def normalize_text(text: str, config: CleanConfig | None = None) -> str:
 def text_fractions(text: str) -> dict[str, float]:
     """Shares of printable-or-whitespace characters, letters and replacement characters in ``text``."""
     count = max(len(text), 1)
-    return {"printable": sum(char.isprintable() or char.isspace() for char in text) / count,
-            "alpha": sum(char.isalpha() for char in text) / count,
-            "replacement": text.count(REPLACEMENT_CHARACTER) / count}
+    return {
+        "printable": sum(char.isprintable() or char.isspace() for char in text) / count,
+        "alpha": sum(char.isalpha() for char in text) / count,
+        "replacement": text.count(REPLACEMENT_CHARACTER) / count,
+    }
 
 
 def word_shingles(text: str, size: int) -> set[str]:
@@ -88,7 +98,7 @@ def word_shingles(text: str, size: int) -> set[str]:
     words = text.split()
     if len(words) <= size:
         return {" ".join(words)}
-    return {" ".join(words[start:start + size]) for start in range(len(words) - size + 1)}
+    return {" ".join(words[start : start + size]) for start in range(len(words) - size + 1)}
 
 
 def _normalize(documents: list[Document], config: CleanConfig) -> tuple[list[Document], list[tuple[str, str]]]:
@@ -156,8 +166,10 @@ def _near_duplicates(documents: list[Document], config: CleanConfig) -> tuple[li
     try:
         index = MinHashLSH(threshold=config.near_duplicate_threshold, num_perm=config.num_perm)
     except ValueError as error:
-        raise ValueError(f"near_duplicate_threshold={config.near_duplicate_threshold} does not work with "
-                         f"num_perm={config.num_perm} ({error}): lower the threshold or raise num_perm.") from None
+        raise ValueError(
+            f"near_duplicate_threshold={config.near_duplicate_threshold} does not work with "
+            f"num_perm={config.num_perm} ({error}): lower the threshold or raise num_perm."
+        ) from None
     signatures: dict[str, MinHash] = {}
     kept, removed = [], []
     for position, document in enumerate(documents):
@@ -165,8 +177,12 @@ def _near_duplicates(documents: list[Document], config: CleanConfig) -> tuple[li
         signature.update_batch([shingle.encode("utf-8") for shingle in word_shingles(document.text, config.shingle_words)])
         match = _closest(signature, index.query(signature), signatures, config.near_duplicate_threshold)
         if match is not None:
-            removed.append((document.source, f"near duplicate of {documents[int(match)].source} "
-                                             f"(similarity {signature.jaccard(signatures[match]):.2f})"))
+            removed.append(
+                (
+                    document.source,
+                    f"near duplicate of {documents[int(match)].source} (similarity {signature.jaccard(signatures[match]):.2f})",
+                )
+            )
             continue
         key = str(position)
         index.insert(key, signature)

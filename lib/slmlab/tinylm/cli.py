@@ -27,18 +27,23 @@ def add_config_options(parser: argparse.ArgumentParser, cls: type, skip: tuple[s
         default = spec.default if spec.default is not dataclasses.MISSING else spec.default_factory()
         flag = "--" + (prefix + spec.name).replace("_", "-")
         if kind is bool:
-            parser.add_argument(flag, dest=prefix + spec.name, action=argparse.BooleanOptionalAction, default=None,
-                                help=f"(default: {default})")
+            parser.add_argument(
+                flag, dest=prefix + spec.name, action=argparse.BooleanOptionalAction, default=None, help=f"(default: {default})"
+            )
         else:
-            parser.add_argument(flag, dest=prefix + spec.name, type=kind, default=None, metavar=spec.name.upper(),
-                                help=f"(default: {default})")
+            parser.add_argument(
+                flag, dest=prefix + spec.name, type=kind, default=None, metavar=spec.name.upper(), help=f"(default: {default})"
+            )
 
 
 def config_from(args: argparse.Namespace, cls: type, base=None, prefix: str = ""):
     """``base`` (default: ``cls()``) with the fields given on the command line replaced."""
     base = base if base is not None else cls()
-    given = {spec.name: getattr(args, prefix + spec.name) for spec in dataclasses.fields(cls)
-             if getattr(args, prefix + spec.name, None) is not None}
+    given = {
+        spec.name: getattr(args, prefix + spec.name)
+        for spec in dataclasses.fields(cls)
+        if getattr(args, prefix + spec.name, None) is not None
+    }
     return dataclasses.replace(base, **given)
 
 
@@ -58,8 +63,10 @@ def _crawl(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else _default_corpus_dir(args.url)
     result = crawl(args.url, out, config_from(args, CrawlConfig))
     skipped = ", ".join(f"{reason} {count}" for reason, count in result.skipped.items() if count) or "none"
-    print(f"{len(result.pages)} pages ({sum(page.bytes for page in result.pages):,} bytes) from {result.requests} "
-          f"requests; skipped: {skipped}")
+    print(
+        f"{len(result.pages)} pages ({sum(page.bytes for page in result.pages):,} bytes) from {result.requests} "
+        f"requests; skipped: {skipped}"
+    )
     print(f"corpus folder: {result.out_dir} (manifest.json lists url, bytes and sha256 of each page)")
     return 0
 
@@ -115,11 +122,19 @@ def _train(args: argparse.Namespace) -> int:
     from slmlab.tinylm.training import default_run_dir, train_lm
 
     quick = args.quick or None
-    result = train_lm(args.data or default_data_dir(quick=quick), args.run_dir or default_run_dir(quick=quick),
-                      train_config(args), resume=not args.fresh, device=args.device, tensorboard=not args.no_tensorboard)
+    result = train_lm(
+        args.data or default_data_dir(quick=quick),
+        args.run_dir or default_run_dir(quick=quick),
+        train_config(args),
+        resume=not args.fresh,
+        device=args.device,
+        tensorboard=not args.no_tensorboard,
+    )
     if result.metrics_path is not None:
-        print(f"valid loss {result.final_valid_loss:.3f} after {result.state.step} steps; "
-              f"model: {result.run_dir}  metrics: {result.metrics_path}")
+        print(
+            f"valid loss {result.final_valid_loss:.3f} after {result.state.step} steps; "
+            f"model: {result.run_dir}  metrics: {result.metrics_path}"
+        )
     return 0
 
 
@@ -145,8 +160,15 @@ def _sample(args: argparse.Namespace) -> int:
     from slmlab.tinylm.training import default_run_dir
 
     model = load_model(str(args.model or default_run_dir(quick=args.quick or None)), backend=args.backend)
-    config = DecodingConfig(strategy=args.strategy, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                            top_k=args.top_k, top_p=args.top_p, num_beams=args.num_beams, seed=args.seed)
+    config = DecodingConfig(
+        strategy=args.strategy,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        num_beams=args.num_beams,
+        seed=args.seed,
+    )
     prompts = [_unescape(prompt) for prompt in args.prompt] * args.samples
     for prompt, reply in zip(prompts, model.generate(prompts, config, chat=False)):
         print(f"--- {config.describe()}\n{prompt}{reply}")
@@ -163,8 +185,9 @@ def _eval(args: argparse.Namespace) -> int:
     from slmlab.tinylm.training import default_run_dir
 
     quick = args.quick or None
-    report = evaluate_run(args.model or default_run_dir(quick=quick), args.data or default_data_dir(quick=quick),
-                          out=args.out, samples=args.samples)
+    report = evaluate_run(
+        args.model or default_run_dir(quick=quick), args.data or default_data_dir(quick=quick), out=args.out, samples=args.samples
+    )
     print(json.dumps(report, indent=2, default=str))
     return 0
 

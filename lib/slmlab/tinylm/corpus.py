@@ -57,8 +57,9 @@ def default_corpus() -> Path:
     return Path(sysconfig.get_paths()["stdlib"])
 
 
-def load_documents(spec: CorpusSpec = None, max_bytes: int | None = None, seed: int = 0,
-                   suffixes: Sequence[str] | None = None) -> list[Document]:
+def load_documents(
+    spec: CorpusSpec = None, max_bytes: int | None = None, seed: int = 0, suffixes: Sequence[str] | None = None
+) -> list[Document]:
     """Read a corpus as one :class:`Document` per file, sorted by file path.
 
     ``spec`` is None (the standard library's ``.py`` files, without its test suites and installed packages),
@@ -91,8 +92,9 @@ def load_documents(spec: CorpusSpec = None, max_bytes: int | None = None, seed: 
     return [document for _, document in sorted(documents, key=lambda pair: str(pair[0]))]
 
 
-def split_documents(documents: Sequence[Document], valid_fraction: float = 0.1,
-                    seed: int = 0) -> tuple[list[Document], list[Document]]:
+def split_documents(
+    documents: Sequence[Document], valid_fraction: float = 0.1, seed: int = 0
+) -> tuple[list[Document], list[Document]]:
     """Split documents into (train, validation) by document, seeded; each side keeps the input order.
 
     With two documents or more each side gets at least one; a single document goes to training.
@@ -126,6 +128,7 @@ def write_corpus_folder(documents: Sequence[Document], folder: str | Path) -> Pa
     ``load_documents(folder)`` reads the documents back, in the same order and with their sources (the file
     names begin with the document's index).
     """
+
     def write(tmp: Path) -> None:
         entries = []
         for index, document in enumerate(documents):
@@ -224,11 +227,15 @@ def _read_group(group: _Group, files: list[Path], budget: int | None) -> list[tu
             budget -= document.n_bytes
     examples = "; ".join(unusable[:3]) + ("; ..." if len(unusable) > 3 else "")
     if not documents and (unusable or n_empty):
-        raise CorpusError(f"Nothing usable in the corpus {group.label}: of the {len(unusable) + n_empty} files read, "
-                          f"{n_empty} are empty and {len(unusable)} binary or not UTF-8{f' ({examples})' if examples else ''}.")
+        raise CorpusError(
+            f"Nothing usable in the corpus {group.label}: of the {len(unusable) + n_empty} files read, "
+            f"{n_empty} are empty and {len(unusable)} binary or not UTF-8{f' ({examples})' if examples else ''}."
+        )
     if unusable:
-        warnings.warn(f"Skipped {len(unusable)} of {len(files)} files of {group.label} that are binary or not UTF-8 "
-                      f"({examples}).", stacklevel=3)
+        warnings.warn(
+            f"Skipped {len(unusable)} of {len(files)} files of {group.label} that are binary or not UTF-8 ({examples}).",
+            stacklevel=3,
+        )
     return documents
 
 

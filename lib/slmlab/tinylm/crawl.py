@@ -93,9 +93,14 @@ def crawl(url: str, out_dir: str | Path, config: CrawlConfig | None = None, **ov
     crawler = _Crawler(start, config)
     pages = crawler.run()
     out_dir = Path(out_dir)
-    manifest = {"url": start, "settings": {**asdict(config), "delay_used": crawler.delay},
-                "pages": [asdict(page) for page, _ in pages], "skipped": dict(sorted(crawler.skipped.items())),
-                "skip_reasons": SKIP_REASONS, "requests": crawler.requests}
+    manifest = {
+        "url": start,
+        "settings": {**asdict(config), "delay_used": crawler.delay},
+        "pages": [asdict(page) for page, _ in pages],
+        "skipped": dict(sorted(crawler.skipped.items())),
+        "skip_reasons": SKIP_REASONS,
+        "requests": crawler.requests,
+    }
 
     def write(tmp: Path) -> None:
         for page, data in pages:
@@ -103,8 +108,15 @@ def crawl(url: str, out_dir: str | Path, config: CrawlConfig | None = None, **ov
         (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
     atomic_write_folder(out_dir, write)
-    return CrawlResult(url=start, out_dir=out_dir, pages=[page for page, _ in pages], skipped=dict(crawler.skipped),
-                       requests=crawler.requests, delay=crawler.delay, config=config)
+    return CrawlResult(
+        url=start,
+        out_dir=out_dir,
+        pages=[page for page, _ in pages],
+        skipped=dict(crawler.skipped),
+        requests=crawler.requests,
+        delay=crawler.delay,
+        config=config,
+    )
 
 
 def site_of(url: str) -> tuple[str, str, int | None]:
@@ -128,8 +140,10 @@ def _validated(url: str, config: CrawlConfig) -> str:
     if site_of(url)[0] not in DEFAULT_PORTS or not urlsplit(url).hostname:
         raise ValueError(f"Only http and https URLs can be crawled, got {url!r}.")
     if config.max_pages < 1 or config.depth < 0 or config.delay < 0 or config.timeout <= 0:
-        raise ValueError(f"max_pages must be >= 1, depth and delay >= 0 and timeout > 0; got max_pages={config.max_pages}, "
-                         f"depth={config.depth}, delay={config.delay}, timeout={config.timeout}")
+        raise ValueError(
+            f"max_pages must be >= 1, depth and delay >= 0 and timeout > 0; got max_pages={config.max_pages}, "
+            f"depth={config.depth}, delay={config.delay}, timeout={config.timeout}"
+        )
     return urldefrag(url)[0]
 
 
@@ -172,8 +186,7 @@ class _Crawler:
                 text = self._visit(url, depth)
                 if text is not None:
                     data = text.encode("utf-8")
-                    pages.append((CrawledPage(url, document_file_name(len(pages), url), depth=depth,
-                                              **file_digest(data)), data))
+                    pages.append((CrawledPage(url, document_file_name(len(pages), url), depth=depth, **file_digest(data)), data))
                     bar.update(1)
                 bar.set_postfix(queued=len(self.frontier), skipped=sum(self.skipped.values()), refresh=False)
         if self.frontier:
@@ -258,8 +271,12 @@ class _Crawler:
                 return _Response(answer.status, content_type, body)
         except urllib.error.HTTPError as error:
             error.close()
-            return _Response(error.code, error.headers.get_content_type() if error.headers else "", None,
-                             error.headers.get("Location") if error.headers else None)
+            return _Response(
+                error.code,
+                error.headers.get_content_type() if error.headers else "",
+                None,
+                error.headers.get("Location") if error.headers else None,
+            )
         except (urllib.error.URLError, OSError, ValueError):
             return None  # refused, unresolvable, timed out, or a URL urllib cannot request
         finally:
@@ -270,4 +287,3 @@ class _Crawler:
             remaining = self._last_request + self.delay - time.monotonic()
             if remaining > 0:
                 time.sleep(remaining)
-

@@ -49,8 +49,12 @@ def setup(device: str | None = None) -> Distributed:
         torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if cuda else "gloo")
-    return Distributed(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank,
-                       device=f"cuda:{local_rank}" if cuda else "cpu")
+    return Distributed(
+        rank=dist.get_rank(),
+        world_size=dist.get_world_size(),
+        local_rank=local_rank,
+        device=f"cuda:{local_rank}" if cuda else "cpu",
+    )
 
 
 def teardown(context: Distributed) -> None:
@@ -85,8 +89,9 @@ def sum_over_ranks(values: Sequence[float], context: Distributed) -> list[float]
     return tensor.tolist()
 
 
-def torchrun_command(nproc: int, module_args: Sequence[str], nnodes: int = 1, node_rank: int = 0,
-                     master: str | None = None) -> list[str]:
+def torchrun_command(
+    nproc: int, module_args: Sequence[str], nnodes: int = 1, node_rank: int = 0, master: str | None = None
+) -> list[str]:
     """The ``torchrun`` command line that runs ``python -m slmlab <module_args>`` on ``nproc`` processes per node.
 
     One node uses ``--standalone``; several nodes name the rendezvous host (``master`` = ``host:port``) and this
@@ -98,8 +103,12 @@ def torchrun_command(nproc: int, module_args: Sequence[str], nnodes: int = 1, no
     else:
         if not master:
             raise ValueError("a multi-node run needs master=HOST:PORT (the node every other node reaches)")
-        command += [f"--nnodes={nnodes}", f"--node-rank={node_rank}", f"--master-addr={master.rsplit(':', 1)[0]}",
-                    f"--master-port={master.rsplit(':', 1)[1]}"]
+        command += [
+            f"--nnodes={nnodes}",
+            f"--node-rank={node_rank}",
+            f"--master-addr={master.rsplit(':', 1)[0]}",
+            f"--master-port={master.rsplit(':', 1)[1]}",
+        ]
     return command + ["-m", "slmlab", *module_args]
 
 

@@ -412,8 +412,14 @@ def continuation_samples(
     for pick in picks:
         ids = encoded[eligible[int(pick)]]
         offset = int(rng.integers(0, len(ids) - needed + 1))
-        chosen.append(ContinuationSample(eligible[int(pick)], offset, list(ids[offset : offset + prefix_tokens]),
-                                         list(ids[offset + prefix_tokens : offset + needed])))
+        chosen.append(
+            ContinuationSample(
+                eligible[int(pick)],
+                offset,
+                list(ids[offset : offset + prefix_tokens]),
+                list(ids[offset + prefix_tokens : offset + needed]),
+            )
+        )
     return chosen
 
 
@@ -439,17 +445,20 @@ def continuation_examples(
     prefixes = [decode_raw(tokenizer, sample.prefix_ids) for sample in chosen]
     decoding = DecodingConfig(strategy="greedy", max_new_tokens=continuation_tokens, seed=seed)
     generated = lm.generate_ids(prefixes, decoding, chat=False, progress=progress)
-    table = pd.DataFrame({
-        "document": [sample.document for sample in chosen],
-        "offset": [sample.offset for sample in chosen],
-        "prefix": prefixes,
-        "truth": [decode_raw(tokenizer, sample.truth_ids) for sample in chosen],
-        "model": [decode_raw(tokenizer, ids) for ids in generated],
-    })
+    table = pd.DataFrame(
+        {
+            "document": [sample.document for sample in chosen],
+            "offset": [sample.offset for sample in chosen],
+            "prefix": prefixes,
+            "truth": [decode_raw(tokenizer, sample.truth_ids) for sample in chosen],
+            "model": [decode_raw(tokenizer, ids) for ids in generated],
+        }
+    )
     if bigram is not None:
         eos = tokenizer.eos_token_id
-        table["bigram"] = [decode_raw(tokenizer, bigram.greedy_continuation(sample.prefix_ids, continuation_tokens, eos))
-                           for sample in chosen]
+        table["bigram"] = [
+            decode_raw(tokenizer, bigram.greedy_continuation(sample.prefix_ids, continuation_tokens, eos)) for sample in chosen
+        ]
     return table
 
 
@@ -489,6 +498,7 @@ def continuation_scores(
 ) -> pd.DataFrame:
     """Rows ``model`` (and ``bigram``), columns bleu, rougeL, rouge1, rouge2, samples; to show examples too, call
     :func:`continuation_examples` and :func:`score_continuations` on its result instead."""
-    examples = continuation_examples(lm, tokenizer, documents, prefix_tokens, continuation_tokens, samples, seed,
-                                     bigram=bigram, progress=progress)
+    examples = continuation_examples(
+        lm, tokenizer, documents, prefix_tokens, continuation_tokens, samples, seed, bigram=bigram, progress=progress
+    )
     return score_continuations(examples)

@@ -55,11 +55,19 @@ def llama_config(config: ModelConfig, tokenizer: PreTrainedTokenizerFast) -> Lla
     from transformers import LlamaConfig
 
     return LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
-        num_hidden_layers=config.layers, num_attention_heads=config.heads, num_key_value_heads=config.kv_heads,
-        max_position_embeddings=config.context_length, rope_theta=config.rope_theta,
-        tie_word_embeddings=config.tie_embeddings, initializer_range=config.init_std,
-        attention_dropout=config.dropout, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=config.hidden_size,
+        intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.layers,
+        num_attention_heads=config.heads,
+        num_key_value_heads=config.kv_heads,
+        max_position_embeddings=config.context_length,
+        rope_theta=config.rope_theta,
+        tie_word_embeddings=config.tie_embeddings,
+        initializer_range=config.init_std,
+        attention_dropout=config.dropout,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
 

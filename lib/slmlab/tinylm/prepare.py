@@ -59,12 +59,15 @@ def prepare_corpus(
     out_dir = Path(out_dir) if out_dir else default_data_dir()
     documents = load_documents(corpus, max_bytes=config.max_bytes, seed=config.seed)
     train_docs, valid_docs = split_corpus(documents, config.valid_fraction, config.seed)
-    tokenizer = train_tokenizer((doc.text for doc in train_docs), vocab_size=config.vocab_size,
-                                min_frequency=config.min_frequency, progress=progress)
+    tokenizer = train_tokenizer(
+        (doc.text for doc in train_docs), vocab_size=config.vocab_size, min_frequency=config.min_frequency, progress=progress
+    )
     with atomic_folder(out_dir) as folder:
         tokenizer.save_pretrained(folder / "tokenizer")
-        files = {split: encode_documents(tokenizer, docs, folder / f"{split}.bin", progress=progress)
-                 for split, docs in zip(SPLITS, (train_docs, valid_docs))}
+        files = {
+            split: encode_documents(tokenizer, docs, folder / f"{split}.bin", progress=progress)
+            for split, docs in zip(SPLITS, (train_docs, valid_docs))
+        }
         _write_documents(valid_docs, folder / "valid.jsonl")
         summary = {
             "corpus": str(corpus) if corpus is not None else "python standard library",
@@ -79,8 +82,9 @@ def prepare_corpus(
     return PreparedData(out_dir)
 
 
-def split_corpus(documents: Sequence[Document], valid_fraction: float = 0.1, seed: int = 0,
-                 min_documents: int = 10) -> tuple[list[Document], list[Document]]:
+def split_corpus(
+    documents: Sequence[Document], valid_fraction: float = 0.1, seed: int = 0, min_documents: int = 10
+) -> tuple[list[Document], list[Document]]:
     """Train and validation documents: a seeded split by document, or — for a corpus of fewer than
     ``min_documents`` documents, such as one book — the last ``valid_fraction`` of each document, cut at a line
     break, held out (as nanoGPT holds out the tail of its text)."""
@@ -103,8 +107,10 @@ class PreparedData:
 
     def __post_init__(self) -> None:
         if not (self.folder / SUMMARY_FILE).is_file():
-            raise FileNotFoundError(f"{self.folder} is not a prepared corpus (no {SUMMARY_FILE}); "
-                                    "run `slmlab lm tokenizer` or slmlab.tinylm.prepare_corpus first")
+            raise FileNotFoundError(
+                f"{self.folder} is not a prepared corpus (no {SUMMARY_FILE}); "
+                "run `slmlab lm tokenizer` or slmlab.tinylm.prepare_corpus first"
+            )
 
     @property
     def summary(self) -> dict:
@@ -123,10 +129,12 @@ class PreparedData:
     def pad_id(self) -> int:
         return self.tokenizer().pad_token_id
 
-    def loader(self, split: str, context_length: int, batch_size: int, mode: str = "random", seed: int = 0,
-               shuffle: bool = True) -> TokenLoader:
-        return TokenLoader([self.token_file(split)], context_length, batch_size, mode=mode, shuffle=shuffle, seed=seed,
-                           pad_id=self.pad_id)
+    def loader(
+        self, split: str, context_length: int, batch_size: int, mode: str = "random", seed: int = 0, shuffle: bool = True
+    ) -> TokenLoader:
+        return TokenLoader(
+            [self.token_file(split)], context_length, batch_size, mode=mode, shuffle=shuffle, seed=seed, pad_id=self.pad_id
+        )
 
     def valid_documents(self) -> list[Document]:
         lines = (self.folder / "valid.jsonl").read_text(encoding="utf-8").splitlines()

@@ -38,12 +38,22 @@ def evaluate_run(
     lm = load_model(str(model_dir), backend="torch")
     context_length = int(lm.model.config.max_position_embeddings)
     documents = data.valid_documents()
-    model_scores = evaluate_lm(lm.model, lm.tokenizer, documents, context_length, config.batch_size, config.max_tokens,
-                               progress=progress)
+    model_scores = evaluate_lm(
+        lm.model, lm.tokenizer, documents, context_length, config.batch_size, config.max_tokens, progress=progress
+    )
     bigram = BigramModel(len(lm.tokenizer), config.smoothing).fit(data.token_file("train").ids)
     bigram_scores = bigram.evaluate(lm.tokenizer, documents, context_length, config.max_tokens)
-    examples = continuation_examples(lm, lm.tokenizer, documents, config.prefix_tokens, config.continuation_tokens,
-                                     config.samples, config.seed, bigram=bigram, progress=progress)
+    examples = continuation_examples(
+        lm,
+        lm.tokenizer,
+        documents,
+        config.prefix_tokens,
+        config.continuation_tokens,
+        config.samples,
+        config.seed,
+        bigram=bigram,
+        progress=progress,
+    )
     overlap = score_continuations(examples)
     table = overlap.assign(
         bits_per_byte=[model_scores.bits_per_byte, bigram_scores.bits_per_byte],

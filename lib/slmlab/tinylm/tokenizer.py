@@ -38,17 +38,23 @@ def _texts(items: Iterable[object]) -> Iterator[str]:
         yield item if isinstance(item, str) else item.text
 
 
-def train_tokenizer(texts: Iterable[object], vocab_size: int = TokenizerConfig.vocab_size,
-                    min_frequency: int = TokenizerConfig.min_frequency, progress: bool = False,
-                    model_max_length: int = TokenizerConfig.model_max_length) -> PreTrainedTokenizerFast:
+def train_tokenizer(
+    texts: Iterable[object],
+    vocab_size: int = TokenizerConfig.vocab_size,
+    min_frequency: int = TokenizerConfig.min_frequency,
+    progress: bool = False,
+    model_max_length: int = TokenizerConfig.model_max_length,
+) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE on ``texts`` (strings or objects with ``.text``) and wrap it for transformers.
 
     Special tokens get ids 0..3 (:data:`SPECIAL_TOKENS`) and are never added when encoding. Training is
     deterministic: the same texts give the same vocabulary and merges.
     """
     if vocab_size < min_vocab_size():
-        raise ValueError(f"vocab_size {vocab_size} is smaller than the byte alphabet plus special tokens "
-                         f"({BYTE_ALPHABET} + {len(SPECIAL_TOKENS)} = {min_vocab_size()})")
+        raise ValueError(
+            f"vocab_size {vocab_size} is smaller than the byte alphabet plus special tokens "
+            f"({BYTE_ALPHABET} + {len(SPECIAL_TOKENS)} = {min_vocab_size()})"
+        )
     length = len(texts) if hasattr(texts, "__len__") else None
     return train_byte_bpe(_texts(texts), vocab_size, SPECIAL_TOKENS, min_frequency, progress, model_max_length, length)
 
@@ -89,8 +95,9 @@ def token_pieces(tokenizer: PreTrainedTokenizerBase, text: str) -> list[str]:
     return [readable(token) for token in tokenizer.convert_ids_to_tokens(ids)]
 
 
-def bytes_per_token(tokenizer: PreTrainedTokenizerBase, texts: Iterable[object],
-                    batch_documents: int = TokenizerConfig.batch_documents) -> float:
+def bytes_per_token(
+    tokenizer: PreTrainedTokenizerBase, texts: Iterable[object], batch_documents: int = TokenizerConfig.batch_documents
+) -> float:
     """UTF-8 bytes of ``texts`` divided by their number of tokens (no special tokens): the compression."""
     text_bytes = tokens = 0
     items = _texts(texts)

@@ -86,8 +86,10 @@ class TokenFile:
         dtype = np.dtype(meta["dtype"])
         expected = meta["tokens"] * dtype.itemsize
         if meta["tokens"] == 0 or path.stat().st_size != expected:
-            raise CorpusError(f"token file {path} holds {path.stat().st_size} bytes, its description says "
-                              f"{meta['tokens']} tokens of {dtype.name} ({expected} bytes)")
+            raise CorpusError(
+                f"token file {path} holds {path.stat().st_size} bytes, its description says "
+                f"{meta['tokens']} tokens of {dtype.name} ({expected} bytes)"
+            )
         return cls(path, np.memmap(path, dtype=dtype, mode="r", shape=(meta["tokens"],)), meta)
 
     @property
@@ -131,19 +133,34 @@ def _write(chunks: Iterable[np.ndarray], path: Path, vocab_size: int, eos_id: in
     if tokens == 0:
         path.unlink()
         raise CorpusError(f"no tokens to write to {path}: the corpus is empty")
-    atomic_write_json(sidecar_path(path), {"dtype": dtype.name, "tokens": tokens, "documents": counts.get("documents", 0),
-                                           "bytes": counts.get("bytes", 0), "vocab_size": vocab_size, "eos_id": eos_id})
+    atomic_write_json(
+        sidecar_path(path),
+        {
+            "dtype": dtype.name,
+            "tokens": tokens,
+            "documents": counts.get("documents", 0),
+            "bytes": counts.get("bytes", 0),
+            "vocab_size": vocab_size,
+            "eos_id": eos_id,
+        },
+    )
     return TokenFile.open(path)
 
 
-def write_tokens(chunks: Iterable[np.ndarray], path: str | Path, vocab_size: int, eos_id: int,
-                 documents: int = 0, text_bytes: int = 0) -> TokenFile:
+def write_tokens(
+    chunks: Iterable[np.ndarray], path: str | Path, vocab_size: int, eos_id: int, documents: int = 0, text_bytes: int = 0
+) -> TokenFile:
     """Write id ``chunks`` one after another to ``path`` (atomically) plus its sidecar; return the opened file."""
     return _write(chunks, Path(path), vocab_size, eos_id, {"documents": documents, "bytes": text_bytes})
 
 
-def encode_documents(tokenizer: PreTrainedTokenizerBase, docs: Iterable[object], path: str | Path, progress: bool = False,
-                     batch_documents: int = TokenizerConfig.batch_documents) -> TokenFile:
+def encode_documents(
+    tokenizer: PreTrainedTokenizerBase,
+    docs: Iterable[object],
+    path: str | Path,
+    progress: bool = False,
+    batch_documents: int = TokenizerConfig.batch_documents,
+) -> TokenFile:
     """Tokenize ``docs`` (strings or objects with ``.text``) in batches, EOS after each document, into ``path``.
 
     The ids are written chunk by chunk (one chunk per batch of documents), never held for the whole corpus.
@@ -180,9 +197,16 @@ class TokenLoader:
     Rank ``r`` of ``world_size`` ``w`` gets rows ``r*B/w ... (r+1)*B/w`` of the global batch.
     """
 
-    def __init__(self, files: Sequence[TokenFile | str | Path], context_length: int, batch_size: int,
-                 mode: Mode = LoaderConfig.mode, shuffle: bool = LoaderConfig.shuffle, seed: int = LoaderConfig.seed,
-                 pad_id: int = LoaderConfig.pad_id) -> None:
+    def __init__(
+        self,
+        files: Sequence[TokenFile | str | Path],
+        context_length: int,
+        batch_size: int,
+        mode: Mode = LoaderConfig.mode,
+        shuffle: bool = LoaderConfig.shuffle,
+        seed: int = LoaderConfig.seed,
+        pad_id: int = LoaderConfig.pad_id,
+    ) -> None:
         if mode not in ("random", "sequential"):
             raise ValueError(f"mode must be 'random' or 'sequential', not {mode!r}")
         if context_length < 1 or batch_size < 1:
@@ -192,8 +216,9 @@ class TokenLoader:
         self.files = [item if isinstance(item, TokenFile) else TokenFile.open(item) for item in files]
         for item in self.files:
             if item.tokens < context_length + 1:
-                raise CorpusError(f"token file {item.path} holds {item.tokens} tokens, fewer than one window of "
-                                  f"{context_length} + 1 tokens")
+                raise CorpusError(
+                    f"token file {item.path} holds {item.tokens} tokens, fewer than one window of {context_length} + 1 tokens"
+                )
         self.context_length, self.batch_size, self.mode = context_length, batch_size, mode
         self.shuffle, self.seed, self.pad_id = shuffle, seed, pad_id
         lengths = np.array([item.tokens for item in self.files], dtype=np.int64)
@@ -250,10 +275,10 @@ class TokenLoader:
         files, starts = self.windows(step)
         ids = np.full((rows, self.context_length), self.pad_id, dtype=np.int64)
         mask = np.zeros((rows, self.context_length), dtype=np.int64)
-        for row, (file, start) in enumerate(zip(files[rank * rows:(rank + 1) * rows], starts[rank * rows:(rank + 1) * rows])):
-            piece = self.files[file].ids[start:start + self.context_length]
-            ids[row, :len(piece)] = piece
-            mask[row, :len(piece)] = 1
+        for row, (file, start) in enumerate(zip(files[rank * rows : (rank + 1) * rows], starts[rank * rows : (rank + 1) * rows])):
+            piece = self.files[file].ids[start : start + self.context_length]
+            ids[row, : len(piece)] = piece
+            mask[row, : len(piece)] = 1
         labels = np.where(mask == 1, ids, IGNORE_INDEX)
         return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask), "labels": torch.from_numpy(labels)}
 
@@ -273,11 +298,17 @@ def _synthetic_chunks(tokens: int, vocab_size: int, seed: int, chunk: int = 1 <<
         yield rng.integers(0, vocab_size, size=min(chunk, tokens - start), dtype=np.int64)
 
 
-def streaming_rss(sizes: Sequence[int] = StreamingConfig.sizes, batches: int = StreamingConfig.batches,
-                  context_length: int = StreamingConfig.context_length, batch_size: int = StreamingConfig.batch_size,
-                  vocab_size: int = StreamingConfig.vocab_size, mode: Mode = StreamingConfig.mode,
-                  shuffle: bool = StreamingConfig.shuffle, seed: int = StreamingConfig.seed,
-                  folder: str | Path | None = None) -> pd.DataFrame:
+def streaming_rss(
+    sizes: Sequence[int] = StreamingConfig.sizes,
+    batches: int = StreamingConfig.batches,
+    context_length: int = StreamingConfig.context_length,
+    batch_size: int = StreamingConfig.batch_size,
+    vocab_size: int = StreamingConfig.vocab_size,
+    mode: Mode = StreamingConfig.mode,
+    shuffle: bool = StreamingConfig.shuffle,
+    seed: int = StreamingConfig.seed,
+    folder: str | Path | None = None,
+) -> pd.DataFrame:
     """Stream the same number of batches from synthetic token files of each size and measure resident memory.
 
     One row per size: corpus tokens, file MB, MB of windows read, RSS before and at peak, and the growth —
@@ -288,8 +319,12 @@ def streaming_rss(sizes: Sequence[int] = StreamingConfig.sizes, batches: int = S
     """
     with tempfile.TemporaryDirectory(prefix="slmlab-tokens-") as scratch:
         root = Path(folder) if folder is not None else Path(scratch)
-        paths = [write_tokens(_synthetic_chunks(size, vocab_size, seed), root / f"synthetic-{size}.bin", vocab_size,
-                              eos_id=vocab_size - 1).path for size in sizes]
+        paths = [
+            write_tokens(
+                _synthetic_chunks(size, vocab_size, seed), root / f"synthetic-{size}.bin", vocab_size, eos_id=vocab_size - 1
+            ).path
+            for size in sizes
+        ]
         rows = [_measure(path, batches, context_length, batch_size, mode, shuffle, seed) for path in paths]
     return pd.DataFrame(rows)
 
@@ -303,9 +338,15 @@ def _measure(path: Path, batches: int, context_length: int, batch_size: int, mod
         loader.batch(step)
         peak = max(peak, _rss())
     read = batches * loader.tokens_per_batch * loader.files[0].ids.itemsize
-    row = {"corpus tokens": loader.files[0].tokens, "file MB": path.stat().st_size / 1e6, "batches": batches,
-           "read MB": read / 1e6, "rss before MB": before / 1e6, "rss peak MB": peak / 1e6,
-           "rss growth MB": (peak - before) / 1e6}
+    row = {
+        "corpus tokens": loader.files[0].tokens,
+        "file MB": path.stat().st_size / 1e6,
+        "batches": batches,
+        "read MB": read / 1e6,
+        "rss before MB": before / 1e6,
+        "rss peak MB": peak / 1e6,
+        "rss growth MB": (peak - before) / 1e6,
+    }
     del loader
     gc.collect()
     return row

@@ -156,8 +156,13 @@ def train_lm(
         optimizer.zero_grad(set_to_none=True)
         mean_loss = distributed.mean_over_ranks(loss.item(), context)
         tokens = int(batch["attention_mask"].sum()) * context.world_size
-        return {"loss": mean_loss, "perplexity": math.exp(min(mean_loss, 50.0)), "lr": lr, "grad_norm": grad_norm,
-                "tokens": tokens}
+        return {
+            "loss": mean_loss,
+            "perplexity": math.exp(min(mean_loss, 50.0)),
+            "lr": lr,
+            "grad_norm": grad_norm,
+            "tokens": tokens,
+        }
 
     checkpointing = _checkpointing(run_dir, config, data, model, tokenizer, optimizer, scheduler, context)
     log = RunLog(run_dir, LOGGED, tensorboard=tensorboard, eval_tag="loss/valid", enabled=context.is_main)
@@ -165,10 +170,17 @@ def train_lm(
     stopped = False
     try:
         run = train_loop(
-            train_step, config.steps, checkpointing,
+            train_step,
+            config.steps,
+            checkpointing,
             evaluate=lambda: validation_loss(model, valid, config.eval_batches, context),
-            eval_every=config.eval_every, save_every=config.save_every, callbacks=hooks, resume=resume,
-            progress=progress and context.is_main, desc="tiny LM", save_on_interrupt=not context.enabled,
+            eval_every=config.eval_every,
+            save_every=config.save_every,
+            callbacks=hooks,
+            resume=resume,
+            progress=progress and context.is_main,
+            desc="tiny LM",
+            save_on_interrupt=not context.enabled,
             finish=lambda state: save_model(model, tokenizer, run_dir) if context.is_main else None,
             metrics=lambda state: training_metrics(state, config, data, model, context),
             metrics_path=run_dir / "training_metrics.json" if context.is_main else None,
@@ -183,12 +195,19 @@ def train_lm(
         log.close()
         model.eval()
         distributed.teardown(context)
-    return LMTrainResult(run_dir, state, resumed_from, stopped, count_parameters(model),
-                         run_dir / "training_metrics.json" if not stopped else None)
+    return LMTrainResult(
+        run_dir, state, resumed_from, stopped, count_parameters(model), run_dir / "training_metrics.json" if not stopped else None
+    )
 
 
-def train_data_parallel(nproc: int, data_dir: str | Path, run_dir: str | Path, config: LMTrainConfig = LMTrainConfig(),
-                        resume: bool = True, tensorboard: bool = True) -> LMTrainResult:
+def train_data_parallel(
+    nproc: int,
+    data_dir: str | Path,
+    run_dir: str | Path,
+    config: LMTrainConfig = LMTrainConfig(),
+    resume: bool = True,
+    tensorboard: bool = True,
+) -> LMTrainResult:
     """:func:`train_lm` on ``nproc`` processes started by ``torchrun`` (``slmlab lm train --nproc``), from a
     notebook or script: the processes cannot live inside a Jupyter kernel, so they are launched and waited for."""
     from slmlab.tinylm.distributed import launch
@@ -199,9 +218,14 @@ def train_data_parallel(nproc: int, data_dir: str | Path, run_dir: str | Path, c
     if status != 0:
         raise RuntimeError(f"torchrun exited with status {status}; its output above names the failing process")
     metrics = json.loads((Path(run_dir) / "training_metrics.json").read_text(encoding="utf-8"))
-    state = TrainState(step=metrics["steps"], total_steps=config.steps, trained_tokens=metrics["trained_tokens"],
-                       seconds=metrics["train_seconds"], train_loss=[tuple(p) for p in metrics["train_loss"]],
-                       valid_loss=[tuple(p) for p in metrics["valid_loss"]])
+    state = TrainState(
+        step=metrics["steps"],
+        total_steps=config.steps,
+        trained_tokens=metrics["trained_tokens"],
+        seconds=metrics["train_seconds"],
+        train_loss=[tuple(p) for p in metrics["train_loss"]],
+        valid_loss=[tuple(p) for p in metrics["valid_loss"]],
+    )
     return LMTrainResult(Path(run_dir), state, -1, False, metrics["parameters"], Path(run_dir) / "training_metrics.json")
 
 
@@ -218,8 +242,13 @@ def config_arguments(config: LMTrainConfig) -> list[str]:
     return arguments
 
 
-def overfit_one_batch(data_dir: str | Path | None = None, config: LMTrainConfig = LMTrainConfig(), steps: int = 200,
-                      learning_rate: float = 3e-3, device: str | None = None) -> list[float]:
+def overfit_one_batch(
+    data_dir: str | Path | None = None,
+    config: LMTrainConfig = LMTrainConfig(),
+    steps: int = 200,
+    learning_rate: float = 3e-3,
+    device: str | None = None,
+) -> list[float]:
     """The shape check before a long run: train a fresh model on the first batch only and return its losses.
 
     Model, data and loss are wired up right when the loss falls to near zero (the model memorises the batch); a
@@ -269,8 +298,9 @@ def make_scheduler(optimizer, config: LMTrainConfig):
     """Linear warmup to the peak rate, then cosine decay to ``min_lr_ratio`` of it at ``steps``."""
     from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
-    return get_cosine_with_min_lr_schedule_with_warmup(optimizer, config.warmup_steps, config.steps,
-                                                       min_lr_rate=config.min_lr_ratio)
+    return get_cosine_with_min_lr_schedule_with_warmup(
+        optimizer, config.warmup_steps, config.steps, min_lr_rate=config.min_lr_ratio
+    )
 
 
 def validation_loss(model: torch.nn.Module, loader: TokenLoader, batches: int, context=distributed.Distributed()) -> float:
@@ -367,5 +397,13 @@ def _checkpointing(run_dir, config, data, model, tokenizer, optimizer, scheduler
         load_training_state(folder / OPTIMIZER_FILE, optimizer, scheduler)
 
     settings = asdict(config) | {"data": data.fingerprint()}
-    return _RankCheckpointing(run_dir, settings, save_files, load_files, keep=config.keep_checkpoints,
-                              ignore=NOT_TRAJECTORY, run_files=RUN_FILES, context=context)
+    return _RankCheckpointing(
+        run_dir,
+        settings,
+        save_files,
+        load_files,
+        keep=config.keep_checkpoints,
+        ignore=NOT_TRAJECTORY,
+        run_files=RUN_FILES,
+        context=context,
+    )

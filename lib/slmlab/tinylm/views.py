@@ -48,8 +48,10 @@ def visible(text: str) -> str:
 
 def merges_table(tokenizer, n: int = 20) -> pd.DataFrame:
     """The first ``n`` merges the BPE learned, in order: left + right → merged (whitespace made visible)."""
-    rows = [{"rank": rank, "left": visible(left), "right": visible(right), "merged": visible(left + right)}
-            for rank, (left, right) in enumerate(merges(tokenizer, n), start=1)]
+    rows = [
+        {"rank": rank, "left": visible(left), "right": visible(right), "merged": visible(left + right)}
+        for rank, (left, right) in enumerate(merges(tokenizer, n), start=1)
+    ]
     return pd.DataFrame(rows, columns=["rank", "left", "right", "merged"]).set_index("rank")
 
 
@@ -60,10 +62,14 @@ def pieces_html(pieces: Sequence[str], ids: Sequence[int] | None = None) -> str:
     for index, piece in enumerate(pieces):
         colour = PIECE_COLOURS[index % len(PIECE_COLOURS)]
         title = f' title="id {ids[index]}"' if ids is not None else ""
-        spans.append(f'<span class="tok"{title} style="background:{colour};border:1px solid #999;border-radius:3px;'
-                     f'padding:0 1px;margin:0 1px">{html.escape(visible(piece))}</span>' + "<br>" * piece.count("\n"))
-    return ('<div style="font-family:monospace;line-height:1.9;white-space:pre">' + "".join(spans) + "</div>"
-            f"<p>{len(pieces)} tokens</p>")
+        spans.append(
+            f'<span class="tok"{title} style="background:{colour};border:1px solid #999;border-radius:3px;'
+            f'padding:0 1px;margin:0 1px">{html.escape(visible(piece))}</span>' + "<br>" * piece.count("\n")
+        )
+    return (
+        '<div style="font-family:monospace;line-height:1.9;white-space:pre">' + "".join(spans) + "</div>"
+        f"<p>{len(pieces)} tokens</p>"
+    )
 
 
 def token_view(tokenizer, text: str):
@@ -80,9 +86,16 @@ def batch_table(batch: Mapping[str, object]) -> pd.DataFrame:
     rows = []
     for name, tensor in batch.items():
         values = tensor.numpy() if hasattr(tensor, "numpy") else np.asarray(tensor)
-        rows.append({"tensor": name, "shape": tuple(values.shape), "dtype": str(values.dtype),
-                     "min": int(values.min()), "max": int(values.max()),
-                     "ignored (-100)": int((values == -100).sum()) if name == "labels" else 0})
+        rows.append(
+            {
+                "tensor": name,
+                "shape": tuple(values.shape),
+                "dtype": str(values.dtype),
+                "min": int(values.min()),
+                "max": int(values.max()),
+                "ignored (-100)": int((values == -100).sum()) if name == "labels" else 0,
+            }
+        )
     return pd.DataFrame(rows).set_index("tensor")
 
 
@@ -111,8 +124,19 @@ def parameter_table(model) -> pd.DataFrame:
     """Parameters by part of the decoder (embeddings, attention, MLP, norms, output layer), a tied matrix once."""
     parts: dict[str, int] = {}
     for name, parameter in model.named_parameters():  # a tied output matrix is listed once, as the embeddings
-        part = ("embeddings" if "embed" in name else "attention" if "self_attn" in name else "MLP" if "mlp" in name
-                else "norms" if "norm" in name else "output layer" if "lm_head" in name else "other")
+        part = (
+            "embeddings"
+            if "embed" in name
+            else "attention"
+            if "self_attn" in name
+            else "MLP"
+            if "mlp" in name
+            else "norms"
+            if "norm" in name
+            else "output layer"
+            if "lm_head" in name
+            else "other"
+        )
         parts[part] = parts.get(part, 0) + parameter.numel()
     table = pd.DataFrame({"parameters": pd.Series(parts)})
     table["share"] = (table["parameters"] / table["parameters"].sum()).round(3)
@@ -256,8 +280,14 @@ class TrainingSession:
     """One background training thread at a time on a run folder: :meth:`start` with a config, :meth:`stop`
     (the run ends after the current step and leaves a checkpoint), :meth:`start` again to resume."""
 
-    def __init__(self, data_dir: str | Path, run_dir: str | Path, callbacks: Sequence[Callback] = (),
-                 tensorboard: bool = True, on_done: Callable[[TrainingSession], None] | None = None):
+    def __init__(
+        self,
+        data_dir: str | Path,
+        run_dir: str | Path,
+        callbacks: Sequence[Callback] = (),
+        tensorboard: bool = True,
+        on_done: Callable[[TrainingSession], None] | None = None,
+    ):
         self.data_dir, self.run_dir = Path(data_dir), Path(run_dir)
         self.callbacks, self.tensorboard, self.on_done = list(callbacks), tensorboard, on_done
         self.thread: threading.Thread | None = None
@@ -302,8 +332,15 @@ class TrainingSession:
         from slmlab.tinylm.training import train_lm
 
         try:
-            self.result = train_lm(self.data_dir, self.run_dir, config, callbacks=[self._watch, *self.callbacks],
-                                   progress=False, stop=self.stop_event, tensorboard=self.tensorboard)
+            self.result = train_lm(
+                self.data_dir,
+                self.run_dir,
+                config,
+                callbacks=[self._watch, *self.callbacks],
+                progress=False,
+                stop=self.stop_event,
+                tensorboard=self.tensorboard,
+            )
         except BaseException as problem:  # shown in the panel: a thread's exception would otherwise vanish
             self.error = problem
         finally:
@@ -331,8 +368,7 @@ def panel_config(config: LMTrainConfig, steps: int, learning_rate: float, batch_
     return dataclasses.replace(config, steps=int(steps), learning_rate=float(learning_rate), batch_size=int(batch_size))
 
 
-def training_panel(data_dir: str | Path, run_dir: str | Path, config: LMTrainConfig, every: int = 5,
-                   tensorboard: bool = True):
+def training_panel(data_dir: str | Path, run_dir: str | Path, config: LMTrainConfig, every: int = 5, tensorboard: bool = True):
     """Steps, learning rate and batch size; Start (trains in a background thread, resuming the run folder's
     newest checkpoint made with the same settings) and Stop (ends after the current step with a checkpoint);
     a live loss plot. The box carries ``.session`` (a :class:`TrainingSession`) and ``.live`` (its LivePlot)."""
@@ -340,8 +376,9 @@ def training_panel(data_dir: str | Path, run_dir: str | Path, config: LMTrainCon
 
     style = {"description_width": "110px"}
     steps = w.BoundedIntText(value=config.steps, min=1, max=1_000_000, description="Steps (total)", style=style)
-    learning_rate = w.BoundedFloatText(value=config.learning_rate, min=1e-6, max=1.0, step=1e-4,
-                                       description="Learning rate", style=style)
+    learning_rate = w.BoundedFloatText(
+        value=config.learning_rate, min=1e-6, max=1.0, step=1e-4, description="Learning rate", style=style
+    )
     batch_size = w.BoundedIntText(value=config.batch_size, min=1, max=4096, description="Batch size", style=style)
     start = w.Button(description="Start", button_style="success", icon="play")
     stop = w.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
@@ -396,9 +433,13 @@ def sample_batch(model: LanguageModel, prompt: str, config: DecodingConfig, n: i
     return continuations(model, [prompt] * n, config.with_(batch_size=max(n, 1)))
 
 
-def compare_strategies(model: LanguageModel, prompts: Sequence[str],
-                       configs: Mapping[str, DecodingConfig] | None = None, max_new_tokens: int = 32,
-                       seed: int = 0) -> pd.DataFrame:
+def compare_strategies(
+    model: LanguageModel,
+    prompts: Sequence[str],
+    configs: Mapping[str, DecodingConfig] | None = None,
+    max_new_tokens: int = 32,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Every prompt under every decoding config (default: greedy, temperature, top-k, top-p, beam), all prompts of
     a config in one batch; one row per (prompt, strategy) with the continuation and seconds per prompt."""
     configs = configs or default_strategies(max_new_tokens=max_new_tokens, seed=seed)
@@ -407,8 +448,10 @@ def compare_strategies(model: LanguageModel, prompts: Sequence[str],
         start = time.perf_counter()
         texts = continuations(model, prompts, config)
         seconds = (time.perf_counter() - start) / max(len(prompts), 1)
-        rows += [{"prompt": prompt, "strategy": label, "continuation": text, "seconds": round(seconds, 3)}
-                 for prompt, text in zip(prompts, texts)]
+        rows += [
+            {"prompt": prompt, "strategy": label, "continuation": text, "seconds": round(seconds, 3)}
+            for prompt, text in zip(prompts, texts)
+        ]
     return pd.DataFrame(rows, columns=["prompt", "strategy", "continuation", "seconds"])
 
 
@@ -421,16 +464,22 @@ def strategies_view(table: pd.DataFrame):
     rows = []
     for strategy, group in table.groupby("strategy", sort=False):
         texts = dict(zip(group["prompt"], group["continuation"]))
-        cells = "".join(f"<td style='vertical-align:top;text-align:left'><pre>{html.escape(p)}<b>"
-                        f"{html.escape(texts.get(p, ''))}</b></pre></td>" for p in prompts)
+        cells = "".join(
+            f"<td style='vertical-align:top;text-align:left'><pre>{html.escape(p)}<b>"
+            f"{html.escape(texts.get(p, ''))}</b></pre></td>"
+            for p in prompts
+        )
         rows.append(f"<tr><th>{html.escape(strategy)}</th>{cells}</tr>")
     return HTML(f"<table><tr><th>strategy</th>{head}</tr>{''.join(rows)}</table>")
 
 
 def samples_html(prompt: str, texts: Sequence[str]) -> str:
     """Samples as HTML blocks: the prompt in grey, the continuation in bold, both escaped."""
-    blocks = [f"<pre style='margin:4px 0;padding:4px;border:1px solid #ddd'><span style='color:#888'>"
-              f"{html.escape(prompt)}</span><b>{html.escape(text)}</b></pre>" for text in texts]
+    blocks = [
+        f"<pre style='margin:4px 0;padding:4px;border:1px solid #ddd'><span style='color:#888'>"
+        f"{html.escape(prompt)}</span><b>{html.escape(text)}</b></pre>"
+        for text in texts
+    ]
     return "".join(blocks)
 
 
@@ -441,8 +490,9 @@ def samples_view(prompt: str, texts: Sequence[str]):
     return HTML(samples_html(prompt, texts))
 
 
-def generation_panel(model_dir: str | Path | None = None, model: LanguageModel | None = None, prompt: str = "def ",
-                     samples: int = 3):
+def generation_panel(
+    model_dir: str | Path | None = None, model: LanguageModel | None = None, prompt: str = "def ", samples: int = 3
+):
     """Prompt, strategy (greedy / sample / beam), temperature, top-k, top-p, beams, max new tokens, samples per
     batch, seed; Generate shows the continuations. Loads ``model_dir`` with ``slmlab.load_model`` unless a
     ``model`` is given. The box carries ``.generate()`` (the Generate button), ``.load(model)`` (another model,
@@ -471,7 +521,8 @@ def generation_panel(model_dir: str | Path | None = None, model: LanguageModel |
         panel.replies = sample_batch(panel.model, prompt_box.value, config, count.value)
         seconds = time.perf_counter() - start
         output.value = samples_html(prompt_box.value, panel.replies) + html.escape(
-            f"{config.describe()} · {count.value} in one batch · {seconds:.2f} s")
+            f"{config.describe()} · {count.value} in one batch · {seconds:.2f} s"
+        )
         return panel.replies
 
     button.on_click(generate)
@@ -489,9 +540,16 @@ def folder_megabytes(folder: Path) -> float:
 
 def checkpoint_table(run_dir: str | Path) -> pd.DataFrame:
     """The run's complete checkpoints, oldest first: step, validation loss at that step, size and time saved."""
-    rows = [{"step": checkpoint_step(path), "valid loss": validation_loss(path), "MB": round(folder_megabytes(path), 2),
-             "saved": datetime.fromtimestamp(path.stat().st_mtime).strftime("%Y-%m-%d %H:%M:%S"), "path": str(path)}
-            for path in list_checkpoints(run_dir)]
+    rows = [
+        {
+            "step": checkpoint_step(path),
+            "valid loss": validation_loss(path),
+            "MB": round(folder_megabytes(path), 2),
+            "saved": datetime.fromtimestamp(path.stat().st_mtime).strftime("%Y-%m-%d %H:%M:%S"),
+            "path": str(path),
+        }
+        for path in list_checkpoints(run_dir)
+    ]
     return pd.DataFrame(rows, columns=["step", "valid loss", "MB", "saved", "path"])
 
 
@@ -574,7 +632,9 @@ def continuations_view(examples: pd.DataFrame, n: int = 3):
     head = "".join(f"<th>{name}</th>" for name in ["prefix", *systems])
     rows = []
     for record in examples.head(n).to_dict("records"):
-        cells = "".join(f"<td style='vertical-align:top;text-align:left'><pre>{html.escape(str(record[name]))}</pre></td>"
-                        for name in ["prefix", *systems])
+        cells = "".join(
+            f"<td style='vertical-align:top;text-align:left'><pre>{html.escape(str(record[name]))}</pre></td>"
+            for name in ["prefix", *systems]
+        )
         rows.append(f"<tr>{cells}</tr>")
     return HTML(f"<table><tr>{head}</tr>{''.join(rows)}</table>")

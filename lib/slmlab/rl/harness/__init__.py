@@ -27,7 +27,7 @@ def split_framed(stdout: str, frame: str) -> tuple[list[str], str]:
     prefix, payloads, own = frame + " ", [], []
     for line in stdout.split("\n"):
         if line.startswith(prefix):
-            payloads.append(line[len(prefix):])
+            payloads.append(line[len(prefix) :])
         elif line:
             own.append(line)
     return payloads, "\n".join(own)

@@ -68,8 +68,25 @@ def _discover(solution, check):
 
 
 def _verify(check, calls, answers):
-    keys = [typed_values.canonical(call) for call in calls]
     asked, needed = [], []
+    candidate = _replayer(calls, answers, asked, needed)
+    try:
+        check(candidate)
+    except NeedCalls:
+        pass
+    except BaseException as exc:
+        if not needed:
+            verdict = "fail" if isinstance(exc, AssertionError) else "error"
+            return {"verdict": verdict, "error": _describe(exc), "line": _check_line(exc.__traceback__), "calls": len(asked)}
+    if needed:  # also when the check caught NeedCalls itself
+        return {"need": needed[0]}
+    return {"verdict": "pass", "calls": len(asked)}
+
+
+def _replayer(calls, answers, asked, needed):
+    """A stand-in for the candidate that replays the program's recorded answers to the planned calls; a call off
+    the plan is noted in ``needed`` (the calls so far) and stops the check."""
+    keys = [typed_values.canonical(call) for call in calls]
 
     def candidate(*args, **kwargs):
         call = typed_values.encode_call(args, kwargs)
@@ -85,19 +102,7 @@ def _verify(check, calls, answers):
             raise CandidateError(answer["error"])
         return typed_values.decode(answer["value"])
 
-    try:
-        check(candidate)
-    except NeedCalls:
-        pass
-    except AssertionError as exc:
-        if not needed:
-            return {"verdict": "fail", "error": _describe(exc), "line": _check_line(exc.__traceback__), "calls": len(asked)}
-    except BaseException as exc:
-        if not needed:
-            return {"verdict": "error", "error": _describe(exc), "line": _check_line(exc.__traceback__), "calls": len(asked)}
-    if needed:  # also when the check caught NeedCalls itself
-        return {"need": needed[0]}
-    return {"verdict": "pass", "calls": len(asked)}
+    return candidate
 
 
 def main():

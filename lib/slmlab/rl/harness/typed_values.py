@@ -54,31 +54,39 @@ def decode(data, depth=0):
         return [decode(item, depth + 1) for item in data]
     if type(data) is not dict or len(data) != 1:
         raise ValueError("not an encoded value")
-    (tag, body), = data.items()
+    ((tag, body),) = data.items()
+    return _decode_tagged(tag, body, depth)
+
+
+def _decode_tagged(tag, body, depth):
     if tag == "float" and body in NON_FINITE:
         return NON_FINITE[body]
     if type(body) is not list:
         raise ValueError(f"the body of {tag!r} must be a list")
-    items = [decode(item, depth + 1) for item in body] if tag != "dict" else None
+    if tag == "dict":
+        return _decode_dict(body, depth)
+    if tag not in ("tuple", "set", "frozenset"):
+        raise ValueError(f"unknown tag {tag!r}")
+    items = [decode(item, depth + 1) for item in body]
     if tag == "tuple":
         return tuple(items)
-    if tag in ("set", "frozenset"):
+    try:
+        return set(items) if tag == "set" else frozenset(items)
+    except TypeError as exc:
+        raise ValueError(f"an item of a {tag} is not hashable") from exc
+
+
+def _decode_dict(body, depth):
+    pairs = {}
+    for pair in body:
+        if type(pair) is not list or len(pair) != 2:
+            raise ValueError("a dict item must be a [key, value] pair")
+        key = decode(pair[0], depth + 1)
         try:
-            return set(items) if tag == "set" else frozenset(items)
+            pairs[key] = decode(pair[1], depth + 1)
         except TypeError as exc:
-            raise ValueError(f"an item of a {tag} is not hashable") from exc
-    if tag == "dict":
-        pairs = {}
-        for pair in body:
-            if type(pair) is not list or len(pair) != 2:
-                raise ValueError("a dict item must be a [key, value] pair")
-            key = decode(pair[0], depth + 1)
-            try:
-                pairs[key] = decode(pair[1], depth + 1)
-            except TypeError as exc:
-                raise ValueError("a dict key is not hashable") from exc
-        return pairs
-    raise ValueError(f"unknown tag {tag!r}")
+            raise ValueError("a dict key is not hashable") from exc
+    return pairs
 
 
 def encode_call(args, kwargs):
@@ -88,7 +96,11 @@ def encode_call(args, kwargs):
 
 def decode_call(data):
     """(args, kwargs) of an encoded call."""
-    if type(data) is not dict or set(data) != {"args", "kwargs"} or type(data["args"]) is not list \
-            or type(data["kwargs"]) is not dict:
+    if (
+        type(data) is not dict
+        or set(data) != {"args", "kwargs"}
+        or type(data["args"]) is not list
+        or type(data["kwargs"]) is not dict
+    ):
         raise ValueError("a call must be {'args': [...], 'kwargs': {...}}")
     return [decode(arg) for arg in data["args"]], {str(name): decode(value) for name, value in data["kwargs"].items()}
