@@ -3,7 +3,6 @@ equals the serial one, failed and finished cells, and a Ray address that does no
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import json
@@ -15,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from slmlab.cli import build_parser
 from slmlab.grid import CellResult, GridFileError, RayClusterError, RunOptions, check_address, load_grid, run_grid
-from slmlab.grid_cli import add_grid_command
 
 ROOT = Path(__file__).resolve().parents[1]
+CLI = build_parser()  # a grid file is checked against the real command line
 RECORDS = ("cell.json", "cell.log", "grid.json")  # the grid's own records (their times differ between runs)
 
 
@@ -29,9 +29,7 @@ def grid_file(folder: Path, text: str, name: str = "grid.yaml") -> Path:
 
 
 def run_cli(*argv: str) -> tuple[int, str]:
-    parser = argparse.ArgumentParser(prog="slmlab")
-    add_grid_command(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["grid", *argv])
+    args = build_parser().parse_args(["grid", *argv])
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         code = args.run(args)
@@ -80,14 +78,14 @@ def test_dry_run_lists_the_cartesian_product_in_file_order(tmp_path):
 def test_cells_write_under_the_artifacts_tree_by_default(tmp_path):
     from slmlab.settings import artifacts_root
 
-    grid = load_grid(grid_file(tmp_path, DATA_GRID.format(patterns="patterns")))
+    grid = load_grid(grid_file(tmp_path, DATA_GRID.format(patterns="patterns")), CLI)
     assert grid.folder == artifacts_root() / "results" / "grid" / "seeds"
     assert [cell.folder.parent for cell in grid.cells] == [grid.folder] * 4
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "grids").glob("*.yaml")), ids=lambda path: path.name)
 def test_the_committed_grids_fit_the_command_line(path):
-    assert load_grid(path).cells
+    assert load_grid(path, CLI).cells
 
 
 BAD = [
@@ -111,7 +109,7 @@ BAD = [
 def test_a_bad_grid_is_refused_with_file_line_and_key(tmp_path, text, line, key, why):
     path = grid_file(tmp_path, text)
     with pytest.raises(GridFileError) as refused:
-        load_grid(path, root=tmp_path / "results")
+        load_grid(path, CLI, root=tmp_path / "results")
     assert f"{path}:{line}: {key}: {why}" in str(refused.value)
     assert not (tmp_path / "results").exists()
 
@@ -119,7 +117,7 @@ def test_a_bad_grid_is_refused_with_file_line_and_key(tmp_path, text, line, key,
 def test_every_problem_of_a_file_is_listed_at_once(tmp_path):
     path = grid_file(tmp_path, "command: ace run\ncolour: blue\nsweep:\n  task: [finance, astrology]\n  flavour: [1]\n")
     with pytest.raises(GridFileError) as refused:
-        load_grid(path)
+        load_grid(path, CLI)
     assert [problem.split(": ")[0] for problem in refused.value.problems] == [f"{path}:2", f"{path}:4", f"{path}:5"]
 
 
@@ -135,9 +133,9 @@ def produced(folder: Path) -> dict[str, bytes]:
 def test_a_ray_run_equals_a_serial_run(tmp_path, local_ray):
     text = DATA_GRID.format(patterns=ROOT / "patterns").replace("variants: [1, 2]", "variants: [1]")
     path = grid_file(tmp_path, text)
-    serial = run_grid(load_grid(path, root=tmp_path / "serial"), RunOptions(serial=True), printer=lambda line: None)
+    serial = run_grid(load_grid(path, CLI, root=tmp_path / "serial"), RunOptions(serial=True), printer=lambda line: None)
     lines = []
-    on_ray = run_grid(load_grid(path, root=tmp_path / "ray"), RunOptions(workers=2), printer=lines.append)
+    on_ray = run_grid(load_grid(path, CLI, root=tmp_path / "ray"), RunOptions(workers=2), printer=lines.append)
     assert [r.status for r in serial] == [r.status for r in on_ray] == ["ok", "ok"]
     assert len(lines) == 2 and all(line.startswith(("[1/2] ok", "[2/2] ok")) for line in lines)
     files = produced(tmp_path / "ray" / "seeds")
@@ -211,7 +209,7 @@ def test_a_skipped_cell_has_no_reason():
 
 def test_cells_asking_more_than_the_cluster_has_are_refused_before_they_start(tmp_path, local_ray):
     text = DATA_GRID.format(patterns=ROOT / "patterns").replace("command: data", "command: data\nresources: {num_cpus: 3}")
-    grid = load_grid(grid_file(tmp_path, text), root=tmp_path)
+    grid = load_grid(grid_file(tmp_path, text), CLI, root=tmp_path)
     with pytest.raises(RayClusterError, match="Each cell asks 3 CPU but the Ray cluster has 2"):
         run_grid(grid, RunOptions())
     assert not any(cell.folder.exists() for cell in grid.cells)

@@ -26,11 +26,12 @@ from tqdm.auto import tqdm
 from slmlab.environment import EnergyMeter, RssSampler, tree_rss_mb
 from slmlab.errors import SlmLabError
 from slmlab.io import atomic_write_json, created_now
-from slmlab.settings import project_root, quick_mode, results_dir
+from slmlab.settings import artifacts_root, project_root, quick_mode
+from slmlab.spec import COURSE_RUNS_FILE, executed_notebooks
 
 _NUMBERED = re.compile(r"^(\d\d)_[\w-]+\.ipynb$")
 _ENGINE = "slmlab-course"
-RUNS_FILE = "course_runs.json"  # beside the executed notebooks: each chapter's latest wall time, memory and energy
+RUNS_FILE = COURSE_RUNS_FILE  # beside the executed notebooks: each chapter's latest wall time, memory and energy
 UNENCRYPTED_TCP_WARNING = "Kernel is running over TCP without encryption."
 _CLOSED_BAR_STYLES = ("success", "danger")  # what tqdm.notebook's close() sets, after the bar's last text
 
@@ -424,7 +425,7 @@ def run_course(
         params["MODEL"] = model
     params.update(parameters or {})
     # executed copies follow the artifacts rule: a quick course never replaces a full course's notebooks
-    output_dir = Path(output_dir) if output_dir else results_dir("notebooks", quick=bool(params["QUICK"]))
+    output_dir = Path(output_dir) if output_dir else executed_notebooks(artifacts_root(bool(params["QUICK"])))
     output_dir.mkdir(parents=True, exist_ok=True)
 
     report = CourseReport()

@@ -38,18 +38,18 @@ from pathlib import Path
 
 import yaml
 
+from slmlab.chapters import model_is_folder, model_words
 from slmlab.errors import ProblemListError, SlmLabError
 from slmlab.io import atomic_write_json, atomic_write_text
 from slmlab.models.registry import REGISTRY, looks_like_hub_id
 from slmlab.settings import ARTIFACTS_ENV, artifacts_root, project_root
+from slmlab.spec import CELL_LOG_FILE, CELL_RECORD_FILE, GRID_SUMMARY_FILE, grids_path
 from slmlab.tasks import SPLITS, TASKS
 
 TOP_KEYS = ("name", "description", "command", "seed", "resources", "fixed", "sweep", "done")
 RESOURCE_KEYS = ("num_cpus", "num_gpus")
 OUTPUT_OPTIONS = ("--out", "--run-dir", "--run", "--results")  # the first one a command has receives the cell folder
 MODEL_OPTIONS = ("--model", "--reflector-model")
-MODEL_FOLDER_COMMANDS = ("lm",)  # chapter 07's --model is its own trained checkpoint folder, not a registry model
-MODEL_WORDS = {"rl train": ("tiny",)}  # special values a command's --model accepts besides model names
 TASK_OPTIONS = {"ace run": ("--task", "--train-task")}
 PASSED_ENV = (ARTIFACTS_ENV, "SLMLAB_QUICK", "SLMLAB_ROOT")  # the driver's settings every cell runs under
 RAY_DEFAULT_PORT = 6379
@@ -104,7 +104,7 @@ class Cell:
 
     @property
     def record_path(self) -> Path:
-        return self.folder / "cell.json"
+        return self.folder / CELL_RECORD_FILE
 
     def finished(self) -> bool:
         """True when the last run of exactly this command line succeeded (and wrote the ``done`` file)."""
@@ -216,11 +216,11 @@ def _options(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
     }
 
 
-def _command_parser(words: list[str], node: yaml.Node, problems: _Problems) -> argparse.ArgumentParser | None:
-    """The argparse parser of ``slmlab WORDS``, read from the real CLI so a grid stays in step with it."""
-    from slmlab.cli import build_parser  # here, not at the top: slmlab.cli registers the grid command itself
-
-    parser = build_parser()
+def _command_parser(
+    cli: argparse.ArgumentParser, words: list[str], node: yaml.Node, problems: _Problems
+) -> argparse.ArgumentParser | None:
+    """The argparse parser of ``slmlab WORDS`` inside the real command line ``cli``, so a grid stays in step with it."""
+    parser = cli
     for depth, word in enumerate(words):
         commands = _subcommands(parser)
         if word not in commands or (depth == 0 and word == "grid"):
@@ -245,7 +245,7 @@ def _command_parser(words: list[str], node: yaml.Node, problems: _Problems) -> a
 
 
 def _known_model(value: str, command: str) -> bool:
-    if value in REGISTRY or value in MODEL_WORDS.get(command, ()) or looks_like_hub_id(value):
+    if value in REGISTRY or value in model_words(command) or looks_like_hub_id(value):
         return True
     return Path(value).expanduser().exists() or (project_root() / value).exists()
 
@@ -258,7 +258,7 @@ def _known_task(value: str) -> bool:
 
 def _registry_problem(flag: str, text: str, command: str) -> str | None:
     """Why ``text`` is not a model or task the option accepts, or None."""
-    if flag in MODEL_OPTIONS and command.split()[0] not in MODEL_FOLDER_COMMANDS and not _known_model(text, command):
+    if flag in MODEL_OPTIONS and not model_is_folder(command) and not _known_model(text, command):
         return f"unknown model '{text}' (registry: {', '.join(REGISTRY)}; or a Hugging Face id 'org/name' or a local folder)"
     if flag in TASK_OPTIONS.get(command, ()) and not _known_task(text):
         return f"unknown task '{text}' (tasks: {', '.join(dict.fromkeys([*SPLITS, *TASKS]))}; or a JSON/JSONL task file)"
@@ -317,17 +317,17 @@ def _flag_of(name: str, options: dict[str, argparse.Action]) -> str | None:
     return flag if flag in options else None
 
 
-class _Spec:
+class _GridFile:
     """The checked contents of one grid file, before it becomes cells."""
 
-    def __init__(self, source: Path):
-        self.source, self.problems = source, _Problems(source)
+    def __init__(self, source: Path, cli: argparse.ArgumentParser):
+        self.source, self.cli, self.problems = source, cli, _Problems(source)
         self.name, self.words, self.resources, self.done = source.stem, [], Resources(), None
         self.fixed: list[list[str]] = []
         self.sweep: list[tuple[str, list[tuple[str, list[str]]]]] = []  # (option, [(label, words), ...])
         self.output_flag = ""
 
-    def read(self) -> _Spec:
+    def read(self) -> _GridFile:
         root = _compose(self.source)
         entries = {name: (key_node, value_node) for name, key_node, value_node in _mapping(root, "", self.problems)}
         for name, (key_node, _) in entries.items():
@@ -359,7 +359,7 @@ class _Spec:
             self.problems.add(node, "command", "must be an slmlab command such as 'data', 'train' or 'ace run'")
             return None
         self.words = words
-        return _command_parser(words, node, self.problems)
+        return _command_parser(self.cli, words, node, self.problems)
 
     def _read_simple(self, entries: dict) -> None:
         if "name" in entries:
@@ -447,12 +447,13 @@ class _Spec:
             keep(found)
 
 
-def load_grid(path: str | Path, root: str | Path | None = None) -> Grid:
-    """Read and check a grid file and plan its cells (nothing runs); raises :class:`GridFileError`.
+def load_grid(path: str | Path, cli: argparse.ArgumentParser, root: str | Path | None = None) -> Grid:
+    """Read and check a grid file against the command line ``cli`` (``slmlab.cli.build_parser()``) and plan its
+    cells (nothing runs); raises :class:`GridFileError`.
 
     ``root`` holds one folder per grid (default ``results/grid`` of the artifacts tree)."""
-    spec = _Spec(Path(path)).read()
-    folder = Path(root or artifacts_root() / "results" / "grid").expanduser().resolve() / spec.name
+    spec = _GridFile(Path(path), cli).read()
+    folder = Path(root or grids_path(artifacts_root())).expanduser().resolve() / spec.name
     names = [name for name, _ in spec.sweep]
     cells = []
     for point in itertools.product(*(values for _, values in spec.sweep)):
@@ -508,7 +509,7 @@ def run_cell(job: CellJob) -> CellResult:
     result = CellResult(
         cell.id, "failed" if error or returncode else "ok", cell.command_line, returncode, seconds, error, socket.gethostname()
     )
-    atomic_write_text(cell.folder / "cell.log", out + err)
+    atomic_write_text(cell.folder / CELL_LOG_FILE, out + err)
     atomic_write_json(cell.record_path, asdict(result))
     return result
 
@@ -708,13 +709,13 @@ def run_grid(grid: Grid, options: RunOptions = RunOptions(), printer: Callable[[
     ordered = [results[cell.id] for cell in grid.cells]
     cells = [{**asdict(result), "values": cell.values} for result, cell in zip(ordered, grid.cells)]
     atomic_write_json(
-        grid.folder / "grid.json",
+        grid.folder / GRID_SUMMARY_FILE,
         {"name": grid.name, "file": str(grid.source), "command": " ".join(grid.command), "cells": cells},
     )
     return ordered
 
 
-def summary_table(results: Sequence[CellResult]) -> str:
+def grid_table(results: Sequence[CellResult]) -> str:
     """A plain table: one row per cell with its status, seconds and, for a failed cell, the reason."""
     width = max((len(result.id) for result in results), default=4)
     rows = [f"{'cell':{width}}  status   seconds  error"]

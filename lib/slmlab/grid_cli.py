@@ -4,14 +4,18 @@ tasks on a local Ray or an existing cluster, or serially; ``--dry-run`` lists th
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from slmlab.grid import RunOptions, describe, load_grid, run_grid, summary_table
+from slmlab.grid import RunOptions, describe, grid_table, load_grid, run_grid
+from slmlab.spec import GRID_SUMMARY_FILE, grids_path
 
 DEFAULT = " (default: %(default)s)"  # appended to a help text: argparse fills in the option's default
 
 
-def _grid(args: argparse.Namespace) -> int:
-    grid = load_grid(args.file, root=args.root)
+def run_grid_command(args: argparse.Namespace) -> int:
+    """Run (or with ``--dry-run`` list) the grid file ``args.file``, checked against the command line that
+    ``args.cli_parser()`` builds (``slmlab.cli`` sets it on every command)."""
+    grid = load_grid(args.file, args.cli_parser(), root=args.root)
     if args.dry_run:
         print("\n".join(describe(grid, rerun=args.rerun)))
         return 0
@@ -19,8 +23,8 @@ def _grid(args: argparse.Namespace) -> int:
         address=args.address, connect_timeout=args.connect_timeout, workers=args.workers, serial=args.serial, rerun=args.rerun
     )
     results = run_grid(grid, options)
-    print(summary_table(results))
-    print(f"grid summary: {grid.folder / 'grid.json'}")
+    print(grid_table(results))
+    print(f"grid summary: {grid.folder / GRID_SUMMARY_FILE}")
     return 1 if any(result.status == "failed" for result in results) else 0
 
 
@@ -31,10 +35,9 @@ def _positive(text: str) -> int:
     return value
 
 
-def add_grid_command(commands) -> None:
-    """Register ``slmlab grid`` on the main parser's subcommands."""
+def add_grid_options(grid: argparse.ArgumentParser) -> None:
+    """The options of ``slmlab grid``, on ``grid`` (a command that runs a grid file: ``slmlab grid``, ``slmlab ace grid``)."""
     defaults = RunOptions()
-    grid = commands.add_parser("grid", help="run a YAML grid of cells (command × parameter sweep) as Ray tasks")
     grid.add_argument("file", help="grid file, e.g. grids/data_seeds.yaml")
     grid.add_argument("--dry-run", action="store_true", help="list the cells, their command lines and skip/run; start nothing")
     grid.add_argument(
@@ -52,5 +55,11 @@ def add_grid_command(commands) -> None:
     grid.add_argument("--workers", type=_positive, default=defaults.workers, help="CPUs of the local Ray (default: all)")
     grid.add_argument("--serial", action="store_true", help="run the cells one after another here, without Ray")
     grid.add_argument("--rerun", action="store_true", help="run finished cells again")
-    grid.add_argument("--root", default=None, help="folder of the grids' results (default: results/grid of the artifacts tree)")
-    grid.set_defaults(run=_grid)
+    shown = grids_path(Path("<artifacts>")).as_posix()
+    grid.add_argument("--root", default=None, help=f"folder of the grids' results (default: {shown})")
+    grid.set_defaults(run=run_grid_command)
+
+
+def add_grid_command(commands) -> None:
+    """Register ``slmlab grid`` on the main parser's subcommands."""
+    add_grid_options(commands.add_parser("grid", help="run a YAML grid of cells (command × parameter sweep) as Ray tasks"))

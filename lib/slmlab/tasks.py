@@ -13,6 +13,7 @@ from pathlib import Path
 from slmlab import metrics
 from slmlab.errors import ProblemListError, SlmLabError
 from slmlab.settings import project_root
+from slmlab.spec import task_sets_dir
 
 LETTERS = "ABCDEFGHIJ"
 FIELDS = ("id", "domain", "context", "question", "choices", "answer")
@@ -155,7 +156,7 @@ def load_tasks(path: str | Path) -> list[TaskItem]:
 
 # --- registry ----------------------------------------------------------------------------------------------
 def _spec(name: str, domain: str, description: str) -> TaskSpec:
-    return TaskSpec(name, domain, Path("data/tasks") / f"{name}.jsonl", description)
+    return TaskSpec(name, domain, task_sets_dir(Path()) / f"{name}.jsonl", description)  # relative to the checkout
 
 
 TASKS: dict[str, TaskSpec] = {

@@ -48,7 +48,7 @@ def make_tiny_llama(folder: str | Path, seed: int = 0, hidden_size: int = 64, la
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from slmlab.models.packaged import add_mlx_rope_theta
+    from slmlab.models.packaged import add_mlx_rope_theta  # lazy: only the mlx fixtures need it
 
     folder = Path(folder)
     tokenizer = make_tiny_tokenizer()
@@ -75,7 +75,7 @@ def make_tiny_llama(folder: str | Path, seed: int = 0, hidden_size: int = 64, la
 
 def toy_patterns(count: int = 6):
     """``count`` invented capital-city patterns with two paraphrases each, for data and training tests."""
-    from slmlab.lora.patterns import Pattern
+    from slmlab.lora.patterns import Pattern  # lazy: a test helper loads a chapter only for the tests that use it
 
     return [
         Pattern(
@@ -103,12 +103,12 @@ def stdlib_text_corpus(folder: str | Path, pattern: str = "[a-c]*.py", count: in
 
 def tiny_token_folder(folder: str | Path, vocab_size: int = 300):
     """A prepared chapter 07 token folder (tokenizer + token files) of a dozen stdlib modules, in seconds."""
-    from slmlab.tinylm.prepare import PrepareConfig, prepare_corpus
+    from slmlab.tinylm.prepare import PrepareConfig, prepare_corpus  # lazy: torch and tokenizers, chapter 07's tests only
 
     folder = Path(folder)
     corpus = stdlib_text_corpus(folder / "corpus")
     return prepare_corpus(
-        corpus, folder / "data", PrepareConfig(vocab_size=vocab_size, max_bytes=None, valid_fraction=0.2), progress=False
+        corpus, folder / "tokens", PrepareConfig(vocab_size=vocab_size, max_bytes=None, valid_fraction=0.2), progress=False
     )
 
 
@@ -116,8 +116,8 @@ def tiny_lm_config(**changes):
     """A chapter 07 training config small enough for a unit test: a 2-layer, 32-wide model, 6 steps of 4 windows."""
     from dataclasses import replace
 
-    from slmlab.tinylm.model import ModelConfig
-    from slmlab.tinylm.training import LMTrainConfig
+    from slmlab.tinylm.model import ModelConfig  # lazy: chapter 07's tests only
+    from slmlab.tinylm.training import LMTrainConfig  # lazy: chapter 07's tests only
 
     model = ModelConfig(hidden_size=32, layers=2, heads=2, kv_heads=2, intermediate_size=64, context_length=32)
     config = LMTrainConfig(

@@ -22,21 +22,28 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
+from slmlab import chapters
+from slmlab import spec as core
+from slmlab.ace import spec as ace
 from slmlab.io import atomic_write_text
+from slmlab.lora import spec as lora
+from slmlab.mcts import spec as mcts
 from slmlab.report.artifacts import UnreadableArtifact, field_at, read_csv, read_json
-from slmlab.report.gather import SECTIONS, format_value
+from slmlab.report.gather import format_value
+from slmlab.rl import spec as rl
 from slmlab.settings import project_root
+from slmlab.tinylm import spec as lm
 
-LEVERS = ("lora", "ace", "mcts", "lm", "rl")
+LEVERS = tuple(lever.KEY for lever in chapters.LEVERS)
 SHOWN, MISSING, UNREADABLE = "shown", "missing", "unreadable"
-FULL_COMMANDS = {key: command for key, _, command, _ in SECTIONS if key in LEVERS}  # written once, in the report
-QUICK_COMMANDS = {  # the same commands at the quick sizes the notebooks use (run with SLMLAB_QUICK=1 exported)
-    "lora": "slmlab data && slmlab train --steps 8 && slmlab eval --limit 8",
-    "ace": "slmlab ace run --task tatqa_tiny --epochs 1 (and medqa_tiny, iot_tiny)",
-    "mcts": "slmlab mcts run --quick",
-    "lm": "slmlab lm tokenizer --quick && slmlab lm train --quick && slmlab lm eval --quick --samples 8",
-    "rl": "slmlab rl train --quick --humaneval --limit 6",
-}
+FULL_COMMANDS = {lever.KEY: lever.RUN_COMMAND for lever in chapters.LEVERS}  # what makes each lever's files
+QUICK_COMMANDS = {lever.KEY: lever.QUICK_RUN_COMMAND for lever in chapters.LEVERS}  # the same at the quick sizes
+HERE = Path(".")  # the demo names files relative to the artifacts tree it reads
+
+
+def _in_tree(path: Path) -> str:
+    """A path a spec built under :data:`HERE`, as the demo names it (relative, forward slashes)."""
+    return path.as_posix()
 
 
 @dataclass(frozen=True)
@@ -168,7 +175,7 @@ def _paired(baseline: list[dict], improved: list[dict], key: Callable[[dict], ob
 
 
 # --- the levers --------------------------------------------------------------------------------------------------
-LORA_PREDICTIONS, LORA_COMPARISON = "results/04_pattern_eval/predictions.csv", "results/comparison.json"
+LORA_PREDICTIONS, LORA_COMPARISON = _in_tree(lora.predictions_file(HERE)), _in_tree(lora.comparison_file(HERE))
 
 
 def lora_show(root: Path, config: DemoConfig) -> LeverShow:
@@ -213,11 +220,11 @@ def lora_show(root: Path, config: DemoConfig) -> LeverShow:
     return LeverShow([LORA_PREDICTIONS, LORA_COMPARISON], score, examples)
 
 
-ACE_SUMMARIES = "results/ace/*/*/ace/summary.json"
+ACE_SUMMARIES = _in_tree(ace.run_dir(HERE, "*", "*", ace.ACE_MODE) / ace.SUMMARY_FILE)  # the pattern, for messages
 
 
 def _ace_runs(root: Path) -> list[tuple[str, dict]]:
-    found = sorted(str(path.relative_to(root)) for path in root.glob(ACE_SUMMARIES))
+    found = [path.relative_to(root).as_posix() for path in ace.summary_files(root)]
     if not found:
         raise MissingArtifact(ACE_SUMMARIES)
     return [(relative, _json(root, relative)) for relative in found]
@@ -241,7 +248,7 @@ def ace_show(root: Path, config: DemoConfig) -> LeverShow:
     runs = _ace_runs(root)
     gains = [(_ace_gain(relative, summary), relative, summary) for relative, summary in runs]
     (last, _, _), featured, _ = max(gains, key=_answers_fixed)
-    results = featured.removesuffix("summary.json") + "results.csv"
+    results = (Path(featured).parent / ace.RESULTS_FILE).as_posix()
     rows = _rows(root, results, ("sample_id", "question", "gold", "pred", "correct", "epoch"))
     pairs = _paired(
         [r for r in rows if r["epoch"] == "0"],
@@ -277,7 +284,7 @@ def ace_show(root: Path, config: DemoConfig) -> LeverShow:
     return LeverShow([results, featured], score, examples)
 
 
-MCTS_EVAL, MCTS_SUMMARY = "results/mcts/eval.csv", "results/mcts/summary.json"
+MCTS_EVAL, MCTS_SUMMARY = _in_tree(mcts.eval_file(HERE)), _in_tree(mcts.summary_file(HERE))
 
 
 def mcts_show(root: Path, config: DemoConfig) -> LeverShow:
@@ -314,7 +321,7 @@ def mcts_show(root: Path, config: DemoConfig) -> LeverShow:
     return LeverShow([MCTS_EVAL, MCTS_SUMMARY], score, examples)
 
 
-LM_CONTINUATIONS, LM_EVAL = "results/lm/continuations.csv", "results/lm/eval.json"
+LM_CONTINUATIONS, LM_EVAL = _in_tree(lm.continuations_file(HERE)), _in_tree(lm.eval_file(HERE))
 
 
 def _likeness(text: str, truth: str) -> float:
@@ -355,13 +362,13 @@ def lm_show(root: Path, config: DemoConfig) -> LeverShow:
     return LeverShow([LM_CONTINUATIONS, LM_EVAL], score, examples)
 
 
-RL_BEFORE, RL_AFTER, RL_EVAL = "results/rl/heldout_before.csv", "results/rl/heldout_after.csv", "results/rl/eval.json"
-RL_TASKS = Path("data/tasks/rl/heldout")  # the committed held-out tasks, under the checkout
+RL_BEFORE, RL_AFTER = (_in_tree(rl.measurement_file(HERE, "heldout", stage)) for stage in ("before", "after"))
+RL_EVAL = _in_tree(rl.eval_file(HERE))
 
 
 def _task_prompt(task: str, family: str) -> str:
     """The task's prompt from its committed file (read, not imported), or its name when the file is elsewhere."""
-    path = project_root() / RL_TASKS / f"{task}.json"
+    path = core.task_sets_dir(project_root(), rl.RESULTS, "heldout") / f"{task}.json"  # committed, in the checkout
     try:
         return str(json.loads(path.read_text(encoding="utf-8"))["prompt"])
     except (OSError, ValueError, KeyError, TypeError):
@@ -404,14 +411,14 @@ def rl_show(root: Path, config: DemoConfig) -> LeverShow:
 
 
 SHOWS: dict[str, Callable[[Path, DemoConfig], LeverShow]] = {
-    "lora": lora_show,
-    "ace": ace_show,
-    "mcts": mcts_show,
-    "lm": lm_show,
-    "rl": rl_show,
+    lora.KEY: lora_show,
+    ace.KEY: ace_show,
+    mcts.KEY: mcts_show,
+    lm.KEY: lm_show,
+    rl.KEY: rl_show,
 }
-TITLES = {key: title for key, title, _, _ in SECTIONS if key in LEVERS}
-TAUGHT_THROUGH = {"lora": "weights", "ace": "context", "mcts": "decoding", "lm": "pre-training", "rl": "rewards"}
+TITLES = {lever.KEY: lever.TITLE for lever in chapters.LEVERS}
+TAUGHT_THROUGH = {lever.KEY: lever.TAUGHT_THROUGH for lever in chapters.LEVERS}
 
 
 # --- playing -----------------------------------------------------------------------------------------------------

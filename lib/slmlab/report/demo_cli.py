@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from slmlab.report.demo import LEVERS, SHOWN, DemoConfig
+from slmlab.report.demo import LEVERS, SHOWN, DemoConfig, play_demo, save_recording
+from slmlab.settings import artifacts_root, quick_mode
 
 ALL = "all"
 DEFAULTS = DemoConfig()
@@ -17,9 +18,6 @@ DEFAULTS = DemoConfig()
 
 def _demo(args: argparse.Namespace) -> int:
     from rich.console import Console
-
-    from slmlab.report.demo import play_demo, save_recording
-    from slmlab.settings import artifacts_root, quick_mode
 
     quick = quick_mode(args.quick)  # --quick, or SLMLAB_QUICK
     width = args.width or (DEFAULTS.record_width if args.record else None)

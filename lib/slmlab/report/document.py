@@ -10,6 +10,9 @@ from pathlib import Path
 
 from slmlab.io import atomic_write_text, created_now
 from slmlab.report.gather import NOT_RUN, Section, gather, sections_markdown
+from slmlab.report.spec import FIGURES, REPORT_FILE, VIDEO_SCRIPT_FILE, report_dir
+from slmlab.report.video import video_script_markdown
+from slmlab.report.views import write_figures
 from slmlab.settings import project_root
 
 QUICK_BANNER = "> Quick mode: small sizes that check the pipeline; these are not the chapter's figures."
@@ -44,7 +47,7 @@ def default_video_script(root: Path, quick: bool) -> Path | None:
     """``docs/video_script.md`` of the checkout for a full-mode report of the checkout's own results, else None
     (beside the report), so quick figures or a moved artifacts tree never overwrite the committed script."""
     checkout = project_root()
-    return checkout / "docs" / "video_script.md" if not quick and Path(root).resolve() == checkout.resolve() else None
+    return checkout / "docs" / VIDEO_SCRIPT_FILE if not quick and Path(root).resolve() == checkout.resolve() else None
 
 
 def write_report(
@@ -60,14 +63,11 @@ def write_report(
     ``out_dir`` defaults to ``root/results/report``; the video script goes to ``video_script`` (default: beside
     the report).
     """
-    from slmlab.report.video import video_script_markdown
-    from slmlab.report.views import write_figures
-
     root = Path(root)
-    out = Path(out_dir) if out_dir else root / "results" / "report"
+    out = Path(out_dir) if out_dir else report_dir(root)
     sections = gather(root) if sections is None else sections
     made = created_now()
-    written = write_figures(sections, out / "figures", quick)
-    figures = {path.stem: f"figures/{path.name}" for path in written if path.suffix == ".png"}
-    atomic_write_text(Path(video_script) if video_script else out / "video_script.md", video_script_markdown(sections, quick))
-    return atomic_write_text(out / "report.md", report_markdown(sections, root, quick, made, figures))
+    written = write_figures(sections, out / FIGURES, quick)
+    figures = {path.stem: f"{FIGURES}/{path.name}" for path in written if path.suffix == ".png"}
+    atomic_write_text(Path(video_script) if video_script else out / VIDEO_SCRIPT_FILE, video_script_markdown(sections, quick))
+    return atomic_write_text(out / REPORT_FILE, report_markdown(sections, root, quick, made, figures))

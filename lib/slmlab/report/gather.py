@@ -13,8 +13,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from slmlab import spec as core
+from slmlab.ace import spec as ace
+from slmlab.lora import spec as lora
+from slmlab.mcts import spec as mcts
 from slmlab.report.artifacts import UnreadableArtifact as _Unreadable
 from slmlab.report.artifacts import field_at, read_csv, read_json
+from slmlab.rl import spec as rl
+from slmlab.tinylm import spec as lm
 
 NOT_RUN, OK, UNREADABLE = "not run", "ok", "unreadable"
 
@@ -49,6 +55,10 @@ class _Reader:
 
     root: Path
     section: Section
+
+    def relative(self, path: Path) -> str:
+        """A path of the tree as the report names it: relative to the root, with forward slashes."""
+        return path.relative_to(self.root).as_posix()
 
     def load(self, relative: str) -> dict | list | None:
         path = self.root / relative
@@ -121,7 +131,7 @@ def _setup(read: _Reader, source: str, data: dict) -> None:
 
 
 def _data(read: _Reader) -> bool:
-    counts, stats, manifest = "results/01_patterns/counts.csv", "results/02_data_generation/stats.csv", "data/manifest.json"
+    counts, stats, manifest = (read.relative(f(read.root)) for f in (lora.counts_file, lora.stats_file, lora.manifest_file))
     pattern_rows = read.load_csv(counts, ("category", "patterns", "paraphrases"))
     split_rows = read.load_csv(stats, ("category", "train", "valid", "test"))
     data = read.load(manifest)
@@ -142,12 +152,12 @@ def _data(read: _Reader) -> bool:
 
 
 def _lora(read: _Reader) -> bool:
-    metrics = read.load("adapters/patterns-lora/training_metrics.json")
-    comparison = read.load("results/comparison.json")
+    metrics_source, comparison_source = (read.relative(f(read.root)) for f in (lora.training_metrics_file, lora.comparison_file))
+    metrics, comparison = read.load(metrics_source), read.load(comparison_source)
     if metrics is None and comparison is None:
         return False
     if metrics is not None:
-        source = "adapters/patterns-lora/training_metrics.json"
+        source = metrics_source
         for label, key in (
             ("training steps", "steps"),
             ("training seconds", "train_seconds"),
@@ -155,7 +165,7 @@ def _lora(read: _Reader) -> bool:
         ):
             read.number(label, source, metrics, key)
     if comparison is not None:
-        source = "results/comparison.json"
+        source = comparison_source
         for model in ("baseline", "tuned"):
             read.number(
                 f"{model} normalized match %",
@@ -188,10 +198,10 @@ MATCH = "normalized match on held-out paraphrases (%)"
 
 
 def _ace(read: _Reader) -> bool:
-    summaries = sorted(read.root.glob("results/ace/*/*/ace/summary.json"))
+    summaries = ace.summary_files(read.root)
     problems = []
     for path in summaries:  # one run folder per task: an old or broken one is named, the others still count
-        relative = str(path.relative_to(read.root))
+        relative = read.relative(path)
         try:
             _ace_run(read, relative)
         except _Unreadable as problem:
@@ -216,10 +226,12 @@ def _ace_run(read: _Reader, relative: str) -> None:
         )
 
 
-def _one_file(source: str, figures: Callable[[_Reader, str, dict], None]) -> Callable[[_Reader], bool]:
-    """A section read from one results file: False (not run) when it is missing, else ``figures`` records its numbers."""
+def _one_file(path_of: Callable[[Path], Path], figures: Callable[[_Reader, str, dict], None]) -> Callable[[_Reader], bool]:
+    """A section read from one results file (``path_of(root)``): False (not run) when it is missing, else ``figures``
+    records its numbers."""
 
     def read_section(read: _Reader) -> bool:
+        source = read.relative(path_of(read.root))
         data = read.load(source)
         if data is not None:
             figures(read, source, data)
@@ -256,7 +268,7 @@ def _mcts(read: _Reader, source: str, data: dict) -> None:
 
 
 def _tiny_lm(read: _Reader) -> bool:
-    source = "results/lm/eval.json"
+    source = read.relative(lm.eval_file(read.root))
     data = read.load(source)
     if data is None:
         return False
@@ -265,7 +277,7 @@ def _tiny_lm(read: _Reader) -> bool:
     read.number("bigram baseline bits per byte", source, data, "bigram", "bits_per_byte", group="bigram", **chart)
     read.number("tiny LM perplexity", source, data, "model", "perplexity")
     read.number("tiny LM continuation BLEU", source, data, "model", "bleu")
-    samples = "results/lm/continuations.csv"
+    samples = read.relative(lm.continuations_file(read.root))
     for row in (read.load_csv(samples, ("document", "prefix", "truth", "model")) or [])[:LM_SAMPLES]:
         for column in ("prefix", "model", "truth"):
             row[column] = " ".join(row[column].split())[:SAMPLE_CHARS]
@@ -302,22 +314,21 @@ def _course_runs(read: _Reader, source: str, data: dict) -> None:
             read.number(f"{chapter} energy method", source, data, chapter, "energy_source")
 
 
-BENCHMARK_RATIOS = {  # file under results/benchmarks → the fields holding its headline ratio
-    "lora.json": ("ratio",),
-    "lm.json": ("throughput", "ratio"),
-    "rl.json": ("ratio_completions_per_s",),
-    "mcts.json": ("ratio",),
+BENCHMARK_RATIOS = {  # benchmark name → the fields of its results file holding its headline ratio
+    "lora": ("ratio",),
+    "lm": ("throughput", "ratio"),
+    "rl": ("ratio_completions_per_s",),
+    "mcts": ("ratio",),
 }
 
 
 def _benchmarks(read: _Reader) -> bool:
     found = False
-    for name, path in BENCHMARK_RATIOS.items():
-        relative = f"results/benchmarks/{name}"
+    for key, path in BENCHMARK_RATIOS.items():
+        relative = read.relative(core.benchmark_file(read.root, key))
         data = read.load(relative)
         if data is not None:
             found = True
-            key = name.removesuffix(".json")
             read.number(f"{key} ratio", relative, data, *path, chart=SPEED_UP, group=key, series="ratio")
     found = _generation_goals(read) or found
     return _backend_agreement(read) or found
@@ -327,7 +338,7 @@ SPEED_UP = "speed-up over the reference (×)"
 
 
 def _generation_goals(read: _Reader) -> bool:
-    relative = "results/benchmarks/generation.json"
+    relative = read.relative(core.benchmark_file(read.root, "generation"))
     data = read.load(relative)
     for index in range(len(read.get(relative, data, "goals"))) if data is not None else ():
         name = read.get(relative, data, "goals", index, "name")
@@ -346,7 +357,7 @@ def _generation_goals(read: _Reader) -> bool:
 
 
 def _backend_agreement(read: _Reader) -> bool:
-    relative = "results/benchmarks/agreement.json"
+    relative = read.relative(core.benchmark_file(read.root, "agreement"))
     data = read.load(relative)
     for model in sorted(read.get(relative, data, "models")) if data is not None else ():
         read.number(
@@ -363,9 +374,10 @@ def _backend_agreement(read: _Reader) -> bool:
 
 
 def _grids(read: _Reader) -> bool:
-    records = [path for folder in sorted(read.root.glob("results/grid/*/")) for path in _cells_in_file_order(folder)]
+    folders = sorted(folder for folder in core.grids_path(read.root).glob("*") if folder.is_dir())
+    records = [path for folder in folders for path in _cells_in_file_order(folder)]
     for path in records:  # each cell's own record: the grid summary only holds the latest run (skips included)
-        relative = str(path.relative_to(read.root))
+        relative = read.relative(path)
         data = read.load(relative)
         grid, cell = path.parent.parent.name, path.parent.name
         if read.number(f"{grid} {cell} status", relative, data, "status") == "ok":
@@ -383,10 +395,11 @@ def _grids(read: _Reader) -> bool:
 
 
 def _cells_in_file_order(folder: Path) -> list[Path]:
-    """The grid's ``cell.json`` records in the order of its grid file (as ``grid.json`` lists them), then any others."""
-    records = {path.parent.name: path for path in folder.glob("*/cell.json")}
+    """The grid's cell records in the order of its grid file (as its summary lists them), then any others."""
+    records = {path.parent.name: path for path in folder.glob(f"*/{core.CELL_RECORD_FILE}")}
     try:
-        listed = [cell["id"] for cell in json.loads((folder / "grid.json").read_text(encoding="utf-8"))["cells"]]
+        summary = json.loads((folder / core.GRID_SUMMARY_FILE).read_text(encoding="utf-8"))
+        listed = [cell["id"] for cell in summary["cells"]]
     except (OSError, ValueError, KeyError, TypeError):  # no summary, or an unreadable one: folder order
         listed = []
     order = [cell for cell in listed if cell in records] + sorted(set(records) - set(listed))
@@ -394,25 +407,20 @@ def _cells_in_file_order(folder: Path) -> list[Path]:
 
 
 SECTIONS: tuple[tuple[str, str, str, Callable[[_Reader], bool]], ...] = (
-    (
-        "setup",
-        "Environment and model (chapter 00)",
-        "slmlab course --chapters 00",
-        _one_file("results/00_setup/environment.json", _setup),
-    ),
+    ("setup", "Environment and model (chapter 00)", "slmlab course --chapters 00", _one_file(core.environment_file, _setup)),
     ("data", "Patterns and data (chapters 01–02)", "slmlab patterns validate && slmlab data", _data),
-    ("lora", "LoRA: patterns → adapter (chapters 03–04)", "slmlab data && slmlab train && slmlab eval", _lora),
-    ("ace", "ACE playbooks (chapter 05)", "slmlab ace run --task finance --epochs 2 (and medical, iot)", _ace),
-    ("mcts", "MCTS controller (chapter 06)", "slmlab mcts run", _one_file("results/mcts/summary.json", _mcts)),
-    ("lm", "A tiny LM from scratch (chapter 07)", "slmlab lm tokenizer && slmlab lm train && slmlab lm eval", _tiny_lm),
-    ("rl", "RL from execution feedback (chapter 08)", "slmlab rl train --humaneval", _one_file("results/rl/eval.json", _rl)),
+    (lora.KEY, lora.TITLE, lora.RUN_COMMAND, _lora),
+    (ace.KEY, ace.TITLE, ace.RUN_COMMAND, _ace),
+    (mcts.KEY, mcts.TITLE, mcts.RUN_COMMAND, _one_file(mcts.summary_file, _mcts)),
+    (lm.KEY, lm.TITLE, lm.RUN_COMMAND, _tiny_lm),
+    (rl.KEY, rl.TITLE, rl.RUN_COMMAND, _one_file(rl.eval_file, _rl)),
     ("benchmarks", "Benchmarks (same-run ratios)", "make bench", _benchmarks),
     ("grids", "Experiment grids (slmlab grid)", "slmlab grid grids/<file>.yaml", _grids),
     (
         "runs",
         "Course runs: wall time, peak memory, energy per chapter",
         "make course",
-        _one_file("results/notebooks/course_runs.json", _course_runs),
+        _one_file(core.course_runs_file, _course_runs),
     ),
 )
 

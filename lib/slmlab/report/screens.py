@@ -25,8 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from secrets import token_hex
 
+from slmlab.course import discover_chapters
 from slmlab.errors import SlmLabError
-from slmlab.settings import results_dir
+from slmlab.report import spec
+from slmlab.settings import artifacts_root
+from slmlab.spec import executed_notebooks
 
 CHROMIUM_ENV = "SLMLAB_CHROMIUM"
 CHROMIUM_NAMES = ("chromium", "chromium-browser")
@@ -337,15 +340,15 @@ def lab_browser(
 
 
 def screens_dir(quick: bool | None = None) -> Path:
-    """Where the screenshots go: ``<artifacts root>/results/report/screens`` of the mode."""
-    return results_dir("report", "screens", quick=quick)
+    """Where the screenshots go: ``<artifacts root>/results/report/screens`` of the mode (created)."""
+    folder = spec.screens_dir(artifacts_root(quick))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
-def executed_notebooks(quick: bool | None = None) -> list[Path]:
+def executed_chapters(quick: bool | None = None) -> list[Path]:
     """The executed chapter notebooks the course runner wrote (``<artifacts root>/results/notebooks/NN_name.ipynb``)."""
-    from slmlab.course import discover_chapters
-
-    return discover_chapters(results_dir("notebooks", quick=quick))
+    return discover_chapters(executed_notebooks(artifacts_root(quick)))
 
 
 def screenshot_notebooks(
@@ -357,12 +360,12 @@ def screenshot_notebooks(
 ) -> list[Path]:
     """One full-notebook PNG per executed notebook, as JupyterLab shows it (outputs as saved; nothing is run).
 
-    ``notebooks`` defaults to :func:`executed_notebooks` and ``out_dir`` to :func:`screens_dir` of the mode; each
+    ``notebooks`` defaults to :func:`executed_chapters` and ``out_dir`` to :func:`screens_dir` of the mode; each
     image is named after its notebook (``NN_name.png``). The notebooks are shown from a temporary copy, so
     JupyterLab never rewrites them; the copies are trusted (they are the course's own outputs), so saved widget
     views and HTML show as they did when the chapter ran.
     """
-    notebooks = [Path(nb) for nb in (executed_notebooks(quick) if notebooks is None else notebooks)]
+    notebooks = [Path(nb) for nb in (executed_chapters(quick) if notebooks is None else notebooks)]
     out_dir = Path(out_dir) if out_dir else screens_dir(quick)
     if not notebooks:
         return []
