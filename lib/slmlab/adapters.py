@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from slmlab import __version__
 from slmlab.errors import SlmLabError
 from slmlab.io import atomic_write_folder, created_now
 
@@ -379,8 +380,6 @@ def check_adapter_base(adapter_dir: str | Path, base_model_dir: str | Path) -> N
 
 
 def _provenance(src: Path, fmt: AdapterFormat, lora: _Lora, base: Path | None) -> dict[str, Any]:
-    from slmlab import __version__
-
     return {
         "converted_by": f"slmlab {__version__} (slmlab.adapters)",
         "converted_from": fmt,

@@ -11,6 +11,9 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from slmlab.backends import available_backends, select_backend, torch_device
+from slmlab.io import atomic_write_json, created_now
+
 _PACKAGES = (
     "slmlab",
     "torch",
@@ -187,8 +190,6 @@ def environment_report() -> dict[str, object]:
     """A flat dict of facts about the machine, for a table."""
     import torch
 
-    from slmlab.backends import available_backends, select_backend, torch_device
-
     total, available = memory_gib()
     report: dict[str, object] = {
         "python": sys.version.split()[0],
@@ -210,7 +211,5 @@ def environment_report() -> dict[str, object]:
 
 def save_environment(path: str | Path, model_summary: dict | None = None) -> Path:
     """Write :func:`environment_report` and the loaded model's summary to ``path`` (JSON), for the report."""
-    from slmlab.io import atomic_write_json, created_now
-
     created = created_now()
     return atomic_write_json(path, {"created": created, "environment": environment_report(), "model": model_summary or {}})

@@ -7,6 +7,7 @@ reports through callbacks ``(event, state)`` with the events "step", "eval", "ch
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -49,6 +50,29 @@ class TrainState:
         state.train_loss = [tuple(pair) for pair in state.train_loss]
         state.valid_loss = [tuple(pair) for pair in state.valid_loss]
         return state
+
+
+IGNORE_INDEX = -100  # the label value causal-LM losses skip (prompt tokens, padding): transformers' and torch's default
+
+
+def training_metrics(state: TrainState, config: Any, **extra: Any) -> dict[str, Any]:
+    """What every trainer writes to ``training_metrics.json`` at the end of a run: steps, final losses, tokens,
+    seconds and speed, then the trainer's ``extra`` figures, then the loss curves and the config (a dataclass)."""
+    final = {
+        name: points[-1][1] if points else math.nan for name, points in (("train", state.train_loss), ("valid", state.valid_loss))
+    }
+    return {
+        "steps": state.step,
+        "final_train_loss": final["train"],
+        "final_valid_loss": final["valid"],
+        "trained_tokens": state.trained_tokens,
+        "train_seconds": round(state.seconds, 2),
+        "tokens_per_second": round(state.tokens_per_second, 1),
+        **extra,
+        "train_loss": state.train_loss,
+        "valid_loss": state.valid_loss,
+        "config": dataclasses.asdict(config),
+    }
 
 
 Callback = Callable[[str, TrainState], None]  # (event, state); events: "step", "eval", "checkpoint", "end"
@@ -101,6 +125,7 @@ class LoopResult:
     resumed_from: int
     checkpoint: Path | None  # the newest checkpoint after the run
     metrics_path: Path | None
+    stopped: bool = False  # ended early by StopRequested (a Stop button): ``state`` is the newest checkpoint's
 
 
 def train_loop(
@@ -118,6 +143,7 @@ def train_loop(
     finish: Callable[[TrainState], None] | None = None,
     metrics: Callable[[TrainState], dict] | None = None,
     metrics_path: Path | None = None,
+    on_stop: Callable[[TrainState], None] | None = None,
 ) -> LoopResult:
     """Train up to global step ``total_steps``, continuing from the run folder's newest checkpoint.
 
@@ -125,6 +151,10 @@ def train_loop(
     last step. Ctrl+C (KeyboardInterrupt, also when a callback raises it) writes a checkpoint of the steps done,
     unless ``save_on_interrupt`` is off, and is raised again. At the end ``finish(state)`` writes the trainer's
     artifacts and ``metrics(state)`` goes to ``metrics_path`` as JSON, atomically, before the "end" event.
+
+    A clean stop (:class:`StopRequested`, from a callback) with ``on_stop`` given is not raised: ``on_stop`` gets the
+    state of the newest checkpoint (what a later call resumes from) to write what the run has so far, and the result
+    says ``stopped``.
     """
     state = checkpointing.restore(resume) or TrainState()
     state.total_steps = total_steps
@@ -141,10 +171,14 @@ def train_loop(
                 checkpointing.save(state)
                 saved_at = state.step
                 _emit(callbacks, "checkpoint", state)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         if save_on_interrupt and state.step != saved_at:
             checkpointing.save(state)
-        raise
+        if on_stop is None or not isinstance(interrupt, StopRequested):
+            raise
+        stopped = state_of_latest(checkpointing.run_dir)
+        on_stop(stopped)
+        return LoopResult(stopped, resumed_from, latest_checkpoint(checkpointing.run_dir), None, stopped=True)
     finally:
         bar.close()
     if finish is not None:
@@ -153,6 +187,12 @@ def train_loop(
         atomic_write_json(metrics_path, metrics(state))
     _emit(callbacks, "end", state)
     return LoopResult(state, resumed_from, latest_checkpoint(checkpointing.run_dir), metrics_path)
+
+
+def state_of_latest(run_dir: Path) -> TrainState:
+    """The state saved in a run folder's newest checkpoint (a fresh state when it has none)."""
+    checkpoint = latest_checkpoint(run_dir)
+    return TrainState.from_dict(read_checkpoint(checkpoint)[0]) if checkpoint else TrainState()
 
 
 def _take_step(step: StepFunction, state: TrainState, bar) -> None:

@@ -61,7 +61,7 @@ def select_backend(name: str = "auto") -> str:
         extra = "'mlx[cpu]'" if sys.platform == "linux" else "mlx"
         raise BackendError(f"The mlx backend needs mlx and mlx-lm: pip install {extra} mlx-lm")
     if name == "llamacpp" and not llamacpp_available():
-        from slmlab.backends.llamacpp_backend import INSTALL_HINT
+        from slmlab.backends.llamacpp_backend import INSTALL_HINT  # lazy: each backend loads its own library
 
         raise BackendError(INSTALL_HINT)
     return name
@@ -86,15 +86,15 @@ def load_backend(
     """Load the Hugging Face folder ``path`` on the selected backend (a GGUF file for llamacpp)."""
     chosen = select_backend(backend)
     if chosen == "llamacpp":
-        from slmlab.backends.llamacpp_backend import LlamaCppModel
+        from slmlab.backends.llamacpp_backend import LlamaCppModel  # lazy: llama-cpp-python is optional
 
         return LlamaCppModel.load(path, label=label, device=device, **options)
     if chosen == "mlx":
         if device not in (None, "cpu", "gpu"):
             raise BackendError(f"The mlx backend runs on 'cpu' or 'gpu', not '{device}'.")
-        from slmlab.backends.mlx_backend import MlxModel
+        from slmlab.backends.mlx_backend import MlxModel  # lazy: mlx is optional (Apple silicon, or mlx[cpu])
 
         return MlxModel.load(path, label=label, device=device, **options)
-    from slmlab.backends.torch_backend import TorchModel
+    from slmlab.backends.torch_backend import TorchModel  # lazy: keeps `import slmlab` free of torch
 
     return TorchModel.load(path, label=label, device=torch_device(device), **options)

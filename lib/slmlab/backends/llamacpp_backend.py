@@ -19,7 +19,7 @@ import numpy as np
 from slmlab.backends.base import LanguageModel
 from slmlab.errors import BackendError
 from slmlab.generation import DecodingConfig
-from slmlab.gguf_lora import GGUF_MAGIC, GgufHeaderError, read_gguf_header
+from slmlab.gguf_lora import GGUF_MAGIC, GgufHeaderError, gguf_lora_for, read_gguf_header
 
 INSTALL_HINT = (
     "The llamacpp backend needs llama-cpp-python: pip install 'slmlab[llamacpp]' (it builds llama.cpp from source, "
@@ -348,8 +348,6 @@ def _check_tokenizer(model: LlamaCppModel, source: str | Path) -> None:
 
 def _apply_adapter(model: LlamaCppModel, adapter: Path) -> Path:
     """Attach a LoRA adapter: a PEFT folder (converted once to ``adapter.gguf`` beside it) or a GGUF LoRA file."""
-    from slmlab.gguf_lora import gguf_lora_for
-
     llama_cpp = _llama_cpp()
     lora_file = adapter if adapter.is_file() else gguf_lora_for(adapter, model.path)
     handle = llama_cpp.llama_adapter_lora_init(model.model, str(lora_file).encode())

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from slmlab.adapters import require_adapter_for
 from slmlab.backends.base import LanguageModel
 from slmlab.errors import BackendError
 from slmlab.generation import DecodingConfig
@@ -25,8 +26,6 @@ class MlxModel(LanguageModel):
             mx.set_default_device(mx.gpu if device == "gpu" else mx.cpu)
         start = time.perf_counter()
         if adapter:
-            from slmlab.adapters import require_adapter_for
-
             require_adapter_for(adapter, "mlx", path)
         model, tokenizer = mlx_lm.load(str(path), adapter_path=str(adapter) if adapter else None)
         return cls(

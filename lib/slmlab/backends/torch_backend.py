@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from slmlab.adapters import quiet_peft_deprecation, require_adapter_for
 from slmlab.backends.base import LanguageModel
 from slmlab.generation import DecodingConfig
 
@@ -61,7 +62,7 @@ class TorchModel(LanguageModel):
         """Continuous batching for greedy and sample when ``config.continuous``; padded batches otherwise."""
         if not config.continuous or config.strategy not in ("greedy", "sample"):
             return super()._generate_all(texts, config, progress)
-        from slmlab.backends.continuous import ContinuousBatcher
+        from slmlab.backends.continuous import ContinuousBatcher  # lazy: loads torch; the module itself does not
 
         prompts = [self.tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
         batcher = ContinuousBatcher(self.model, config, self.tokenizer.eos_token_id, self.tokenizer.pad_token_id)
@@ -100,8 +101,6 @@ class TorchModel(LanguageModel):
 def merge_peft_adapter(model, adapter: Path, base_dir: Path):
     """Apply a PEFT LoRA adapter and merge it into the weights (generation then costs nothing extra)."""
     from peft import PeftModel
-
-    from slmlab.adapters import quiet_peft_deprecation, require_adapter_for
 
     require_adapter_for(adapter, "peft", base_dir)
     with quiet_peft_deprecation():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from slmlab.backends import load_backend, select_backend
 from slmlab.errors import BackendError, ModelUnavailableError, UnknownModelError
 from slmlab.models.hub import hub_model_dir
 from slmlab.models.packaged import converted_model_dir, packaged_gguf
@@ -69,8 +70,6 @@ def resolve_gguf(name: str = DEFAULT_MODEL) -> tuple[Path, Path | None]:
 
 def load_model(name: str = DEFAULT_MODEL, backend: str = "auto", device: str | None = None, **options):
     """Resolve ``name`` and load it on ``backend`` ("auto", "torch", "mlx" or "llamacpp"); see slmlab.backends."""
-    from slmlab.backends import load_backend, select_backend
-
     start = time.perf_counter()
     if select_backend(backend) == "llamacpp":
         source, tokenizer_dir = resolve_gguf(name)
