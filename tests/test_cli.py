@@ -162,6 +162,12 @@ def test_a_missing_data_folder_is_a_one_line_error(verb, tiny_model_dir, tmp_pat
     assert "no-such-data" in lines[0]
 
 
+def test_out_of_range_settings_are_a_one_line_error_naming_the_field(tmp_path):
+    run = run_cli("train", "--steps", "0", "--data", tmp_path, "--out", tmp_path / "out")
+    assert run.code == 2 and run.err.strip() == "slmlab: error: TrainConfig: out of range: steps=0"
+    assert not (tmp_path / "out").exists()
+
+
 def test_missing_patterns_are_an_error_naming_the_folder(tmp_path):
     run = run_cli("data", "--patterns", tmp_path / "no-such-patterns", "--out", tmp_path / "data")
     assert run.code == 2 and run.err.startswith("slmlab: error:") and "no-such-patterns" in run.err.splitlines()[0]

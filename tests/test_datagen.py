@@ -17,7 +17,7 @@ from slmlab.lora.datagen import (
     normalize,
 )
 from slmlab.lora.patterns import load_patterns
-from slmlab.settings import project_root
+from slmlab.settings import ARTIFACTS_ENV, project_root
 from slmlab.testing import toy_patterns
 
 
@@ -97,3 +97,24 @@ def test_files_are_written_in_mlx_lm_chat_format(tmp_path, tiny_model_dir):
 def test_no_patterns_is_an_error(tmp_path):
     with pytest.raises(DatasetError, match="No patterns"):
         generate_dataset([], tmp_path)
+
+
+def test_the_default_folder_is_data_of_the_artifacts_tree(tmp_path, monkeypatch):
+    monkeypatch.setenv(ARTIFACTS_ENV, str(tmp_path))
+    monkeypatch.setenv("SLMLAB_QUICK", "0")
+    summary = generate_dataset(toy_patterns(3))
+    assert summary.folder == tmp_path / "data"
+    assert {path.name for path in summary.folder.iterdir()} == {"train.jsonl", "valid.jsonl", "test.jsonl", "manifest.json"}
+
+
+@pytest.mark.parametrize(
+    "change, named",
+    [
+        ({"variants_per_prompt": -1}, "variants_per_prompt=-1"),
+        ({"valid_fraction": 1.0}, "valid_fraction=1.0"),
+        ({"completion_fraction": 1.5, "phrasings_per_fact": -2}, "completion_fraction=1.5, phrasings_per_fact=-2"),
+    ],
+)
+def test_out_of_range_settings_are_refused_by_name(change, named):
+    with pytest.raises(ValueError, match=f"DataConfig: out of range: {named}"):
+        DataConfig(**change)

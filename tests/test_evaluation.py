@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
+from slmlab.lora.datagen import DatasetError
 from slmlab.lora.evaluation import (
     before_after_table,
+    compare_models,
     normalize_answer,
     per_category_table,
     score_predictions,
@@ -89,7 +92,6 @@ def test_compare_models_end_to_end(tiny_model_dir, tmp_path):
     """The tiny model, an adapter trained for a few steps: files written, numbers consistent."""
     from slmlab.generation import DecodingConfig
     from slmlab.lora.datagen import generate_dataset
-    from slmlab.lora.evaluation import compare_models
     from slmlab.lora.training import TrainConfig, train_lora
     from slmlab.testing import toy_patterns
 
@@ -132,3 +134,10 @@ def test_wrong_backend_adapter_offers_conversion(tiny_model_dir, tmp_path):
     )
     with pytest.raises(AdapterFormatError, match="convert"):
         load_model(str(tiny_model_dir), backend="torch", adapter=str(folder))
+
+
+def test_the_default_folders_are_the_artifacts_trees(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLMLAB_ARTIFACTS", str(tmp_path))
+    monkeypatch.setenv("SLMLAB_QUICK", "1")
+    with pytest.raises(DatasetError, match=re.escape(str(tmp_path / "quick" / "data" / "test.jsonl"))):
+        compare_models("any-model")

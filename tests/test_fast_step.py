@@ -11,7 +11,6 @@ import torch
 from slmlab.lora.datagen import generate_dataset, read_jsonl
 from slmlab.lora.fast_step import FrozenPrefixCache, first_trainable_layer, layer_slice, shared_prefix
 from slmlab.lora.training import (
-    IGNORE,
     TrainConfig,
     collate,
     completion_loss,
@@ -20,6 +19,7 @@ from slmlab.lora.training import (
     train_lora,
 )
 from slmlab.testing import make_tiny_llama, toy_patterns
+from slmlab.trainloop import IGNORE_INDEX
 
 CONFIG = TrainConfig(
     rank=4, alpha=8, steps=6, batch_size=4, eval_every=3, save_every=3, learning_rate=5e-3, warmup_steps=1, num_layers=2
@@ -58,9 +58,9 @@ def _grads(model) -> dict[str, torch.Tensor]:
 
 
 def test_shared_prefix_stops_before_the_first_answer_token():
-    encoded = [([1, 2, 3, 4, 9], [IGNORE] * 4 + [9]), ([1, 2, 3, 5, 6, 7], [IGNORE] * 3 + [5, 6, 7])]
+    encoded = [([1, 2, 3, 4, 9], [IGNORE_INDEX] * 4 + [9]), ([1, 2, 3, 5, 6, 7], [IGNORE_INDEX] * 3 + [5, 6, 7])]
     assert shared_prefix(encoded) == [1, 2]  # the second row's answer starts at index 3
-    assert shared_prefix([([1, 2], [IGNORE, 2]), ([3, 4], [IGNORE, 4])]) == []
+    assert shared_prefix([([1, 2], [IGNORE_INDEX, 2]), ([3, 4], [IGNORE_INDEX, 4])]) == []
     assert shared_prefix([]) == []
 
 

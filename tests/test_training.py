@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
 from slmlab.errors import BackendError
+from slmlab.lora import spec
 from slmlab.lora.datagen import DatasetError, generate_dataset, read_jsonl
 from slmlab.lora.training import TrainConfig, batch_schedule, encode_rows, latest_checkpoint, train_lora
+from slmlab.lora.views import LiveLossPlot
+from slmlab.settings import ARTIFACTS_ENV
 from slmlab.testing import toy_patterns
+from slmlab.trainloop import TrainState
 
 CONFIG = TrainConfig(rank=4, alpha=8, steps=8, batch_size=4, eval_every=4, save_every=2, learning_rate=5e-3, warmup_steps=1)
 
@@ -76,6 +81,11 @@ def test_train_then_resume_matches_uninterrupted(tiny_model_dir, data_dir, tmp_p
 
     metrics = json.loads((tmp_path / "resumed" / "training_metrics.json").read_text())
     assert metrics["steps"] == CONFIG.steps and metrics["final_valid_loss"] > 0
+    assert set(metrics) == {
+        *("model", "base_model_dir", "backend", "truncated_rows", "steps", "final_train_loss", "final_valid_loss"),
+        *("trained_tokens", "train_seconds", "tokens_per_second", "train_loss", "valid_loss", "config"),
+    }
+    assert (metrics["model"], metrics["backend"], metrics["truncated_rows"]) == (str(tiny_model_dir), "torch", 0)
 
 
 def test_adapter_loads_with_stock_peft(tiny_model_dir, data_dir, tmp_path):
@@ -193,3 +203,48 @@ def test_the_inference_only_llamacpp_backend_refuses_to_train(tiny_model_dir, da
     monkeypatch.setattr(backends, "llamacpp_available", lambda: True)  # the refusal does not need llama.cpp itself
     with pytest.raises(BackendError, match="inference only"):
         train_lora(data_dir, tmp_path / "out", str(tiny_model_dir), TrainConfig(steps=1), backend="llamacpp")
+
+
+def test_quick_is_the_notebooks_quick_run():
+    quick = TrainConfig.quick(seed=3)
+    assert quick == TrainConfig(steps=8, eval_every=4, save_every=4, seed=3)
+    assert TrainConfig.quick().seed == 0 and f"--steps {quick.steps}" in spec.QUICK_RUN_COMMAND
+
+
+@pytest.mark.parametrize(
+    "change, named",
+    [
+        ({"steps": 0}, "steps=0"),
+        ({"rank": 0, "dropout": 1.0}, "rank=0, dropout=1.0"),
+        ({"learning_rate": -1e-3}, "learning_rate=-0.001"),
+        ({"eval_every": -1}, "eval_every=-1"),
+        ({"num_layers": 0}, "num_layers=0"),
+        ({"target_modules": ()}, "target_modules=()"),
+        ({"keep_checkpoints": 0}, "keep_checkpoints=0"),
+    ],
+)
+def test_out_of_range_settings_are_refused_by_name(change, named):
+    with pytest.raises(ValueError, match=re.escape(f"TrainConfig: out of range: {named}")):
+        TrainConfig(**change)
+
+
+def test_the_default_folders_are_the_artifacts_trees(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv(ARTIFACTS_ENV, str(tmp_path))
+    monkeypatch.setenv("SLMLAB_QUICK", "0")
+    with pytest.raises(DatasetError, match=re.escape(str(tmp_path / "data" / "train.jsonl"))):
+        train_lora(model=str(tiny_model_dir), config=TrainConfig(steps=1), backend="torch", progress=False)
+
+
+def test_live_loss_plot_redraws_every_few_steps_and_at_each_eval():
+    class Image:  # stands in for an ipywidgets.Image
+        value = b""
+
+    target = Image()
+    live, state = LiveLossPlot(every=4, target=target), TrainState()
+    for step in range(1, 9):
+        state.step = step
+        state.train_loss.append((step, 3.0 - 0.1 * step))
+        live("step", state)
+    state.valid_loss.append((8, 2.5))
+    live("eval", state)
+    assert live.picture.draws == 3 and target.value.startswith(b"\x89PNG")

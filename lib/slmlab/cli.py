@@ -27,18 +27,26 @@ import sys
 from collections.abc import Callable
 
 from slmlab.ace.cli import add_ace_commands
+from slmlab.adapters import convert_adapter
+from slmlab.course import run_course
+from slmlab.environment import environment_report
 from slmlab.errors import SlmLabError
 from slmlab.generation import STRATEGIES, DecodingConfig
 from slmlab.grid_cli import add_grid_command
-from slmlab.lora.datagen import DataConfig
+from slmlab.lora import spec as lora
+from slmlab.lora.datagen import generate_dataset
 from slmlab.lora.evaluation import compare_models
-from slmlab.lora.training import ADAPTER_NAME, TrainConfig, default_adapter_dir, train_lora
+from slmlab.lora.patterns import check_patterns_cli, load_patterns
+from slmlab.lora.spec import DataConfig, TrainConfig
+from slmlab.lora.training import train_lora
 from slmlab.mcts.cli import add_mcts_commands
-from slmlab.models.registry import DEFAULT_MODEL
+from slmlab.models import load_model, resolve_model
+from slmlab.models.registry import DEFAULT_MODEL, REGISTRY
 from slmlab.report.cli import add_report_command
 from slmlab.report.demo_cli import add_demo_command
 from slmlab.rl.cli import add_rl_commands
-from slmlab.settings import artifacts_root, data_dir
+from slmlab.runlog import use_wandb_option
+from slmlab.spec import results_path
 from slmlab.tinylm.cli import add_lm_commands
 
 DEFAULT = " (default: %(default)s)"  # appended to a help text: argparse fills in the option's default
@@ -62,8 +70,6 @@ def _parameter(text: str) -> tuple[str, object]:
 
 
 def _course(args: argparse.Namespace) -> int:
-    from slmlab.course import run_course
-
     report = run_course(
         chapters=args.chapters,
         parameters=dict(args.parameter),
@@ -77,8 +83,6 @@ def _course(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from slmlab.models.registry import REGISTRY
-
     for spec in REGISTRY.values():
         source = f"packaged ({spec.package})" if spec.offline else f"hub {spec.hf_id}"
         default = "  [default]" if spec.name == DEFAULT_MODEL else ""
@@ -87,15 +91,11 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from slmlab.models import resolve_model
-
     print(resolve_model(args.model))
     return 0
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from slmlab.models import load_model
-
     config = DecodingConfig(
         strategy=args.strategy,
         max_new_tokens=args.max_new_tokens,
@@ -111,26 +111,19 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _env(args: argparse.Namespace) -> int:
-    from slmlab.environment import environment_report
-
     print(json.dumps(environment_report(), indent=2))
     return 0
 
 
 def _patterns(args: argparse.Namespace) -> int:
-    from slmlab.lora.patterns import check_patterns_cli
-
     return check_patterns_cli(args.folder)
 
 
 def _data(args: argparse.Namespace) -> int:
-    from slmlab.lora.datagen import generate_dataset
-    from slmlab.lora.patterns import load_patterns
-
     config = DataConfig(
         variants_per_prompt=args.variants, augmentation_file=args.augmentation, phrasings_per_fact=args.phrasings, seed=args.seed
     )
-    summary = generate_dataset(load_patterns(args.patterns), args.out or data_dir(), config)
+    summary = generate_dataset(load_patterns(args.patterns), args.out, config)
     print(f"wrote {summary.counts} to {summary.folder}")
     return 0
 
@@ -139,24 +132,19 @@ def _train(args: argparse.Namespace) -> int:
     config = TrainConfig(
         steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate, rank=args.rank, seed=args.seed
     )
-    out = args.out or default_adapter_dir()
-    result = train_lora(args.data or data_dir(), out, args.model, config, backend=args.backend, resume=not args.fresh)
+    result = train_lora(args.data, args.out, args.model, config, backend=args.backend, resume=not args.fresh)
     print(f"adapter: {result.adapter_dir}  metrics: {result.metrics_path}")
     return 0
 
 
 def _eval(args: argparse.Namespace) -> int:
-    adapter, data = args.adapter or default_adapter_dir(), args.data or data_dir()
-    results = args.results or artifacts_root() / "results"
-    comparison = compare_models(args.model, adapter, data, results, backend=args.backend, limit=args.limit)
+    comparison = compare_models(args.model, args.adapter, args.data, args.results, backend=args.backend, limit=args.limit)
     summary = comparison.summary
     print(json.dumps({k: summary[k] for k in ("baseline", "tuned", "improvement")}, indent=2))
     return 0
 
 
 def _adapter(args: argparse.Namespace) -> int:
-    from slmlab.adapters import convert_adapter
-
     print(convert_adapter(args.src, args.out, to=args.to, base_model_dir=args.base))
     return 0
 
@@ -177,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_lm_commands(commands)
     add_rl_commands(commands)
     add_grid_command(commands)
+    parser.set_defaults(cli_parser=build_parser)  # a grid file is checked against this very command line
     return parser
 
 
@@ -214,7 +203,7 @@ def _add_setup_commands(commands) -> None:
 
 
 def _add_pattern_commands(commands) -> None:
-    patterns = commands.add_parser("patterns", help="pattern tools")
+    patterns = commands.add_parser(lora.PATTERNS_COMMAND, help="pattern tools")
     pattern_commands = patterns.add_subparsers(dest="patterns_command", required=True)
     validate = pattern_commands.add_parser("validate", help="check the YAML files; every problem with file, line, field")
     validate.add_argument("folder", nargs="?", default="patterns", help="pattern folder" + DEFAULT)
@@ -223,9 +212,9 @@ def _add_pattern_commands(commands) -> None:
 
 def _add_data_command(commands) -> None:
     config = DataConfig()
-    data = commands.add_parser("data", help="generate train/valid/test JSONL from the patterns")
+    data = commands.add_parser(lora.DATA_COMMAND, help="generate train/valid/test JSONL from the patterns")
     data.add_argument("--patterns", default="patterns", help="pattern folder" + DEFAULT)
-    data.add_argument("--out", default=None, help="output folder" + ARTIFACT % "data/")
+    data.add_argument("--out", default=None, help="output folder" + ARTIFACT % lora.shown(lora.data_dir))
     data.add_argument(
         "--variants", type=int, default=config.variants_per_prompt, help="augmented copies per training prompt" + DEFAULT
     )
@@ -240,9 +229,11 @@ def _add_data_command(commands) -> None:
 def _add_train_command(commands) -> None:
     config = TrainConfig()
     backend = _defaults_of(train_lora)["backend"]
-    train = commands.add_parser("train", help="LoRA-train the model on the generated data (resumes by default)")
-    train.add_argument("--data", default=None, help="folder with train.jsonl and valid.jsonl" + ARTIFACT % "data/")
-    train.add_argument("--out", default=None, help="adapter folder" + ARTIFACT % f"adapters/{ADAPTER_NAME}/")
+    train = commands.add_parser(lora.TRAIN_COMMAND, help="LoRA-train the model on the generated data (resumes by default)")
+    train.add_argument(
+        "--data", default=None, help="folder with train.jsonl and valid.jsonl" + ARTIFACT % lora.shown(lora.data_dir)
+    )
+    train.add_argument("--out", default=None, help="adapter folder" + ARTIFACT % lora.shown(lora.adapter_dir))
     train.add_argument("--model", default=DEFAULT_MODEL, help="base model" + DEFAULT)
     train.add_argument("--backend", default=backend, help="auto, torch or mlx" + DEFAULT)
     train.add_argument("--steps", type=int, default=config.steps, help="optimiser steps" + DEFAULT)
@@ -256,10 +247,10 @@ def _add_train_command(commands) -> None:
 
 def _add_eval_command(commands) -> None:
     defaults = _defaults_of(compare_models)
-    evaluate = commands.add_parser("eval", help="baseline vs tuned on the held-out test set")
-    evaluate.add_argument("--adapter", default=None, help="adapter folder" + ARTIFACT % f"adapters/{ADAPTER_NAME}/")
-    evaluate.add_argument("--data", default=None, help="folder with test.jsonl" + ARTIFACT % "data/")
-    evaluate.add_argument("--results", default=None, help="where the comparison goes" + ARTIFACT % "results/")
+    evaluate = commands.add_parser(lora.EVAL_COMMAND, help="baseline vs tuned on the held-out test set")
+    evaluate.add_argument("--adapter", default=None, help="adapter folder" + ARTIFACT % lora.shown(lora.adapter_dir))
+    evaluate.add_argument("--data", default=None, help="folder with test.jsonl" + ARTIFACT % lora.shown(lora.data_dir))
+    evaluate.add_argument("--results", default=None, help="where the comparison goes" + ARTIFACT % lora.shown(results_path))
     evaluate.add_argument("--model", default=DEFAULT_MODEL, help="base model" + DEFAULT)
     evaluate.add_argument("--backend", default=defaults["backend"], help="auto, torch, mlx or llamacpp" + DEFAULT)
     evaluate.add_argument("--limit", type=int, default=defaults["limit"], help="test rows, spread over categories (default: all)")
@@ -280,6 +271,7 @@ def _add_adapter_commands(commands) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = list(argv) if argv is not None else sys.argv[1:]  # what a launcher (slmlab lm train --nproc) passes on
+    use_wandb_option(args)
     try:
         return args.run(args)
     except (SlmLabError, ValueError, FileNotFoundError) as problem:

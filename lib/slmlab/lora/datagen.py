@@ -17,6 +17,7 @@ from typing import Protocol
 
 from slmlab.errors import SlmLabError
 from slmlab.io import atomic_write_json, atomic_write_text
+from slmlab.lora import spec
 from slmlab.lora.augmentation import (
     NEAR_COPY,
     KnowledgeTemplates,
@@ -25,9 +26,9 @@ from slmlab.lora.augmentation import (
     unknown_facts,
     word_overlap,
 )
-from slmlab.settings import project_root
-
-SPLITS = ("train", "valid", "test")
+from slmlab.lora.spec import SPLITS as SPLITS  # re-exported: the views read it from here
+from slmlab.lora.spec import DataConfig as DataConfig  # re-exported: its home before the spec held it
+from slmlab.settings import artifacts_root, project_root
 
 # Instruction wrappers put the same request in different clothes; "{p}" is the prompt.
 WRAPPERS = (
@@ -53,20 +54,6 @@ class PatternLike(Protocol):
 
 class DatasetError(SlmLabError):
     """A dataset that cannot be generated or read; names the file and line when there is one."""
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """How much augmentation to do. Defaults give ≥ 200 training rows from 60 patterns."""
-
-    variants_per_prompt: int = 2  # augmented copies of each training prompt
-    valid_fraction: float = 0.2
-    completion_fraction: float = 0.25  # share of rows in completion framing
-    # knowledge augmentation (slmlab.lora.augmentation): a template file ("" for none; a relative path is read
-    # from the working folder, else from the project root) and how many of its phrasings each fact gets
-    augmentation_file: str = "patterns/augmentation/facts.yaml"
-    phrasings_per_fact: int = 8
-    seed: int = 0
 
 
 @dataclass
@@ -140,8 +127,10 @@ def augmented_prompts(
     return rng.sample(candidates, min(count, len(candidates)))
 
 
-def build_rows(patterns: Iterable[PatternLike], config: DataConfig = DataConfig()) -> dict[str, list[dict]]:
-    """All rows of all splits, before writing. Pure: same patterns, config and template file → same rows."""
+def build_rows(patterns: Iterable[PatternLike], config: DataConfig | None = None) -> dict[str, list[dict]]:
+    """All rows of all splits, before writing (``config`` None: the defaults). Pure: same patterns, config and
+    template file → same rows."""
+    config = config if config is not None else DataConfig()
     rng = random.Random(config.seed)
     patterns = list(patterns)
     templates = augmentation_templates(config)
@@ -187,21 +176,23 @@ def _jsonl(rows: list[dict]) -> str:
 
 
 def generate_dataset(
-    patterns: Sequence[PatternLike], out_dir: str | Path = "data", config: DataConfig = DataConfig()
+    patterns: Sequence[PatternLike], out_dir: str | Path | None = None, config: DataConfig | None = None
 ) -> DatasetSummary:
-    """Write ``train.jsonl``, ``valid.jsonl``, ``test.jsonl`` and ``manifest.json`` to ``out_dir``."""
+    """Write ``train.jsonl``, ``valid.jsonl``, ``test.jsonl`` and ``manifest.json`` to ``out_dir`` (default: ``data/``
+    of the artifacts tree, :func:`~slmlab.settings.artifacts_root`), with ``config`` (None: the defaults)."""
     if not patterns:
         raise DatasetError("No patterns to generate data from")
+    config = config if config is not None else DataConfig()
     rows = build_rows(patterns, config)
     leaks = find_leaks(rows)
     if leaks:
         raise DatasetError(f"{len(leaks)} test prompts leak into train/valid, e.g. {leaks[0]!r}")
-    out = Path(out_dir)
-    files = {split: str(atomic_write_text(out / f"{split}.jsonl", _jsonl(rows[split]))) for split in SPLITS}
+    out = Path(out_dir) if out_dir is not None else spec.data_dir(artifacts_root())
+    files = {split: str(atomic_write_text(spec.split_file(out, split), _jsonl(rows[split]))) for split in SPLITS}
     counts = {split: len(rows[split]) for split in SPLITS}
     augmented = sum(bool(row.get("augmented")) for split in ("train", "valid") for row in rows[split])
     atomic_write_json(
-        out / "manifest.json",
+        spec.manifest_in(out),
         {"counts": counts, "config": asdict(config), "patterns": len(patterns), "augmented_rows": augmented},
     )
     return DatasetSummary(out, counts, config, files)
@@ -227,7 +218,7 @@ def read_jsonl(path: str | Path) -> list[dict]:
 
 
 def load_split(folder: str | Path, split: str) -> list[dict]:
-    return read_jsonl(Path(folder) / f"{split}.jsonl")
+    return read_jsonl(spec.split_file(folder, split))
 
 
 def dataset_stats(folder: str | Path):

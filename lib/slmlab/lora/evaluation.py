@@ -15,7 +15,11 @@ from pathlib import Path
 
 from slmlab.generation import DecodingConfig
 from slmlab.io import atomic_write_json, save_table
+from slmlab.lora import spec
 from slmlab.lora.datagen import load_split
+from slmlab.models import load_model
+from slmlab.settings import artifacts_root
+from slmlab.spec import results_path
 
 EVAL_DECODING = DecodingConfig(strategy="greedy", max_new_tokens=48, batch_size=16)
 _FENCE = re.compile(r"^```[\w+-]*\n?|\n?```$")
@@ -93,17 +97,22 @@ class Comparison:
 
 def compare_models(
     model: str,
-    adapter_dir: str | Path,
-    data_dir: str | Path = "data",
-    results_dir: str | Path = "results",
+    adapter_dir: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    results_dir: str | Path | None = None,
     backend: str = "auto",
     limit: int | None = None,
     decoding: DecodingConfig = EVAL_DECODING,
     progress: bool = True,
 ) -> Comparison:
-    """Evaluate the base model and base + adapter on ``test.jsonl``; write comparison.json and a CSV."""
-    from slmlab.models import load_model
+    """Evaluate the base model and base + adapter on ``test.jsonl``; write comparison.json and a CSV.
 
+    The folders default to ``adapters/patterns-lora``, ``data/`` and ``results/`` of the artifacts tree
+    (:func:`~slmlab.settings.artifacts_root`)."""
+    root = artifacts_root()
+    adapter_dir = adapter_dir if adapter_dir is not None else spec.adapter_dir(root)
+    data_dir = data_dir if data_dir is not None else spec.data_dir(root)
+    results = Path(results_dir) if results_dir is not None else results_path(root)
     rows = spread_over_categories(load_split(data_dir, "test"), limit)
     baseline = evaluate(load_model(model, backend=backend), rows, decoding, progress)
     tuned = evaluate(load_model(model, backend=backend, adapter=str(adapter_dir)), rows, decoding, progress)
@@ -120,12 +129,11 @@ def compare_models(
             "normalized_match": round(after["normalized_match"] - before["normalized_match"], 1),
         },
     }
-    results = Path(results_dir)
-    atomic_write_json(results / "comparison.json", summary)
+    atomic_write_json(spec.comparison_in(results), summary)
     import pandas as pd
 
     both = pd.concat([baseline.assign(model="baseline"), tuned.assign(model="tuned")], ignore_index=True)
-    save_table(both, results / "04_pattern_eval" / "predictions.csv")
+    save_table(both, spec.predictions_in(results))
     return Comparison(summary, baseline, tuned)
 
 

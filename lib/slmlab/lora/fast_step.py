@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from slmlab.backends.continuous import cache_keyword
-from slmlab.lora.training import IGNORE
+from slmlab.trainloop import IGNORE_INDEX
 
 Encoded = Sequence[tuple[list[int], list[int]]]  # (token ids, labels) per row
 
@@ -30,7 +30,7 @@ def shared_prefix(encoded: Encoded) -> list[int]:
     first_ids = encoded[0][0]
     length = min(len(ids) for ids, _ in encoded) - 1
     for ids, labels in encoded:
-        answer_start = next((i for i, label in enumerate(labels) if label != IGNORE), len(labels))
+        answer_start = next((i for i, label in enumerate(labels) if label != IGNORE_INDEX), len(labels))
         length = min(length, answer_start - 1)
         while length > 0 and ids[:length] != first_ids[:length]:
             length -= 1
@@ -147,14 +147,14 @@ class FrozenPrefixCache:
 
     def answer_tokens(self, indices: Sequence[int]) -> int:
         """Tokens the loss averages over."""
-        return sum(label != IGNORE for i in indices for label in self.row_labels[i][1:])
+        return sum(label != IGNORE_INDEX for i in indices for label in self.row_labels[i][1:])
 
     def loss(self, model, indices: Sequence[int]) -> torch.Tensor:
         """Mean cross-entropy over the answer tokens of rows ``indices``, running only the LoRA layers."""
         self._fill(model, indices)
         network, decoder = decoder_of(model)
         hidden, mask = _right_pad([self._hidden[i] for i in indices])
-        labels = torch.full(mask.shape, IGNORE, dtype=torch.long)
+        labels = torch.full(mask.shape, IGNORE_INDEX, dtype=torch.long)
         for row, index in enumerate(indices):
             labels[row, : len(self.row_labels[index])] = torch.tensor(self.row_labels[index])
         with layer_slice(decoder, self.boundary, len(decoder.layers), final_norm=True):
@@ -163,7 +163,7 @@ class FrozenPrefixCache:
                 prefix_cache = _output_cache(decoder(inputs_embeds=self.prefix_hidden[None], use_cache=True))
             out = decoder(inputs_embeds=hidden, **_after_prefix(decoder, prefix_cache, mask))
         targets = labels[:, 1:]
-        keep = targets != IGNORE
+        keep = targets != IGNORE_INDEX
         logits = network.get_output_embeddings()(out.last_hidden_state[:, :-1][keep])
         return F.cross_entropy(logits.float(), targets[keep])
 

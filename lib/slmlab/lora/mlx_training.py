@@ -15,13 +15,15 @@ from dataclasses import asdict
 from functools import partial
 from itertools import islice
 from pathlib import Path
+from types import SimpleNamespace
 
+from slmlab.adapters import CONFIG_FILE, MLX_WEIGHTS
 from slmlab.io import atomic_write_folder
-from slmlab.lora.training import NOT_TRAJECTORY, TrainConfig, TrainResult, training_metrics
+from slmlab.lora.spec import NOT_TRAJECTORY, TrainConfig, training_metrics_in
 from slmlab.models import resolve_model
-from slmlab.trainloop import Callback, Checkpointing, train_loop
+from slmlab.trainloop import Callback, Checkpointing, LoopResult, train_loop, training_metrics
 
-ADAPTER_FILE = "adapters.safetensors"
+OPTIMIZER_STATE_FILE = "optimizer.safetensors"  # a checkpoint's optimizer state (it carries the schedule's step)
 
 
 def lora_parameters(config: TrainConfig) -> dict:
@@ -42,20 +44,21 @@ def _schedule(config: TrainConfig):
 
 
 def _mlx_adapter_config(config: TrainConfig, num_layers: int, base_dir: Path, data_dir: Path) -> dict:
-    """adapter_config.json as ``mlx_lm.lora`` writes it (what ``mlx_lm.load(adapter_path=...)`` reads)."""
-    return {
-        "fine_tune_type": "lora",
-        "num_layers": num_layers,
-        "lora_parameters": lora_parameters(config),
-        "model": str(base_dir),
-        "data": str(data_dir),
-        "iters": config.steps,
-        "batch_size": config.batch_size,
-        "learning_rate": config.learning_rate,
-        "max_seq_length": config.max_length,
-        "seed": config.seed,
-        "mask_prompt": True,
-    }
+    """adapter_config.json as ``mlx_lm.lora`` writes it (what ``mlx_lm.load(adapter_path=...)`` reads), keys in its
+    order."""
+    return dict(
+        fine_tune_type="lora",
+        num_layers=num_layers,
+        lora_parameters=lora_parameters(config),
+        model=str(base_dir),
+        data=str(data_dir),  # mlx-lm's own key: the data folder the adapter was trained on
+        iters=config.steps,
+        batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        max_seq_length=config.max_length,
+        seed=config.seed,
+        mask_prompt=True,
+    )
 
 
 def _own_numpy_rng(batches: Iterator) -> Iterator:
@@ -95,15 +98,16 @@ def _compiled_step(model, optimizer):
 
 
 def train_lora_mlx(
-    data_dir,
-    out_dir,
-    model_name,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    model_name: str,
     config: TrainConfig,
     resume: bool = True,
     callbacks: Sequence[Callback] = (),
     progress: bool = True,
-) -> TrainResult:
-    """Train with mlx-lm on the same data and settings as the torch path; resumable."""
+) -> LoopResult:
+    """Train with mlx-lm on the same data and settings as the torch path; resumable. Returns the loop's result
+    (:func:`slmlab.lora.training.train_lora` turns it into its own)."""
     import mlx.core as mx
     import mlx.optimizers as optim
     import mlx_lm
@@ -121,9 +125,8 @@ def train_lora_mlx(
     num_layers = min(config.num_layers or len(model.layers), len(model.layers))
     linear_to_lora_layers(model, num_layers, lora_parameters(config))
     optimizer = optim.AdamW(learning_rate=_schedule(config))
-    data_args = type(
-        "DataArgs", (), {"data": str(data_dir), "train": True, "test": False, "hf_dataset": None, "mask_prompt": True}
-    )()
+    # the arguments mlx-lm's load_dataset reads from its command line
+    data_args = SimpleNamespace(data=str(data_dir), train=True, test=False, hf_dataset=None, mask_prompt=True)
     train_set, valid_set, _ = (CacheDataset(split) for split in load_dataset(data_args, tokenizer))
     maybe_set_recommended_wired_limit()
     compiled = {}  # built at the first step: after a resume has replaced the optimizer state
@@ -145,24 +148,24 @@ def train_lora_mlx(
         return loss
 
     def save_files(folder: Path) -> None:  # adapter weights + optimizer state (which carries the schedule's step)
-        mx.save_safetensors(str(folder / ADAPTER_FILE), dict(tree_flatten(model.trainable_parameters())))
-        mx.save_safetensors(str(folder / "optimizer.safetensors"), dict(tree_flatten(optimizer.state)))
+        mx.save_safetensors(str(folder / MLX_WEIGHTS), dict(tree_flatten(model.trainable_parameters())))
+        mx.save_safetensors(str(folder / OPTIMIZER_STATE_FILE), dict(tree_flatten(optimizer.state)))
 
     def load_files(folder: Path) -> None:
-        model.load_weights(str(folder / ADAPTER_FILE), strict=False)
+        model.load_weights(str(folder / MLX_WEIGHTS), strict=False)
         optimizer.init(model.trainable_parameters())
-        optimizer.state = tree_unflatten(list(mx.load(str(folder / "optimizer.safetensors")).items()))
+        optimizer.state = tree_unflatten(list(mx.load(str(folder / OPTIMIZER_STATE_FILE)).items()))
 
     def save_adapter(folder: Path) -> None:  # what mlx_lm.lora leaves: adapters.safetensors + adapter_config.json
-        mx.save_safetensors(str(folder / ADAPTER_FILE), dict(tree_flatten(model.trainable_parameters())))
-        (folder / "adapter_config.json").write_text(
+        mx.save_safetensors(str(folder / MLX_WEIGHTS), dict(tree_flatten(model.trainable_parameters())))
+        (folder / CONFIG_FILE).write_text(
             json.dumps(_mlx_adapter_config(config, num_layers, base_dir, data_dir), indent=2) + "\n", encoding="utf-8"
         )
 
     checkpointing = Checkpointing(
         out_dir, asdict(config), save_files, load_files, keep=config.keep_checkpoints, ignore=NOT_TRAJECTORY
     )
-    run = train_loop(
+    return train_loop(
         train_step,
         config.steps,
         checkpointing,
@@ -175,7 +178,8 @@ def train_lora_mlx(
         desc="LoRA (mlx)",
         save_on_interrupt=False,  # as mlx-lm's own trainer: an interrupted run resumes from its last regular checkpoint
         finish=lambda state: atomic_write_folder(out_dir, save_adapter, merge=True),
-        metrics=lambda state: training_metrics(state, config, model_name, base_dir, "mlx", truncated=0),
-        metrics_path=out_dir / "training_metrics.json",
+        metrics=lambda state: training_metrics(
+            state, config, model=model_name, base_model_dir=str(base_dir), backend="mlx", truncated_rows=0
+        ),
+        metrics_path=training_metrics_in(out_dir),
     )
-    return TrainResult(out_dir, run.state, run.resumed_from, 0, run.metrics_path)

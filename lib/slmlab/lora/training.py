@@ -1,12 +1,12 @@
 """Chapter 03: LoRA fine-tuning with checkpoints that resume exactly (PEFT on torch; mlx-lm on MLX).
 
-Entry point: :func:`train_lora`. The adapter lands in ``adapters/<name>/`` in its backend's stock format
-(PEFT folder, or mlx-lm ``adapters.safetensors``) with ``training_metrics.json`` beside it.
+Entry point: :func:`train_lora`. The adapter lands in ``adapters/patterns-lora/`` (:func:`slmlab.lora.spec.adapter_dir`)
+in its backend's stock format (PEFT folder, or mlx-lm ``adapters.safetensors``) with ``training_metrics.json`` beside it.
 """
 
 from __future__ import annotations
 
-import math
+import json
 import random
 import warnings
 from collections.abc import Sequence
@@ -14,46 +14,23 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from slmlab.adapters import quiet_peft_deprecation
+from slmlab.adapters import PEFT_WEIGHTS, quiet_peft_deprecation
+from slmlab.backends import select_backend
 from slmlab.checkpoints import OPTIMIZER_FILE, load_training_state, save_training_state
 from slmlab.checkpoints import latest_checkpoint as latest_checkpoint  # re-exported: chapter 03 reads it from here
 from slmlab.errors import BackendError
 from slmlab.io import atomic_write_folder
+from slmlab.lora import spec
 from slmlab.lora.datagen import load_split
+from slmlab.lora.mlx_training import train_lora_mlx
+from slmlab.lora.spec import NOT_TRAJECTORY
+from slmlab.lora.spec import TrainConfig as TrainConfig  # re-exported: its home before the spec held it
 from slmlab.models import DEFAULT_MODEL, resolve_model
-from slmlab.settings import adapters_dir, results_dir
-from slmlab.trainloop import Callback, Checkpointing, TrainState, train_loop
+from slmlab.settings import artifacts_root
+from slmlab.trainloop import IGNORE_INDEX, Callback, Checkpointing, TrainState, train_loop, training_metrics
 
 if TYPE_CHECKING:
     import torch
-
-# settings that do not change what is trained; a checkpoint that differs only in these is resumed
-NOT_TRAJECTORY = ("eval_every", "save_every", "keep_checkpoints", "fast_step")
-IGNORE = -100  # label value the loss skips (prompt tokens and padding)
-ADAPTER_NAME = "patterns-lora"  # the adapter chapter 03 trains and chapter 04 evaluates
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """LoRA and optimisation settings; the defaults train the 135M default model in minutes on 2 cores."""
-
-    rank: int = 8
-    alpha: float = 16.0
-    dropout: float = 0.0
-    # attention and MLP projections: facts are learned far better with the MLP ones (same steps, ~5 % slower)
-    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-    num_layers: int | None = 16  # LoRA on the last N transformer layers (None: all), as mlx-lm does
-    learning_rate: float = 2e-3
-    warmup_steps: int = 10
-    steps: int = 250
-    batch_size: int = 8
-    max_length: int = 256
-    grad_clip: float = 1.0
-    eval_every: int = 25
-    save_every: int = 25
-    keep_checkpoints: int = 2
-    fast_step: bool = True  # run the frozen layers and the shared prompt prefix once (slmlab.lora.fast_step)
-    seed: int = 0
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -71,7 +48,7 @@ def encode_rows(tokenizer, rows: Sequence[dict], max_length: int) -> tuple[list[
         # drop the template's trailing newline after the end-of-turn token: nothing to learn there
         while ids and ids[-1] != tokenizer.eos_token_id and len(ids) > n_prompt + 1:
             ids = ids[:-1]
-        labels = [IGNORE] * n_prompt + ids[n_prompt:]
+        labels = [IGNORE_INDEX] * n_prompt + ids[n_prompt:]
         if len(ids) > max_length:
             truncated += 1
             ids, labels = ids[:max_length], labels[:max_length]
@@ -113,7 +90,7 @@ def collate(examples: Sequence[tuple[list[int], list[int]]], pad_id: int):
 
     width = max(len(ids) for ids, _ in examples)
     input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
     mask = torch.zeros((len(examples), width), dtype=torch.long)
     for row, (ids, labs) in enumerate(examples):
         input_ids[row, : len(ids)] = torch.tensor(ids)
@@ -133,7 +110,7 @@ def completion_loss(model, batch) -> "torch.Tensor":
     network = model.get_base_model() if hasattr(model, "get_base_model") else model
     hidden = network.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
     targets = batch["labels"][:, 1:]
-    keep = targets != IGNORE
+    keep = targets != IGNORE_INDEX
     logits = network.get_output_embeddings()(hidden[:, :-1][keep])
     return F.cross_entropy(logits.float(), targets[keep])
 
@@ -154,11 +131,12 @@ class _PlainRows:
         return sum(len(self.encoded[i][0]) for i in indices)
 
     def answer_tokens(self, indices: Sequence[int]) -> int:
-        return sum(label != IGNORE for i in indices for label in self.encoded[i][1][1:])
+        return sum(label != IGNORE_INDEX for i in indices for label in self.encoded[i][1][1:])
 
 
 def _batches_for(model, encoded, pad_id: int, config: TrainConfig):
     """What computes a batch's loss: the frozen-layer and prefix cache, or plain padded rows."""
+    # lazy: fast_step imports torch at module level; slmlab.lora and the CLI stay free of torch until a run
     from slmlab.lora.fast_step import FrozenPrefixCache, supports_layer_slicing
 
     if config.fast_step and encoded and supports_layer_slicing(model):
@@ -184,7 +162,7 @@ def _valid_loss(model, batches, rows: int, batch_size: int) -> float:
 def default_adapter_dir(quick: bool | None = None) -> Path:
     """``adapters/patterns-lora`` of the full or quick artifacts tree (:func:`~slmlab.settings.artifacts_root`;
     ``quick`` defaults to ``SLMLAB_QUICK``): where the notebooks and ``slmlab train`` / ``eval`` put it."""
-    return adapters_dir(ADAPTER_NAME, quick=quick)
+    return spec.adapter_dir(artifacts_root(quick))
 
 
 @dataclass
@@ -197,34 +175,37 @@ class TrainResult:
 
 
 def train_lora(
-    data_dir: str | Path = "data",
-    out_dir: str | Path = "adapters/lora",
+    data_dir: str | Path | None = None,
+    out_dir: str | Path | None = None,
     model: str = DEFAULT_MODEL,
-    config: TrainConfig = TrainConfig(),
+    config: TrainConfig | None = None,
     backend: str = "auto",
     resume: bool = True,
     callbacks: Sequence[Callback] = (),
     progress: bool = True,
 ) -> TrainResult:
-    """Train a LoRA adapter on ``data_dir/{train,valid}.jsonl`` and save it to ``out_dir``.
+    """Train a LoRA adapter on ``data_dir/{train,valid}.jsonl`` with ``config`` (None: the defaults) and save it to
+    ``out_dir``.
 
-    With ``resume`` (the default) a run folder holding checkpoints continues from the newest one, with
-    the same optimizer, scheduler and data order, so an interrupted run ends where an uninterrupted one
-    would have. ``backend`` "auto" picks mlx-lm on Apple silicon and PEFT on torch elsewhere.
+    The folders default to ``data/`` and ``adapters/patterns-lora`` of the artifacts tree
+    (:func:`~slmlab.settings.artifacts_root`). With ``resume`` (the default) a run folder holding checkpoints
+    continues from the newest one, with the same optimizer, scheduler and data order, so an interrupted run ends
+    where an uninterrupted one would have. ``backend`` "auto" picks mlx-lm on Apple silicon and PEFT on torch
+    elsewhere.
     """
-    from slmlab.backends import select_backend
-
     chosen = select_backend(backend)
     if chosen == "llamacpp":
         raise BackendError(
             "The llamacpp backend is for inference only: train with backend='torch' (or 'mlx'), then "
             "load the adapter on llamacpp with load_model(..., backend='llamacpp', adapter=folder)."
         )
+    data = Path(data_dir) if data_dir is not None else spec.data_dir(artifacts_root())
+    out = Path(out_dir) if out_dir is not None else spec.adapter_dir(artifacts_root())
+    config = config if config is not None else TrainConfig()
     if chosen == "mlx":
-        from slmlab.lora.mlx_training import train_lora_mlx
-
-        return train_lora_mlx(data_dir, out_dir, model, config, resume=resume, callbacks=callbacks, progress=progress)
-    return _train_lora_torch(Path(data_dir), Path(out_dir), model, config, resume, callbacks, progress)
+        run = train_lora_mlx(data, out, model, config, resume=resume, callbacks=callbacks, progress=progress)
+        return TrainResult(out, run.state, run.resumed_from, 0, run.metrics_path)
+    return _train_lora_torch(data, out, model, config, resume, callbacks, progress)
 
 
 def peft_lora_config(config: TrainConfig, layers: int):
@@ -293,7 +274,7 @@ def _train_lora_torch(data_dir, out_dir, model_name, config, resume, callbacks, 
         from peft import set_peft_model_state_dict
         from safetensors.torch import load_file
 
-        set_peft_model_state_dict(model, load_file(folder / "adapter_model.safetensors"))
+        set_peft_model_state_dict(model, load_file(folder / PEFT_WEIGHTS))
         load_training_state(folder / OPTIMIZER_FILE, optimizer, scheduler)
 
     checkpointing = Checkpointing(
@@ -311,41 +292,20 @@ def _train_lora_torch(data_dir, out_dir, model_name, config, resume, callbacks, 
         progress=progress,
         desc="LoRA",
         finish=lambda state: atomic_write_folder(out_dir, model.save_pretrained, merge=True),  # the stock PEFT folder
-        metrics=lambda state: training_metrics(state, config, model_name, base_dir, "torch", truncated),
-        metrics_path=out_dir / "training_metrics.json",
+        metrics=lambda state: training_metrics(
+            state, config, model=model_name, base_model_dir=str(base_dir), backend="torch", truncated_rows=truncated
+        ),
+        metrics_path=spec.training_metrics_in(out_dir),
     )
     return TrainResult(out_dir, run.state, run.resumed_from, truncated, run.metrics_path)
-
-
-def training_metrics(
-    state: TrainState, config: TrainConfig, model_name: str, base_dir: Path, backend: str, truncated: int
-) -> dict:
-    final_valid = state.valid_loss[-1][1] if state.valid_loss else math.nan
-    return {
-        "model": model_name,
-        "base_model_dir": str(base_dir),
-        "backend": backend,
-        "steps": state.step,
-        "final_train_loss": state.train_loss[-1][1] if state.train_loss else math.nan,
-        "final_valid_loss": final_valid,
-        "trained_tokens": state.trained_tokens,
-        "train_seconds": round(state.seconds, 2),
-        "tokens_per_second": round(state.tokens_per_second, 1),
-        "truncated_rows": truncated,
-        "train_loss": state.train_loss,
-        "valid_loss": state.valid_loss,
-        "config": asdict(config),
-    }
 
 
 def benchmark_summary(path: str | Path | None = None) -> dict:
     """The LoRA training benchmark's figures (``results/benchmarks/lora.json`` of the full artifacts tree), or the
     command that makes them when it has not run."""
-    import json
-
-    path = Path(path) if path else results_dir("benchmarks", quick=False) / "lora.json"
+    path = Path(path) if path else spec.benchmark_results(artifacts_root(quick=False))
     if not path.is_file():
-        return {"benchmark": "not run", "command": "python benchmarks/lora.py"}
+        return {"benchmark": "not run", "command": spec.BENCHMARK_COMMAND}
     data = json.loads(path.read_text(encoding="utf-8"))
     return {
         "slmlab tokens/s": data["slmlab"]["tokens_per_s"],

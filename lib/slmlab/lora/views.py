@@ -10,7 +10,8 @@ from pathlib import Path
 
 from slmlab.lora.datagen import SPLITS, dataset_stats, load_split
 from slmlab.lora.patterns import Pattern, category_order, pattern_counts
-from slmlab.lora.training import TrainState
+from slmlab.plots import LivePicture, draw_losses, png_bytes
+from slmlab.trainloop import TrainState
 
 
 def plot_counts(patterns: Sequence[Pattern]):
@@ -115,38 +116,28 @@ def plot_losses(state_or_metrics, ax=None):
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 3.2))
     ax.clear()
-    if train:
-        ax.plot(*zip(*train), lw=1, alpha=0.7, label="train")
-    if valid:
-        ax.plot(*zip(*valid), "o-", label="valid")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.legend()
+    draw_losses(ax, train, valid)
     ax.figure.tight_layout()
     return ax.figure
 
 
 class LiveLossPlot:
-    """A callback that redraws the loss plot in a notebook every ``every`` steps and at each eval."""
+    """A callback that redraws the loss plot in a notebook every ``every`` steps and at each eval, in place (or into
+    an ``ipywidgets.Image`` ``target``)."""
 
-    def __init__(self, every: int = 10):
+    def __init__(self, every: int = 10, target=None):
         import matplotlib.pyplot as plt
 
         self.every = every
         self.figure, self.ax = plt.subplots(figsize=(7, 3.2))
         plt.close(self.figure)
-        self.handle = None
+        self.picture = LivePicture(target)
 
     def __call__(self, event: str, state: TrainState) -> None:
         if event == "step" and state.step % self.every:
             return
-        from IPython.display import display
-
         plot_losses(state, self.ax)
-        if self.handle is None:
-            self.handle = display(self.figure, display_id=True)
-        else:
-            self.handle.update(self.figure)
+        self.picture.show(png_bytes(self.figure))
 
 
 def plot_comparison(summary: dict):
