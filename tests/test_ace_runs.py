@@ -1,17 +1,22 @@
-"""ACE runs on a tiny random model: CSV schema, epochs, resume after Ctrl+C, summaries, grid, CLI."""
+"""ACE runs on a tiny random model: CSV schema, epochs, resume after Ctrl+C, a saved starting playbook, summaries,
+the grid alias, CLI."""
 
 from __future__ import annotations
 
 import csv
 import json
+import re
+from pathlib import Path
 
 import pytest
 
-from slmlab.ace import runs
-from slmlab.ace.playbook import Playbook
-from slmlab.ace.report import load_results, plan_grid, run_grid, summarize, to_markdown
+from slmlab.ace import runs, spec
+from slmlab.ace.playbook import Bullet, Playbook, PlaybookError, write_playbook
+from slmlab.ace.report import load_results, summarize, to_markdown
 from slmlab.ace.runs import ACE_COLUMNS, CORE_COLUMNS, DETAIL_COLUMNS, AceConfig, AceRunError, run_ace
 from slmlab.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
 
 ITEMS = [
     {
@@ -72,6 +77,7 @@ def test_baseline_csv_has_exactly_the_documented_columns(task_file, tiny_model_d
     assert {r["parse"] for r in table} <= {"strict", "lenient", "failed"}
     failed = [r for r in table if r["parse"] == "failed"]
     assert all(r["pred"] == "" and r["correct"] == "False" for r in failed)  # recorded, run went on
+    assert "playbook" not in json.loads((tmp_path / "run" / "config.json").read_text())  # as before the option existed
 
 
 def test_ace_offline_adapts_on_train_and_evaluates_every_epoch(task_file, tiny_model_dir, tiny_torch, tmp_path):
@@ -181,24 +187,15 @@ def test_summary_groups_by_model_task_mode_epoch(task_file, tiny_model_dir, tiny
     assert to_markdown(table).startswith("| model_id")
 
 
-def test_grid_dry_run_lists_cells_and_skips_finished_ones(task_file, tiny_model_dir, tiny_torch, tmp_path, capsys):
-    grid = tmp_path / "grid.yaml"
-    grid.write_text(
-        f"models: ['{tiny_model_dir}', other-model]\ntasks: ['{task_file}']\nmodes: [baseline, ace]\n"
-        f"epochs: 1\nbatch_size: 2\nanswer_tokens: 6\nreflection_tokens: 8\nbackend: torch\nout: {tmp_path / 'grid'}\n"
-    )
-    assert main(["ace", "grid", str(grid), "--dry-run", "--limit", "3"]) == 0
-    listed = capsys.readouterr().out.strip().splitlines()
-    assert len(listed) == 4 and all("to run" in line for line in listed)
-    assert not (tmp_path / "grid").exists()  # a dry run runs nothing
-    cells = plan_grid(grid, limit=3, model_ids=[str(tiny_model_dir)])
-    assert len(cells) == 2 and all(c.config.limit == 3 for c in cells)
-    run_grid(cells[:1], progress=False)
-    again = plan_grid(grid, limit=3, model_ids=[str(tiny_model_dir)])
-    assert [c.done for c in again] == [True, False]
-    with pytest.raises(AceRunError, match="Unknown ACE setting"):
-        grid.write_text("models: [m]\ntasks: [finance]\nepoch: 2\n")
-        plan_grid(grid)
+def test_ace_grid_runs_the_committed_grid_file_through_the_core_runner(tmp_path, capsys):
+    grid = ROOT / "grids" / "ace_models_tasks.yaml"
+    assert main(["ace", "grid", str(grid), "--dry-run", "--root", str(tmp_path)]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[0].startswith("grid ace_models_tasks: 12 cells of 'slmlab ace run'")
+    assert len(listed) == 13 and all(line.split()[0] == "run" and "slmlab ace run " in line for line in listed[1:])
+    assert not any(tmp_path.iterdir())  # a dry run starts nothing
+    assert main(["grid", str(grid), "--dry-run", "--root", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.splitlines() == listed  # the alias is the core's command
 
 
 def test_cli_run_matches_the_library_run(task_file, tiny_model_dir, tiny_torch, tmp_path):
@@ -260,3 +257,79 @@ def test_views_report_epochs_examples_and_the_playbook(task_file, tiny_model_dir
     learned = [l for e in examples for l in e["lessons"] if l["learned_from"] != "?"]
     assert all(l["learned_from"].startswith("q") for l in learned)
     assert examples[0]["sample_id"] in examples_markdown(examples)
+
+
+START = {  # id -> (section, content) of a playbook saved by another run
+    "str-00001": ("strategies", "Revenue is the first number after the row name."),
+    "wor-00001": ("worked examples", "Q: What was revenue in year 9? A: 109"),
+}
+
+
+@pytest.fixture(params=["start.jsonl", "start.txt"])
+def start_file(request, tmp_path):
+    book = Playbook({key: Bullet(key, section, content, helpful=1) for key, (section, content) in START.items()})
+    return write_playbook(book, tmp_path / request.param)
+
+
+def test_a_run_starts_from_a_saved_playbook_in_either_format(start_file, task_file, tiny_model_dir, tiny_torch, tmp_path):
+    run_dir = tmp_path / "run"
+    results = run_ace(config(task_file, tiny_model_dir, playbook=str(start_file)), run_dir, model=tiny_torch, progress=False)
+    epoch0 = [r for r in rows(results) if r["epoch"] == "0"]
+    shown = {bullet for row in epoch0 for bullet in row["bullets"].split()}
+    assert shown and shown <= set(START)  # epoch 0 answers with the saved playbook
+    saved = Playbook.load(run_dir / "playbook_epoch0.jsonl")
+    assert {key: (b.section, b.content, b.helpful) for key, b in saved.bullets.items()} == {
+        key: (section, content, 1) for key, (section, content) in START.items()
+    }
+    assert json.loads((run_dir / "stats.json").read_text())["0"]["playbook_bullets"] == len(START)
+    operations = [json.loads(line) for line in (run_dir / "operations.jsonl").read_text().splitlines()]
+    added = [op["bullet_id"] for op in operations if op["op"] == "ADD"]
+    assert added and not set(added) & set(START)  # epoch 1 extends the start: its ids are never handed out again
+    recorded = json.loads((run_dir / "config.json").read_text())
+    assert recorded["playbook"] == str(start_file) and len(recorded["playbook_sha256"]) == 64
+
+
+def test_an_edited_start_playbook_starts_the_run_over(start_file, task_file, tiny_model_dir, tiny_torch, tmp_path, capsys):
+    settings = config(task_file, tiny_model_dir, playbook=str(start_file), epochs=0)
+    run_ace(settings, tmp_path / "run", model=tiny_torch, progress=False)
+    run_ace(settings, tmp_path / "run", model=tiny_torch, progress=False)
+    assert "settings changed" not in capsys.readouterr().out  # the same start resumes
+    book = Playbook.load(tmp_path / "run" / "playbook_epoch0.jsonl")
+    del book.bullets["wor-00001"]
+    write_playbook(book, start_file)
+    run_ace(settings, tmp_path / "run", model=tiny_torch, progress=False)
+    assert "settings changed (playbook_sha256)" in capsys.readouterr().out
+    assert len(Playbook.load(tmp_path / "run" / "playbook_epoch0.jsonl")) == 1
+
+
+@pytest.mark.parametrize(
+    "name, text, line",
+    [
+        ("bad.jsonl", '{"id": "str-00001", "section": "s", "content": "ok"}\n{"id": "str-00002",\n', 2),
+        ("bad.txt", "## STRATEGIES\n[str-00001] helpful=0 harmful=0 :: ok\nnot a bullet\n", 3),
+    ],
+)
+def test_a_bad_start_playbook_is_refused_by_file_and_line(
+    task_file, tiny_model_dir, tiny_torch, tmp_path, capsys, name, text, line
+):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(PlaybookError, match=re.escape(f"{path}:{line}: ")):
+        run_ace(config(task_file, tiny_model_dir, playbook=str(path)), tmp_path / "run", model=tiny_torch, progress=False)
+    assert not (tmp_path / "run").exists()  # refused before anything is written
+    argv = ["ace", "run", "--task", str(task_file), "--model", str(tiny_model_dir), "--playbook-path", str(path)]
+    assert main([*argv, "--out", str(tmp_path / "cli")]) == 2
+    assert f"{path}:{line}: " in capsys.readouterr().err
+
+
+def test_a_baseline_run_takes_no_playbook(tmp_path):
+    with pytest.raises(AceRunError, match="a baseline run answers without a playbook"):
+        AceConfig(mode="baseline", playbook=str(tmp_path / "start.jsonl"))
+
+
+def test_quick_sizes_come_from_the_spec():
+    assert AceConfig.quick() == AceConfig(task="tatqa_tiny", epochs=1)
+    assert spec.chapter_runs(True) == (("tatqa_tiny", "medqa_tiny", "iot_tiny"), 1)
+    assert spec.chapter_runs(False) == (("finance", "medical", "iot"), 2)
+    assert spec.QUICK_RUN_COMMAND == "slmlab ace run --task tatqa_tiny --epochs 1 (and medqa_tiny, iot_tiny)"
+    assert spec.RUN_COMMAND == "slmlab ace run --task finance --epochs 2 (and medical, iot)"

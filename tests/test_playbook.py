@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
-from slmlab.ace import DeltaOp, Playbook, PlaybookError
+from slmlab.ace import DeltaOp, Playbook, PlaybookError, read_playbook, write_playbook
 
 
 @pytest.fixture
@@ -110,3 +111,36 @@ def test_ids_are_never_reused_after_the_highest_bullet_is_removed():
     reloaded = Playbook(dict(playbook.bullets))
     reloaded.reserve(["str-00007", "wor-00002", "not-an-id"])
     assert reloaded.next_id("strategies") == "str-00008" and reloaded.next_id("worked examples") == "wor-00003"
+
+
+@pytest.mark.parametrize("name", ["playbook.jsonl", "playbook.txt", "playbook.md"])
+def test_either_format_is_read_and_written_by_its_file_name(playbook, tmp_path, name):
+    path = write_playbook(playbook, tmp_path / name)
+    text_format = name != "playbook.jsonl"
+    assert path.read_text().startswith("## STRATEGIES") == text_format
+    again = read_playbook(path)
+    assert {k: (b.section, b.content) for k, b in again.bullets.items()} == {
+        k: (b.section, b.content) for k, b in playbook.bullets.items()
+    }
+
+
+@pytest.mark.parametrize(
+    "name, text, line, why",
+    [
+        ("start.jsonl", '{"id": "str-00001", "section": "s", "content": "c"}\nnot json\n', 2, "not a playbook bullet"),
+        ("start.jsonl", '\n{"id": "str-00001", "section": "s"}\n', 2, "not a playbook bullet"),
+        ("start.txt", "## STRATEGIES\n[str-00001] helpful=0 harmful=0 :: ok\nstray prose\n", 3, "not a bullet or section header"),
+    ],
+)
+def test_strict_reading_refuses_the_first_bad_line_by_file_and_line(tmp_path, name, text, line, why):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(PlaybookError, match=re.escape(f"{path}:{line}: {why}")):
+        read_playbook(path, strict=True)
+    assert read_playbook(path).problems  # without strict: reported, the good lines load
+
+
+def test_a_missing_playbook_file_is_named(tmp_path):
+    for name in ("gone.jsonl", "gone.txt"):
+        with pytest.raises(PlaybookError, match=f"{re.escape(str(tmp_path / name))}: no such playbook file"):
+            read_playbook(tmp_path / name)

@@ -2,7 +2,8 @@
 
 Entry point: :func:`run_ace` (one run of an :class:`AceConfig` into its folder, :func:`default_run_dir`);
 :mod:`slmlab.ace.playbook` holds the playbook itself, :mod:`slmlab.ace.report` the summaries across runs,
-:mod:`slmlab.ace.views` the chapter's tables and plots. The task sets come from the core (:mod:`slmlab.tasks`).
+:mod:`slmlab.ace.views` the chapter's tables and plots, :mod:`slmlab.ace.spec` its sizes, settings and file names. The
+task sets come from the core (:mod:`slmlab.tasks`).
 
 Each name below is imported from its module on first use, so importing the package stays cheap (no pandas
 until a name that needs it is asked for).
@@ -16,8 +17,9 @@ from slmlab.tasks import task_split as task_split
 __getattr__, _, _lazy = lazy_loader.attach(
     __name__,
     submod_attrs={
-        "playbook": ["Bullet", "DeltaOp", "Playbook", "PlaybookError"],
+        "playbook": ["Bullet", "DeltaOp", "Playbook", "PlaybookError", "read_playbook", "write_playbook"],
         "runs": ["AceConfig", "AceRunError", "default_run_dir", "run_ace"],
+        "spec": ["chapter_runs"],
         "report": ["baseline_vs_ace_by_split", "load_results", "split_summary", "summarize", "to_markdown", "write_summary"],
         "roles": ["question_block"],
         "tasks": ["transfer_path"],

@@ -1,5 +1,5 @@
-"""``slmlab ace ...``: chapter 05 from the command line (runs, epochs, summaries, grids, task sets,
-playbook files). A run here writes the same files as :func:`slmlab.ace.runs.run_ace` in the notebook."""
+"""``slmlab ace ...``: chapter 05 from the command line (runs, summaries, grids, task sets, playbook files).
+A run here writes the same files as :func:`slmlab.ace.runs.run_ace` in the notebook."""
 
 from __future__ import annotations
 
@@ -7,42 +7,53 @@ import argparse
 import inspect
 from pathlib import Path
 
-from slmlab.ace.runs import MODES, AceConfig
+from slmlab.ace.playbook import read_playbook, write_playbook
+from slmlab.ace.runs import AceConfig, run_ace
+from slmlab.ace.spec import MODES, results_dir, run_dir, shown
 from slmlab.ace.tasks import build_task_sets, build_transfer_sets
+from slmlab.grid_cli import add_grid_options
+from slmlab.settings import artifacts_root
+from slmlab.spec import task_sets_dir
 
 DEFAULT = " (default: %(default)s)"  # appended to a help text: argparse fills in the option's default
+ARTIFACTS = Path("<artifacts>")  # stands for the artifacts tree in help texts (see slmlab.settings.artifacts_root)
+SETTINGS = (  # AceConfig fields given on the command line under the same name
+    "reflector_model",
+    "task",
+    "mode",
+    "epochs",
+    "limit",
+    "seed",
+    "train_task",
+    "batch_size",
+    "top_k",
+    "token_budget",
+    "dedup_threshold",
+    "backend",
+    "playbook",
+)
+
+
+def config_of(args: argparse.Namespace) -> AceConfig:
+    """The :class:`AceConfig` that ``slmlab ace run`` options describe."""
+    return AceConfig(model_id=args.model, use_labels=not args.no_labels, **{name: getattr(args, name) for name in SETTINGS})
 
 
 def _run(args: argparse.Namespace) -> int:
+    # lazy: slmlab.ace.report loads pandas, which `slmlab --help` and every other command do without
     from slmlab.ace.report import load_results, summarize, to_markdown
-    from slmlab.ace.runs import run_ace
 
-    config = AceConfig(
-        model_id=args.model,
-        reflector_model=args.reflector_model,
-        task=args.task,
-        mode=args.mode,
-        epochs=args.epochs,
-        limit=args.limit,
-        seed=args.seed,
-        train_task=args.train_task,
-        use_labels=not args.no_labels,
-        batch_size=args.batch_size,
-        top_k=args.top_k,
-        token_budget=args.token_budget,
-        dedup_threshold=args.dedup_threshold,
-        backend=args.backend,
-    )
-    results = run_ace(config, args.out)
+    results = run_ace(config_of(args), args.out)
     print(to_markdown(summarize(load_results(results))))
     print(f"results: {results}")
     return 0
 
 
 def _summarize(args: argparse.Namespace) -> int:
+    # lazy: slmlab.ace.report loads pandas, which `slmlab --help` and every other command do without
     from slmlab.ace.report import baseline_vs_ace_by_split, load_results, split_summary, to_markdown, write_summary
 
-    table = split_summary(load_results(args.paths))
+    table = split_summary(load_results(args.paths or [results_dir(artifacts_root())]))
     print(to_markdown(table))
     cells = baseline_vs_ace_by_split(table)
     if not cells.empty:
@@ -50,17 +61,6 @@ def _summarize(args: argparse.Namespace) -> int:
     if args.out:
         for path in write_summary(table, args.out):
             print(f"wrote {path}")
-    return 0
-
-
-def _grid(args: argparse.Namespace) -> int:
-    from slmlab.ace.report import plan_grid, run_grid
-
-    cells = plan_grid(args.file, limit=args.limit, model_ids=args.model_id, root=args.root)
-    for cell in cells:
-        print(cell.describe())
-    if not args.dry_run:
-        run_grid(cells)
     return 0
 
 
@@ -72,23 +72,11 @@ def _tasks(args: argparse.Namespace) -> int:
 
 
 def _playbook(args: argparse.Namespace) -> int:
-    from slmlab.ace.playbook import Playbook
-
-    source = Path(args.file)
-    if source.suffix in (".txt", ".md"):
-        playbook = Playbook.from_text(source.read_text(encoding="utf-8"), str(source))
-    else:
-        playbook = Playbook.load(source)
+    playbook = read_playbook(args.file)
     for problem in playbook.problems:
         print(f"warning: {problem}")
     if args.to:
-        target = Path(args.to)
-        if target.suffix in (".txt", ".md"):
-            from slmlab.io import atomic_write_text
-
-            atomic_write_text(target, playbook.to_text())
-        else:
-            playbook.save(target)
+        target = write_playbook(playbook, args.to)
         print(f"wrote {target} ({len(playbook)} bullets)")
     else:
         print(playbook.to_text(), end="")
@@ -102,21 +90,19 @@ def add_ace_commands(commands) -> None:
     _add_run(verbs)
 
     summary = verbs.add_parser("summarize", help="exact match, token F1, semantic similarity, parse failures per split")
-    summary.add_argument("paths", nargs="*", default=["results/ace"], help="run folders or results.csv files" + DEFAULT)
+    summary.add_argument(
+        "paths", nargs="*", default=[], help=f"run folders or results files (default: {shown(results_dir(ARTIFACTS))})"
+    )
     summary.add_argument("--out", default=None, help="also write OUT.md and OUT.csv")
     summary.set_defaults(run=_summarize)
 
-    grid = verbs.add_parser("grid", help="run model × task × mode from a YAML file, skipping finished cells")
-    grid.add_argument("file")
-    grid.add_argument("--dry-run", action="store_true", help="list the cells and whether they would run")
-    grid.add_argument("--limit", type=int, default=None, help="first N samples of each split (default: all)")
-    grid.add_argument("--model-id", action="append", default=[], help="only this model (repeatable)")
-    grid.add_argument("--root", default=None, help="results root (default: the file's 'out' or results/ace)")
-    grid.set_defaults(run=_grid)
+    # the core's grid runner under the chapter's name: `slmlab ace grid FILE` is `slmlab grid FILE`
+    grid = verbs.add_parser("grid", help="the same as `slmlab grid FILE`, e.g. grids/ace_models_tasks.yaml (model × task × mode)")
+    add_grid_options(grid)
 
     task_seed = inspect.signature(build_task_sets).parameters["seed"].default
     tasks = verbs.add_parser("tasks", help="regenerate the finance, medical and IoT task sets (train, test, transfer)")
-    tasks.add_argument("--out", default="data/tasks", help="output folder" + DEFAULT)
+    tasks.add_argument("--out", default=None, help=f"output folder (default: {shown(task_sets_dir(Path()))} of the checkout)")
     tasks.add_argument("--seed", type=int, default=task_seed, help="generator seed" + DEFAULT)
     tasks.set_defaults(run=_tasks)
 
@@ -152,5 +138,13 @@ def _add_run(verbs) -> None:
     run.add_argument(
         "--dedup-threshold", type=float, default=defaults.dedup_threshold, help="cosine similarity that merges bullets" + DEFAULT
     )
-    run.add_argument("--out", default=None, help="run folder (default results/ace/<model>/<task>/<mode>)")
+    run.add_argument(
+        "--playbook",
+        "--playbook-path",
+        default=defaults.playbook,
+        metavar="FILE",
+        help="start from this saved playbook: JSONL, or ace-agent text (.txt/.md); epoch 0 answers with it (default: empty)",
+    )
+    where = shown(run_dir(ARTIFACTS, "<model>", "<task>", "<mode>"))
+    run.add_argument("--out", default=None, help=f"run folder (default: {where})")
     run.set_defaults(run=_run)

@@ -13,29 +13,10 @@ from dataclasses import dataclass, field
 
 from slmlab.ace.embeddings import TextEmbedder
 from slmlab.ace.playbook import Bullet, DeltaOp, Playbook
+from slmlab.ace.spec import EXAMPLES as EXAMPLES  # the settings live in the chapter's spec; kept importable here
+from slmlab.ace.spec import CurationConfig as CurationConfig
 
 TokenCounter = Callable[[str], int]
-EXAMPLES = "worked examples"  # the section of question -> gold answer bullets learned from feedback
-
-
-@dataclass(frozen=True)
-class CurationConfig:
-    """How the playbook is kept small and useful."""
-
-    dedup_threshold: float = 0.9  # cosine similarity above which two bullets of a section are merged
-    prune_min_harmful: int = 2  # a bullet goes once harmful > helpful and harmful reaches this count
-    token_budget: int = 16384  # the whole playbook, rendered in the text format, stays within this; the
-    # Generator sees only the top_k retrieved bullets, so the budget bounds storage, not the prompt
-    top_k: int = 3  # bullets shown to the Generator for one question
-    # sections merged only on identical text: MiniLM sees two worked examples that differ in their numbers
-    # (another table, another patient) as near-duplicates, and merging them would lose an answer
-    exact_sections: tuple[str, ...] = (EXAMPLES,)
-
-    def __post_init__(self) -> None:
-        if not 0 < self.dedup_threshold <= 1:
-            raise ValueError(f"dedup_threshold must be in (0, 1], got {self.dedup_threshold}")
-        if self.token_budget < 1 or self.top_k < 0 or self.prune_min_harmful < 1:
-            raise ValueError("token_budget and prune_min_harmful must be >= 1 and top_k >= 0")
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from slmlab.io import atomic_write_text
 _TEXT_LINE = re.compile(r"^\[(?P<id>[^\]]+)\]\s+helpful=(?P<helpful>\d+)\s+harmful=(?P<harmful>\d+)\s+::\s?(?P<content>.*)$")
 _SECTION = re.compile(r"^##\s+(?P<name>.+?)\s*$")
 OPERATIONS = ("ADD", "UPDATE", "REMOVE", "MERGE")
+TEXT_SUFFIXES = (".txt", ".md")  # a playbook file with one of these is in the ace-agent text format, any other is JSONL
 
 
 class PlaybookError(SlmLabError):
@@ -135,8 +136,9 @@ class Playbook:
         return atomic_write_text(path, lines)
 
     @classmethod
-    def load(cls, path: str | Path) -> Playbook:
-        """Read a JSONL playbook; good lines load, bad ones are listed in ``problems`` (file untouched)."""
+    def load(cls, path: str | Path, strict: bool = False) -> Playbook:
+        """Read a JSONL playbook; good lines load, bad ones are listed in ``problems`` (file untouched), or with
+        ``strict`` the first bad one is refused as ``file:line: why``."""
         path = Path(path)
         if not path.is_file():
             raise PlaybookError(f"{path}: no such playbook file")
@@ -147,6 +149,8 @@ class Playbook:
             try:
                 bullet = Bullet(**json.loads(line))
             except (ValueError, TypeError) as exc:
+                if strict:
+                    raise PlaybookError(f"{path}:{number}: not a playbook bullet ({exc})") from exc
                 playbook.problems.append(f"{path}:{number}: skipped ({exc})")
                 continue
             playbook.bullets[bullet.id] = bullet
@@ -165,8 +169,9 @@ class Playbook:
         return "\n\n".join(blocks) + "\n"
 
     @classmethod
-    def from_text(cls, text: str, source: str = "<text>") -> Playbook:
-        """Parse the ace-agent text format; lines that are neither header nor bullet are reported."""
+    def from_text(cls, text: str, source: str = "<text>", strict: bool = False) -> Playbook:
+        """Parse the ace-agent text format; lines that are neither header nor bullet are reported in ``problems``,
+        or with ``strict`` the first one is refused as ``source:line: why``."""
         playbook, section = cls(), "general"
         for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
@@ -177,6 +182,8 @@ class Playbook:
                 playbook.bullets[bullet["id"]] = Bullet(
                     bullet["id"], section, bullet["content"].strip(), int(bullet["helpful"]), int(bullet["harmful"])
                 )
+            elif strict:
+                raise PlaybookError(f"{source}:{number}: not a bullet or section header")
             else:
                 playbook.problems.append(f"{source}:{number}: not a bullet or section header")
         return playbook
@@ -189,3 +196,23 @@ class Playbook:
 
     def extend(self, deltas: Iterable[DeltaOp], now: float | None = None) -> list[Bullet | None]:
         return [self.apply(d, now) for d in deltas]
+
+
+def is_text_file(path: str | Path) -> bool:
+    """Whether a playbook file is in the ace-agent text format (by its suffix, :data:`TEXT_SUFFIXES`)."""
+    return Path(path).suffix in TEXT_SUFFIXES
+
+
+def read_playbook(path: str | Path, strict: bool = False) -> Playbook:
+    """A playbook file in either format (JSONL, or ace-agent text for ``.txt``/``.md``); see :meth:`Playbook.load`."""
+    path = Path(path)
+    if not is_text_file(path):
+        return Playbook.load(path, strict=strict)
+    if not path.is_file():
+        raise PlaybookError(f"{path}: no such playbook file")
+    return Playbook.from_text(path.read_text(encoding="utf-8"), str(path), strict=strict)
+
+
+def write_playbook(playbook: Playbook, path: str | Path) -> Path:
+    """Save ``playbook`` atomically in the format the file name asks for (ace-agent text for ``.txt``/``.md``)."""
+    return atomic_write_text(path, playbook.to_text()) if is_text_file(path) else playbook.save(path)

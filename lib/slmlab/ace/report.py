@@ -1,16 +1,16 @@
 """Summaries of ACE results (Markdown and CSV): per epoch, per test split (exact match, token F1, MiniLM
-similarity, parse failures) and baseline vs ACE per domain and split; and the grid runner (model × task × mode
-from YAML)."""
+similarity, parse failures) and baseline vs ACE per domain and split."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from slmlab.ace.runs import AceConfig, AceRunError, config_from, default_run_dir, run_ace
+from slmlab.ace.runs import AceRunError
+from slmlab.ace.spec import RESULTS_FILE, STATS_FILE, SUMMARY_FILE
 from slmlab.io import atomic_write_text
 from slmlab.metrics import token_f1
 
@@ -19,14 +19,14 @@ SPLIT_GROUP = ["model_id", "task_name", "split", "mode", "epoch"]
 
 
 def load_results(paths: str | Path | Sequence[str | Path]) -> pd.DataFrame:
-    """Every ``results.csv`` under the given folders (or the given CSV files), in one frame."""
+    """Every results file (``results.csv``) under the given folders (or the given CSV files), in one frame."""
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     files = []
     for path in map(Path, paths):
-        files += sorted(path.rglob("results.csv")) if path.is_dir() else [path]
+        files += sorted(path.rglob(RESULTS_FILE)) if path.is_dir() else [path]
     frames = [pd.read_csv(f, dtype={"sample_id": str, "gold": str, "pred": str}, keep_default_na=False) for f in files]
     if not frames:
-        raise AceRunError(f"No results.csv under {', '.join(map(str, paths))}")
+        raise AceRunError(f"No {RESULTS_FILE} under {', '.join(map(str, paths))}")
     frame = pd.concat(frames, ignore_index=True)
     if "epoch" not in frame:
         frame["epoch"] = 0
@@ -85,12 +85,10 @@ def split_summary(frame: pd.DataFrame) -> pd.DataFrame:
 
 def reflection_failure_rates(run_dirs: Sequence[str | Path]) -> dict[str, float | None]:
     """Task name → share (%) of the Reflector's replies that could not be parsed, over all epochs of a run."""
-    import json
-
     rates = {}
     for run_dir in map(Path, run_dirs):
-        task = json.loads((run_dir / "summary.json").read_text())["task_name"]
-        parses = [e.get("reflection_parses", {}) for e in json.loads((run_dir / "stats.json").read_text()).values()]
+        task = json.loads((run_dir / SUMMARY_FILE).read_text())["task_name"]
+        parses = [e.get("reflection_parses", {}) for e in json.loads((run_dir / STATS_FILE).read_text()).values()]
         total = sum(sum(p.values()) for p in parses)
         rates[task] = round(100 * sum(p.get("failed", 0) for p in parses) / total, 1) if total else None
     return rates
@@ -137,76 +135,3 @@ def write_summary(table: pd.DataFrame, stem: str | Path) -> tuple[Path, Path]:
     markdown = atomic_write_text(stem.with_suffix(".md"), to_markdown(table) + "\n")
     csv_path = atomic_write_text(stem.with_suffix(".csv"), table.to_csv(index=False))
     return markdown, csv_path
-
-
-# --- grid -------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class GridCell:
-    config: AceConfig
-    run_dir: Path
-    done: bool  # a finished run with the same settings is already on disk
-
-    def describe(self) -> str:
-        state = "done, skipped" if self.done else "to run"
-        return f"{self.config.model_id} × {self.config.task} × {self.config.mode}: {state} ({self.run_dir})"
-
-
-def _as_list(value, key: str, source: Path) -> list:
-    if value is None:
-        raise AceRunError(f"{source}: the grid needs a '{key}' list")
-    return list(value) if isinstance(value, (list, tuple)) else [value]
-
-
-def plan_grid(
-    path: str | Path, limit: int | None = None, model_ids: Sequence[str] = (), root: str | Path | None = None
-) -> list[GridCell]:
-    """The cells of a grid file: ``models``, ``tasks`` and ``modes`` lists, plus any :class:`AceConfig`
-    setting shared by all cells (``epochs``, ``seed``, ...). ``limit`` and ``model_ids`` filter."""
-    import yaml
-
-    path = Path(path)
-    spec = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(spec, dict):
-        raise AceRunError(f"{path}: a grid file is a mapping with models, tasks and modes")
-    models = _as_list(spec.pop("models", None), "models", path)
-    tasks = _as_list(spec.pop("tasks", None), "tasks", path)
-    modes = _as_list(spec.pop("modes", ["baseline", "ace"]), "modes", path)
-    root = spec.pop("out", None) if root is None else root
-    if limit is not None:
-        spec["limit"] = limit
-    if model_ids:
-        models = [m for m in models if m in model_ids]
-    cells = []
-    for model in models:
-        for task in tasks:
-            for mode in modes:
-                config = config_from({**spec, "model_id": model, "task": task, "mode": mode})
-                run_dir = default_run_dir(config, root)
-                cells.append(GridCell(config, run_dir, finished(config, run_dir)))
-    return cells
-
-
-def finished(config: AceConfig, run_dir: Path) -> bool:
-    """True when ``run_dir`` holds a completed run of exactly ``config``."""
-    import json
-
-    summary = run_dir / "summary.json"
-    return summary.is_file() and json.loads(summary.read_text()).get("config") == asdict(config)
-
-
-def run_grid(cells: Sequence[GridCell], progress: bool = True) -> list[Path]:
-    """Run the cells not yet done, one model loaded at a time; returns the results CSVs of all cells."""
-    from slmlab.models import load_model
-
-    loaded: dict[tuple[str, str], object] = {}
-    outputs = []
-    for cell in cells:
-        if cell.done:
-            outputs.append(cell.run_dir / "results.csv")
-            continue
-        key = (cell.config.model_id, cell.config.backend)
-        if key not in loaded:
-            loaded.clear()  # keep one model in memory
-            loaded[key] = load_model(cell.config.model_id, backend=cell.config.backend)
-        outputs.append(run_ace(cell.config, cell.run_dir, model=loaded[key], progress=progress))
-    return outputs

@@ -15,8 +15,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from slmlab.ace.curation import EXAMPLES, Lesson
+from slmlab.ace.curation import Lesson
 from slmlab.ace.playbook import Bullet
+from slmlab.ace.spec import EXAMPLES
 from slmlab.metrics import choice_letter, normalize_text
 from slmlab.tasks import TaskItem, parse_iot
 

@@ -13,34 +13,37 @@ One run writes one folder (default ``results/ace/<model>/<task>/<mode>/`` of the
                       a task file has one, ``test``. ``token_f1`` and ``semantic`` (MiniLM cosine between the
                       answer and the gold) give partial credit beside exact match (``correct``);
 - ``adaptation.csv``  the same columns for the training samples ACE offline learned from;
-- ``playbook_epoch{N}.jsonl`` the playbook after epoch N; ``playbook.jsonl`` / ``state.json`` the
-                      playbook so far and how far adaptation got (for resuming);
+- ``playbook_epoch{N}.jsonl`` the playbook after epoch N (``playbook_epoch0.jsonl``: the saved playbook a
+                      run started from); ``playbook.jsonl`` / ``state.json`` the playbook so far and how far
+                      adaptation got (for resuming);
 - ``operations.jsonl`` every delta operation with its epoch and the sample that caused it;
 - ``stats.json``      per-epoch accuracy (overall and per split), per-step latency, parse failures of the
                       Generator and the Reflector, playbook size and operations, peak memory; ``config.json``.
 
 The Reflector and the Curator run on ``reflector_model`` (default: the Generator's model).
 
-Epoch 0 is always the baseline (empty playbook); epoch N ≥ 1 evaluates after N adaptation passes.
+Epoch 0 is the baseline (an empty playbook, or the saved one ``AceConfig.playbook`` names: JSONL or ace-agent
+text); epoch N ≥ 1 evaluates after N adaptation passes.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import re
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from slmlab.ace.curation import CurationConfig, Curator, retrieve
+from slmlab.ace.curation import Curator, retrieve
 from slmlab.ace.embeddings import TextEmbedder, load_embedder
-from slmlab.ace.playbook import Playbook
+from slmlab.ace.playbook import Playbook, read_playbook
 from slmlab.ace.roles import (
     GeneratorReply,
     answer_text,
@@ -50,18 +53,34 @@ from slmlab.ace.roles import (
     reflector_prompt,
     used_bullets,
 )
+from slmlab.ace.spec import (
+    ADAPTATION_FILE,
+    CONFIG_FILE,
+    DOMAINS,
+    MODES,
+    OPERATIONS_FILE,
+    PLAYBOOK_FILE,
+    QUICK_EPOCHS,
+    QUICK_TASKS,
+    RESULTS_FILE,
+    STATE_FILE,
+    STATS_FILE,
+    SUMMARY_FILE,
+    CurationConfig,
+    playbook_file,
+)
+from slmlab.ace.spec import run_dir as run_folder
 from slmlab.ace.tasks import transfer_path
 from slmlab.environment import peak_rss_mb
 from slmlab.errors import SlmLabError
 from slmlab.generation import DecodingConfig, Prompt
 from slmlab.io import atomic_write_json, atomic_write_text
 from slmlab.metrics import latency_percentiles, token_f1
+from slmlab.models import load_model
 from slmlab.models.registry import DEFAULT_MODEL
-from slmlab.settings import results_dir
+from slmlab.settings import artifacts_root
 from slmlab.tasks import TaskItem, load_tasks, resolve_task, score_answer, task_split
 
-MODES = ("baseline", "ace", "ace-online")
-DOMAINS = ("finance", "medical", "iot")
 SPLITS = ("generalization", "transfer")  # a domain's test splits; a task file has one split, "test"
 CORE_COLUMNS = ("model_id", "task_name", "split", "domain", "mode", "sample_id", "gold", "pred", "latency_ms")
 DETAIL_COLUMNS = ("question", "context", "correct", "token_f1", "semantic")
@@ -78,7 +97,8 @@ class AceConfig:
     """One ACE run. ``task`` is a domain (``finance``, ``medical``, ``iot``: its train and test sets), a
     registry name or a JSON/JSONL path (then used for both adaptation and evaluation unless
     ``train_task`` names another). ``reflector_model`` (a registry name or a model folder) runs the Reflector
-    and the Curator; None uses the Generator's model."""
+    and the Curator; None uses the Generator's model. ``playbook`` is a saved playbook to start from (JSONL, or
+    ace-agent text for ``.txt``/``.md``): epoch 0 answers with it and the first adaptation pass extends it."""
 
     model_id: str = DEFAULT_MODEL
     reflector_model: str | None = None
@@ -97,12 +117,22 @@ class AceConfig:
     dedup_threshold: float = CurationConfig.dedup_threshold
     prune_min_harmful: int = CurationConfig.prune_min_harmful
     backend: str = "auto"
+    playbook: str | None = None  # a saved playbook file to start from; None starts empty
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise AceRunError(f"mode must be one of {', '.join(MODES)}, got '{self.mode}'")
         if self.epochs < 0 or (self.limit is not None and self.limit < 1) or self.batch_size < 1:
             raise AceRunError("epochs must be >= 0, limit >= 1 (or None) and batch_size >= 1")
+        if self.playbook is not None and self.mode == "baseline":
+            raise AceRunError(
+                f"a baseline run answers without a playbook: drop the playbook or use mode {MODES[1]} or {MODES[2]}"
+            )
+
+    @classmethod
+    def quick(cls, **changes) -> AceConfig:
+        """The chapter's quick size (``QUICK_RUN_COMMAND`` of the spec): the first smoke set, one epoch."""
+        return cls(**{"task": QUICK_TASKS[0], "epochs": QUICK_EPOCHS, **changes})
 
     @property
     def curation(self) -> CurationConfig:
@@ -140,10 +170,28 @@ def task_sets(config: AceConfig) -> tuple[str, str, list[TaskItem], dict[str, li
 
 
 def default_run_dir(config: AceConfig, root: str | Path | None = None, quick: bool | None = None) -> Path:
-    """``<root>/<model>/<task>/<mode>``; ``root`` defaults to ``results/ace`` of the mode's artifacts tree
-    (:func:`~slmlab.settings.artifacts_root`; ``quick`` defaults to ``SLMLAB_QUICK``)."""
+    """``results/ace/<model>/<task>/<mode>`` of the artifacts tree ``root`` (default: the mode's,
+    :func:`~slmlab.settings.artifacts_root`; ``quick`` defaults to ``SLMLAB_QUICK``)."""
     name = config.task if config.task in DOMAINS else Path(config.task).stem
-    return Path(root or results_dir("ace", quick=quick)) / model_slug(config.model_id) / name / config.mode
+    return run_folder(Path(root) if root is not None else artifacts_root(quick), model_slug(config.model_id), name, config.mode)
+
+
+def recorded_config(config: AceConfig) -> dict:
+    """The settings a run folder records (``config.json``, the summary): every field, and for a run started from a
+    saved playbook a digest of that file too, so an edited start counts as changed settings. A run without one
+    records no ``playbook`` key, as before the option existed, so its folder and files stay as they were."""
+    record = asdict(config)
+    if config.playbook is None:
+        del record["playbook"]
+    else:
+        record["playbook_sha256"] = hashlib.sha256(Path(config.playbook).read_bytes()).hexdigest()
+    return record
+
+
+def starting_playbook(path: str | Path) -> Playbook:
+    """The saved playbook a run starts from (JSONL, or ace-agent text for ``.txt``/``.md``); a missing file or a
+    line that is no bullet is refused as ``file:line: why`` before anything runs."""
+    return read_playbook(path, strict=True)
 
 
 def peak_memory_mb() -> float:
@@ -205,6 +253,7 @@ class AceRunner:
     def __init__(self, config: AceConfig, run_dir: str | Path | None = None, model=None, progress: bool = True):
         self.config = config
         self.run_dir = Path(run_dir) if run_dir else default_run_dir(config)
+        self.start = Playbook()  # the playbook of epoch 0: empty, or the saved one config.playbook names
         self.progress = progress
         self.task_name, self.domain, self.train, self.tests = task_sets(config)
         self.test = [item for items in self.tests.values() for item in items]
@@ -222,8 +271,6 @@ class AceRunner:
     @property
     def model(self):
         if self._model is None:
-            from slmlab.models import load_model
-
             self._model = load_model(self.config.model_id, backend=self.config.backend)
         return self._model
 
@@ -255,16 +302,16 @@ class AceRunner:
         """Create the folder; a folder left by a run with other settings is emptied (its results would
         not be comparable), one with the same settings is resumed."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        saved = self.path("config.json")
-        wanted = asdict(self.config)
+        saved = self.path(CONFIG_FILE)
+        wanted = recorded_config(self.config)
         if saved.is_file() and json.loads(saved.read_text()) != wanted:
             changed = sorted(k for k, v in json.loads(saved.read_text()).items() if wanted.get(k) != v)
             print(f"{self.run_dir}: settings changed ({', '.join(changed)}); starting this run over")
             for old in self.run_dir.iterdir():
                 if old.is_file():
                     old.unlink()
-        if self.path("stats.json").is_file():
-            self.stats = json.loads(self.path("stats.json").read_text())
+        if self.path(STATS_FILE).is_file():
+            self.stats = json.loads(self.path(STATS_FILE).read_text())
         atomic_write_json(saved, wanted)
 
     # --- the run -------------------------------------------------------------------------------------
@@ -272,38 +319,46 @@ class AceRunner:
         """Run every epoch (skipping what is already on disk) and return the results CSV path."""
         if self.config.mode != "baseline":
             _ = self.reflector  # a Reflector that cannot load stops the run before any generation starts
+        if self.config.playbook is not None:  # so does a starting playbook that cannot be read
+            self.start = starting_playbook(self.config.playbook)
         self._prepare_dir()
         for epoch in range(self.config.epoch_count):
             self._run_epoch(epoch)
-        atomic_write_json(self.path("summary.json"), self.summary())
-        return self.path("results.csv")
+        atomic_write_json(self.path(SUMMARY_FILE), self.summary())
+        return self.path(RESULTS_FILE)
 
     def _run_epoch(self, epoch: int) -> None:
         times = _StepTimes()
         online = self.config.mode == "ace-online"
         if epoch == 0:
-            self.playbook = Playbook()
-            self._pass(self.test, epoch, "eval", adapt=False, csv_name="results.csv", times=times)
+            self.playbook = self.start
+            if self.config.playbook is not None:  # the start on disk: epoch 1 continues from it, also after a resume
+                self.playbook.save(playbook_file(self.run_dir, 0))
+            self._pass(self.test, epoch, "eval", adapt=False, csv_name=RESULTS_FILE, times=times)
         elif online:
             self._load_playbook(epoch)
-            self._pass(self.test, epoch, "online", adapt=True, csv_name="results.csv", times=times)
-            self.playbook.save(self.path(f"playbook_epoch{epoch}.jsonl"))
+            self._pass(self.test, epoch, "online", adapt=True, csv_name=RESULTS_FILE, times=times)
+            self.playbook.save(playbook_file(self.run_dir, epoch))
         else:
             self._load_playbook(epoch)
-            if not self.path(f"playbook_epoch{epoch}.jsonl").is_file():
-                self._pass(self.train, epoch, "adapt", adapt=True, csv_name="adaptation.csv", times=times)
-                self.playbook.save(self.path(f"playbook_epoch{epoch}.jsonl"))
-            self._pass(self.test, epoch, "eval", adapt=False, csv_name="results.csv", times=times)
+            if not playbook_file(self.run_dir, epoch).is_file():
+                self._pass(self.train, epoch, "adapt", adapt=True, csv_name=ADAPTATION_FILE, times=times)
+                self.playbook.save(playbook_file(self.run_dir, epoch))
+            self._pass(self.test, epoch, "eval", adapt=False, csv_name=RESULTS_FILE, times=times)
         self._record_epoch(epoch, times)
 
     def _load_playbook(self, epoch: int) -> None:
         """The playbook to continue from: this epoch's finished one, the one saved mid-epoch, or the
         previous epoch's."""
-        for candidate in (f"playbook_epoch{epoch}.jsonl", "playbook.jsonl", f"playbook_epoch{epoch - 1}.jsonl"):
-            if candidate == "playbook.jsonl" and self._state().get("epoch") != epoch:
+        for candidate in (
+            playbook_file(self.run_dir, epoch),
+            playbook_file(self.run_dir),
+            playbook_file(self.run_dir, epoch - 1),
+        ):
+            if candidate.name == PLAYBOOK_FILE and self._state().get("epoch") != epoch:
                 continue
-            if self.path(candidate).is_file():
-                self.playbook = Playbook.load(self.path(candidate))
+            if candidate.is_file():
+                self.playbook = Playbook.load(candidate)
                 for problem in self.playbook.problems:
                     print(f"warning: {problem}")
                 break
@@ -313,12 +368,12 @@ class AceRunner:
 
     def _logged_ids(self) -> list[str]:
         """Every bullet id the operations log mentions, so a reloaded playbook never reuses one."""
-        path = self.path("operations.jsonl")
+        path = self.path(OPERATIONS_FILE)
         lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
         return [i for op in map(json.loads, lines) for i in [op["bullet_id"], *op["merge_ids"]] if i]
 
     def _state(self) -> dict:
-        path = self.path("state.json")
+        path = self.path(STATE_FILE)
         return json.loads(path.read_text()) if path.is_file() else {}
 
     def _done_ids(self, csv_name: str, epoch: int, phase: str, adapt: bool) -> set[str]:
@@ -347,10 +402,10 @@ class AceRunner:
             rows = self._batch(batch, epoch, adapt, times)
             append_rows(self.path(csv_name), rows, self.config.columns())
             if adapt:
-                self.playbook.save(self.path("playbook.jsonl"))
+                self.playbook.save(playbook_file(self.run_dir))
                 state = self._state()
                 done_now = state.get("done", 0) if (state.get("epoch"), state.get("phase")) == (epoch, phase) else 0
-                atomic_write_json(self.path("state.json"), {"epoch": epoch, "phase": phase, "done": done_now + len(batch)})
+                atomic_write_json(self.path(STATE_FILE), {"epoch": epoch, "phase": phase, "done": done_now + len(batch)})
             bar.update(len(batch))
         bar.close()
 
@@ -424,7 +479,7 @@ class AceRunner:
             return
         self.operations.update(op.op for op in operations)
         lines = "".join(json.dumps({"epoch": epoch, "sample_id": sample_id, **asdict(op)}) + "\n" for op in operations)
-        with self.path("operations.jsonl").open("a", encoding="utf-8") as handle:
+        with self.path(OPERATIONS_FILE).open("a", encoding="utf-8") as handle:
             handle.write(lines)
 
     def _row(
@@ -465,7 +520,7 @@ class AceRunner:
 
     # --- statistics ------------------------------------------------------------------------------------
     def _record_epoch(self, epoch: int, times: _StepTimes) -> None:
-        rows = [r for r in read_rows(self.path("results.csv")) if str(r.get("epoch", "0")) == str(epoch)]
+        rows = [r for r in read_rows(self.path(RESULTS_FILE)) if str(r.get("epoch", "0")) == str(epoch)]
         entry = self.stats.get(str(epoch), {})
         if times.generation_ms or not entry:  # keep the timings of a run resumed after this epoch ended
             reflected = sum(self._reflection_parses.values())
@@ -490,12 +545,12 @@ class AceRunner:
             }
         self.stats[str(epoch)] = entry
         self.operations, self._reflection_parses = Counter(), Counter()
-        atomic_write_json(self.path("stats.json"), self.stats)
+        atomic_write_json(self.path(STATS_FILE), self.stats)
 
     def summary(self) -> dict:
         epochs = [self.stats[k] for k in sorted(self.stats, key=int)]
         return {
-            "config": asdict(self.config),
+            "config": recorded_config(self.config),
             "task_name": self.task_name,
             "domain": self.domain,
             "accuracy_by_epoch": {e["epoch"]: e["accuracy"] for e in epochs},
@@ -512,8 +567,6 @@ def accuracy(rows: Sequence[dict]) -> float:
 
 def load_reflector(name: str, backend: str = "auto"):
     """The Reflector's model; a name that does not resolve or load is refused in one sentence."""
-    from slmlab.models import load_model
-
     try:
         return load_model(name, backend=backend)
     except (SlmLabError, OSError, ValueError) as exc:
@@ -526,12 +579,3 @@ def load_reflector(name: str, backend: str = "auto"):
 def run_ace(config: AceConfig, run_dir: str | Path | None = None, model=None, progress: bool = True) -> Path:
     """Run ``config`` (resuming what a previous run left) and return the results CSV."""
     return AceRunner(config, run_dir, model=model, progress=progress).run()
-
-
-def config_from(options: dict) -> AceConfig:
-    """An :class:`AceConfig` from a dict (YAML, CLI); unknown keys are refused by name."""
-    known = {f.name for f in fields(AceConfig)}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise AceRunError(f"Unknown ACE setting(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    return replace(AceConfig(), **options)

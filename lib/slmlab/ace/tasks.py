@@ -19,6 +19,7 @@ from pathlib import Path
 
 from slmlab.io import atomic_write_text
 from slmlab.settings import project_root
+from slmlab.spec import task_sets_dir
 from slmlab.tasks import LETTERS, TaskItem
 
 IOT_QUESTION = "Is any reading anomalous? Answer 'no' or 'yes, reading N'."
@@ -453,7 +454,7 @@ def dump_tasks(items: list[TaskItem]) -> str:
 def build_task_sets(out_dir: str | Path | None = None, seed: int = 0, n_train: int = 100, n_test: int = 50) -> dict[str, Path]:
     """Write ``{finance,medical,iot}_{train,test}.jsonl`` (default: the checkout's ``data/tasks``) atomically;
     byte for byte the same for a given seed and sizes."""
-    folder = Path(out_dir) if out_dir is not None else project_root() / "data" / "tasks"
+    folder = Path(out_dir) if out_dir is not None else task_sets_dir(project_root())
     return {
         name: atomic_write_text(folder / f"{name}.jsonl", dump_tasks(items))
         for name, items in build_items(seed, n_train, n_test).items()
@@ -596,7 +597,7 @@ def build_transfer_sets(
     out_dir: str | Path | None = None, seed: int = 0, n_train: int = 100, n_test: int = 50
 ) -> dict[str, Path]:
     """Write ``{finance,medical,iot}_transfer.jsonl`` next to the other task sets, byte for byte deterministic."""
-    folder = Path(out_dir) if out_dir is not None else project_root() / "data" / "tasks"
+    folder = Path(out_dir) if out_dir is not None else task_sets_dir(project_root())
     return {
         name: atomic_write_text(folder / f"{name}.jsonl", dump_tasks(items))
         for name, items in build_transfer_items(seed, n_train, n_test).items()
@@ -605,4 +606,4 @@ def build_transfer_sets(
 
 def transfer_path(domain: str) -> Path:
     """The committed transfer split of a domain."""
-    return project_root() / "data" / "tasks" / f"{domain}_transfer.jsonl"
+    return task_sets_dir(project_root(), f"{domain}_transfer.jsonl")

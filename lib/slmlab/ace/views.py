@@ -12,15 +12,14 @@ import pandas as pd
 
 from slmlab.ace.playbook import Playbook
 from slmlab.ace.runs import read_rows
-from slmlab.tasks import TASKS
+from slmlab.ace.spec import ADAPTATION_FILE, OPERATIONS_FILE, RESULTS_FILE, STATS_FILE, SUMMARY_FILE, playbook_file
+from slmlab.tasks import TASKS, load_tasks
 
 OPERATION_NAMES = ("ADD", "UPDATE", "REMOVE", "MERGE")
 
 
 def task_overview() -> pd.DataFrame:
     """The task registry: name, domain, number of items and file."""
-    from slmlab.tasks import load_tasks
-
     return pd.DataFrame(
         [
             {"task": s.name, "domain": s.domain, "items": len(load_tasks(s.full_path())), "file": str(s.path)}
@@ -34,8 +33,8 @@ def epoch_stats(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
     reflection parse failures and peak memory."""
     records = []
     for run_dir in map(Path, run_dirs):
-        task = json.loads((run_dir / "summary.json").read_text())["task_name"]
-        for entry in json.loads((run_dir / "stats.json").read_text()).values():
+        task = json.loads((run_dir / SUMMARY_FILE).read_text())["task_name"]
+        for entry in json.loads((run_dir / STATS_FILE).read_text()).values():
             parses = entry.get("reflection_parses", {})
             kept = ("epoch", "samples", "accuracy", "playbook_bullets", "playbook_tokens")
             record = {"task": task, **{k: entry[k] for k in kept}}
@@ -151,7 +150,7 @@ def playbook_viewer(playbook: Playbook):
 
 def _operation_sources(run_dir: Path) -> dict[str, dict]:
     """Bullet id → the ADD operation that created it (epoch, sample)."""
-    path = run_dir / "operations.jsonl"
+    path = run_dir / OPERATIONS_FILE
     lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
     return {op["bullet_id"]: op for op in map(json.loads, lines) if op["op"] == "ADD"}
 
@@ -161,12 +160,12 @@ def lesson_examples(run_dir: str | Path, count: int = 3) -> list[dict]:
     its answer with the playbook, and the bullets with the training sample they were learned from.
     Questions the playbook fixed come first, then ones whose answer changed, then the rest."""
     run_dir = Path(run_dir)
-    rows = read_rows(run_dir / "results.csv")
+    rows = read_rows(run_dir / RESULTS_FILE)
     last = max((int(r["epoch"]) for r in rows), default=0)
     baseline = {r["sample_id"]: r for r in rows if r["epoch"] == "0"}
-    playbook = Playbook.load(run_dir / f"playbook_epoch{last}.jsonl") if last else Playbook()
+    playbook = Playbook.load(playbook_file(run_dir, last)) if last else Playbook()
     sources = _operation_sources(run_dir)
-    adaptation = {(r["epoch"], r["sample_id"]): r for r in read_rows(run_dir / "adaptation.csv")}
+    adaptation = {(r["epoch"], r["sample_id"]): r for r in read_rows(run_dir / ADAPTATION_FILE)}
     candidates = [r for r in rows if r["epoch"] == str(last) and r["bullets"] and r["sample_id"] in baseline]
 
     def rank(row: dict) -> int:
