@@ -263,7 +263,7 @@ def test_a_body_that_is_not_json_gets_422(fake):
 
 def test_the_largest_budget_and_the_defaults_are_accepted(fake):
     assert fake.post("/generate", json={"prompt": "hi", "budget": 100}).status_code == 200
-    assert fake.post("/generate", json={"prompt": "y" * 4000}).json()["tokens"] == 3  # budget 64, seed 0
+    assert fake.post("/generate", json={"prompt": "y" * 4000}).json()["tokens"] == 3  # DEFAULT_BUDGET, seed 0
     assert "seed=0" in fake.post("/generate", json={"prompt": "hi"}).json()["text"]
 
 

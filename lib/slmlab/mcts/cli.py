@@ -1,25 +1,26 @@
 """Chapter 06 on the command line: ``slmlab mcts selfplay|train|evaluate|run`` and ``slmlab serve``.
 
-Defaults are the library's: the server's from :func:`slmlab.mcts.serve.create_app`; the run's sizes from
-:class:`slmlab.mcts.runs.ChapterSettings` (its quick sizes with ``--quick``) and the MCTS controller's from
-:class:`slmlab.mcts.controller.MCTSController`. Those two load torch, so the parser names them instead of
-printing their numbers, and an option left out is not passed on.
+Defaults are the library's: the server's and the MCTS controller's from :mod:`slmlab.mcts.spec`; the run's sizes
+from :class:`slmlab.mcts.runs.ChapterSettings` (its quick sizes with ``--quick``), which loads torch, so the parser
+names it instead of printing its numbers, and an option left out is not passed on. Imported by ``slmlab`` at every
+start, this module loads neither torch nor fastapi: each command imports what it runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import logging
 from dataclasses import replace
 from pathlib import Path
 
-from slmlab.mcts.serve import CONTROLLERS, create_app
+from slmlab import models
+from slmlab.mcts import spec
 from slmlab.models.registry import DEFAULT_MODEL
+from slmlab.runlog import add_wandb_option
 from slmlab.settings import quick_mode
 
-CONTROLLER_NAMES = tuple(CONTROLLERS)
+CONTROLLER_NAMES = spec.CONTROLLERS
 DEFAULT = " (default: %(default)s)"  # appended to a help text: argparse fills in the option's default
 FROM_SETTINGS = " (default: ChapterSettings, or its quick sizes with --quick)"
 SETTINGS_FIELDS = (
@@ -45,9 +46,7 @@ def _positive(text: str) -> int:
 
 
 def _load(args: argparse.Namespace):
-    from slmlab.models import load_model
-
-    return load_model(args.model, backend="torch")  # the search reuses transformers' KV cache
+    return models.load_model(args.model, backend="torch")  # the search reuses transformers' KV cache
 
 
 def _given(args: argparse.Namespace, names) -> dict:
@@ -58,7 +57,7 @@ def _given(args: argparse.Namespace, names) -> dict:
 def chapter_settings(args: argparse.Namespace):
     """The :class:`~slmlab.mcts.runs.ChapterSettings` of a parsed ``slmlab mcts ...`` command line (the quick
     sizes with ``--quick`` or ``SLMLAB_QUICK``, changed by the options given); also fills in the default run folder."""
-    from slmlab.mcts.runs import ChapterSettings, default_run_dir
+    from slmlab.mcts.runs import ChapterSettings, default_run_dir  # lazy: torch loads only when a command runs
 
     quick = quick_mode(True if args.quick else None)  # --quick, or SLMLAB_QUICK like every other command
     if args.run_dir is None:
@@ -69,8 +68,8 @@ def chapter_settings(args: argparse.Namespace):
 
 # --- slmlab mcts ... ------------------------------------------------------------------------------------
 def _selfplay(args: argparse.Namespace) -> int:
-    from slmlab.mcts.runs import chapter_items
-    from slmlab.mcts.selfplay import self_play
+    from slmlab.mcts.runs import chapter_items  # lazy: torch loads only when a command runs
+    from slmlab.mcts.selfplay import self_play  # lazy: torch loads only when a command runs
 
     settings = chapter_settings(args)
     train_items, _ = chapter_items(settings, args.qa)
@@ -90,7 +89,7 @@ def _selfplay(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from slmlab.mcts.selfplay import train_round
+    from slmlab.mcts.selfplay import train_round  # lazy: torch loads only when a command runs
 
     settings = chapter_settings(args)
     training = replace(settings.training(settings.rounds - 1), steps=args.steps, schedule_steps=None)
@@ -103,8 +102,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from slmlab.mcts.evaluate import METHODS, summarize_evaluation
-    from slmlab.mcts.runs import chapter_items, evaluate_run
+    from slmlab.mcts.evaluate import METHODS, summarize_evaluation  # lazy: torch loads only when a command runs
+    from slmlab.mcts.runs import chapter_items, evaluate_run  # lazy: torch loads only when a command runs
 
     settings = chapter_settings(args)
     _, test_items = chapter_items(settings, args.qa)
@@ -115,12 +114,12 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from slmlab.mcts.evaluate import METHODS
-    from slmlab.mcts.runs import run_chapter
+    from slmlab.mcts.evaluate import METHODS  # lazy: torch loads only when a command runs
+    from slmlab.mcts.runs import run_chapter  # lazy: torch loads only when a command runs
 
     settings = chapter_settings(args)
     summary = run_chapter(_load(args), args.run_dir, settings, qa_file=args.qa, methods=METHODS)
-    print(Path(args.run_dir, "eval_summary.md").read_text(encoding="utf-8"))
+    print(Path(args.run_dir, spec.EVAL_SUMMARY_FILE).read_text(encoding="utf-8"))
     print(f"mean self-play reward by round: {summary['mean_reward_by_round']}")
     return 0
 
@@ -132,7 +131,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
         dest="run_dir",
         default=None,
         help="run folder: replay buffer, episodes, network, results "
-        "(default: results/mcts of the full or, with --quick, the quick artifacts tree)",
+        f"(default: {spec.shown(spec.run_dir)} of the full or, with --quick, the quick artifacts tree)",
     )
     parser.add_argument("--qa", default=None, help="a task file in chapter 05's schema instead of the generated QA")
     parser.add_argument("--seed", type=int, help="run seed" + FROM_SETTINGS)
@@ -162,6 +161,7 @@ def add_mcts_commands(commands) -> None:
     selfplay.set_defaults(run=_selfplay)
 
     train = sub.add_parser("train", help="train the policy-value network on the replay buffer")
+    add_wandb_option(train)
     _common(train)
     train.add_argument("--steps", type=_positive, default=100, help="global step to train up to (resumes)" + DEFAULT)
     train.set_defaults(run=_train)
@@ -175,6 +175,7 @@ def add_mcts_commands(commands) -> None:
     evaluate.set_defaults(run=_evaluate)
 
     run = sub.add_parser("run", help="the whole chapter: self-play rounds, training, evaluation")
+    add_wandb_option(run)
     _common(run)
     run.add_argument("--rounds", type=_positive, help="self-play and training rounds" + FROM_SETTINGS)
     run.add_argument("--episodes-per-round", type=_positive, help="self-play episodes per round" + FROM_SETTINGS)
@@ -189,13 +190,13 @@ def add_mcts_commands(commands) -> None:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from slmlab.models import load_model
+    from slmlab.mcts.serve import CONTROLLERS, create_app  # lazy: fastapi loads for `slmlab serve` only
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     options = {"network": args.network, **_given(args, ("simulations",))} if args.controller == "mcts" else {}
     # load before listening: a missing model is a one-line CLI error, not a failing first request
     backend = "torch" if args.controller == "mcts" else args.backend  # the search reuses transformers' KV cache
-    controller = CONTROLLERS[args.controller](load_model(args.model, backend=backend), **options)
+    controller = CONTROLLERS[args.controller](models.load_model(args.model, backend=backend), **options)
     app = create_app(lambda: controller, max_budget=args.max_budget)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
@@ -207,9 +208,8 @@ def _add_serve(commands) -> None:
     serve.add_argument("--backend", default="auto", help="auto, torch or mlx; the mcts controller always uses torch" + DEFAULT)
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on; 0.0.0.0 exposes it to the network" + DEFAULT)
     serve.add_argument("--port", type=int, default=8000, help="port to listen on" + DEFAULT)
-    max_budget = inspect.signature(create_app).parameters["max_budget"].default
     serve.add_argument(
-        "--max-budget", type=_positive, default=max_budget, help="largest token budget a request may ask for" + DEFAULT
+        "--max-budget", type=_positive, default=spec.MAX_BUDGET, help="largest token budget a request may ask for" + DEFAULT
     )
     serve.add_argument(
         "--controller",
@@ -217,9 +217,9 @@ def _add_serve(commands) -> None:
         choices=CONTROLLER_NAMES,
         help="the policy that picks macro-actions" + DEFAULT,
     )
-    serve.add_argument("--network", default=None, help="mcts: a trained network (e.g. results/mcts/network/network.pt)")
+    serve.add_argument("--network", default=None, help=f"mcts: a trained network (e.g. {spec.shown(spec.network_file)})")
     serve.add_argument(
-        "--sims", dest="simulations", type=_positive, help="mcts: simulations per move (default: MCTSController's simulations)"
+        "--sims", dest="simulations", type=_positive, help=f"mcts: simulations per move (default: {spec.SIMULATIONS})"
     )
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"), help="log level" + DEFAULT)
     serve.set_defaults(run=_serve)

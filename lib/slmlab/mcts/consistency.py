@@ -28,81 +28,7 @@ from slmlab.metrics import normalize_text
 
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
-
-
-def answer_key(text: str) -> str:
-    """The normalised final answer of a reply, found without a gold answer to say its kind: the last number of
-    its first sentence when that sentence holds one, else the last word of its first clause ('' when blank).
-    Agrees with :func:`~slmlab.mcts.qa.final_answer` whenever the reply's kind matches the gold's."""
-    sentence = first_sentence(text)
-    numbers = _NUMBER.findall(sentence.replace(",", ""))
-    if numbers:
-        return normalize_text(numbers[-1])
-    words = _WORD.findall(sentence.split(",", 1)[0])
-    return normalize_text(words[-1]) if words else normalize_text(text)
-
-
-def vote_weight(mean_logprob: float | None, sharpness: float = 1.0) -> float:
-    """A finished branch's vote: ``exp(sharpness * mean token log-probability)`` in [0, 1]; 1 when it is not known."""
-    if mean_logprob is None:
-        return 1.0
-    if math.isnan(mean_logprob):
-        raise ValueError("a branch's mean log-probability is NaN")
-    return math.exp(sharpness * min(mean_logprob, 0.0)) if sharpness else 1.0
-
-
-def answer_shares(
-    answers: Sequence[str | None], mean_logprobs: Sequence[float | None] | None = None, sharpness: float = 1.0
-) -> dict[str, float]:
-    """Each answer's weighted share of the finished branches' votes (``None`` marks an unfinished branch and
-    does not vote; a blank answer never wins a vote). Empty when nothing has finished."""
-    weights = [vote_weight(lp, sharpness) for lp in (mean_logprobs if mean_logprobs is not None else [None] * len(answers))]
-    if len(weights) != len(answers):
-        raise ValueError(f"{len(answers)} answers but {len(weights)} log-probabilities")
-    votes: dict[str, float] = {}
-    for answer, weight in zip(answers, weights):
-        if answer is not None:
-            votes[answer] = votes.get(answer, 0.0) + weight
-    total = sum(votes.values())
-    return {answer: (weight / total if answer else 0.0) for answer, weight in votes.items()} if total > 0 else {}
-
-
-def consistency_values(
-    answers: Sequence[str | None], mean_logprobs: Sequence[float | None] | None = None, prior: float = 0.5, sharpness: float = 1.0
-) -> list[float]:
-    """The test-time value in [0, 1] of every branch: a finished branch's is the weighted share of finished
-    branches that agree with its answer; an unfinished branch's (``None``) is ``prior``."""
-    if not 0.0 <= prior <= 1.0:
-        raise ValueError(f"prior must be in [0, 1], got {prior}")
-    shares = answer_shares(answers, mean_logprobs, sharpness)
-    return [prior if answer is None else shares[answer] for answer in answers]
-
-
-def majority_answer(
-    answers: Sequence[str | None], mean_logprobs: Sequence[float | None] | None = None, sharpness: float = 1.0
-) -> int | None:
-    """The index of the first branch carrying the answer with the largest weighted share (ties: the answer
-    seen first), or None when no branch has finished."""
-    shares = answer_shares(answers, mean_logprobs, sharpness)
-    if not shares:
-        return None
-    best = max(shares.values())
-    winner = next(answer for answer in shares if shares[answer] == best)  # dicts keep first-seen order
-    return answers.index(winner)
-
-
-def settled(
-    answers: Sequence[str | None],
-    mean_logprobs: Sequence[float | None] | None = None,
-    min_finished: int = 3,
-    share: float = 0.75,
-    sharpness: float = 1.0,
-) -> bool:
-    """Whether more search can hardly change the vote: at least ``min_finished`` branches have finished and one
-    (non-blank) answer holds ``share`` of their weighted votes."""
-    finished = sum(answer is not None for answer in answers)
-    shares = answer_shares(answers, mean_logprobs, sharpness)
-    return finished >= min_finished and max(shares.values(), default=0.0) >= share
+SHARPNESS = 1.0  # the vote functions' default: a vote weighs the reply's geometric-mean token probability itself
 
 
 @dataclass(frozen=True)
@@ -122,6 +48,84 @@ class ConsistencySettings:
             raise ValueError(
                 f"ConsistencySettings needs 1 <= min_finished <= max_finished, share in (0, 1] and sharpness >= 0, got {self}"
             )
+
+
+def answer_key(text: str) -> str:
+    """The normalised final answer of a reply, found without a gold answer to say its kind: the last number of
+    its first sentence when that sentence holds one, else the last word of its first clause ('' when blank).
+    Agrees with :func:`~slmlab.mcts.qa.final_answer` whenever the reply's kind matches the gold's."""
+    sentence = first_sentence(text)
+    numbers = _NUMBER.findall(sentence.replace(",", ""))
+    if numbers:
+        return normalize_text(numbers[-1])
+    words = _WORD.findall(sentence.split(",", 1)[0])
+    return normalize_text(words[-1]) if words else normalize_text(text)
+
+
+def vote_weight(mean_logprob: float | None, sharpness: float = SHARPNESS) -> float:
+    """A finished branch's vote: ``exp(sharpness * mean token log-probability)`` in [0, 1]; 1 when it is not known."""
+    if mean_logprob is None:
+        return 1.0
+    if math.isnan(mean_logprob):
+        raise ValueError("a branch's mean log-probability is NaN")
+    return math.exp(sharpness * min(mean_logprob, 0.0)) if sharpness else 1.0
+
+
+def answer_shares(
+    answers: Sequence[str | None], mean_logprobs: Sequence[float | None] | None = None, sharpness: float = SHARPNESS
+) -> dict[str, float]:
+    """Each answer's weighted share of the finished branches' votes (``None`` marks an unfinished branch and
+    does not vote; a blank answer never wins a vote). Empty when nothing has finished."""
+    weights = [vote_weight(lp, sharpness) for lp in (mean_logprobs if mean_logprobs is not None else [None] * len(answers))]
+    if len(weights) != len(answers):
+        raise ValueError(f"{len(answers)} answers but {len(weights)} log-probabilities")
+    votes: dict[str, float] = {}
+    for answer, weight in zip(answers, weights):
+        if answer is not None:
+            votes[answer] = votes.get(answer, 0.0) + weight
+    total = sum(votes.values())
+    return {answer: (weight / total if answer else 0.0) for answer, weight in votes.items()} if total > 0 else {}
+
+
+def consistency_values(
+    answers: Sequence[str | None],
+    mean_logprobs: Sequence[float | None] | None = None,
+    prior: float = 0.5,
+    sharpness: float = SHARPNESS,
+) -> list[float]:
+    """The test-time value in [0, 1] of every branch: a finished branch's is the weighted share of finished
+    branches that agree with its answer; an unfinished branch's (``None``) is ``prior``."""
+    if not 0.0 <= prior <= 1.0:
+        raise ValueError(f"prior must be in [0, 1], got {prior}")
+    shares = answer_shares(answers, mean_logprobs, sharpness)
+    return [prior if answer is None else shares[answer] for answer in answers]
+
+
+def majority_answer(
+    answers: Sequence[str | None], mean_logprobs: Sequence[float | None] | None = None, sharpness: float = SHARPNESS
+) -> int | None:
+    """The index of the first branch carrying the answer with the largest weighted share (ties: the answer
+    seen first), or None when no branch has finished."""
+    shares = answer_shares(answers, mean_logprobs, sharpness)
+    if not shares:
+        return None
+    best = max(shares.values())
+    winner = next(answer for answer in shares if shares[answer] == best)  # dicts keep first-seen order
+    return answers.index(winner)
+
+
+def settled(
+    answers: Sequence[str | None],
+    mean_logprobs: Sequence[float | None] | None = None,
+    min_finished: int = ConsistencySettings.min_finished,
+    share: float = ConsistencySettings.share,
+    sharpness: float = SHARPNESS,
+) -> bool:
+    """Whether more search can hardly change the vote: at least ``min_finished`` branches have finished and one
+    (non-blank) answer holds ``share`` of their weighted votes."""
+    finished = sum(answer is not None for answer in answers)
+    shares = answer_shares(answers, mean_logprobs, sharpness)
+    return finished >= min_finished and max(shares.values(), default=0.0) >= share
 
 
 @dataclass

@@ -15,6 +15,7 @@ from slmlab.mcts.lm_env import EnvConfig
 from slmlab.mcts.macro import ControllerResult
 from slmlab.mcts.network import NetworkEvaluator, load_network
 from slmlab.mcts.selfplay import Featurizer, SearchSettings, UniformEvaluator, search_episode
+from slmlab.mcts.spec import SIMULATIONS, SPAN_TOKENS
 from slmlab.tasks import TaskItem
 
 
@@ -22,7 +23,9 @@ class MCTSController:
     """Answer a prompt by searching ``simulations`` simulations per macro-action (``network``: a file
     written by :func:`~slmlab.mcts.network.save_network`, e.g. ``results/mcts/network/network.pt``)."""
 
-    def __init__(self, model, network: str | Path | None = None, simulations: int = 8, span_tokens: int = 8) -> None:
+    def __init__(
+        self, model, network: str | Path | None = None, simulations: int = SIMULATIONS, span_tokens: int = SPAN_TOKENS
+    ) -> None:
         if simulations < 1 or span_tokens < 1:
             raise ValueError(f"simulations and span_tokens must be >= 1, got {simulations}, {span_tokens}")
         self.model = model

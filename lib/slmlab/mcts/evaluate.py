@@ -38,6 +38,7 @@ from slmlab.mcts.network import NetworkEvaluator, PolicyValueNet
 from slmlab.mcts.qa import qa_correct
 from slmlab.mcts.reward import RewardWeights, reply_mean_logprob, score_episode
 from slmlab.mcts.selfplay import Featurizer, SearchSettings, UniformEvaluator, search_episode
+from slmlab.mcts.spec import BEST_OF, BUDGET, PARALLEL_LEAVES, SIMULATIONS, SPAN_TOKENS
 from slmlab.tasks import TaskItem
 
 METHODS = ("greedy", "best-of-n", "majority-vote", "mcts")  # every method, in the order of the chapter's table
@@ -51,14 +52,14 @@ class EvalSettings:
     """The shared token budget and each method's knobs (``best_of`` samples for best-of-n and majority vote;
     ``consistency`` for the search's test-time value, None for the verifier-free fluency reward instead)."""
 
-    budget: int = 48
-    span_tokens: int = 8
-    best_of: int = 4
+    budget: int = BUDGET
+    span_tokens: int = SPAN_TOKENS
+    best_of: int = BEST_OF
     # sampling (best-of-n, majority vote) and the search's RESAMPLE; tuned on the self-play items (never the test
     # items): at 0.3 best-of-n gained 10 points over greedy there; at 0.6 and 1.0 samples ramble and votes do worse
     temperature: float = 0.3
-    simulations: int = 8
-    parallel_leaves: int = 4  # see SearchSettings.parallel_leaves
+    simulations: int = SIMULATIONS
+    parallel_leaves: int = PARALLEL_LEAVES  # see SearchSettings.parallel_leaves
     consistency: ConsistencySettings | None = ConsistencySettings()
     seed: int = 0
 

@@ -29,7 +29,9 @@ import torch
 from slmlab.checkpoints import OPTIMIZER_FILE, load_training_state, save_training_state
 from slmlab.mcts.network import PolicyValueNet, masked_log_policy, save_network
 from slmlab.mcts.replay import ReplayBuffer
+from slmlab.mcts.spec import NETWORK_FILE, network_dir
 from slmlab.runlog import RUN_FILES, RunLog
+from slmlab.settings import artifacts_root
 from slmlab.trainloop import Checkpointing, train_loop
 
 SCHEDULES = ("cosine", "linear", "constant")
@@ -140,12 +142,12 @@ def _checkpointing(out_dir: Path, settings: TrainSettings, net: PolicyValueNet, 
     settings, where the length of the run may differ but not the schedule's horizon."""
 
     def save_files(folder: Path) -> None:
-        save_network(net, folder / "network.pt")
+        save_network(net, folder / NETWORK_FILE)
         save_training_state(folder / OPTIMIZER_FILE, optimizer, scheduler)
 
     def load_files(folder: Path) -> None:
         device = next(net.parameters()).device
-        net.load_state_dict(torch.load(folder / "network.pt", map_location=device, weights_only=True)["state_dict"])
+        net.load_state_dict(torch.load(folder / NETWORK_FILE, map_location=device, weights_only=True)["state_dict"])
         load_training_state(folder / OPTIMIZER_FILE, optimizer, scheduler)
 
     record = asdict(settings) | {"horizon": settings.horizon, "network": asdict(net.config)}
@@ -161,19 +163,20 @@ def train_network(
     net: PolicyValueNet,
     buffer: ReplayBuffer,
     settings: TrainSettings = TrainSettings(),
-    out_dir: str | Path = "results/mcts/network",
+    out_dir: str | Path | None = None,
     tensorboard: bool = True,
     progress: bool = True,
     resume: bool = True,
 ) -> TrainReport:
     """Train ``net`` in place on batches from ``buffer`` up to ``settings.steps`` and save it to
-    ``out_dir/network.pt``.
+    ``out_dir/network.pt`` (``out_dir`` defaults to :func:`slmlab.mcts.spec.network_dir` of the mode's artifacts
+    tree).
 
     With ``resume`` (the default) a folder holding a checkpoint of the same network and settings continues
     from its newest one — weights, optimizer, schedule and RNG — so the result equals an uninterrupted run's
     (given the same buffer contents). Ctrl+C writes a checkpoint before stopping.
     """
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir) if out_dir is not None else network_dir(artifacts_root())
     out_dir.mkdir(parents=True, exist_ok=True)
     if buffer.feature_dim != net.config.feature_dim or buffer.num_actions != net.config.num_actions:
         raise ValueError(
@@ -202,7 +205,7 @@ def train_network(
         log.close()
         net.train(was_training)
 
-    network_path = save_network(net, out_dir / "network.pt")
+    network_path = save_network(net, out_dir / NETWORK_FILE)
     last, nan = run.state.scalars, float("nan")
     return TrainReport(
         step=run.state.step,

@@ -57,6 +57,7 @@ from slmlab.errors import BackendError
 from slmlab.generation import Prompt, as_messages
 from slmlab.mcts.macro import Macro, MacroActionError, MacroState, Span, as_macro, trace_step
 from slmlab.mcts.reward import RewardWeights, score_episode
+from slmlab.mcts.spec import BUDGET, SPAN_TOKENS
 
 PLAYER = 1  # the only player: values are never negated
 
@@ -75,13 +76,13 @@ class EnvConfig:
     model on THINK_BEGIN / THINK_END; the defaults cue a small instruct model to reason, then to answer.
     """
 
-    span_tokens: int = 8
-    budget: int = 64
+    span_tokens: int = SPAN_TOKENS
+    budget: int = BUDGET
     continue_temperature: float = 0.0
     resample_temperature: float = 0.8
     think_begin: str = "\nLet's think step by step.\n"
     think_end: str = "\n\nAnswer:"
-    max_resamples: int = 3
+    max_resamples: int = MacroState.max_resamples
     early_stop: bool = False  # offer STOP before the model ends its reply (see the module docstring)
     reuse_cache: bool = True
     seed: int = 0

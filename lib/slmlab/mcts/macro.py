@@ -46,6 +46,7 @@ from enum import Enum
 from typing import Any, Protocol, runtime_checkable
 
 from slmlab.errors import SlmLabError
+from slmlab.mcts.spec import BUDGET
 
 THOUGHT_PLACEHOLDER = "[thought hidden]"  # what a trace shows instead of a thought span's text
 
@@ -91,7 +92,7 @@ class Span:
 class MacroState:
     """An episode so far. Start with ``MacroState(budget=...)`` and :meth:`apply` actions."""
 
-    budget: int = 128  # tokens the kept spans may use in all
+    budget: int = BUDGET  # tokens the kept spans may use in all
     spans: tuple[Span, ...] = ()
     in_thought: bool = False
     stopped: bool = False

@@ -57,7 +57,12 @@ class PolicyValueNet(nn.Module):
     """Shared MLP body with a policy head (logits, one per action) and a value head (tanh, in [-1, 1])."""
 
     def __init__(
-        self, feature_dim: int, hidden: int = 128, layers: int = 2, num_actions: int = len(MACROS), dropout: float = 0.0
+        self,
+        feature_dim: int,
+        hidden: int = NetworkConfig.hidden,
+        layers: int = NetworkConfig.layers,
+        num_actions: int = NetworkConfig.num_actions,
+        dropout: float = NetworkConfig.dropout,
     ) -> None:
         super().__init__()
         self.config = NetworkConfig(int(feature_dim), int(hidden), int(layers), int(num_actions), float(dropout))

@@ -26,10 +26,10 @@ import torch
 from slmlab.errors import SlmLabError
 from slmlab.io import atomic_write_json
 from slmlab.mcts.macro import MACROS
+from slmlab.mcts.spec import REPLAY_HEADER_FILE as HEADER
 
 FORMAT = "slmlab.replay"
 VERSION = 1
-HEADER = "header.json"
 _ARRAYS = {  # name → (dtype, per-row shape given (D, A))
     "features": (np.float32, lambda d, a: (d,)),
     "mask": (np.bool_, lambda d, a: (a,)),

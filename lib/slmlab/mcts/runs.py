@@ -3,11 +3,12 @@ and network training, then the held-out comparison with greedy decoding, best-of
 as the notebook and ``slmlab mcts run`` do, self-consistency majority vote).
 
 Entry point: :func:`run_chapter`. Everything lands in one run folder (see :mod:`slmlab.mcts.selfplay`;
-:func:`default_run_dir` gives ``results/mcts`` of the mode's full or quick artifacts tree),
-plus ``eval.csv`` (one row per method and item), ``eval_summary.md`` / ``eval_summary.csv`` and
-``summary.json``. A second call with the same settings reuses what is there: finished self-play episodes
-and training steps are not repeated, and the evaluation is redone only when ``eval.csv`` is missing or was made
-with other evaluation settings, methods, test items or another network (``eval.json`` records them).
+:func:`default_run_dir` gives ``results/mcts`` of the mode's full or quick artifacts tree; the names are
+:mod:`slmlab.mcts.spec`'s), plus ``eval.csv`` (one row per method and item), ``eval_summary.md`` /
+``eval_summary.csv`` and ``summary.json``. A second call with the same settings reuses what is there: finished
+self-play episodes and training steps are not repeated, and the evaluation is redone only when ``eval.csv`` is
+missing or was made with other evaluation settings, methods, test items or another network (``eval.json``
+records them).
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ from pathlib import Path
 import pandas as pd
 
 from slmlab.io import atomic_write_json, atomic_write_text
+from slmlab.mcts import spec
 from slmlab.mcts.evaluate import BASE_METHODS, EvalSettings, evaluate_controllers, summarize_evaluation
 from slmlab.mcts.learning import TrainSettings
 from slmlab.mcts.network import load_network
 from slmlab.mcts.qa import qa_split
 from slmlab.mcts.selfplay import SelfPlayConfig, current_network, episodes_done, network_path, self_play, train_round
-from slmlab.settings import results_dir
+from slmlab.settings import artifacts_root
 from slmlab.tasks import TaskItem, load_task
 
 
@@ -40,11 +42,11 @@ class ChapterSettings:
     episodes_per_round: int = 12
     steps_per_round: int = 150
     batch_size: int = 32
-    simulations: int = 8
-    parallel_leaves: int = 4  # simulations per batched round of the search (see SearchSettings)
-    budget: int = 48
-    span_tokens: int = 8
-    best_of: int = 4
+    simulations: int = spec.SIMULATIONS
+    parallel_leaves: int = spec.PARALLEL_LEAVES  # simulations per batched round of the search (see SearchSettings)
+    budget: int = spec.BUDGET
+    span_tokens: int = spec.SPAN_TOKENS
+    best_of: int = spec.BEST_OF
     seed: int = 0
 
     @classmethod
@@ -94,17 +96,24 @@ class ChapterSettings:
         )
 
 
+def _made(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def default_run_dir(quick: bool | None = None) -> Path:
-    """The chapter's run folder: ``results/mcts`` of the full or quick artifacts tree (``quick`` defaults to
-    ``SLMLAB_QUICK``; see :func:`~slmlab.settings.artifacts_root`), so the two sizes never share a folder."""
-    return results_dir("mcts", quick=quick)
+    """The chapter's run folder, :func:`slmlab.mcts.spec.run_dir` of the full or quick artifacts tree (``quick``
+    defaults to ``SLMLAB_QUICK``; see :func:`~slmlab.settings.artifacts_root`), so the two sizes never share a
+    folder; created on demand."""
+    return _made(spec.run_dir(artifacts_root(quick)))
 
 
 def long_run_dir(quick: bool | None = None) -> Path:
-    """The folder of the chapter's long self-play run (``results/mcts-long`` of the mode's artifacts tree),
-    made by ``slmlab mcts run --run results/mcts-long --rounds 10 --episodes-per-round 50 --sims 2 --budget 16``:
-    500 episodes, resumable like every run folder; the notebook draws its reward curve when it exists."""
-    return results_dir("mcts-long", quick=quick)
+    """The folder of the chapter's long self-play run (:func:`slmlab.mcts.spec.long_run_dir` of the mode's
+    artifacts tree), made by ``slmlab mcts run --run results/mcts-long --rounds 10 --episodes-per-round 50 --sims 2
+    --budget 16``: 500 episodes, resumable like every run folder; the notebook draws its reward curve when it
+    exists."""
+    return _made(spec.long_run_dir(artifacts_root(quick)))
 
 
 def chapter_items(settings: ChapterSettings, qa_file: str | Path | None = None) -> tuple[list[TaskItem], list[TaskItem]]:
@@ -142,7 +151,7 @@ def evaluate_run(
     ``eval_summary.md`` / ``.csv``. A finished evaluation with the same settings, methods, items and network
     (``eval.json`` records them) is read back instead of redone."""
     run_dir = Path(run_dir)
-    eval_path, eval_meta = run_dir / "eval.csv", run_dir / "eval.json"
+    eval_path, eval_meta = run_dir / spec.EVAL_FILE, run_dir / spec.EVAL_RECORD_FILE
     wanted = {
         "settings": asdict(settings.evaluation()),
         "methods": list(methods),
@@ -160,8 +169,8 @@ def evaluate_run(
         )
         atomic_write_json(eval_meta, wanted)
     table = summarize_evaluation(frame)
-    atomic_write_text(run_dir / "eval_summary.md", table.to_markdown(index=False) + "\n")
-    atomic_write_text(run_dir / "eval_summary.csv", table.to_csv(index=False))
+    atomic_write_text(run_dir / spec.EVAL_SUMMARY_FILE, table.to_markdown(index=False) + "\n")
+    atomic_write_text(run_dir / spec.EVAL_SUMMARY_CSV_FILE, table.to_csv(index=False))
     return frame
 
 
@@ -202,5 +211,5 @@ def run_chapter(
         ],
         "evaluation": json.loads(table.to_json(orient="records")),
     }
-    atomic_write_json(run_dir / "summary.json", summary)
+    atomic_write_json(run_dir / spec.SUMMARY_FILE, summary)
     return summary

@@ -37,14 +37,23 @@ from slmlab.mcts.features import RunningStats, feature_dim, state_features
 from slmlab.mcts.learning import TrainReport, TrainSettings, train_network
 from slmlab.mcts.lm_env import EnvConfig, LMEnvironment, RewardFn
 from slmlab.mcts.macro import MACROS, Macro
-from slmlab.mcts.network import NetworkEvaluator, PolicyValueNet, load_network
+from slmlab.mcts.network import NetworkConfig, NetworkEvaluator, PolicyValueNet, load_network
 from slmlab.mcts.qa import qa_correct
 from slmlab.mcts.replay import ReplayBuffer
 from slmlab.mcts.reward import reply_mean_logprob
+from slmlab.mcts.spec import (
+    BUDGET,
+    CONFIG_FILE,
+    EPISODES_FILE,
+    NETWORK_DIR,
+    NETWORK_FILE,
+    PARALLEL_LEAVES,
+    REPLAY_DIR,
+    SIMULATIONS,
+    SPAN_TOKENS,
+)
+from slmlab.runlog import METRICS_FILE
 from slmlab.tasks import TaskItem
-
-CONFIG_FILE = "config.json"
-EPISODES_FILE = "episodes.jsonl"
 
 
 @dataclass(frozen=True)
@@ -53,11 +62,11 @@ class SearchSettings:
     drawn from the visit counts at ``temperature`` and the root gets Dirichlet noise; otherwise (evaluation,
     serving) the most visited action is played."""
 
-    simulations: int = 8
+    simulations: int = SIMULATIONS
     temperature: float = 1.0
     temperature_moves: int = 3
     tree_reuse: bool = True
-    parallel_leaves: int = 4  # simulations per batched round (see MCTSConfig.parallel_leaves); 1 = one at a time
+    parallel_leaves: int = PARALLEL_LEAVES  # simulations per batched round (see MCTSConfig.parallel_leaves); 1 = one at a time
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -277,14 +286,14 @@ def _majority_end(pool: AnswerPool, state: LMEnvironment) -> LMEnvironment:
 class SelfPlayConfig:
     """Everything that shapes the positions of a self-play folder (saved as ``config.json``)."""
 
-    span_tokens: int = 8
-    budget: int = 48
-    simulations: int = 8
-    temperature_moves: int = 3
+    span_tokens: int = SPAN_TOKENS
+    budget: int = BUDGET
+    simulations: int = SIMULATIONS
+    temperature_moves: int = SearchSettings.temperature_moves
     replay_capacity: int = 20_000
-    hidden: int = 128
-    early_stop: bool = False  # see EnvConfig.early_stop
-    parallel_leaves: int = 4  # see SearchSettings.parallel_leaves
+    hidden: int = NetworkConfig.hidden
+    early_stop: bool = EnvConfig.early_stop  # offer STOP before the model ends its reply
+    parallel_leaves: int = PARALLEL_LEAVES  # see SearchSettings.parallel_leaves
     seed: int = 0
 
     def env_config(self) -> EnvConfig:
@@ -332,7 +341,13 @@ def _check_config(run_dir: Path, config: SelfPlayConfig) -> None:
 
 
 def network_path(run_dir: str | Path) -> Path:
-    return Path(run_dir) / "network" / "network.pt"
+    """The run's trained policy-value network (``network/network.pt``)."""
+    return Path(run_dir) / NETWORK_DIR / NETWORK_FILE
+
+
+def network_metrics_path(run_dir: str | Path) -> Path:
+    """The network's training log, one JSON line per step (``network/metrics.jsonl``)."""
+    return Path(run_dir) / NETWORK_DIR / METRICS_FILE
 
 
 def current_network(run_dir: str | Path, model, config: SelfPlayConfig) -> PolicyValueNet:
@@ -388,7 +403,7 @@ def self_play(
     net = current_network(run_dir, model, config)
     featurizer = Featurizer(embedder)
     evaluator = NetworkEvaluator(net, featurizer)
-    buffer = ReplayBuffer(run_dir / "replay", config.replay_capacity, net.config.feature_dim)
+    buffer = ReplayBuffer(run_dir / REPLAY_DIR, config.replay_capacity, net.config.feature_dim)
     first = _drop_partial_line(run_dir / EPISODES_FILE)
     start, played, positions = time.perf_counter(), [], 0
     bar = tqdm(range(first, first + episodes), desc="self-play", unit="episode", disable=not progress)
@@ -418,5 +433,5 @@ def train_round(
     """Train the run's network on its replay buffer up to ``settings.steps`` (resuming where it stopped)."""
     run_dir = Path(run_dir)
     net = current_network(run_dir, model, config)
-    buffer = ReplayBuffer.open(run_dir / "replay")
-    return train_network(net, buffer, settings, out_dir=run_dir / "network", progress=progress)
+    buffer = ReplayBuffer.open(run_dir / REPLAY_DIR)
+    return train_network(net, buffer, settings, out_dir=run_dir / NETWORK_DIR, progress=progress)

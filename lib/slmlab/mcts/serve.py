@@ -28,11 +28,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from slmlab.errors import SlmLabError
 from slmlab.generation import DecodingConfig
 from slmlab.mcts.macro import Controller, ControllerResult, Macro, MacroState, Span, redact_trace, trace_step
+from slmlab.mcts.spec import BUDGET, MAX_BUDGET, SPAN_TOKENS
+from slmlab.mcts.spec import CONTROLLERS as CONTROLLER_NAMES
 
 logger = logging.getLogger("slmlab.serve")
 
 MAX_PROMPT_CHARS = 4000
-DEFAULT_BUDGET = 64
+DEFAULT_BUDGET = BUDGET  # a request's budget when it names none (or max_budget, when that is smaller)
 THINK_CUE = "Let's think step by step."
 ANSWER_CUE = "\n\nAnswer:"
 
@@ -68,7 +70,7 @@ class ScriptedController:
     def __init__(
         self,
         model,
-        span_tokens: int = 16,
+        span_tokens: int = SPAN_TOKENS,
         think_first: bool = True,
         thought_tokens: int | None = None,
         temperature: float = 0.7,
@@ -186,13 +188,16 @@ def _new_text(tokenizer, before: Sequence[int], new: Sequence[int]) -> str:
 
 
 def _mcts_controller(model, **options) -> Controller:
-    from slmlab.mcts.controller import MCTSController  # imported late: it loads torch, which the scripted one does not need
+    from slmlab.mcts.controller import MCTSController  # lazy: it loads torch, which the scripted controller does without
 
     return MCTSController(model, **options)
 
 
-CONTROLLERS: dict[str, Callable[..., Controller]] = {"scripted": ScriptedController, "mcts": _mcts_controller}
-"""Controller name → ``factory(model)``; ``slmlab serve --controller`` offers these names."""
+CONTROLLERS: dict[str, Callable[..., Controller]] = dict(
+    zip(CONTROLLER_NAMES, (ScriptedController, _mcts_controller), strict=True)
+)
+"""Controller name (:data:`slmlab.mcts.spec.CONTROLLERS`) → ``factory(model)``; ``slmlab serve --controller`` offers
+these names."""
 
 
 # --- the HTTP app ----------------------------------------------------------------------------------------
@@ -257,7 +262,7 @@ async def _invalid_request(request: Request, exc: RequestValidationError) -> JSO
     return JSONResponse(status_code=422, content={"detail": detail, "errors": errors})
 
 
-def create_app(controller_factory: Callable[[], Controller], max_budget: int = 512) -> FastAPI:
+def create_app(controller_factory: Callable[[], Controller], max_budget: int = MAX_BUDGET) -> FastAPI:
     """The HTTP app. ``controller_factory`` is called once, on the first request, so building the app is cheap."""
     if max_budget < 1:
         raise ValueError(f"max_budget must be >= 1, got {max_budget}")

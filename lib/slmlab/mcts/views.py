@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 
 from slmlab.mcts.macro import Macro
+from slmlab.mcts.selfplay import episodes_done
+from slmlab.plots import moving_mean
 from slmlab.runlog import read_metrics
 
 ACTION_COLOURS = {
@@ -142,12 +144,8 @@ def plot_rewards(episodes: Sequence[dict], window: int = 5, ax=None):
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 3))
     ax.plot(np.arange(len(rewards)), rewards, "o", ms=3, alpha=0.6, label="episode")
-    if len(rewards) >= window > 1:
-        ax.plot(
-            np.arange(window - 1, len(rewards)),
-            np.convolve(rewards, np.ones(window) / window, mode="valid"),
-            label=f"mean of {window}",
-        )
+    if len(rewards) >= window > 1:  # the mean of full windows only
+        ax.plot(np.arange(window - 1, len(rewards)), moving_mean(rewards, window)[window - 1 :], label=f"mean of {window}")
     ax.set_xlabel("self-play episode")
     ax.set_ylabel("reward")
     ax.set_ylim(-0.02, 1.02)
@@ -161,8 +159,6 @@ def plot_reward_curve(run_dir: str | Path, window: int = 25, ax=None):
     over ``window`` episodes (line), for a long run. Returns the figure."""
     import matplotlib.pyplot as plt
 
-    from slmlab.mcts.selfplay import episodes_done  # torch comes with it, so only when a curve is drawn
-
     rewards = np.array([e["reward"] for e in episodes_done(run_dir)], dtype=float)
     if not len(rewards):
         raise ValueError(f"{run_dir} holds no finished self-play episode")
@@ -171,7 +167,7 @@ def plot_reward_curve(run_dir: str | Path, window: int = 25, ax=None):
     episodes = np.arange(len(rewards))
     ax.plot(episodes, rewards, ".", ms=3, alpha=0.35, color="#4c72b0", label="episode reward")
     window = max(1, min(window, len(rewards)))
-    average = np.convolve(rewards, np.ones(window) / window, mode="valid")
+    average = moving_mean(rewards, window)[window - 1 :]  # full windows only
     ax.plot(episodes[window - 1 :], average, color="#c44e52", lw=2, label=f"moving average of {window}")
     ax.set_xlabel("self-play episode")
     ax.set_ylabel("reward")
@@ -216,9 +212,8 @@ def plot_training(metrics_path: str | Path, ax=None, smooth: int = 1):
     steps = np.array([r["step"] for r in records])
     for key, label in (("policy_loss", "policy"), ("value_loss", "value"), ("total_loss", "total")):
         values = np.array([r[key] for r in records], dtype=float)
-        if smooth > 1 and len(values) >= smooth:
-            values = np.convolve(values, np.ones(smooth) / smooth, mode="valid")
-            ax.plot(steps[smooth - 1 :], values, label=label)
+        if smooth > 1 and len(values) >= smooth:  # full windows only
+            ax.plot(steps[smooth - 1 :], moving_mean(values, smooth)[smooth - 1 :], label=label)
         else:
             ax.plot(steps, values, label=label)
     ax.set_xlabel("step")
