@@ -8,7 +8,7 @@ import unicodedata
 
 import pytest
 
-from slmlab.tinylm.clean import REPORT_COLUMNS, CleanConfig, clean_corpus, normalize_text, word_shingles
+from slmlab.tinylm.clean import REPORT_COLUMNS, CleanConfig, clean_corpus, clean_text, word_shingles
 from slmlab.tinylm.corpus import Document
 
 WORDS = [
@@ -95,10 +95,10 @@ def test_normalization():
     decomposed = unicodedata.normalize("NFD", "Caf\u00e9 na\u00efve")
     assert decomposed != "Caf\u00e9 na\u00efve"
     text = f"{decomposed}   \r\nline two\t\r\n\n\n\n\n\nline three\rend  "
-    assert normalize_text(text) == "Caf\u00e9 na\u00efve\nline two\n\n\nline three\nend\n"
-    assert normalize_text(text, CleanConfig(max_blank_lines=0)) == "Caf\u00e9 na\u00efve\nline two\nline three\nend\n"
+    assert clean_text(text) == "Caf\u00e9 na\u00efve\nline two\n\n\nline three\nend\n"
+    assert clean_text(text, CleanConfig(max_blank_lines=0)) == "Caf\u00e9 na\u00efve\nline two\nline three\nend\n"
     result = clean_corpus([Document("nfd", text), Document("blank", " \n\t\n")], min_chars=1)
-    assert result.documents == [Document("nfd", normalize_text(text))]
+    assert result.documents == [Document("nfd", clean_text(text))]
     assert result.removed == [("blank", "empty after normalization")]
 
 

@@ -13,7 +13,6 @@ import pytest
 
 from slmlab.errors import CorpusError
 from slmlab.tinylm.corpus import (
-    MANIFEST_NAME,
     STDLIB_EXCLUDED_FOLDERS,
     Document,
     default_corpus,
@@ -21,6 +20,7 @@ from slmlab.tinylm.corpus import (
     split_documents,
     write_corpus_folder,
 )
+from slmlab.tinylm.spec import MANIFEST_FILE
 
 BINARY = bytes(range(256)) * 4
 
@@ -144,9 +144,9 @@ def test_write_corpus_folder_round_trip(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the manifest is not read as a document
         assert load_documents(folder) == documents
-    manifest = json.loads((folder / MANIFEST_NAME).read_text(encoding="utf-8"))
+    manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
     assert [entry["source"] for entry in manifest["documents"]] == [d.source for d in documents]
     for entry in manifest["documents"]:
         data = (folder / entry["file"]).read_bytes()
         assert entry["bytes"] == len(data) and entry["sha256"] == hashlib.sha256(data).hexdigest()
-    assert sorted(path.name for path in folder.iterdir()) == sorted([MANIFEST_NAME] + [e["file"] for e in manifest["documents"]])
+    assert sorted(path.name for path in folder.iterdir()) == sorted([MANIFEST_FILE] + [e["file"] for e in manifest["documents"]])

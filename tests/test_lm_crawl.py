@@ -20,8 +20,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from slmlab.tinylm.corpus import MANIFEST_NAME, load_documents
+from slmlab.tinylm.corpus import load_documents
 from slmlab.tinylm.crawl import CrawlConfig, crawl, page_links
+from slmlab.tinylm.spec import MANIFEST_FILE
 
 WORDS = [
     "the",
@@ -215,14 +216,14 @@ def test_crawl_follows_the_rules(site, hosts, tmp_path):
 def test_manifest_matches_the_files(site, hosts, tmp_path):
     out = tmp_path / "corpus"
     result = crawl(f"{site.url}/index.html", out, depth=1, max_pages=50, **FAST)
-    manifest = json.loads((out / MANIFEST_NAME).read_text(encoding="utf-8"))
+    manifest = json.loads((out / MANIFEST_FILE).read_text(encoding="utf-8"))
     assert manifest["url"] == f"{site.url}/index.html" and manifest["skipped"] == result.skipped
     assert manifest["settings"]["depth"] == 1 and manifest["settings"]["delay_used"] == FAST["delay"]
     assert [entry["url"] for entry in manifest["pages"]] == [page.url for page in result.pages]
     for entry in manifest["pages"]:
         data = (out / entry["file"]).read_bytes()
         assert entry["bytes"] == len(data) and entry["sha256"] == hashlib.sha256(data).hexdigest()
-    assert sorted(path.name for path in out.iterdir()) == sorted([MANIFEST_NAME] + [e["file"] for e in manifest["pages"]])
+    assert sorted(path.name for path in out.iterdir()) == sorted([MANIFEST_FILE] + [e["file"] for e in manifest["pages"]])
     documents = load_documents(out)
     assert [d.source for d in documents] == [page.url for page in result.pages]
     assert "Page a" in documents[1].text and "<" not in documents[1].text
@@ -248,7 +249,7 @@ def test_unreachable_start_is_counted(hosts, tmp_path):
         port = probe.getsockname()[1]  # closed again below: nothing listens there
     result = crawl(f"http://127.0.0.1:{port}/", tmp_path / "none", **FAST)
     assert result.pages == [] and result.skipped == {"unreachable": 1} and result.requests == 2
-    assert json.loads((tmp_path / "none" / MANIFEST_NAME).read_text())["pages"] == []
+    assert json.loads((tmp_path / "none" / MANIFEST_FILE).read_text())["pages"] == []
 
 
 def test_crawl_delay_from_robots_is_honoured(tmp_path, hosts):

@@ -19,7 +19,7 @@ from slmlab.tinylm.views import (
     batch_table,
     checkpoint_table,
     checkpoints_panel,
-    compare_strategies,
+    compare_continuations,
     generation_panel,
     loss_curves,
     merges_table,
@@ -156,17 +156,17 @@ def test_generation_panel_loads_a_folder_and_accepts_another_model(run_dir, mode
     assert panel.model is model
 
 
-def test_compare_strategies_has_one_row_per_prompt_and_strategy(model):
+def test_compare_continuations_has_one_row_per_prompt_and_strategy(model):
     prompts = ["def ", "import "]
     configs = {
         "greedy": DecodingConfig(max_new_tokens=4),
         "top-k 5": DecodingConfig(strategy="sample", top_k=5, max_new_tokens=4),
         "beam x2": DecodingConfig(strategy="beam", num_beams=2, max_new_tokens=4),
     }
-    table = compare_strategies(model, prompts, configs)
+    table = compare_continuations(model, prompts, configs)
     assert len(table) == 6
     assert set(zip(table["prompt"], table["strategy"])) == {(p, s) for p in prompts for s in configs}
-    assert len(compare_strategies(model, prompts, max_new_tokens=3)) == 10  # the five default strategies
+    assert len(compare_continuations(model, prompts, max_new_tokens=3)) == 10  # the five default strategies
 
 
 def test_token_view_escapes_html_and_shows_every_piece(data):

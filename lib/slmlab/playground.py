@@ -30,7 +30,8 @@ def compare_strategies(
     strategies: Mapping[str, DecodingConfig] | None = None,
     progress: bool = True,
 ):
-    """Generate every prompt under every strategy; one row per (prompt, strategy).
+    """Generate every prompt (as a chat turn) under every strategy; one row per (prompt, strategy) with the reply,
+    its new tokens and the seconds per prompt.
 
     Strategies the backend cannot run (beam search on MLX) are left out, with a note in the table.
     """

@@ -15,26 +15,10 @@ import pandas as pd
 from datasketch import MinHash, MinHashLSH
 
 from slmlab.tinylm.corpus import Document
+from slmlab.tinylm.spec import CleanConfig as CleanConfig
 
 REPORT_COLUMNS = ("step", "documents_in", "documents_out", "bytes_in", "bytes_out", "removed")
 REPLACEMENT_CHARACTER = "\ufffd"  # what a decoder leaves for bytes it could not read
-
-
-@dataclass(frozen=True)
-class CleanConfig:
-    """The cleaning steps' settings; the defaults keep nearly all of the standard library's source."""
-
-    unicode_form: str = "NFC"  # unicodedata normalization form
-    max_blank_lines: int = 2  # longer runs of blank lines collapse to this many
-    min_chars: int = 64  # shorter documents (after normalization) are dropped
-    max_chars: int = 1_000_000  # longer ones too (a dump, a data file)
-    min_printable_fraction: float = 0.98  # share of printable or whitespace characters a text needs
-    min_alpha_fraction: float = 0.25  # share of letters a text needs (the standard library's lowest is about 0.28)
-    max_replacement_fraction: float = 0.001  # share of U+FFFD above which a text counts as badly decoded
-    shingle_words: int = 5  # near duplicates: documents are sets of shingles of this many consecutive words
-    num_perm: int = 128  # MinHash permutations
-    near_duplicate_threshold: float = 0.8  # estimated Jaccard similarity from which a document is a near duplicate
-    seed: int = 0  # MinHash seed
 
 
 @dataclass
@@ -73,7 +57,7 @@ def clean_corpus(documents: Sequence[Document], config: CleanConfig | None = Non
     return CleanResult(documents=current, report=pd.DataFrame(rows, columns=list(REPORT_COLUMNS)), removed=removed)
 
 
-def normalize_text(text: str, config: CleanConfig | None = None) -> str:
+def clean_text(text: str, config: CleanConfig | None = None) -> str:
     """Unicode normalization, ``\\n`` line endings, no trailing whitespace, at most ``max_blank_lines`` blank lines."""
     config = config or CleanConfig()
     text = unicodedata.normalize(config.unicode_form, text).replace("\r\n", "\n").replace("\r", "\n")
@@ -104,7 +88,7 @@ def word_shingles(text: str, size: int) -> set[str]:
 def _normalize(documents: list[Document], config: CleanConfig) -> tuple[list[Document], list[tuple[str, str]]]:
     kept, removed = [], []
     for document in documents:
-        text = normalize_text(document.text, config)
+        text = clean_text(document.text, config)
         if text:
             kept.append(Document(source=document.source, text=text))
         else:

@@ -9,8 +9,20 @@ import dataclasses
 import json
 import typing
 from pathlib import Path
+from urllib.parse import urlparse
+
+from slmlab.generation import DecodingConfig
+from slmlab.io import save_table
+from slmlab.models import load_model
+from slmlab.runlog import add_wandb_option
+from slmlab.settings import artifacts_root, quick_mode
+from slmlab.tinylm import spec
+from slmlab.tinylm.corpus import load_documents, write_corpus_folder
+from slmlab.tinylm.distributed import launch
+from slmlab.tinylm.spec import CleanConfig, CrawlConfig, LMTrainConfig, ModelConfig, PrepareConfig
 
 DEFAULT = " (default: %(default)s)"
+HERE = Path()  # the artifacts root as help texts show it: paths relative to it
 
 
 # --- options read from the config dataclasses --------------------------------------------------------
@@ -20,19 +32,19 @@ def add_config_options(parser: argparse.ArgumentParser, cls: type, skip: tuple[s
     """One ``--field-name`` option per scalar field of the dataclass ``cls``; each defaults to None (= the field's
     default, shown in the help), so a config built with :func:`config_from` changes only what was given."""
     hints = typing.get_type_hints(cls)
-    for spec in dataclasses.fields(cls):
-        kind = _scalar_type(hints[spec.name])
-        if spec.name in skip or kind is None:
+    for item in dataclasses.fields(cls):
+        kind = _scalar_type(hints[item.name])
+        if item.name in skip or kind is None:
             continue
-        default = spec.default if spec.default is not dataclasses.MISSING else spec.default_factory()
-        flag = "--" + (prefix + spec.name).replace("_", "-")
+        default = item.default if item.default is not dataclasses.MISSING else item.default_factory()
+        flag = "--" + (prefix + item.name).replace("_", "-")
         if kind is bool:
             parser.add_argument(
-                flag, dest=prefix + spec.name, action=argparse.BooleanOptionalAction, default=None, help=f"(default: {default})"
+                flag, dest=prefix + item.name, action=argparse.BooleanOptionalAction, default=None, help=f"(default: {default})"
             )
         else:
             parser.add_argument(
-                flag, dest=prefix + spec.name, type=kind, default=None, metavar=spec.name.upper(), help=f"(default: {default})"
+                flag, dest=prefix + item.name, type=kind, default=None, metavar=item.name.upper(), help=f"(default: {default})"
             )
 
 
@@ -40,9 +52,9 @@ def config_from(args: argparse.Namespace, cls: type, base=None, prefix: str = ""
     """``base`` (default: ``cls()``) with the fields given on the command line replaced."""
     base = base if base is not None else cls()
     given = {
-        spec.name: getattr(args, prefix + spec.name)
-        for spec in dataclasses.fields(cls)
-        if getattr(args, prefix + spec.name, None) is not None
+        item.name: getattr(args, prefix + item.name)
+        for item in dataclasses.fields(cls)
+        if getattr(args, prefix + item.name, None) is not None
     }
     return dataclasses.replace(base, **given)
 
@@ -58,7 +70,7 @@ def _scalar_type(hint) -> type | None:
 
 
 def _crawl(args: argparse.Namespace) -> int:
-    from slmlab.tinylm.crawl import CrawlConfig, crawl
+    from slmlab.tinylm.crawl import crawl  # lazy: keeps `slmlab` startup free of trafilatura and lxml
 
     out = Path(args.out) if args.out else _default_corpus_dir(args.url)
     result = crawl(args.url, out, config_from(args, CrawlConfig))
@@ -67,14 +79,12 @@ def _crawl(args: argparse.Namespace) -> int:
         f"{len(result.pages)} pages ({sum(page.bytes for page in result.pages):,} bytes) from {result.requests} "
         f"requests; skipped: {skipped}"
     )
-    print(f"corpus folder: {result.out_dir} (manifest.json lists url, bytes and sha256 of each page)")
+    print(f"corpus folder: {result.out_dir} ({spec.MANIFEST_FILE} lists url, bytes and sha256 of each page)")
     return 0
 
 
 def _clean(args: argparse.Namespace) -> int:
-    from slmlab.io import save_table
-    from slmlab.tinylm.clean import CleanConfig, clean_corpus
-    from slmlab.tinylm.corpus import load_documents, write_corpus_folder
+    from slmlab.tinylm.clean import clean_corpus  # lazy: keeps `slmlab` startup free of pandas and datasketch
 
     result = clean_corpus(load_documents(args.corpus), config_from(args, CleanConfig))
     out = Path(args.out) if args.out else Path(str(Path(args.corpus).resolve()).rstrip("/") + "-clean")
@@ -86,13 +96,12 @@ def _clean(args: argparse.Namespace) -> int:
 
 
 def _tokenizer(args: argparse.Namespace) -> int:
-    from slmlab.settings import quick_mode
-    from slmlab.tinylm.prepare import PrepareConfig, default_data_dir, prepare_corpus
-    from slmlab.tinylm.tokenizer import merges
+    from slmlab.tinylm.prepare import prepare_corpus  # lazy: keeps `slmlab lm --help` free of torch
+    from slmlab.tinylm.tokenizer import merges  # lazy: keeps `slmlab lm --help` free of transformers
 
     base = PrepareConfig.quick() if (args.quick or quick_mode()) else PrepareConfig()
     config = config_from(args, PrepareConfig, base)
-    out = Path(args.out) if args.out else default_data_dir(quick=args.quick or None)
+    out = Path(args.out) if args.out else spec.data_dir(_root(args))
     data = prepare_corpus(args.corpus, out, config, progress=True)
     summary = data.summary
     print(json.dumps({key: summary[key] for key in ("documents", "bytes", "tokens", "bytes_per_token", "vocab_size")}))
@@ -102,11 +111,7 @@ def _tokenizer(args: argparse.Namespace) -> int:
 
 
 def train_config(args: argparse.Namespace):
-    """The :class:`~slmlab.tinylm.training.LMTrainConfig` of a parsed ``slmlab lm train`` command line."""
-    from slmlab.settings import quick_mode
-    from slmlab.tinylm.model import ModelConfig
-    from slmlab.tinylm.training import LMTrainConfig
-
+    """The :class:`~slmlab.tinylm.spec.LMTrainConfig` of a parsed ``slmlab lm train`` command line."""
     base = LMTrainConfig.quick() if (args.quick or quick_mode()) else LMTrainConfig()
     model = config_from(args, ModelConfig, base.model)
     return dataclasses.replace(config_from(args, LMTrainConfig, base), model=model)
@@ -114,17 +119,14 @@ def train_config(args: argparse.Namespace):
 
 def _train(args: argparse.Namespace) -> int:
     if args.nproc > 1 or args.nnodes > 1:
-        from slmlab.tinylm.distributed import launch
-
         forwarded = _without_launch_options(args.argv)
         return launch(args.nproc, forwarded, nnodes=args.nnodes, node_rank=args.node_rank, master=args.master)
-    from slmlab.tinylm.prepare import default_data_dir
-    from slmlab.tinylm.training import default_run_dir, train_lm
+    from slmlab.tinylm.training import train_lm  # lazy: keeps `slmlab lm --help` free of torch
 
-    quick = args.quick or None
+    root = _root(args)
     result = train_lm(
-        args.data or default_data_dir(quick=quick),
-        args.run_dir or default_run_dir(quick=quick),
+        args.data or spec.data_dir(root),
+        args.run_dir or spec.run_dir(root),
         train_config(args),
         resume=not args.fresh,
         device=args.device,
@@ -155,11 +157,7 @@ def _without_launch_options(argv: list[str]) -> list[str]:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from slmlab.generation import DecodingConfig
-    from slmlab.models import load_model
-    from slmlab.tinylm.training import default_run_dir
-
-    model = load_model(str(args.model or default_run_dir(quick=args.quick or None)), backend=args.backend)
+    model = load_model(str(args.model or spec.run_dir(_root(args))), backend=args.backend)
     config = DecodingConfig(
         strategy=args.strategy,
         max_new_tokens=args.max_new_tokens,
@@ -180,24 +178,26 @@ def _unescape(text: str) -> str:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from slmlab.tinylm.prepare import default_data_dir
-    from slmlab.tinylm.runs import evaluate_run
-    from slmlab.tinylm.training import default_run_dir
+    from slmlab.tinylm.runs import evaluate_run  # lazy: keeps `slmlab lm --help` free of torch
 
-    quick = args.quick or None
-    report = evaluate_run(
-        args.model or default_run_dir(quick=quick), args.data or default_data_dir(quick=quick), out=args.out, samples=args.samples
-    )
+    root = _root(args)
+    report = evaluate_run(args.model or spec.run_dir(root), args.data or spec.data_dir(root), out=args.out, samples=args.samples)
     print(json.dumps(report, indent=2, default=str))
     return 0
 
 
+def _root(args: argparse.Namespace) -> Path:
+    """The artifacts tree of the command line's mode: ``--quick``, else ``SLMLAB_QUICK``."""
+    return artifacts_root(args.quick or None)
+
+
 def _default_corpus_dir(url: str) -> Path:
-    from urllib.parse import urlparse
+    return spec.crawl_dir(artifacts_root(), (urlparse(url).hostname or "site").replace(":", "_"))
 
-    from slmlab.settings import data_dir
 
-    return data_dir() / "lm" / "corpus" / (urlparse(url).hostname or "site").replace(":", "_")
+def _default(path: Path) -> str:
+    """The help text's note on a default folder or file of the artifacts tree."""
+    return f"(default: {spec.shown(path)})"
 
 
 # --- the parser --------------------------------------------------------------------------------------
@@ -205,18 +205,12 @@ def _default_corpus_dir(url: str) -> Path:
 
 def add_lm_commands(commands) -> None:
     """``slmlab lm ...`` under the top-level parser's subcommands."""
-    from slmlab.tinylm.clean import CleanConfig
-    from slmlab.tinylm.crawl import CrawlConfig
-    from slmlab.tinylm.model import ModelConfig
-    from slmlab.tinylm.prepare import PrepareConfig
-    from slmlab.tinylm.training import LMTrainConfig
-
     lm = commands.add_parser("lm", help="chapter 07: a tiny language model trained from scratch")
     verbs = lm.add_subparsers(dest="lm_command", required=True)
 
     crawl = verbs.add_parser("crawl", help="gather a corpus from one web site (same site, robots.txt honoured)")
     crawl.add_argument("url")
-    crawl.add_argument("--out", default=None, help="corpus folder (default: data/lm/corpus/<host>)")
+    crawl.add_argument("--out", default=None, help="corpus folder " + _default(spec.crawl_dir(HERE, "<host>")))
     add_config_options(crawl, CrawlConfig)
     crawl.set_defaults(run=_crawl)
 
@@ -228,14 +222,15 @@ def add_lm_commands(commands) -> None:
 
     tokenizer = verbs.add_parser("tokenizer", help="train the BPE tokenizer and write the token files")
     tokenizer.add_argument("corpus", nargs="?", default=None, help="file, folder or glob (default: the standard library)")
-    tokenizer.add_argument("--out", default=None, help="token folder (default: data/lm/stdlib)")
+    tokenizer.add_argument("--out", default=None, help="token folder " + _default(spec.data_dir(HERE)))
     tokenizer.add_argument("--quick", action="store_true", help="quick mode's sizes and artifacts tree")
     add_config_options(tokenizer, PrepareConfig)
     tokenizer.set_defaults(run=_tokenizer)
 
     train = verbs.add_parser("train", help="pre-train the tiny model (resumes by default; --nproc N runs torchrun DDP)")
-    train.add_argument("--data", default=None, help="token folder (default: data/lm/stdlib)")
-    train.add_argument("--run-dir", default=None, help="run and model folder (default: adapters/tiny-lm)")
+    add_wandb_option(train)
+    train.add_argument("--data", default=None, help="token folder " + _default(spec.data_dir(HERE)))
+    train.add_argument("--run-dir", default=None, help="run and model folder " + _default(spec.run_dir(HERE)))
     train.add_argument("--quick", action="store_true", help="quick mode's recipe and artifacts tree")
     train.add_argument("--fresh", action="store_true", help="ignore existing checkpoints")
     train.add_argument("--device", default=None, help="cpu, cuda or mps (default: the best available)")
@@ -250,7 +245,7 @@ def add_lm_commands(commands) -> None:
 
     sample = verbs.add_parser("sample", help="continue a prompt with the trained model")
     sample.add_argument("prompt", nargs="+", help="text to continue (\\n and \\t are understood)")
-    sample.add_argument("--model", default=None, help="model folder or checkpoint (default: adapters/tiny-lm)")
+    sample.add_argument("--model", default=None, help="model folder or checkpoint " + _default(spec.run_dir(HERE)))
     sample.add_argument("--backend", default="torch", help="torch or mlx" + DEFAULT)
     sample.add_argument("--quick", action="store_true", help="quick mode's artifacts tree")
     sample.add_argument("--strategy", default="greedy", choices=("greedy", "sample", "beam"), help=DEFAULT.strip())
@@ -264,9 +259,9 @@ def add_lm_commands(commands) -> None:
     sample.set_defaults(run=_sample)
 
     evaluate = verbs.add_parser("eval", help="perplexity, bits per byte, BLEU and ROUGE against a bigram baseline")
-    evaluate.add_argument("--model", default=None, help="model folder (default: adapters/tiny-lm)")
-    evaluate.add_argument("--data", default=None, help="token folder (default: data/lm/stdlib)")
-    evaluate.add_argument("--out", default=None, help="report JSON (default: results/lm/eval.json)")
+    evaluate.add_argument("--model", default=None, help="model folder " + _default(spec.run_dir(HERE)))
+    evaluate.add_argument("--data", default=None, help="token folder " + _default(spec.data_dir(HERE)))
+    evaluate.add_argument("--out", default=None, help="report JSON " + _default(spec.eval_file(HERE)))
     evaluate.add_argument("--samples", type=int, default=None, help="held-out prefixes continued (default: EvalConfig)")
     evaluate.add_argument("--quick", action="store_true", help="quick mode's artifacts tree")
     evaluate.set_defaults(run=_eval)

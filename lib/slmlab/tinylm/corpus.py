@@ -20,8 +20,8 @@ from typing import NamedTuple
 
 from slmlab.errors import CorpusError
 from slmlab.io import atomic_write_folder
+from slmlab.tinylm.spec import MANIFEST_FILE
 
-MANIFEST_NAME = "manifest.json"  # a corpus folder's description of its files; never read as a document
 DEFAULT_SUFFIXES = (".py",)  # what the default corpus (the standard library) is made of
 # Folders left out of the default corpus: installed packages and bytecode are not the standard library's source,
 # and its test suites (about 19 MB, with deliberately broken encodings) would outweigh the library itself.
@@ -137,7 +137,7 @@ def write_corpus_folder(documents: Sequence[Document], folder: str | Path) -> Pa
             (tmp / name).write_bytes(data)
             entries.append({"source": document.source, "file": name, **file_digest(data)})
         manifest = {"documents": entries, "bytes": sum(entry["bytes"] for entry in entries)}
-        (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
     return atomic_write_folder(folder, write)
 
@@ -175,7 +175,7 @@ def _group(item: str | os.PathLike, suffixes: Sequence[str] | None) -> _Group:
         return _Group(str(path), False, files, _manifest_sources(path))
     if GLOB_CHARACTERS & set(str(item)):
         matches = sorted(Path(name) for name in glob.glob(str(path), recursive=True))
-        files = [file for file in matches if file.is_file() and _has_suffix(file, suffixes) and file.name != MANIFEST_NAME]
+        files = [file for file in matches if file.is_file() and _has_suffix(file, suffixes) and file.name != MANIFEST_FILE]
         if not files:
             raise CorpusError(f"No file matches the corpus pattern {item}{_suffix_note(suffixes)}.")
         return _Group(str(item), False, files, {})
@@ -189,7 +189,7 @@ def _folder_files(root: Path, suffixes: Sequence[str] | None, excluded: frozense
         for name in names:
             if name.startswith(".") or not _has_suffix(Path(name), suffixes):
                 continue
-            if name == MANIFEST_NAME and Path(folder) == root:
+            if name == MANIFEST_FILE and Path(folder) == root:
                 continue
             files.append(Path(folder) / name)
     return sorted(files)
@@ -257,7 +257,7 @@ def _read_text(file: Path) -> str:
 
 def _manifest_sources(folder: Path) -> dict[Path, str]:
     """File → original source (or URL) from a corpus folder's manifest, when it has a readable one."""
-    manifest = folder / MANIFEST_NAME
+    manifest = folder / MANIFEST_FILE
     if not manifest.is_file():
         return {}
     try:

@@ -21,7 +21,9 @@ from lxml import html as lxml_html
 from tqdm.auto import tqdm
 
 from slmlab.io import atomic_write_folder
-from slmlab.tinylm.corpus import MANIFEST_NAME, document_file_name, file_digest
+from slmlab.tinylm.corpus import document_file_name, file_digest
+from slmlab.tinylm.spec import MANIFEST_FILE
+from slmlab.tinylm.spec import CrawlConfig as CrawlConfig
 
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -38,19 +40,6 @@ SKIP_REASONS = {
     "too-large": "a body larger than max_page_bytes",
     "no-text": "trafilatura found no readable text",
 }
-
-
-@dataclass(frozen=True)
-class CrawlConfig:
-    """The crawl's limits and manners; ``slmlab lm crawl URL --max-pages N --depth D`` sets the first two."""
-
-    max_pages: int = 50  # pages written; the crawl stops when it has this many
-    depth: int = 2  # link hops from the start page (0: the start page only)
-    delay: float = 1.0  # seconds between two requests (a larger robots.txt Crawl-delay wins)
-    timeout: float = 10.0  # seconds per request
-    user_agent: str = "slmlab-crawler"
-    max_page_bytes: int = 5_000_000  # larger bodies are skipped unread
-    progress: bool = True  # a tqdm bar of the pages written
 
 
 @dataclass(frozen=True)
@@ -78,7 +67,7 @@ class CrawlResult:
 
     @property
     def manifest(self) -> Path:
-        return self.out_dir / MANIFEST_NAME
+        return self.out_dir / MANIFEST_FILE
 
 
 def crawl(url: str, out_dir: str | Path, config: CrawlConfig | None = None, **overrides: object) -> CrawlResult:
@@ -105,7 +94,7 @@ def crawl(url: str, out_dir: str | Path, config: CrawlConfig | None = None, **ov
     def write(tmp: Path) -> None:
         for page, data in pages:
             (tmp / page.file).write_bytes(data)
-        (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
     atomic_write_folder(out_dir, write)
     return CrawlResult(

@@ -10,6 +10,8 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from slmlab.backends import torch_device
+
 
 @dataclass(frozen=True)
 class Distributed:
@@ -36,8 +38,6 @@ def launched_by_torchrun() -> bool:
 def setup(device: str | None = None) -> Distributed:
     """Join the process group when started by ``torchrun`` (gloo on CPU, NCCL on CUDA); one process otherwise."""
     import torch
-
-    from slmlab.backends import torch_device
 
     if not launched_by_torchrun():
         return Distributed(device=device or torch_device())

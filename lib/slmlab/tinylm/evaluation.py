@@ -15,6 +15,7 @@ import pandas as pd
 
 from slmlab.errors import CorpusError
 from slmlab.generation import DecodingConfig
+from slmlab.trainloop import IGNORE_INDEX
 
 
 @dataclass(frozen=True)
@@ -202,13 +203,13 @@ def _device_of(model):
 
 
 def _batch_tensors(windows: Sequence[Window], device):
-    """Right-padded inputs, attention mask and targets (-100 on padding) of a batch of windows."""
+    """Right-padded inputs, attention mask and targets (IGNORE_INDEX on padding) of a batch of windows."""
     import torch
 
     width = max(len(w.inputs) for w in windows)
     inputs = torch.zeros((len(windows), width), dtype=torch.long)
     mask = torch.zeros_like(inputs)
-    targets = torch.full_like(inputs, -100)
+    targets = torch.full_like(inputs, IGNORE_INDEX)
     for row, window in enumerate(windows):
         n = len(window.inputs)
         inputs[row, :n] = torch.from_numpy(window.inputs)
@@ -233,7 +234,7 @@ def window_nats(model, windows: Sequence[Window], batch_size: int = DEFAULTS.bat
         for batch in tqdm(batches, desc="evaluate", unit="batch", disable=not progress):
             inputs, mask, targets = _batch_tensors(batch, device)
             logits = model(input_ids=inputs, attention_mask=mask).logits
-            losses = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100, reduction="none")
+            losses = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="none")
             total += float(losses.double().sum())  # summed in float64: the total grows with the held-out split
     return total
 

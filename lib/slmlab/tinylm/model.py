@@ -5,49 +5,19 @@ stock transformers format (safetensors + config + tokenizer), which ``slmlab.loa
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from slmlab.errors import CheckpointShapeError
 from slmlab.io import atomic_write_folder
 from slmlab.models.packaged import add_mlx_rope_theta
+from slmlab.tinylm.spec import ModelConfig as ModelConfig
 
 if TYPE_CHECKING:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 WEIGHTS_FILE = "model.safetensors"
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """The decoder's shape. The defaults (about 2M parameters with a 1,024-token vocabulary) train in minutes on
-    two CPU cores; a short context keeps each step cheap, and the BPE tokens make 128 of them about 400 bytes."""
-
-    hidden_size: int = 192
-    layers: int = 4
-    heads: int = 3  # 64-wide heads
-    kv_heads: int = 3  # fewer than ``heads``: grouped-query attention
-    intermediate_size: int = 512  # the SwiGLU MLP's inner width
-    context_length: int = 128
-    rope_theta: float = 10000.0
-    tie_embeddings: bool = True  # the output layer reuses the embedding matrix: far fewer parameters
-    init_std: float = 0.02
-    dropout: float = 0.0
-
-    def __post_init__(self) -> None:
-        problems = []
-        if self.hidden_size % self.heads:
-            problems.append(f"hidden_size {self.hidden_size} must be a multiple of heads {self.heads}")
-        if self.heads % self.kv_heads:
-            problems.append(f"heads {self.heads} must be a multiple of kv_heads {self.kv_heads}")
-        if (self.hidden_size // max(self.heads, 1)) % 2:
-            problems.append(f"the head width hidden_size/heads = {self.hidden_size / self.heads:g} must be even (RoPE)")
-        if min(self.layers, self.context_length, self.intermediate_size) < 1:
-            problems.append("layers, context_length and intermediate_size must be >= 1")
-        if problems:
-            raise ValueError("Invalid ModelConfig: " + "; ".join(problems))
 
 
 def llama_config(config: ModelConfig, tokenizer: PreTrainedTokenizerFast) -> LlamaConfig:

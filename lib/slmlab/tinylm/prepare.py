@@ -15,34 +15,19 @@ from functools import cached_property
 from pathlib import Path
 
 from slmlab.io import atomic_folder, atomic_write_json
-from slmlab.settings import data_dir, quick_mode
+from slmlab.settings import artifacts_root, quick_mode
+from slmlab.tinylm import spec
 from slmlab.tinylm.corpus import Document, load_documents, split_documents
+from slmlab.tinylm.spec import PrepareConfig as PrepareConfig
 from slmlab.tinylm.tokenizer import bytes_per_token, train_tokenizer
 from slmlab.tinylm.tokens import TokenFile, TokenLoader, encode_documents
 
 SPLITS = ("train", "valid")
-SUMMARY_FILE = "summary.json"
 
 
-@dataclass(frozen=True)
-class PrepareConfig:
-    """Which part of the corpus to use and how to tokenize it."""
-
-    vocab_size: int = 1024  # small: the output layer dominates a tiny model's cost on a CPU
-    min_frequency: int = 2
-    valid_fraction: float = 0.1
-    max_bytes: int | None = 6_000_000  # a seeded subset of the corpus's documents (None: all of it)
-    seed: int = 0
-
-    @classmethod
-    def quick(cls, seed: int = 0) -> PrepareConfig:
-        """Quick mode's sizes: a 300 kB corpus and a 512-token vocabulary, prepared in seconds."""
-        return cls(vocab_size=512, max_bytes=300_000, seed=seed)
-
-
-def default_data_dir(quick: bool | None = None, name: str = "stdlib") -> Path:
+def default_data_dir(quick: bool | None = None, name: str = spec.CORPUS) -> Path:
     """``data/lm/<name>`` (under ``quick/`` in quick mode)."""
-    return data_dir(quick) / "lm" / name
+    return spec.data_dir(artifacts_root(quick), name)
 
 
 def prepare_corpus(
@@ -68,7 +53,7 @@ def prepare_corpus(
             split: encode_documents(tokenizer, docs, folder / f"{split}.bin", progress=progress)
             for split, docs in zip(SPLITS, (train_docs, valid_docs))
         }
-        _write_documents(valid_docs, folder / "valid.jsonl")
+        _write_documents(valid_docs, folder / spec.VALID_DOCUMENTS_FILE)
         summary = {
             "corpus": str(corpus) if corpus is not None else "python standard library",
             "documents": {"train": len(train_docs), "valid": len(valid_docs)},
@@ -78,7 +63,7 @@ def prepare_corpus(
             "vocab_size": len(tokenizer),
             "config": asdict(config),
         }
-        atomic_write_json(folder / SUMMARY_FILE, summary)
+        atomic_write_json(folder / spec.DATA_SUMMARY_FILE, summary)
     return PreparedData(out_dir)
 
 
@@ -106,15 +91,15 @@ class PreparedData:
     folder: Path
 
     def __post_init__(self) -> None:
-        if not (self.folder / SUMMARY_FILE).is_file():
+        if not (self.folder / spec.DATA_SUMMARY_FILE).is_file():
             raise FileNotFoundError(
-                f"{self.folder} is not a prepared corpus (no {SUMMARY_FILE}); "
+                f"{self.folder} is not a prepared corpus (no {spec.DATA_SUMMARY_FILE}); "
                 "run `slmlab lm tokenizer` or slmlab.tinylm.prepare_corpus first"
             )
 
     @property
     def summary(self) -> dict:
-        return json.loads((self.folder / SUMMARY_FILE).read_text(encoding="utf-8"))
+        return json.loads((self.folder / spec.DATA_SUMMARY_FILE).read_text(encoding="utf-8"))
 
     def tokenizer(self, model_max_length: int | None = None):
         from transformers import AutoTokenizer
@@ -137,7 +122,7 @@ class PreparedData:
         )
 
     def valid_documents(self) -> list[Document]:
-        lines = (self.folder / "valid.jsonl").read_text(encoding="utf-8").splitlines()
+        lines = (self.folder / spec.VALID_DOCUMENTS_FILE).read_text(encoding="utf-8").splitlines()
         return [Document(**json.loads(line)) for line in lines if line.strip()]
 
     def fingerprint(self) -> dict:

@@ -9,16 +9,18 @@ from dataclasses import replace
 from pathlib import Path
 
 from slmlab.io import atomic_write_json, save_table
-from slmlab.settings import results_dir
+from slmlab.models import load_model
+from slmlab.settings import artifacts_root
+from slmlab.tinylm import spec
 from slmlab.tinylm.evaluation import BigramModel, EvalConfig, continuation_examples, evaluate_lm, score_continuations
 from slmlab.tinylm.prepare import PreparedData
 
-RESULTS = "lm"
-
 
 def default_results_dir(quick: bool | None = None) -> Path:
-    """``results/lm`` (``quick/results/lm`` in quick mode)."""
-    return results_dir(RESULTS, quick=quick)
+    """``results/lm`` (``quick/results/lm`` in quick mode), created on demand."""
+    folder = spec.results_dir(artifacts_root(quick))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def evaluate_run(
@@ -31,8 +33,6 @@ def evaluate_run(
 ) -> dict:
     """Score the model folder against a bigram fitted on the same training tokens; write ``eval.json`` (the report
     returned), ``continuations.csv`` (prefix, truth, model, bigram) and ``scores.csv`` (one row per system)."""
-    from slmlab.models import load_model
-
     config = replace(config, samples=samples) if samples else config
     data = PreparedData(Path(data_dir))
     lm = load_model(str(model_dir), backend="torch")
@@ -71,9 +71,9 @@ def evaluate_run(
         "config": config.__dict__,
     }
     report = _finite(report)
-    atomic_write_json(Path(out) if out else out_dir / "eval.json", report)
-    save_table(table.reset_index(names="system"), out_dir / "scores.csv")
-    save_table(examples, out_dir / "continuations.csv")
+    atomic_write_json(Path(out) if out else out_dir / spec.EVAL_FILE, report)
+    save_table(table.reset_index(names="system"), out_dir / spec.SCORES_FILE)
+    save_table(examples, out_dir / spec.CONTINUATIONS_FILE)
     return report
 
 

@@ -23,11 +23,11 @@ from tqdm.auto import tqdm
 from slmlab.errors import CorpusError
 from slmlab.io import atomic_write, atomic_write_json
 from slmlab.tinylm.tokenizer import TokenizerConfig
+from slmlab.trainloop import IGNORE_INDEX as IGNORE_INDEX  # re-exported: its home before the core held it
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-IGNORE_INDEX = -100  # labels ignored by Hugging Face causal LM losses
 SIDECAR_SUFFIX = ".json"
 Mode = Literal["random", "sequential"]
 
@@ -266,7 +266,7 @@ class TokenLoader:
         return self._permutations[epoch]
 
     def batch(self, step: int, rank: int = 0, world_size: int = 1) -> dict[str, torch.Tensor]:
-        """``input_ids``, ``attention_mask`` and ``labels`` (-100 on padding) of this rank's rows of ``step``."""
+        """``input_ids``, ``attention_mask`` and ``labels`` (IGNORE_INDEX on padding) of this rank's rows of ``step``."""
         if world_size < 1 or self.batch_size % world_size:
             raise ValueError(f"batch_size {self.batch_size} does not divide by world_size {world_size}")
         if not 0 <= rank < world_size:

@@ -14,66 +14,30 @@ import json
 import math
 import threading
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+import torch
+from transformers import get_cosine_with_min_lr_schedule_with_warmup
+
+from slmlab.backends import torch_device
 from slmlab.checkpoints import OPTIMIZER_FILE, latest_checkpoint, load_training_state, read_checkpoint, save_training_state
 from slmlab.environment import peak_rss_mb
 from slmlab.runlog import RUN_FILES, RunLog
-from slmlab.settings import adapters_dir
-from slmlab.tinylm import distributed
-from slmlab.tinylm.model import ModelConfig, build_model, count_parameters, load_weights, save_model, save_model_files
+from slmlab.settings import artifacts_root
+from slmlab.spec import TRAINING_METRICS_FILE
+from slmlab.tinylm import distributed, spec
+from slmlab.tinylm.model import build_model, count_parameters, load_weights, save_model, save_model_files
 from slmlab.tinylm.prepare import PreparedData, default_data_dir
+from slmlab.tinylm.spec import NOT_TRAJECTORY as NOT_TRAJECTORY
+from slmlab.tinylm.spec import PRECISIONS as PRECISIONS
+from slmlab.tinylm.spec import LMTrainConfig as LMTrainConfig
+from slmlab.tinylm.spec import ModelConfig as ModelConfig
 from slmlab.tinylm.tokens import TokenLoader
-from slmlab.trainloop import Callback, Checkpointing, StopRequested, TrainState, stop_when, train_loop
+from slmlab.trainloop import IGNORE_INDEX, Callback, Checkpointing, TrainState, stop_when, train_loop, training_metrics
 
-if TYPE_CHECKING:
-    import torch
-
-RUN_NAME = "tiny-lm"
-# settings that say how long to train, how often to look or save: a checkpoint differing only in these resumes
-NOT_TRAJECTORY = ("steps", "eval_every", "eval_batches", "save_every", "keep_checkpoints")
-PRECISIONS = ("fp32", "bf16")
 LOGGED = {"loss": "loss/train", "perplexity": "perplexity/train", "lr": "lr", "grad_norm": "grad_norm"}
-
-
-@dataclass(frozen=True)
-class LMTrainConfig:
-    """Model shape, batches and optimisation. The defaults are the chapter's recipe for two CPU cores."""
-
-    model: ModelConfig = field(default_factory=ModelConfig)
-    batch_size: int = 16  # windows per step, over all processes
-    sampling: str = "random"  # "random" windows or "sequential" packing (see slmlab.tinylm.tokens)
-    steps: int = 850  # about two minutes on two CPU cores with the default model
-    learning_rate: float = 3e-3
-    min_lr_ratio: float = 0.1  # the cosine ends at this share of the peak rate
-    warmup_steps: int = 28
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.95
-    grad_clip: float = 1.0
-    precision: str = "fp32"  # "bf16": bfloat16 autocast (CUDA, and CPUs with AVX512-BF16 or AMX); weights stay fp32
-    compile: bool = False  # torch.compile the model (inductor needs a C++ compiler on CPU)
-    eval_every: int = 100
-    eval_batches: int = 4  # validation windows scored = eval_batches × batch_size
-    save_every: int = 100
-    keep_checkpoints: int = 2
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.sampling not in ("random", "sequential"):
-            raise ValueError(f"sampling must be 'random' or 'sequential', got '{self.sampling}'")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got '{self.precision}'")
-        if min(self.batch_size, self.steps) < 1 or self.learning_rate <= 0:
-            raise ValueError("batch_size and steps must be >= 1 and learning_rate > 0")
-
-    @classmethod
-    def quick(cls) -> LMTrainConfig:
-        """Quick mode's recipe: a model and a run small enough to train in seconds under test."""
-        model = ModelConfig(hidden_size=64, layers=2, heads=4, kv_heads=4, intermediate_size=128, context_length=64)
-        return cls(model=model, batch_size=8, steps=120, warmup_steps=10, eval_every=40, eval_batches=4, save_every=40)
+RECIPE = LMTrainConfig()  # the default recipe; frozen, so one instance is a safe default argument
 
 
 @dataclass
@@ -92,15 +56,13 @@ class LMTrainResult:
 
 def default_run_dir(quick: bool | None = None) -> Path:
     """``adapters/tiny-lm`` (``quick/adapters/tiny-lm`` in quick mode)."""
-    return adapters_dir(RUN_NAME, quick=quick)
+    return spec.run_dir(artifacts_root(quick))
 
 
 def compiled(model):
     """``torch.compile(model)``; on a CPU without a vector ISA torch knows (or ``ATEN_CPU_CAPABILITY=default``), with
     inductor's C++ kernels kept scalar: torch 2.13's inductor still writes ``at::vec`` code there for a reduction that
     reads the token embedding by index, which then fails to build, while scalar code is what such a CPU runs anyway."""
-    import torch
-
     if torch.backends.cpu.get_cpu_capability() == "DEFAULT":
         import torch._inductor.config as inductor
 
@@ -111,7 +73,7 @@ def compiled(model):
 def train_lm(
     data_dir: str | Path | None = None,
     run_dir: str | Path | None = None,
-    config: LMTrainConfig = LMTrainConfig(),
+    config: LMTrainConfig = RECIPE,
     resume: bool = True,
     callbacks: Sequence[Callback] = (),
     progress: bool = True,
@@ -126,8 +88,6 @@ def train_lm(
     checkpoint; Ctrl+C does the same and is raised again. Under ``torchrun`` every process trains on its share of
     each step's batch and rank 0 writes the files.
     """
-    import torch
-
     context = distributed.setup(device)
     data = PreparedData(Path(data_dir) if data_dir else default_data_dir())
     run_dir = Path(run_dir) if run_dir else default_run_dir()
@@ -167,7 +127,11 @@ def train_lm(
     checkpointing = _checkpointing(run_dir, config, data, model, tokenizer, optimizer, scheduler, context)
     log = RunLog(run_dir, LOGGED, tensorboard=tensorboard, eval_tag="loss/valid", enabled=context.is_main)
     hooks = [log, *callbacks] + ([stop_when(stop)] if stop is not None else [])
-    stopped = False
+
+    def keep_model(state: TrainState) -> None:  # rank 0 writes the model folder, at the end or at a clean stop
+        if context.is_main:
+            save_model(model, tokenizer, run_dir)
+
     try:
         run = train_loop(
             train_step,
@@ -181,43 +145,36 @@ def train_lm(
             progress=progress and context.is_main,
             desc="tiny LM",
             save_on_interrupt=not context.enabled,
-            finish=lambda state: save_model(model, tokenizer, run_dir) if context.is_main else None,
-            metrics=lambda state: training_metrics(state, config, data, model, context),
-            metrics_path=run_dir / "training_metrics.json" if context.is_main else None,
+            finish=keep_model,
+            metrics=lambda state: _metrics(state, config, data, model, context),
+            metrics_path=run_dir / TRAINING_METRICS_FILE if context.is_main else None,
+            on_stop=keep_model,  # a clean stop: the loop has checkpointed; the run folder gets the weights so far
         )
-        state, resumed_from = run.state, run.resumed_from
-    except StopRequested:  # a clean stop: the loop has checkpointed; the run folder gets the weights so far
-        stopped = True
-        state, resumed_from = _state_of_latest(run_dir), -1
-        if context.is_main:
-            save_model(model, tokenizer, run_dir)
     finally:
         log.close()
         model.eval()
         distributed.teardown(context)
-    return LMTrainResult(
-        run_dir, state, resumed_from, stopped, count_parameters(model), run_dir / "training_metrics.json" if not stopped else None
-    )
+    metrics_path = None if run.stopped else run_dir / TRAINING_METRICS_FILE
+    return LMTrainResult(run_dir, run.state, run.resumed_from, run.stopped, count_parameters(model), metrics_path)
 
 
 def train_data_parallel(
     nproc: int,
     data_dir: str | Path,
     run_dir: str | Path,
-    config: LMTrainConfig = LMTrainConfig(),
+    config: LMTrainConfig = RECIPE,
     resume: bool = True,
     tensorboard: bool = True,
 ) -> LMTrainResult:
     """:func:`train_lm` on ``nproc`` processes started by ``torchrun`` (``slmlab lm train --nproc``), from a
     notebook or script: the processes cannot live inside a Jupyter kernel, so they are launched and waited for."""
-    from slmlab.tinylm.distributed import launch
-
     arguments = ["lm", "train", "--data", str(data_dir), "--run-dir", str(run_dir), *config_arguments(config)]
     arguments += ([] if resume else ["--fresh"]) + ([] if tensorboard else ["--no-tensorboard"])
-    status = launch(nproc, arguments)
+    status = distributed.launch(nproc, arguments)
     if status != 0:
         raise RuntimeError(f"torchrun exited with status {status}; its output above names the failing process")
-    metrics = json.loads((Path(run_dir) / "training_metrics.json").read_text(encoding="utf-8"))
+    metrics_path = Path(run_dir) / TRAINING_METRICS_FILE
+    metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
     state = TrainState(
         step=metrics["steps"],
         total_steps=config.steps,
@@ -226,7 +183,7 @@ def train_data_parallel(
         train_loss=[tuple(p) for p in metrics["train_loss"]],
         valid_loss=[tuple(p) for p in metrics["valid_loss"]],
     )
-    return LMTrainResult(Path(run_dir), state, -1, False, metrics["parameters"], Path(run_dir) / "training_metrics.json")
+    return LMTrainResult(Path(run_dir), state, -1, False, metrics["parameters"], metrics_path)
 
 
 def config_arguments(config: LMTrainConfig) -> list[str]:
@@ -244,7 +201,7 @@ def config_arguments(config: LMTrainConfig) -> list[str]:
 
 def overfit_one_batch(
     data_dir: str | Path | None = None,
-    config: LMTrainConfig = LMTrainConfig(),
+    config: LMTrainConfig = RECIPE,
     steps: int = 200,
     learning_rate: float = 3e-3,
     device: str | None = None,
@@ -254,10 +211,6 @@ def overfit_one_batch(
     Model, data and loss are wired up right when the loss falls to near zero (the model memorises the batch); a
     loss that stays near ln(vocabulary) means the labels, masks or optimiser are not connected.
     """
-    import torch
-
-    from slmlab.backends import torch_device
-
     device = device or torch_device()
     data = PreparedData(Path(data_dir) if data_dir else default_data_dir())
     tokenizer = data.tokenizer(model_max_length=config.model.context_length)
@@ -278,15 +231,11 @@ def overfit_one_batch(
 def autocast(device: str, precision: str):
     """The forward pass's precision: bfloat16 autocast for "bf16" (matrix products in bf16, weights and optimizer
     state in fp32), nothing for "fp32"."""
-    import torch
-
     return torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 def make_optimizer(model: torch.nn.Module, config: LMTrainConfig) -> torch.optim.AdamW:
     """AdamW with weight decay on the weight matrices (and embeddings) only, not on the norms."""
-    import torch
-
     params = {id(p): p for p in model.parameters() if p.requires_grad}.values()  # a tied matrix once
     decayed = [p for p in params if p.dim() >= 2]
     plain = [p for p in params if p.dim() < 2]
@@ -296,8 +245,6 @@ def make_optimizer(model: torch.nn.Module, config: LMTrainConfig) -> torch.optim
 
 def make_scheduler(optimizer, config: LMTrainConfig):
     """Linear warmup to the peak rate, then cosine decay to ``min_lr_ratio`` of it at ``steps``."""
-    from transformers import get_cosine_with_min_lr_schedule_with_warmup
-
     return get_cosine_with_min_lr_schedule_with_warmup(
         optimizer, config.warmup_steps, config.steps, min_lr_rate=config.min_lr_ratio
     )
@@ -308,15 +255,13 @@ def validation_loss(model: torch.nn.Module, loader: TokenLoader, batches: int, c
 
     Under data-parallel each process scores every ``world_size``-th batch and the sums are combined.
     """
-    import torch
-
     was_training = model.training
     model.eval()
     nats = tokens = 0.0
     with torch.inference_mode():
         for index in range(context.rank, min(batches, max(1, len(loader))), context.world_size):
             batch = {key: value.to(context.device) for key, value in loader.batch(index).items()}
-            predicted = int((batch["labels"][:, 1:] != -100).sum())
+            predicted = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
             nats += float(model(**batch).loss) * predicted
             tokens += predicted
     model.train(was_training)
@@ -324,27 +269,20 @@ def validation_loss(model: torch.nn.Module, loader: TokenLoader, batches: int, c
     return nats / tokens if tokens else math.nan
 
 
-def training_metrics(state: TrainState, config: LMTrainConfig, data: PreparedData, model, context) -> dict:
-    """``training_metrics.json``: the run's figures, curves and settings."""
+def _metrics(state: TrainState, config: LMTrainConfig, data: PreparedData, model, context) -> dict:
+    """``training_metrics.json``: the shared figures, curves and settings, with the model's size, the perplexity, the
+    processes, the device, the peak memory and the token folder."""
     final_valid = state.valid_loss[-1][1] if state.valid_loss else math.nan
-    final_train = state.train_loss[-1][1] if state.train_loss else math.nan
-    return {
-        "steps": state.step,
-        "parameters": count_parameters(model),
-        "final_train_loss": final_train,
-        "final_valid_loss": final_valid,
-        "final_valid_perplexity": math.exp(final_valid) if final_valid == final_valid else math.nan,
-        "trained_tokens": state.trained_tokens,
-        "train_seconds": round(state.seconds, 2),
-        "tokens_per_second": round(state.tokens_per_second, 1),
-        "processes": context.world_size,
-        "device": context.device,
-        "peak_rss_mb": round(peak_rss_mb(), 1),
-        "data_dir": str(data.folder),
-        "train_loss": state.train_loss,
-        "valid_loss": state.valid_loss,
-        "config": asdict(config),
-    }
+    return training_metrics(
+        state,
+        config,
+        parameters=count_parameters(model),
+        final_valid_perplexity=math.exp(final_valid) if final_valid == final_valid else math.nan,
+        processes=context.world_size,
+        device=context.device,
+        peak_rss_mb=round(peak_rss_mb(), 1),
+        data_dir=str(data.folder),
+    )
 
 
 # --- internals ------------------------------------------------------------------------------------
@@ -353,14 +291,9 @@ def training_metrics(state: TrainState, config: LMTrainConfig, data: PreparedDat
 def _data_parallel(model, context):
     if not context.enabled:
         return model
-    from torch.nn.parallel import DistributedDataParallel
-
-    return DistributedDataParallel(model, device_ids=[context.local_rank] if context.device.startswith("cuda") else None)
-
-
-def _state_of_latest(run_dir: Path) -> TrainState:
-    checkpoint = latest_checkpoint(run_dir)
-    return TrainState.from_dict(read_checkpoint(checkpoint)[0]) if checkpoint else TrainState()
+    return torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[context.local_rank] if context.device.startswith("cuda") else None
+    )
 
 
 @dataclass(frozen=True)
@@ -396,7 +329,7 @@ def _checkpointing(run_dir, config, data, model, tokenizer, optimizer, scheduler
         load_weights(model, folder)
         load_training_state(folder / OPTIMIZER_FILE, optimizer, scheduler)
 
-    settings = asdict(config) | {"data": data.fingerprint()}
+    settings = asdict(config) | {spec.DATA_SETTING: data.fingerprint()}
     return _RankCheckpointing(
         run_dir,
         settings,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import html
-import io
 import math
 import shutil
 import threading
@@ -23,29 +22,25 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from slmlab.checkpoints import checkpoint_step, list_checkpoints, validation_loss
+from slmlab.checkpoints import checkpoint_step, checkpoints_dir, list_checkpoints, validation_loss
 from slmlab.generation import DecodingConfig
+from slmlab.models import load_model
 from slmlab.playground import STYLE, DecodingControls, default_strategies
+from slmlab.plots import LivePicture, draw_losses, moving_mean, png_bytes, visible
 from slmlab.runlog import read_metrics
 from slmlab.tinylm.evaluation import decode_raw
 from slmlab.tinylm.tokenizer import merges, readable
-from slmlab.trainloop import Callback, TrainState
+from slmlab.tinylm.training import LMTrainConfig, LMTrainResult, train_lm
+from slmlab.trainloop import IGNORE_INDEX, Callback, TrainState
 
 if TYPE_CHECKING:
     from slmlab.backends.base import LanguageModel
-    from slmlab.tinylm.training import LMTrainConfig, LMTrainResult
 
-VISIBLE = {" ": "·", "\n": "↵", "\t": "⇥"}  # how whitespace is drawn inside a token
 PIECE_COLOURS = ("#dbe9f6", "#fde2c8", "#d9f0d3", "#eadcf3", "#f9d5d3")
 CURVE_COLOURS = {"train": "#4c72b0", "valid": "#dd8452", "lr": "#55a868", "grad_norm": "#8172b3"}
 
 
 # --- tokens -----------------------------------------------------------------------------------------------
-def visible(text: str) -> str:
-    """``text`` with spaces, newlines and tabs drawn as ``·``, ``↵`` and ``⇥``."""
-    return "".join(VISIBLE.get(char, char) for char in text)
-
-
 def merges_table(tokenizer, n: int = 20) -> pd.DataFrame:
     """The first ``n`` merges the BPE learned, in order: left + right → merged (whitespace made visible)."""
     rows = [
@@ -93,7 +88,7 @@ def batch_table(batch: Mapping[str, object]) -> pd.DataFrame:
                 "dtype": str(values.dtype),
                 "min": int(values.min()),
                 "max": int(values.max()),
-                "ignored (-100)": int((values == -100).sum()) if name == "labels" else 0,
+                f"ignored ({IGNORE_INDEX})": int((values == IGNORE_INDEX).sum()) if name == "labels" else 0,
             }
         )
     return pd.DataFrame(rows).set_index("tensor")
@@ -162,27 +157,9 @@ def plot_overfit(curve: Sequence[float], vocab_size: int | None = None):
 
 
 # --- training curves --------------------------------------------------------------------------------------
-def moving_mean(values: Sequence[float], window: int) -> np.ndarray:
-    """The mean of each value and up to ``window - 1`` before it (same length as ``values``)."""
-    values = np.asarray(values, dtype=float)
-    if window <= 1 or not len(values):
-        return values
-    sums = np.cumsum(np.insert(values, 0, 0.0))
-    counts = np.minimum(np.arange(1, len(values) + 1), window)
-    return (sums[1:] - sums[np.maximum(np.arange(1, len(values) + 1) - window, 0)]) / counts
-
-
 def _draw_loss(axis, train: Sequence[tuple[int, float]], valid: Sequence[tuple[int, float]], window: int) -> None:
-    if train:
-        steps, losses = zip(*train)
-        axis.plot(steps, losses, color=CURVE_COLOURS["train"], alpha=0.3, lw=0.8)
-        axis.plot(steps, moving_mean(losses, window), color=CURVE_COLOURS["train"], label="train")
-    if valid:
-        steps, losses = zip(*valid)
-        axis.plot(steps, losses, "o-", color=CURVE_COLOURS["valid"], label="valid")
-    axis.set_xlabel("step")
-    axis.set_ylabel("loss (nats/token)")
-    axis.legend(loc="upper right")
+    colours = (CURVE_COLOURS["train"], CURVE_COLOURS["valid"])
+    draw_losses(axis, train, valid, smooth=window, colours=colours, ylabel="loss (nats/token)", legend="upper right")
 
 
 def _draw_series(axis, points: Sequence[tuple[int, float]], key: str, label: str) -> None:
@@ -197,17 +174,28 @@ class LivePlot:
     """A :func:`~slmlab.tinylm.training.train_lm` callback that redraws loss (train and valid) and learning rate
     in place every ``every`` steps, at each evaluation and at the end.
 
-    ``target`` is an ``ipywidgets.Image`` (its value becomes the PNG; safe from a training thread) or None: an
-    IPython display handle, created at the first draw, is updated (under papermill the last picture stays in the
-    executed notebook). Drawn with matplotlib's object API, not pyplot, so a thread never touches pyplot's state.
+    ``target`` is an ``ipywidgets.Image`` or None (an IPython display updated in place): see
+    :class:`slmlab.plots.LivePicture`. Drawn with matplotlib's object API, not pyplot, so a thread never touches
+    pyplot's state.
     """
 
     def __init__(self, every: int = 10, target=None, smooth: int = 10, size: tuple[float, float] = (10.0, 3.2)):
-        self.every, self.target, self.smooth, self.size = max(1, every), target, smooth, size
+        self.every, self.smooth, self.size = max(1, every), smooth, size
+        self.picture = LivePicture(target)
         self.state: TrainState | None = None
         self.lr: list[tuple[int, float]] = []
-        self.draws = 0
-        self.handle = None
+
+    @property
+    def target(self):
+        return self.picture.target
+
+    @property
+    def handle(self):
+        return self.picture.handle
+
+    @property
+    def draws(self) -> int:
+        return self.picture.draws
 
     def __call__(self, event: str, state: TrainState) -> None:
         self.state = state
@@ -232,23 +220,10 @@ class LivePlot:
         return figure
 
     def png(self) -> bytes:
-        buffer = io.BytesIO()
-        self.figure().savefig(buffer, format="png", dpi=90)
-        return buffer.getvalue()
+        return png_bytes(self.figure(), dpi=90)
 
     def draw(self) -> None:
-        png = self.png()
-        if self.target is not None:
-            self.target.value = png
-        else:
-            from IPython.display import DisplayHandle, Image
-
-            if self.handle is None:
-                self.handle = DisplayHandle()
-                self.handle.display(Image(data=png))
-            else:
-                self.handle.update(Image(data=png))
-        self.draws += 1
+        self.picture.show(self.png())
 
 
 def loss_curves(run_dir: str | Path, smooth: int = 10):
@@ -329,8 +304,6 @@ class TrainingSession:
             self.last_step = state.step
 
     def _train(self, config: LMTrainConfig) -> None:
-        from slmlab.tinylm.training import train_lm
-
         try:
             self.result = train_lm(
                 self.data_dir,
@@ -360,7 +333,7 @@ class TrainingSession:
         verb = "stopped" if self.result.stopped else "finished"
         loss = self.result.final_valid_loss
         valid = f", validation loss {loss:.3f}" if loss == loss else ""
-        return f"{verb} at step {self.result.state.step}{resumed}{valid}; checkpoints in {self.run_dir / 'checkpoints'}"
+        return f"{verb} at step {self.result.state.step}{resumed}{valid}; checkpoints in {checkpoints_dir(self.run_dir)}"
 
 
 def panel_config(config: LMTrainConfig, steps: int, learning_rate: float, batch_size: int) -> LMTrainConfig:
@@ -416,9 +389,7 @@ def training_panel(data_dir: str | Path, run_dir: str | Path, config: LMTrainCon
 # --- generation -------------------------------------------------------------------------------------------
 def load_lm(folder: str | Path) -> LanguageModel:
     """A trained model folder (a run folder or one of its checkpoints) loaded on torch."""
-    import slmlab
-
-    return slmlab.load_model(str(folder), backend="torch")
+    return load_model(str(folder), backend="torch")
 
 
 def continuations(model: LanguageModel, prompts: Sequence[str], config: DecodingConfig) -> list[str]:
@@ -433,15 +404,17 @@ def sample_batch(model: LanguageModel, prompt: str, config: DecodingConfig, n: i
     return continuations(model, [prompt] * n, config.with_(batch_size=max(n, 1)))
 
 
-def compare_strategies(
+def compare_continuations(
     model: LanguageModel,
     prompts: Sequence[str],
     configs: Mapping[str, DecodingConfig] | None = None,
     max_new_tokens: int = 32,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Every prompt under every decoding config (default: greedy, temperature, top-k, top-p, beam), all prompts of
-    a config in one batch; one row per (prompt, strategy) with the continuation and seconds per prompt."""
+    """Every prompt continued as raw text (no chat template, whitespace kept: :func:`continuations`) under every
+    decoding config (default: :func:`slmlab.playground.default_strategies`), all prompts of a config in one batch;
+    one row per (prompt, strategy) with the continuation and seconds per prompt. A chat model's replies under the
+    same strategies: :func:`slmlab.playground.compare_strategies`."""
     configs = configs or default_strategies(max_new_tokens=max_new_tokens, seed=seed)
     rows = []
     for label, config in configs.items():
@@ -456,7 +429,7 @@ def compare_strategies(
 
 
 def strategies_view(table: pd.DataFrame):
-    """:func:`compare_strategies`' table as HTML: one row per strategy, one column per prompt, code kept as code."""
+    """:func:`compare_continuations`' table as HTML: one row per strategy, one column per prompt, code kept as code."""
     from IPython.display import HTML
 
     prompts = list(dict.fromkeys(table["prompt"]))
@@ -583,7 +556,7 @@ def checkpoints_panel(run_dir: str | Path, on_load: Callable[[LanguageModel], No
         table = checkpoint_table(run_dir)
         chooser.options = [(_checkpoint_label(row), row["path"]) for row in table.to_dict("records")]
         chooser.value = chooser.options[-1][1] if chooser.options else None
-        status.value = html.escape(f"{len(table)} checkpoints in {Path(run_dir) / 'checkpoints'}")
+        status.value = html.escape(f"{len(table)} checkpoints in {checkpoints_dir(run_dir)}")
         return table
 
     def select(step: int) -> None:
