@@ -27,8 +27,8 @@ from slmlab.environment import environment_report, peak_rss_mb
 from slmlab.io import atomic_write_json, created_now
 from slmlab.models import DEFAULT_MODEL, load_model
 from slmlab.rl.config import RLConfig
-from slmlab.rl.evaluate import EvalSettings, pass_at_1
-from slmlab.rl.tasks import CodeTask, default_tasks_dir, load_tasks
+from slmlab.rl.evaluate import PassAtOneSettings, pass_at_1
+from slmlab.rl.tasks import CodeTask, default_tasks_dir, load_code_tasks
 from slmlab.rl.trl_runner import ALGORITHMS, train_with_trl
 from slmlab.settings import results_dir
 
@@ -43,11 +43,11 @@ def benchmark_config(steps: int, quick: bool, seed: int) -> RLConfig:
 
 def train_subset(count: int, seed: int) -> list[CodeTask]:
     """A fixed seeded sample of ``count`` training tasks (in name order, so both sides see the same list)."""
-    tasks = load_tasks(default_tasks_dir() / "train")
+    tasks = load_code_tasks(default_tasks_dir() / "train")
     return sorted(random.Random(seed).sample(tasks, min(count, len(tasks))), key=lambda task: task.name)
 
 
-def heldout_pass_at_1(model: str, tasks: Sequence[CodeTask], settings: EvalSettings, adapter: Path | None = None) -> float:
+def heldout_pass_at_1(model: str, tasks: Sequence[CodeTask], settings: PassAtOneSettings, adapter: Path | None = None) -> float:
     """Greedy pass@1 on ``tasks`` of ``model``, with the PEFT adapter at ``adapter`` when given."""
     options = {"adapter": str(adapter)} if adapter is not None else {}
     lm = load_model(model, backend="torch", **options)
@@ -91,8 +91,8 @@ def run_trl(config: RLConfig, tasks: Sequence[CodeTask], run_dir: Path, model: s
 def measure(args: argparse.Namespace, config: RLConfig, work: Path) -> dict:
     """Train the chosen sides, then the held-out pass@1 of each adapter and of the base model."""
     tasks = train_subset(args.train_tasks, config.seed)
-    heldout = load_tasks(default_tasks_dir() / "heldout")[: args.heldout or None]
-    settings = EvalSettings(max_new_tokens=args.eval_tokens)
+    heldout = load_code_tasks(default_tasks_dir() / "heldout")[: args.heldout or None]
+    settings = PassAtOneSettings(max_new_tokens=args.eval_tokens)
     rows: dict[str, dict | None] = {"slmlab": None, "trl": None}
     if args.only in ("both", "slmlab"):
         rows["slmlab"] = run_slmlab(config, tasks, work / "slmlab", args.model)
@@ -141,7 +141,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--eval-tokens",
         type=int,
-        default=EvalSettings().max_new_tokens,
+        default=PassAtOneSettings().max_new_tokens,
         help="max new tokens of a held-out reply (default: %(default)s)",
     )
     parser.add_argument("--model", default=DEFAULT_MODEL, help="base model (default: %(default)s)")

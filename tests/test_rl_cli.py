@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 from slmlab.cli import main
-from slmlab.rl.tasks import default_tasks_dir, generate_families, load_tasks
+from slmlab.rl.tasks import default_tasks_dir, generate_families, load_code_tasks
 
 
 def test_the_committed_task_sets_are_what_the_generator_writes():
     train, held_out = generate_families(seed=0)
     for split, generated in (("train", train), ("heldout", held_out)):
-        committed = [task.to_dict() | {"source": ""} for task in load_tasks(default_tasks_dir() / split)]
+        committed = [task.to_dict() | {"source": ""} for task in load_code_tasks(default_tasks_dir() / split)]
         assert committed == [task.to_dict() | {"source": ""} for task in sorted(generated, key=lambda task: task.name)]
     assert len(train) >= 60 and len(held_out) >= 30
     assert not {task.name for task in train} & {task.name for task in held_out}
@@ -49,7 +49,7 @@ def test_check_refuses_a_selection_of_several_tasks(tmp_path, capsys):
 def test_generate_writes_loadable_files(tmp_path, capsys):
     assert main(["rl", "tasks", "--generate", str(tmp_path / "tasks"), "--seed", "1"]) == 0
     assert "68 train and 34 held-out" in capsys.readouterr().out
-    assert len(load_tasks(tmp_path / "tasks")) == 102
+    assert len(load_code_tasks(tmp_path / "tasks")) == 102
 
 
 def test_eval_measures_pass_at_1_and_writes_the_table(tmp_path, capsys):

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from slmlab.rl.evaluate import by_family, extract_code, pass_at_1, task_prompt
-from slmlab.rl.tasks import default_tasks_dir, load_humaneval, load_tasks
+from slmlab.rl.tasks import default_tasks_dir, load_code_tasks, load_humaneval
 
-TASKS = {task.name: task for task in load_tasks(default_tasks_dir())}
+TASKS = {task.name: task for task in load_code_tasks(default_tasks_dir())}
 
 
 def test_extract_code_takes_the_first_fenced_block_or_the_code_part():

@@ -21,13 +21,13 @@ from slmlab.rl.monitor import (
     LivePanel,
     WeightChangeMonitor,
     attempts_frame,
+    attempts_table,
     close_run_logger,
     code_tokens,
     line_tokens,
     next_token_table,
     per_task_curves,
     run_logger,
-    summary_table,
     token_report,
 )
 from slmlab.trainloop import TrainState
@@ -275,8 +275,8 @@ ATTEMPTS = pd.DataFrame(
 )
 
 
-def test_summary_table_per_task() -> None:
-    table = summary_table(ATTEMPTS)
+def test_attempts_table_per_task() -> None:
+    table = attempts_table(ATTEMPTS)
     assert table.index.tolist() == ["abs", "sum", "rev"]  # by family, then task
     assert table.columns.tolist() == [
         "family",
@@ -294,7 +294,7 @@ def test_summary_table_per_task() -> None:
     summed = table.loc["sum"]
     assert (summed["attempts"], summed["executed"], summed["pass_rate"]) == (2, 1, 0.0)
     assert math.isnan(summed["first_pass_step"])
-    assert summary_table(ATTEMPTS.iloc[0:0]).empty
+    assert attempts_table(ATTEMPTS.iloc[0:0]).empty
 
 
 def test_per_task_curves_means_and_window() -> None:
@@ -317,4 +317,4 @@ def test_attempts_frame_reads_the_run_file(tmp_path) -> None:
     (tmp_path / "attempts.jsonl").write_text("\n".join(lines) + '\n{"step": 5, "ta', encoding="utf-8")  # killed mid-line
     frame = attempts_frame(tmp_path)
     assert len(frame) == len(ATTEMPTS) and tuple(frame.columns) == ATTEMPT_COLUMNS
-    assert summary_table(frame).equals(summary_table(ATTEMPTS))
+    assert attempts_table(frame).equals(attempts_table(ATTEMPTS))

@@ -9,12 +9,12 @@ import pytest
 from slmlab.rl.scoring import score_programs
 from slmlab.rl.tasks import (
     CodeTask,
-    TaskFileError,
+    CodeTaskFileError,
     TaskNotFoundError,
     TestCase,
     generate_families,
+    load_code_tasks,
     load_humaneval,
-    load_tasks,
     validate_task,
     write_tasks,
 )
@@ -76,20 +76,22 @@ def test_write_and_load_round_trip_with_selection(tmp_path, families):
     train, held_out = families
     write_tasks(train, tmp_path / "rl" / "train")
     write_tasks(held_out, tmp_path / "rl" / "heldout")
-    loaded = load_tasks(tmp_path)  # recursive
+    loaded = load_code_tasks(tmp_path)  # recursive
     assert sorted(t.name for t in loaded) == sorted(t.name for t in train + held_out)
     by_name = {t.name: t for t in loaded}
     for task in train:
         assert by_name[task.name].to_dict() == task.to_dict()
     first = train[0]
-    assert [t.name for t in load_tasks(tmp_path, select=first.name)] == [first.name]
-    assert {t.name for t in load_tasks(tmp_path, select="add_*")} == {
+    assert [t.name for t in load_code_tasks(tmp_path, select=first.name)] == [first.name]
+    assert {t.name for t in load_code_tasks(tmp_path, select="add_*")} == {
         t.name for t in train + held_out if t.name.startswith("add_")
     }
-    assert len(load_tasks(tmp_path, select=str(tmp_path / "rl" / "heldout"))) == len(held_out)
-    assert [t.name for t in load_tasks(tmp_path, select=str(tmp_path / "rl" / "train" / f"{first.name}.json"))] == [first.name]
+    assert len(load_code_tasks(tmp_path, select=str(tmp_path / "rl" / "heldout"))) == len(held_out)
+    assert [t.name for t in load_code_tasks(tmp_path, select=str(tmp_path / "rl" / "train" / f"{first.name}.json"))] == [
+        first.name
+    ]
     with pytest.raises(TaskNotFoundError, match="no_such_task"):
-        load_tasks(tmp_path, select="no_such_task")
+        load_code_tasks(tmp_path, select="no_such_task")
 
 
 def test_list_file_and_stdio_task(tmp_path):
@@ -101,7 +103,7 @@ def test_list_file_and_stdio_task(tmp_path):
         "reference": "s = input()\nprint(s * 2)\n",
     }
     path = write(tmp_path / "pack.json", {"tasks": [TASK, stdio]})
-    tasks = load_tasks(path, validate=True)
+    tasks = load_code_tasks(path, validate=True)
     assert [t.kind for t in tasks] == ["function", "stdio"]
     assert tasks[0].tests == (TestCase([1], 4), TestCase([-3], 0)) and tasks[1].entry_point is None
     assert tasks[0].source == f"{path}#0"
@@ -126,29 +128,29 @@ def test_list_file_and_stdio_task(tmp_path):
 def test_bad_task_files_name_file_and_field(tmp_path, change, field):
     row = {key: value for key, value in {**TASK, **change}.items() if value is not None}
     path = write(tmp_path / "sub" / "bad.json", row)
-    with pytest.raises(TaskFileError) as error:
-        load_tasks(tmp_path)
+    with pytest.raises(CodeTaskFileError) as error:
+        load_code_tasks(tmp_path)
     assert error.value.field == field and str(path) in str(error.value) and f"'{field}'" in str(error.value)
 
 
 def test_invalid_json_and_duplicate_names(tmp_path):
     (tmp_path / "broken.json").write_text("{not json", encoding="utf-8")
-    with pytest.raises(TaskFileError, match="broken.json"):
-        load_tasks(tmp_path)
+    with pytest.raises(CodeTaskFileError, match="broken.json"):
+        load_code_tasks(tmp_path)
     (tmp_path / "broken.json").unlink()
     write(tmp_path / "a.json", TASK)
     write(tmp_path / "b.json", TASK)
-    with pytest.raises(TaskFileError, match="duplicates task 'add_three'") as error:
-        load_tasks(tmp_path)
+    with pytest.raises(CodeTaskFileError, match="duplicates task 'add_three'") as error:
+        load_code_tasks(tmp_path)
     assert error.value.field == "name"
 
 
 def test_reference_that_fails_its_tests_is_refused(tmp_path):
     row = {**TASK, "tests": [{"input": [1], "expected": 4}, {"input": [2], "expected": 6}]}
     path = write(tmp_path / "wrong.json", row)
-    assert load_tasks(tmp_path)  # loading alone does not run anything
-    with pytest.raises(TaskFileError) as error:
-        load_tasks(tmp_path, validate=True)
+    assert load_code_tasks(tmp_path)  # loading alone does not run anything
+    with pytest.raises(CodeTaskFileError) as error:
+        load_code_tasks(tmp_path, validate=True)
     assert error.value.field == "tests[1]" and str(path) in str(error.value) and "got 5" in str(error.value)
 
 
@@ -161,12 +163,12 @@ def test_a_check_task_needs_its_reference_and_a_check_that_fails_on_it_is_named(
         "test_code": "def check(candidate):\n    assert candidate(1) == (1, 1)\n",
     }
     write(tmp_path / "pair.json", check)
-    with pytest.raises(TaskFileError) as error:
-        load_tasks(tmp_path)
+    with pytest.raises(CodeTaskFileError) as error:
+        load_code_tasks(tmp_path)
     assert error.value.field == "reference" and "pair.json" in str(error.value)
     write(tmp_path / "pair.json", {**check, "reference": "def pair(x):\n    return [x, x]\n"})
-    with pytest.raises(TaskFileError) as error:
-        load_tasks(tmp_path, validate=True)
+    with pytest.raises(CodeTaskFileError) as error:
+        load_code_tasks(tmp_path, validate=True)
     assert error.value.field == "test_code" and "fails on the reference solution (error" in str(error.value)
     assert "AssertionError" in str(error.value)
 

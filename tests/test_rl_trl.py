@@ -9,10 +9,10 @@ import pytest
 
 from slmlab.rl.config import RLConfig
 from slmlab.rl.evaluate import task_prompt
-from slmlab.rl.tasks import default_tasks_dir, load_tasks
+from slmlab.rl.tasks import default_tasks_dir, load_code_tasks
 from slmlab.rl.trl_runner import TRLSetupError, code_reward, completion_text, task_dataset, train_with_trl, trl_config
 
-TASKS = load_tasks(default_tasks_dir() / "train")[:2]
+TASKS = load_code_tasks(default_tasks_dir() / "train")[:2]
 TINY = RLConfig(steps=2, tasks_per_step=2, samples_per_task=2, max_new_tokens=16)
 
 

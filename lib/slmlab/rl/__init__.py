@@ -1,7 +1,8 @@
 """Chapter 08: learning to code from execution feedback — coding tasks, a sandbox for generated programs, and a
 scorer with partial credit whose reward is the only teacher.
 
-:mod:`slmlab.rl.tasks` loads task files (and HumanEval's problems) and generates the seeded task families;
+:mod:`slmlab.rl.codetask` is the task type; :mod:`slmlab.rl.tasks` loads task files (and HumanEval's problems) and
+generates the seeded task families;
 :mod:`slmlab.rl.sandbox` runs a program in a separate, limited process; :mod:`slmlab.rl.scoring` scores a program
 against a task's tests (the reward scale is in its docstring); :mod:`slmlab.rl.fingerprint` recognises an attempt
 seen before; :mod:`slmlab.rl.hints` gives a task's hints only when training is stuck, with exponential backoff;
@@ -22,10 +23,11 @@ import lazy_loader
 __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submod_attrs={
-        "tasks": ["CodeTask", "TestCase", "generate_families", "load_humaneval", "load_tasks", "validate_task", "write_tasks"],
+        "codetask": ["CodeTask", "TestCase"],
+        "tasks": ["CodeTaskFileError", "generate_families", "load_code_tasks", "load_humaneval", "validate_task", "write_tasks"],
         "sandbox": ["SandboxLimits", "SandboxResult", "run_python", "sandbox_report"],
         "scoring": ["RewardNormalizer", "Score", "score_program", "score_programs"],
-        "evaluate": ["EvalSettings", "by_family", "extract_code", "pass_at_1", "task_prompt"],
+        "evaluate": ["PassAtOneSettings", "by_family", "extract_code", "pass_at_1", "task_prompt"],
         "fingerprint": ["FingerprintSet", "fingerprint", "normalize_code"],
         "hints": ["HintConfig", "HintSchedule", "prompt_with_hint"],
         "initialization": [
@@ -51,7 +53,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
             "task_set",
             "train_and_measure",
         ],
-        "monitor": ["LivePanel", "WeightChangeMonitor", "next_token_table", "per_task_curves", "summary_table", "token_report"],
+        "monitor": ["LivePanel", "WeightChangeMonitor", "next_token_table", "per_task_curves", "attempts_table", "token_report"],
         "trl_runner": ["train_with_trl"],
         "views": [
             "plot_hint_events",

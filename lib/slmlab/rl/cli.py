@@ -9,18 +9,33 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from slmlab.io import save_table
+from slmlab.models import load_model
 from slmlab.models.registry import DEFAULT_MODEL
+from slmlab.rl.evaluate import PassAtOneSettings, by_family, pass_at_1
+from slmlab.rl.scoring import score_json, score_program
+from slmlab.rl.spec import HELD_OUT, adapter_dir, eval_table_file, run_dir, shown, tasks_dir
+from slmlab.rl.tasks import (
+    TaskNotFoundError,
+    default_tasks_dir,
+    generate_families,
+    load_code_tasks,
+    load_humaneval,
+    select_tasks,
+    validate_task,
+    write_tasks,
+)
+from slmlab.runlog import add_wandb_option
+from slmlab.settings import artifacts_root
 
 HUMANEVAL = "humaneval"  # the --tasks value that selects HumanEval's 164 problems
 
 
 def _tasks_of(args: argparse.Namespace):
-    from slmlab.rl.tasks import default_tasks_dir, load_humaneval, load_tasks, select_tasks
-
     if args.tasks == HUMANEVAL:
         tasks = load_humaneval()
         return select_tasks(tasks, args.task, "HumanEval") if args.task else tasks
-    return load_tasks(args.tasks or default_tasks_dir(), select=args.task)
+    return load_code_tasks(args.tasks or default_tasks_dir(), select=args.task)
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -35,8 +50,6 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from slmlab.rl.tasks import generate_families, validate_task, write_tasks
-
     out = Path(args.generate)
     train, held_out = generate_families(seed=args.seed)
     for task in train + held_out:
@@ -48,9 +61,6 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from slmlab.rl.scoring import score_json, score_program
-    from slmlab.rl.tasks import TaskNotFoundError
-
     args.task = args.task_name
     tasks = _tasks_of(args)
     if len(tasks) != 1:
@@ -61,20 +71,13 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from slmlab.models import load_model
-    from slmlab.rl.evaluate import EvalSettings, by_family, pass_at_1
-    from slmlab.rl.tasks import default_tasks_dir
-    from slmlab.settings import results_dir
-
     if args.tasks is None:
-        args.tasks = str(default_tasks_dir() / "heldout")
+        args.tasks = str(default_tasks_dir() / HELD_OUT)
     tasks = _tasks_of(args)[: args.limit or None]
-    settings = EvalSettings(max_new_tokens=args.max_new_tokens) if args.max_new_tokens else EvalSettings()
+    settings = PassAtOneSettings(max_new_tokens=args.max_new_tokens) if args.max_new_tokens else PassAtOneSettings()
     lm = load_model(args.model, backend="torch", adapter=args.adapter)
     results = pass_at_1(lm, tasks, settings, progress=True)
-    out = Path(args.out) if args.out else results_dir("rl") / "eval.csv"
-    from slmlab.io import save_table
-
+    out = Path(args.out) if args.out else eval_table_file(artifacts_root())
     save_table(results, out)
     print(by_family(results).to_string(float_format=lambda value: f"{value:.3f}"))
     print(f"per-task results: {out}")
@@ -82,7 +85,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _config_of(args: argparse.Namespace):
-    from slmlab.rl.config import RLConfig
+    from slmlab.rl.config import RLConfig  # lazy: its hint settings load numpy; importing slmlab.cli stays free of it
 
     config = RLConfig.quick() if args.quick else RLConfig()
     changes = {name: getattr(args, name) for name in TRAIN_OPTIONS if getattr(args, name) is not None}
@@ -90,26 +93,26 @@ def _config_of(args: argparse.Namespace):
 
 
 def _train(args: argparse.Namespace) -> int:
-    from slmlab.rl.learner import read_attempts
-    from slmlab.rl.monitor import LivePanel, summary_table
-    from slmlab.rl.runs import default_results_dir, train_and_measure
+    # lazy: the monitor and the learner load pandas, which importing slmlab.cli must not
+    from slmlab.rl.monitor import LivePanel, attempts_frame, attempts_table
+    from slmlab.rl.runs import train_and_measure  # lazy: as above
 
     config = _config_of(args)
-    sets = [] if args.no_eval else ["heldout"] + (["humaneval"] if args.humaneval else [])
+    sets = [] if args.no_eval else [HELD_OUT] + ([HUMANEVAL] if args.humaneval else [])
     panel = LivePanel(config.steps)
-    run_dir = Path(args.run_dir) if args.run_dir else default_results_dir() / "run"
+    folder = Path(args.run_dir) if args.run_dir else run_dir(artifacts_root())
     try:
         chapter = train_and_measure(
-            config, args.model, sets, run_dir, limit=args.limit, resume=not args.fresh, progress=False, callbacks=[panel]
+            config, args.model, sets, folder, limit=args.limit, resume=not args.fresh, progress=False, callbacks=[panel]
         )
     finally:
         panel.stop()
-    print(summary_table(read_attempts(run_dir)).to_string(float_format=lambda value: f"{value:.2f}"))
+    print(attempts_table(attempts_frame(folder)).to_string(float_format=lambda value: f"{value:.2f}"))
     for name, item in chapter.measurements.items():
         print(f"\n{name} pass@1 before -> after (points):")
         print(item.change().to_string(float_format=lambda value: f"{value:.3f}"))
     run = chapter.run
-    print(f"\n{run.steps} steps, {run.completions} programs, {run.completions_per_s:.2f} programs/s; run folder {run_dir}")
+    print(f"\n{run.steps} steps, {run.completions} programs, {run.completions_per_s:.2f} programs/s; run folder {folder}")
     return 0
 
 
@@ -128,9 +131,10 @@ TRAIN_OPTIONS = (
 
 
 def _add_train(verbs) -> None:
-    from slmlab.rl.config import RLConfig
+    from slmlab.rl.config import RLConfig  # lazy: as in _config_of
 
     train = verbs.add_parser("train", help="REINFORCE on the train families; pass@1 before and after (held-out)")
+    add_wandb_option(train)
     train.add_argument(
         "--model",
         default=None,
@@ -141,7 +145,7 @@ def _add_train(verbs) -> None:
         train.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help=f"(default: {getattr(RLConfig, name)})")
     train.add_argument("--seed", type=int, default=RLConfig.seed, help="(default: %(default)s)")
     train.add_argument("--quick", action="store_true", help="a few short steps (RLConfig.quick())")
-    train.add_argument("--run-dir", default=None, help="run folder (default: results/rl/run)")
+    train.add_argument("--run-dir", default=None, help=f"run folder (default: {shown(run_dir)})")
     train.add_argument("--fresh", action="store_true", help="start over instead of resuming the run folder")
     train.add_argument("--humaneval", action="store_true", help="also measure HumanEval before and after")
     train.add_argument("--no-eval", action="store_true", help="train only")
@@ -153,7 +157,7 @@ def add_rl_commands(commands) -> None:
     """``slmlab rl ...`` under the top-level parser's subcommands."""
     rl = commands.add_parser("rl", help="chapter 08: learning to code from execution feedback")
     verbs = rl.add_subparsers(dest="rl_command", required=True)
-    where = f"task folder or file, or '{HUMANEVAL}' (default: data/tasks/rl)"
+    where = f"task folder or file, or '{HUMANEVAL}' (default: {shown(tasks_dir)})"
 
     tasks = verbs.add_parser("tasks", help="list the coding tasks (or --generate the seeded families)")
     tasks.add_argument("--tasks", default=None, help=where)
@@ -170,11 +174,13 @@ def add_rl_commands(commands) -> None:
 
     evaluate = verbs.add_parser("eval", help="greedy pass@1 of a model on tasks, per family (held-out by default)")
     evaluate.add_argument("--model", default=DEFAULT_MODEL, help="model name or folder (default: %(default)s)")
-    evaluate.add_argument("--tasks", default=None, help=f"task folder or file, or '{HUMANEVAL}' (default: data/tasks/rl/heldout)")
+    evaluate.add_argument(
+        "--tasks", default=None, help=f"task folder or file, or '{HUMANEVAL}' (default: {shown(tasks_dir)}/{HELD_OUT})"
+    )
     evaluate.add_argument("--task", default=None, help="a task name, a glob over names or a path")
     evaluate.add_argument("--limit", type=int, default=0, help="only the first N tasks (0: all)")
-    evaluate.add_argument("--max-new-tokens", type=int, default=None, help="reply length (default: EvalSettings)")
-    evaluate.add_argument("--adapter", default=None, help="a PEFT adapter folder, e.g. results/rl/run/adapter")
-    evaluate.add_argument("--out", default=None, help="per-task CSV (default: results/rl/eval.csv)")
+    evaluate.add_argument("--max-new-tokens", type=int, default=None, help="reply length (default: PassAtOneSettings)")
+    evaluate.add_argument("--adapter", default=None, help=f"a PEFT adapter folder, e.g. {shown(adapter_dir)}")
+    evaluate.add_argument("--out", default=None, help=f"per-task CSV (default: {shown(eval_table_file)})")
     evaluate.set_defaults(run=_eval)
     _add_train(verbs)

@@ -9,8 +9,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from slmlab.generation import DecodingConfig
+from slmlab.rl.codetask import CodeTask
 from slmlab.rl.scoring import score_programs
-from slmlab.rl.tasks import CodeTask
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -19,7 +20,7 @@ _FENCE = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)(?:```|$)", re
 
 
 @dataclass(frozen=True)
-class EvalSettings:
+class PassAtOneSettings:
     """How replies are generated: greedy, long enough for a short function, batched."""
 
     max_new_tokens: int = 192
@@ -55,11 +56,11 @@ def extract_code(reply: str, task: CodeTask | None = None) -> str:
     return code
 
 
-def pass_at_1(lm, tasks: Sequence[CodeTask], settings: EvalSettings = EvalSettings(), progress: bool = False) -> pd.DataFrame:
+def pass_at_1(
+    lm, tasks: Sequence[CodeTask], settings: PassAtOneSettings = PassAtOneSettings(), progress: bool = False
+) -> pd.DataFrame:
     """Greedy pass@1 of the slmlab model ``lm`` on ``tasks``: a DataFrame with one row per task (task, family, status,
     reward, passed, total, solved, reply, code)."""
-    from slmlab.generation import DecodingConfig
-
     config = DecodingConfig(
         strategy="greedy", max_new_tokens=settings.max_new_tokens, batch_size=settings.batch_size, seed=settings.seed
     )

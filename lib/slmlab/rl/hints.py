@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from slmlab.errors import SlmLabError
-from slmlab.rl.tasks import CodeTask
+from slmlab.rl.codetask import CodeTask
 
 if TYPE_CHECKING:
     import pandas as pd

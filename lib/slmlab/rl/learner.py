@@ -20,16 +20,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from slmlab.checkpoints import load_training_state, save_training_state
-from slmlab.io import atomic_write_json, atomic_write_text
+from slmlab.io import atomic_write_folder, atomic_write_json, atomic_write_text, save_table
+from slmlab.rl.codetask import CodeTask
 from slmlab.rl.config import RLConfig
-from slmlab.rl.evaluate import extract_code, task_prompt
+from slmlab.rl.evaluate import PassAtOneSettings, extract_code, score_replies, task_prompt
 from slmlab.rl.fingerprint import FingerprintSet, fingerprint
 from slmlab.rl.hints import HintSchedule
 from slmlab.rl.monitor import ATTEMPTS_FILE, WeightChangeMonitor, attempt_records, attempts_frame, close_run_logger, run_logger
+from slmlab.rl.policy import build_policy
 from slmlab.rl.scoring import RewardNormalizer, score_programs
-from slmlab.rl.tasks import CodeTask
-from slmlab.runlog import read_metrics
-from slmlab.trainloop import Callback, Checkpointing, StopRequested, TrainState, stop_when, train_loop
+from slmlab.rl.spec import ADAPTER, SUMMARY_FILE
+from slmlab.runlog import RunLog, read_metrics
+from slmlab.trainloop import Callback, Checkpointing, TrainState, stop_when, train_loop
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -47,7 +49,7 @@ __all__ = [
 ]
 
 STATE_FILE = "learner_state.pt"
-ADAPTER_DIR = "adapter"
+ADAPTER_DIR = ADAPTER
 LOG_FILE = "train.log"
 HINTS_FILE = "hints.csv"  # every stuck check and hint decision (HintSchedule.events)
 # What the step function returns: logged to metrics.jsonl and TensorBoard under these tags.
@@ -68,7 +70,7 @@ LOGGED = {
     "completions_per_s": "speed/completions_per_s",
     "replay": "train/replay",
 }
-RUN_FILES = ("metrics.jsonl", "tensorboard", ATTEMPTS_FILE, ADAPTER_DIR, "summary.json", HINTS_FILE)
+RUN_FILES = ("metrics.jsonl", "tensorboard", ATTEMPTS_FILE, ADAPTER_DIR, SUMMARY_FILE, HINTS_FILE)
 NOT_TRAJECTORY = ("steps", "save_every", "keep_checkpoints")  # settings a run may change when it resumes
 
 
@@ -218,9 +220,7 @@ def sample_programs(
 def policy_pass_at_1(policy, tasks: Sequence[CodeTask], settings=None) -> pd.DataFrame:
     """Greedy pass@1 of a policy through its own prompts and decoding (the tiny policy has no chat template): the
     same columns as :func:`slmlab.rl.evaluate.pass_at_1`."""
-    from slmlab.rl.evaluate import EvalSettings, score_replies
-
-    settings = settings or EvalSettings()
+    settings = settings or PassAtOneSettings()
     replies = []
     for start in range(0, len(tasks), settings.batch_size):
         chunk = tasks[start : start + settings.batch_size]
@@ -575,9 +575,6 @@ def train_policy(
     the end the policy itself to ``adapter/`` (a PEFT folder; a full model folder for the tiny policy) and
     ``summary.json``. Ctrl+C checkpoints and re-raises; ``stop`` set from another thread ends the run cleanly.
     """
-    from slmlab.rl.policy import build_policy
-    from slmlab.runlog import RunLog
-
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     policy = policy or build_policy(config, tasks, model)
@@ -596,7 +593,11 @@ def train_policy(
     log = RunLog(run_dir, LOGGED)
     hooks = [log, *callbacks] + ([stop_when(stop)] if stop is not None else [])
     atomic_write_json(run_dir / "config.json", settings)
-    stopped, resumed_from = False, 0
+
+    def stopped(state: TrainState) -> None:  # a Stop: the newest checkpoint's state, what a later call resumes
+        _finish(learner, state, run_dir)
+        logger.info("stopped at step %d", state.step)
+
     try:
         run = train_loop(
             learner.step,
@@ -608,16 +609,12 @@ def train_policy(
             progress=progress,
             desc="REINFORCE",
             finish=lambda state: _finish(learner, state, run_dir),
+            on_stop=stopped,
         )
-        state, resumed_from = run.state, run.resumed_from
-    except StopRequested:  # the loop has checkpointed the steps done
-        stopped = True
-        state = TrainState.from_dict(_latest_state(run_dir))
-        _finish(learner, state, run_dir)
-        logger.info("stopped at step %d", state.step)
     finally:
         log.close()
         close_run_logger(logger)
+    state = run.state
     return RLResult(
         run_dir,
         run_dir / ADAPTER_DIR,
@@ -625,28 +622,20 @@ def train_policy(
         learner.state.completions,
         learner.state.generation_seconds,
         state.seconds,
-        resumed_from,
-        stopped,
+        run.resumed_from,
+        run.stopped,
         list(learner.weights.warnings),
     )
 
 
-def _latest_state(run_dir: Path) -> dict:
-    from slmlab.checkpoints import latest_checkpoint, read_checkpoint
-
-    return read_checkpoint(latest_checkpoint(run_dir))[0]
-
-
 def _finish(learner: Learner, state: TrainState, run_dir: Path) -> None:
     """The policy as a stock folder, and the run's summary."""
-    from slmlab.io import atomic_write_folder, save_table
-
     atomic_write_folder(run_dir / ADAPTER_DIR, learner.policy.save)
     save_table(learner.hints.events(), run_dir / HINTS_FILE)
     prints = list(learner.state.fingerprints.values())
     total = sum(p.total for p in prints)
     atomic_write_json(
-        run_dir / "summary.json",
+        run_dir / SUMMARY_FILE,
         {
             "steps": state.step,
             "completions": learner.state.completions,

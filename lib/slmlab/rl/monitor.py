@@ -31,7 +31,7 @@ LOG_FILE = "train.log"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 ATTEMPTS_FILE = "attempts.jsonl"
 ATTEMPT_COLUMNS = ("step", "task", "family", "sample", "reward", "status", "duplicate", "hint", "tokens", "code")
-SUMMARY_COLUMNS = ("family", "attempts", "executed", "best_reward", "mean_reward", "pass_rate", "first_pass_step", "hints")
+ATTEMPTS_TABLE_COLUMNS = ("family", "attempts", "executed", "best_reward", "mean_reward", "pass_rate", "first_pass_step", "hints")
 
 # --- tokens of generated code -------------------------------------------------------------------------------------
 _SKIPPED = {
@@ -436,7 +436,7 @@ def _first_pass_step(group: pd.DataFrame) -> float:
     return float(steps.min()) if len(steps) else math.nan
 
 
-def summary_table(attempts: pd.DataFrame) -> pd.DataFrame:
+def attempts_table(attempts: pd.DataFrame) -> pd.DataFrame:
     """One row per task (the index), sorted by family then task: family, attempts, executed (attempts that were not
     duplicates of an earlier program), best_reward, mean_reward (over all attempts), pass_rate (share of attempts with
     status "passed"), first_pass_step (NaN when it never passed) and hints (how many different hints it was shown)."""
@@ -452,7 +452,7 @@ def summary_table(attempts: pd.DataFrame) -> pd.DataFrame:
             "first_pass_step": _first_pass_step(group),
             "hints": int(group["hint"].dropna().nunique()),
         }
-    table = pd.DataFrame.from_dict(rows, orient="index", columns=list(SUMMARY_COLUMNS))
+    table = pd.DataFrame.from_dict(rows, orient="index", columns=list(ATTEMPTS_TABLE_COLUMNS))
     table.index.name = "task"
     if table.empty:
         return table

@@ -17,14 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from slmlab.adapters import quiet_peft_deprecation
+from slmlab.generation import render_prompt
+from slmlab.models import DEFAULT_MODEL, resolve_model
+from slmlab.rl.codetask import CodeTask
 from slmlab.rl.config import RLConfig, peft_lora_config
-from slmlab.rl.tasks import CodeTask
+from slmlab.rl.initialization import InitReport, ensure_good_initialization, initialize
 
 if TYPE_CHECKING:
     import torch
 
     from slmlab.backends.torch_backend import TorchModel
-    from slmlab.rl.initialization import InitReport
 
 ADAPTER_FILE = "adapter_model.safetensors"
 TINY_WEIGHTS = "model.safetensors"
@@ -59,9 +62,6 @@ class LoraPolicy(Policy):
     def __init__(self, config: RLConfig, model: str | None = None) -> None:
         from peft import get_peft_model
 
-        from slmlab.adapters import quiet_peft_deprecation
-        from slmlab.models import DEFAULT_MODEL, resolve_model
-
         self.name = model or DEFAULT_MODEL
         self.base_dir = resolve_model(self.name)
         base, self.tokenizer = load_base(self.base_dir)
@@ -70,8 +70,6 @@ class LoraPolicy(Policy):
         self.pad_id, self.eos_id = self.tokenizer.pad_token_id, self.tokenizer.eos_token_id
 
     def prompt_ids(self, text: str) -> list[int]:
-        from slmlab.generation import render_prompt
-
         return self.tokenizer(render_prompt(self.tokenizer, text), add_special_tokens=False)["input_ids"]
 
     def reply_text(self, ids: Sequence[int]) -> str:
@@ -93,6 +91,7 @@ class LoraPolicy(Policy):
 
     def language_model(self) -> TorchModel:
         """The policy as an slmlab model (shares the weights), for :func:`slmlab.rl.evaluate.pass_at_1`."""
+        # lazy: the torch backend loads torch and transformers; importing this module stays free of them
         from slmlab.backends.torch_backend import TorchModel
 
         return TorchModel(
@@ -134,8 +133,8 @@ class TinyPolicy(Policy):
     kind = "tiny"
 
     def __init__(self, tasks: Sequence[CodeTask], config: TinyPolicyConfig = TinyPolicyConfig()) -> None:
+        # lazy: the code tokenizer loads transformers; only the from-scratch policy needs it
         from slmlab.rl.codetext import train_code_tokenizer
-        from slmlab.rl.initialization import ensure_good_initialization, initialize
 
         self.config = config
         self.name = "tiny-from-scratch"
@@ -178,6 +177,7 @@ class TinyPolicy(Policy):
         return [self.tokenizer.bos_token_id, *ids]
 
     def reply_text(self, ids: Sequence[int]) -> str:
+        # lazy: the code tokenizer's module loads transformers (see __init__)
         from slmlab.rl.codetext import decode_code
 
         return decode_code(self.tokenizer, ids)

