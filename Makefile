@@ -16,7 +16,7 @@ help:
 	@echo "make setup-llamacpp  add the optional llama.cpp backend (compiles llama.cpp: a few minutes)"
 	@echo "make test     set up .venv and run unit + notebook tests (quick mode)"
 	@echo "make test-browser  install chromium + playwright (Debian/Ubuntu) and test the notebooks in a real browser"
-	@echo "make lint     ruff check and ruff format --check on lib/, tests/ and benchmarks/ (make test runs it first)"
+	@echo "make lint     ruff check and ruff format --check on lib/, tests/, benchmarks/ and scripts/ (make test runs it first)"
 	@echo "make lab      open JupyterLab on the course"
 	@echo "make bench    run the benchmarks into results/benchmarks/ and regenerate the README table"
 	@echo "make clean    delete generated results and adapters (keeps .venv and the model cache)"
@@ -56,8 +56,8 @@ test-browser: setup
 	SLMLAB_QUICK=1 $(BIN)/python -m pytest -m browser tests/test_browser.py $(PYTEST_ARGS)
 
 lint: setup
-	$(BIN)/ruff check conftest.py lib tests benchmarks
-	$(BIN)/ruff format --check conftest.py lib tests benchmarks
+	$(BIN)/ruff check conftest.py lib tests benchmarks scripts
+	$(BIN)/ruff format --check conftest.py lib tests benchmarks scripts
 
 lab: setup
 	$(BIN)/jupyter lab notebooks/
