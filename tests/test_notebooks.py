@@ -29,7 +29,7 @@ CHAPTER_PACKAGES = {  # chapter number -> the slmlab entry points it may import 
     "08": ("rl",),
     "09": ("report",),
 }
-ARTIFACT_FUNCTIONS = {"artifacts_root", "data_dir", "adapters_dir", "results_dir", "default_run_dir"}
+ARTIFACT_FUNCTIONS = {"artifacts_root", "data_dir", "adapters_dir", "results_dir", "default_run_dir", "run_dir_of"}
 ARTIFACT_LITERALS = ("../data", "../adapters", "../results")
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from slmlab.ace.runs import AceConfig, default_run_dir
+from slmlab.ace.runs import AceConfig, run_dir_of
 from slmlab.lora import DataConfig, generate_dataset, load_patterns
 from slmlab.mcts import default_run_dir as mcts_run_dir
 from slmlab.settings import ARTIFACTS_ENV, adapters_dir, artifacts_root, data_dir, project_root, results_dir
@@ -44,7 +44,7 @@ def test_the_variable_moves_every_artifact_of_both_modes(artifacts, monkeypatch)
         assert data_dir(quick=quick) == tree / "data"
         assert adapters_dir("patterns-lora", quick=quick) == tree / "adapters" / "patterns-lora"
         assert results_dir("mcts", quick=quick) == tree / "results" / "mcts" and (tree / "results" / "mcts").is_dir()
-        assert default_run_dir(AceConfig(task="iot"), quick=quick).is_relative_to(tree / "results" / "ace")
+        assert run_dir_of(AceConfig(task="iot"), quick=quick).is_relative_to(tree / "results" / "ace")
         assert mcts_run_dir(quick=quick) == tree / "results" / "mcts"
     assert project_root() == ROOT  # committed inputs (patterns/, data/tasks/) stay in the checkout
 

@@ -1,6 +1,6 @@
 """Chapter 05: Agentic Context Engineering — the model adapts through a playbook in its context.
 
-Entry point: :func:`run_ace` (one run of an :class:`AceConfig` into its folder, :func:`default_run_dir`);
+Entry point: :func:`run_ace` (one run of an :class:`AceConfig` into its folder, :func:`run_dir_of`);
 :mod:`slmlab.ace.playbook` holds the playbook itself, :mod:`slmlab.ace.report` the summaries across runs,
 :mod:`slmlab.ace.views` the chapter's tables and plots, :mod:`slmlab.ace.spec` its sizes, settings and file names. The
 task sets come from the core (:mod:`slmlab.tasks`).
@@ -18,7 +18,7 @@ __getattr__, _, _lazy = lazy_loader.attach(
     __name__,
     submod_attrs={
         "playbook": ["Bullet", "DeltaOp", "Playbook", "PlaybookError", "read_playbook", "write_playbook"],
-        "runs": ["AceConfig", "AceRunError", "default_run_dir", "run_ace"],
+        "runs": ["AceConfig", "AceRunError", "run_ace", "run_dir_of"],
         "spec": ["chapter_runs"],
         "report": ["baseline_vs_ace_by_split", "load_results", "split_summary", "summarize", "to_markdown", "write_summary"],
         "roles": ["question_block"],

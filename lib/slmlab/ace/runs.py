@@ -169,7 +169,7 @@ def task_sets(config: AceConfig) -> tuple[str, str, list[TaskItem], dict[str, li
     return name, domain, train, {split: load_tasks(path)[: config.limit] for split, path in paths.items()}
 
 
-def default_run_dir(config: AceConfig, root: str | Path | None = None, quick: bool | None = None) -> Path:
+def run_dir_of(config: AceConfig, root: str | Path | None = None, quick: bool | None = None) -> Path:
     """``results/ace/<model>/<task>/<mode>`` of the artifacts tree ``root`` (default: the mode's,
     :func:`~slmlab.settings.artifacts_root`; ``quick`` defaults to ``SLMLAB_QUICK``)."""
     name = config.task if config.task in DOMAINS else Path(config.task).stem
@@ -252,7 +252,7 @@ class AceRunner:
 
     def __init__(self, config: AceConfig, run_dir: str | Path | None = None, model=None, progress: bool = True):
         self.config = config
-        self.run_dir = Path(run_dir) if run_dir else default_run_dir(config)
+        self.run_dir = Path(run_dir) if run_dir else run_dir_of(config)
         self.start = Playbook()  # the playbook of epoch 0: empty, or the saved one config.playbook names
         self.progress = progress
         self.task_name, self.domain, self.train, self.tests = task_sets(config)

@@ -22,7 +22,7 @@ QUICK_RUN_COMMAND = "slmlab lm tokenizer --quick && slmlab lm train --quick && s
 MODEL_IS_FOLDER = True  # its --model is a trained checkpoint folder, not a registry model
 
 RESULTS = "lm"
-RUN_NAME = "tiny-lm"  # the model folder under adapters/
+RUN_NAME = KEY  # the model folder under adapters/ is named after the chapter, like results/lm and data/lm
 CORPUS = "stdlib"  # the default corpus: the Python standard library's source
 CRAWLS = "corpus"  # data/lm/corpus/<site>: crawled sites
 EVAL_FILE = "eval.json"  # bits per byte, perplexity, BLEU/ROUGE of the model and the bigram baseline
@@ -50,7 +50,7 @@ def crawl_dir(root: Path, site: str) -> Path:
 
 
 def run_dir(root: Path) -> Path:
-    """``adapters/tiny-lm``: the run and model folder."""
+    """``adapters/lm``: the run and model folder."""
     return adapters_path(root, RUN_NAME)
 
 
@@ -63,7 +63,7 @@ def continuations_file(root: Path) -> Path:
 
 
 def shown(path: Path) -> str:
-    """A path of the artifacts tree as a help text shows it: ``shown(run_dir(Path()))`` is ``adapters/tiny-lm``."""
+    """A path of the artifacts tree as a help text shows it: ``shown(run_dir(Path()))`` is ``adapters/lm``."""
     return path.as_posix()
 
 

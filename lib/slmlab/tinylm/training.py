@@ -55,7 +55,7 @@ class LMTrainResult:
 
 
 def default_run_dir(quick: bool | None = None) -> Path:
-    """``adapters/tiny-lm`` (``quick/adapters/tiny-lm`` in quick mode)."""
+    """``adapters/lm`` (``quick/adapters/lm`` in quick mode)."""
     return spec.run_dir(artifacts_root(quick))
 
 
