@@ -6,6 +6,7 @@ module level."""
 from __future__ import annotations
 
 import ast
+import json
 import re
 import subprocess
 import sys
@@ -284,9 +285,14 @@ def _path_parts(tree: ast.AST) -> set[int]:
 
 def literal_artifacts(path: Path, names: dict[str, str]) -> Iterator[str]:
     """The string literals of a file (docstrings aside) that spell out an artifact a spec owns, or a path in a tree."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    docstrings, shown = _docstrings(tree), path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else path
-    path_parts = _path_parts(tree)
+    shown = path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else str(path)
+    yield from literals_in(path.read_text(encoding="utf-8"), shown, names)
+
+
+def literals_in(code: str, shown: str, names: dict[str, str]) -> Iterator[str]:
+    """:func:`literal_artifacts` of a piece of source (``shown`` names it in the messages)."""
+    tree = ast.parse(code)
+    docstrings, path_parts = _docstrings(tree), _path_parts(tree)
     for node in ast.walk(tree):
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
             text = node.value
@@ -400,3 +406,23 @@ def test_function_level_imports_do_not_grow():
         grown
     )
     assert sum(counts.values()) == sum(LAZY_IMPORTS.values()), "fewer than listed: lower LAZY_IMPORTS to the new counts"
+
+
+def notebook_code(path: Path) -> Iterator[tuple[int, str]]:
+    """(cell number, Python source) of a notebook's code cells, IPython magics and shell lines left out."""
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    for number, cell in enumerate(cells):
+        if cell["cell_type"] == "code":
+            text = "".join(cell["source"])
+            yield number, "\n".join(line for line in text.splitlines() if not line.lstrip().startswith(("%", "!")))
+
+
+def test_notebooks_name_artifacts_through_specs():
+    names = declared_names()
+    found = [
+        line
+        for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+        for number, code in notebook_code(path)
+        for line in literals_in(code, f"notebooks/{path.name} cell {number}", names)
+    ]
+    assert not found, "artifact names or paths written in a notebook instead of read from a spec:\n" + "\n".join(found)

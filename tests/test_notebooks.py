@@ -116,12 +116,13 @@ def allowed_modules(name: str) -> set[str]:
     packages = CHAPTER_PACKAGES.get(name[:2])
     if packages is None:
         raise KeyError(f"{name}: add chapter {name[:2]} and its slmlab entry points to CHAPTER_PACKAGES")
-    return CORE_MODULES | {f"slmlab.{p}" for p in packages} | {f"slmlab.{p}.views" for p in packages}
+    chapter = {f"slmlab.{p}{part}" for p in packages for part in ("", ".views", ".spec")}  # entry points, views, spec
+    return CORE_MODULES | {"slmlab.spec"} | chapter
 
 
 def import_problems(notebook: dict, name: str) -> list[str]:
-    """A chapter imports slmlab only through its entry points (``slmlab.<chapter>`` and its ``views``) and
-    the core's ``slmlab``, ``slmlab.io`` and ``slmlab.settings``."""
+    """A chapter imports slmlab only through its entry points (``slmlab.<chapter>``, its ``views`` and its ``spec``)
+    and the core's ``slmlab``, ``slmlab.io``, ``slmlab.settings`` and ``slmlab.spec``."""
     allowed, problems = allowed_modules(name), []
     for index, cell in enumerate(notebook["cells"]):
         if cell["cell_type"] != "code":

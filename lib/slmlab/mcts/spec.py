@@ -79,3 +79,7 @@ def network_file(root: Path) -> Path:
 def shown(path_of: Callable[[Path], Path]) -> str:
     """One of the path functions above as a help text shows it: relative to an artifacts root (``results/mcts``)."""
     return path_of(Path()).as_posix()
+
+
+COMPARISON_TABLE_FILE = "comparison.csv"  # the notebook's copy of the comparison, beside its figure
+COMPARISON_FIGURE_FILE = "comparison.png"
