@@ -13,7 +13,8 @@ import pytest
 from slmlab.ace import runs, spec
 from slmlab.ace.playbook import Bullet, Playbook, PlaybookError, write_playbook
 from slmlab.ace.report import load_results, summarize, to_markdown
-from slmlab.ace.runs import ACE_COLUMNS, CORE_COLUMNS, DETAIL_COLUMNS, AceConfig, AceRunError, run_ace
+from slmlab.ace.runs import run_ace
+from slmlab.ace.spec import ACE_COLUMNS, CORE_COLUMNS, DETAIL_COLUMNS, AceConfig, AceRunError
 from slmlab.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]

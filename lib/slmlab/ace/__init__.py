@@ -18,8 +18,8 @@ __getattr__, _, _lazy = lazy_loader.attach(
     __name__,
     submod_attrs={
         "playbook": ["Bullet", "DeltaOp", "Playbook", "PlaybookError", "read_playbook", "write_playbook"],
-        "runs": ["AceConfig", "AceRunError", "run_ace", "run_dir_of"],
-        "spec": ["chapter_runs"],
+        "runs": ["run_ace", "run_dir_of"],
+        "spec": ["AceConfig", "AceRunError", "chapter_runs"],
         "report": ["baseline_vs_ace_by_split", "load_results", "split_summary", "summarize", "to_markdown", "write_summary"],
         "roles": ["question_block"],
         "tasks": ["transfer_path"],

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from slmlab.ace.runs import AceRunError
-from slmlab.ace.spec import RESULTS_FILE, STATS_FILE, SUMMARY_FILE
+from slmlab.ace.spec import RESULTS_FILE, STATS_FILE, SUMMARY_FILE, AceRunError
 from slmlab.io import atomic_write_text
 from slmlab.metrics import token_f1
 

@@ -57,16 +57,14 @@ from slmlab.ace.spec import (
     ADAPTATION_FILE,
     CONFIG_FILE,
     DOMAINS,
-    MODES,
     OPERATIONS_FILE,
     PLAYBOOK_FILE,
-    QUICK_EPOCHS,
-    QUICK_TASKS,
     RESULTS_FILE,
     STATE_FILE,
     STATS_FILE,
     SUMMARY_FILE,
-    CurationConfig,
+    AceConfig,
+    AceRunError,
     playbook_file,
 )
 from slmlab.ace.spec import run_dir as run_folder
@@ -77,76 +75,10 @@ from slmlab.generation import DecodingConfig, Prompt
 from slmlab.io import atomic_write_json, atomic_write_text
 from slmlab.metrics import latency_percentiles, token_f1
 from slmlab.models import load_model
-from slmlab.models.registry import DEFAULT_MODEL
 from slmlab.settings import artifacts_root
 from slmlab.tasks import TaskItem, load_tasks, resolve_task, score_answer, task_split
 
 SPLITS = ("generalization", "transfer")  # a domain's test splits; a task file has one split, "test"
-CORE_COLUMNS = ("model_id", "task_name", "split", "domain", "mode", "sample_id", "gold", "pred", "latency_ms")
-DETAIL_COLUMNS = ("question", "context", "correct", "token_f1", "semantic")
-ACE_COLUMNS = ("reflection_latency_ms", "reflected", "epoch", "reflection_parse")
-
-
-class AceRunError(SlmLabError):
-    """A run that cannot start: unknown mode or task, a Reflector model that cannot be loaded, or settings
-    that contradict each other."""
-
-
-@dataclass(frozen=True)
-class AceConfig:
-    """One ACE run. ``task`` is a domain (``finance``, ``medical``, ``iot``: its train and test sets), a
-    registry name or a JSON/JSONL path (then used for both adaptation and evaluation unless
-    ``train_task`` names another). ``reflector_model`` (a registry name or a model folder) runs the Reflector
-    and the Curator; None uses the Generator's model. ``playbook`` is a saved playbook to start from (JSONL, or
-    ace-agent text for ``.txt``/``.md``): epoch 0 answers with it and the first adaptation pass extends it."""
-
-    model_id: str = DEFAULT_MODEL
-    reflector_model: str | None = None
-    task: str = "finance"
-    mode: str = "ace"
-    epochs: int = 1
-    limit: int | None = None  # first N samples of each split
-    seed: int = 0
-    train_task: str | None = None
-    use_labels: bool = True  # False: the Reflector judges answers itself (no gold answers)
-    batch_size: int = 8
-    answer_tokens: int = 24
-    reflection_tokens: int = 40
-    top_k: int = CurationConfig.top_k
-    token_budget: int = CurationConfig.token_budget
-    dedup_threshold: float = CurationConfig.dedup_threshold
-    prune_min_harmful: int = CurationConfig.prune_min_harmful
-    backend: str = "auto"
-    playbook: str | None = None  # a saved playbook file to start from; None starts empty
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise AceRunError(f"mode must be one of {', '.join(MODES)}, got '{self.mode}'")
-        if self.epochs < 0 or (self.limit is not None and self.limit < 1) or self.batch_size < 1:
-            raise AceRunError("epochs must be >= 0, limit >= 1 (or None) and batch_size >= 1")
-        if self.playbook is not None and self.mode == "baseline":
-            raise AceRunError(
-                f"a baseline run answers without a playbook: drop the playbook or use mode {MODES[1]} or {MODES[2]}"
-            )
-
-    @classmethod
-    def quick(cls, **changes) -> AceConfig:
-        """The chapter's quick size (``QUICK_RUN_COMMAND`` of the spec): the first smoke set, one epoch."""
-        return cls(**{"task": QUICK_TASKS[0], "epochs": QUICK_EPOCHS, **changes})
-
-    @property
-    def curation(self) -> CurationConfig:
-        return CurationConfig(self.dedup_threshold, self.prune_min_harmful, self.token_budget, self.top_k)
-
-    @property
-    def epoch_count(self) -> int:
-        """Epochs evaluated: the baseline only in ``baseline`` mode, else 0..epochs."""
-        return 1 if self.mode == "baseline" else self.epochs + 1
-
-    def columns(self) -> tuple[str, ...]:
-        extra = ACE_COLUMNS if self.mode != "baseline" else ()
-        shown = ("bullets",) if self.mode != "baseline" else ()
-        return CORE_COLUMNS + DETAIL_COLUMNS + extra + ("parse",) + shown
 
 
 def model_slug(model_id: str) -> str:
