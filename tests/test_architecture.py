@@ -363,7 +363,7 @@ LAZY_IMPORTS: dict[str, int] = {
     "slmlab.lora.training": 1,
     "slmlab.mcts.cli": 9,
     "slmlab.mcts.serve": 1,
-    "slmlab.rl.cli": 4,
+    "slmlab.rl.cli": 2,
     "slmlab.rl.policy": 3,
     "slmlab.testing": 5,
     "slmlab.tinylm.cli": 6,

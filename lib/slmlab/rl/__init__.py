@@ -9,9 +9,10 @@ seen before; :mod:`slmlab.rl.hints` gives a task's hints only when training is s
 :mod:`slmlab.rl.initialization` checks (and repairs) a from-scratch policy's initial weights and output entropy;
 :mod:`slmlab.rl.codetext` normalizes code and writes its block structure as INDENT/DEDENT tokens;
 :mod:`slmlab.rl.evaluate` measures a model's greedy pass@1;
-:mod:`slmlab.rl.config` holds the training settings, :mod:`slmlab.rl.policy` the policies (LoRA on SmolLM2, or a tiny
-model from scratch) and :mod:`slmlab.rl.learner` REINFORCE itself; :mod:`slmlab.rl.monitor` watches a run (token
-analytics, weight changes, the live panel, the run log) and :mod:`slmlab.rl.views` draws it;
+:mod:`slmlab.rl.spec` holds the training settings (:class:`RLConfig`) with the chapter's names and paths,
+:mod:`slmlab.rl.policy` the policies (LoRA on SmolLM2, or a tiny model from scratch) and :mod:`slmlab.rl.learner`
+REINFORCE itself; :mod:`slmlab.rl.monitor` watches a run (token analytics, weight changes, the live panel, the run
+log) and :mod:`slmlab.rl.views` draws it;
 :mod:`slmlab.rl.trl_runner` trains with TRL's GRPO or RLOO on the same reward; :mod:`slmlab.rl.runs` is the chapter's
 measured result, pass@1 before and after (entry point: :func:`train_and_measure`).
 
@@ -40,7 +41,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
             "output_entropy",
             "weight_statistics",
         ],
-        "config": ["RLConfig"],
+        "spec": ["RLConfig"],
         "policy": ["LoraPolicy", "TinyPolicy", "TinyPolicyConfig", "build_policy"],
         "learner": ["RLResult", "policy_pass_at_1", "read_attempts", "read_metrics", "sample_programs", "train_policy"],
         "runs": [

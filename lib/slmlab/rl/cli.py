@@ -14,7 +14,7 @@ from slmlab.models import load_model
 from slmlab.models.registry import DEFAULT_MODEL
 from slmlab.rl.evaluate import PassAtOneSettings, by_family, pass_at_1
 from slmlab.rl.scoring import score_json, score_program
-from slmlab.rl.spec import HELD_OUT, adapter_dir, eval_table_file, run_dir, shown, tasks_dir
+from slmlab.rl.spec import HELD_OUT, RLConfig, adapter_dir, eval_table_file, run_dir, shown, tasks_dir
 from slmlab.rl.tasks import (
     TaskNotFoundError,
     default_tasks_dir,
@@ -85,7 +85,6 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _config_of(args: argparse.Namespace):
-    from slmlab.rl.config import RLConfig  # lazy: its hint settings load numpy; importing slmlab.cli stays free of it
 
     config = RLConfig.quick() if args.quick else RLConfig()
     changes = {name: getattr(args, name) for name in TRAIN_OPTIONS if getattr(args, name) is not None}
@@ -131,7 +130,6 @@ TRAIN_OPTIONS = (
 
 
 def _add_train(verbs) -> None:
-    from slmlab.rl.config import RLConfig  # lazy: as in _config_of
 
     train = verbs.add_parser("train", help="REINFORCE on the train families; pass@1 before and after (held-out)")
     add_wandb_option(train)

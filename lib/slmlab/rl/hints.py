@@ -13,6 +13,7 @@ import numpy as np
 
 from slmlab.errors import SlmLabError
 from slmlab.rl.codetask import CodeTask
+from slmlab.rl.spec import HintConfig
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,54 +36,6 @@ EVENT_COLUMNS = (
 
 class HintStateError(SlmLabError, ValueError):
     """A saved hint schedule that cannot be resumed: another format version or another configuration."""
-
-
-@dataclass(frozen=True)
-class HintConfig:
-    """When a stuck task gets its next hint; windows and backoffs are counted in attempts at that task.
-
-    - ``window``: a task is stuck when the best score of its last ``window`` attempts beats the best score before
-      them by no more than ``min_improvement`` (so at least ``window + 1`` attempts are needed to be stuck).
-    - ``solved_score``: a task whose best score reached it is never stuck (1.0 = all tests passed).
-    - ``hint_probability``: chance that a stuck check whose backoff has elapsed gives a hint; 0 turns hints off.
-    - ``max_stuck_checks``: after this many stuck checks in a row on which the coin refused a hint, the next stuck
-      check whose backoff has elapsed gives one without asking the coin (a non-stuck check ends the streak).
-    - ``base_backoff``, ``backoff_factor``, ``max_backoff``: after the k-th hint (k = 1, 2, ...) the next one waits
-      at least ``min(base_backoff * backoff_factor ** (k - 1), max_backoff)`` attempts.
-    - ``seed``: the coin for a task's attempt n is ``default_rng((seed, crc32(task name), n))``, so a resumed run
-      makes the same decisions.
-    """
-
-    window: int = 8
-    min_improvement: float = 0.05
-    solved_score: float = 1.0
-    hint_probability: float = 0.5
-    max_stuck_checks: int = 3
-    base_backoff: int = 4
-    backoff_factor: float = 2.0
-    max_backoff: int = 64
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        checks = {
-            "window": self.window >= 1,
-            "min_improvement": self.min_improvement >= 0,
-            "hint_probability": 0 <= self.hint_probability <= 1,
-            "max_stuck_checks": self.max_stuck_checks >= 0,
-            "base_backoff": self.base_backoff >= 0,
-            "backoff_factor": self.backoff_factor >= 1,
-            "max_backoff": self.max_backoff >= self.base_backoff,
-            "seed": self.seed >= 0,
-        }
-        wrong = [name for name, ok in checks.items() if not ok]
-        if wrong:
-            raise ValueError(f"HintConfig: invalid {', '.join(wrong)} ({self})")
-
-    def backoff_after(self, hints_given: int) -> float:
-        """Attempts to wait after ``hints_given`` hints before the next one (0 before the first)."""
-        if hints_given == 0:
-            return 0.0
-        return float(min(self.base_backoff * self.backoff_factor ** (hints_given - 1), self.max_backoff))
 
 
 @dataclass
