@@ -19,6 +19,7 @@ from slmlab.mcts.selfplay import SearchSettings, SelfPlayConfig, network_metrics
 from slmlab.mcts.serve import CONTROLLERS, DEFAULT_BUDGET, ScriptedController, create_app
 from slmlab.runlog import METRICS_FILE
 from slmlab.settings import ARTIFACTS_ENV, artifacts_root
+from slmlab.spec import shown
 
 
 def _default(function, name: str):
@@ -52,7 +53,7 @@ def test_run_folders_follow_the_artifacts_rule(tmp_path, monkeypatch):
         assert long_run_dir(quick=quick) == spec.long_run_dir(root) and spec.long_run_dir(root).is_dir()
         assert network_path(spec.run_dir(root)) == spec.network_file(root) == root / "results/mcts/network/network.pt"
         assert network_metrics_path(spec.run_dir(root)) == spec.network_dir(root) / METRICS_FILE
-    assert spec.shown(spec.network_file) == "results/mcts/network/network.pt"
+    assert shown(spec.network_file) == "results/mcts/network/network.pt"
 
 
 def test_training_without_a_folder_is_not_told_the_working_directory():

@@ -46,11 +46,11 @@ from slmlab.report.cli import add_report_command
 from slmlab.report.demo_cli import add_demo_command
 from slmlab.rl.cli import add_rl_commands
 from slmlab.runlog import use_wandb_option
-from slmlab.spec import results_path
+from slmlab.spec import results_path, shown
 from slmlab.tinylm.cli import add_lm_commands
 
 DEFAULT = " (default: %(default)s)"  # appended to a help text: argparse fills in the option's default
-ARTIFACT = " (default: %s of the artifacts tree, see slmlab.settings.artifacts_root)"
+ARTIFACT = " (default: %s/ of the artifacts tree, see slmlab.settings.artifacts_root)"
 
 
 def _defaults_of(function: Callable) -> dict[str, object]:
@@ -214,7 +214,7 @@ def _add_data_command(commands) -> None:
     config = DataConfig()
     data = commands.add_parser(lora.DATA_COMMAND, help="generate train/valid/test JSONL from the patterns")
     data.add_argument("--patterns", default="patterns", help="pattern folder" + DEFAULT)
-    data.add_argument("--out", default=None, help="output folder" + ARTIFACT % lora.shown(lora.data_dir))
+    data.add_argument("--out", default=None, help="output folder" + ARTIFACT % shown(lora.data_dir))
     data.add_argument(
         "--variants", type=int, default=config.variants_per_prompt, help="augmented copies per training prompt" + DEFAULT
     )
@@ -230,10 +230,8 @@ def _add_train_command(commands) -> None:
     config = TrainConfig()
     backend = _defaults_of(train_lora)["backend"]
     train = commands.add_parser(lora.TRAIN_COMMAND, help="LoRA-train the model on the generated data (resumes by default)")
-    train.add_argument(
-        "--data", default=None, help="folder with train.jsonl and valid.jsonl" + ARTIFACT % lora.shown(lora.data_dir)
-    )
-    train.add_argument("--out", default=None, help="adapter folder" + ARTIFACT % lora.shown(lora.adapter_dir))
+    train.add_argument("--data", default=None, help="folder with train.jsonl and valid.jsonl" + ARTIFACT % shown(lora.data_dir))
+    train.add_argument("--out", default=None, help="adapter folder" + ARTIFACT % shown(lora.adapter_dir))
     train.add_argument("--model", default=DEFAULT_MODEL, help="base model" + DEFAULT)
     train.add_argument("--backend", default=backend, help="auto, torch or mlx" + DEFAULT)
     train.add_argument("--steps", type=int, default=config.steps, help="optimiser steps" + DEFAULT)
@@ -248,9 +246,9 @@ def _add_train_command(commands) -> None:
 def _add_eval_command(commands) -> None:
     defaults = _defaults_of(compare_models)
     evaluate = commands.add_parser(lora.EVAL_COMMAND, help="baseline vs tuned on the held-out test set")
-    evaluate.add_argument("--adapter", default=None, help="adapter folder" + ARTIFACT % lora.shown(lora.adapter_dir))
-    evaluate.add_argument("--data", default=None, help="folder with test.jsonl" + ARTIFACT % lora.shown(lora.data_dir))
-    evaluate.add_argument("--results", default=None, help="where the comparison goes" + ARTIFACT % lora.shown(results_path))
+    evaluate.add_argument("--adapter", default=None, help="adapter folder" + ARTIFACT % shown(lora.adapter_dir))
+    evaluate.add_argument("--data", default=None, help="folder with test.jsonl" + ARTIFACT % shown(lora.data_dir))
+    evaluate.add_argument("--results", default=None, help="where the comparison goes" + ARTIFACT % shown(results_path))
     evaluate.add_argument("--model", default=DEFAULT_MODEL, help="base model" + DEFAULT)
     evaluate.add_argument("--backend", default=defaults["backend"], help="auto, torch, mlx or llamacpp" + DEFAULT)
     evaluate.add_argument("--limit", type=int, default=defaults["limit"], help="test rows, spread over categories (default: all)")

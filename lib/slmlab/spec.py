@@ -8,6 +8,7 @@ architecture test fails on any of them spelled out elsewhere. ``root`` is an art
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 DATA, ADAPTERS, RESULTS = "data", "adapters", "results"  # the three folders of an artifacts tree
@@ -70,3 +71,9 @@ def benchmark_file(root: Path, name: str) -> Path:
 def grids_path(root: Path, *parts: str) -> Path:
     """``results/grid[/<grid name>[/<cell id>]]``: the experiment grids' run folders."""
     return results_path(root, GRIDS, *parts)
+
+
+def shown(path: Path | Callable[[Path], Path]) -> str:
+    """A path as a help text shows it: a path built on ``Path()`` (or on a placeholder such as ``Path("<artifacts>")``),
+    or a spec's path function, which is then asked where it puts its file relative to the tree (``results/mcts``)."""
+    return (path(Path()) if callable(path) else Path(path)).as_posix()

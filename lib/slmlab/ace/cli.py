@@ -9,11 +9,11 @@ from pathlib import Path
 
 from slmlab.ace.playbook import read_playbook, write_playbook
 from slmlab.ace.runs import AceConfig, run_ace
-from slmlab.ace.spec import MODES, results_dir, run_dir, shown
+from slmlab.ace.spec import MODES, results_dir, run_dir
 from slmlab.ace.tasks import build_task_sets, build_transfer_sets
 from slmlab.grid_cli import add_grid_options
 from slmlab.settings import artifacts_root
-from slmlab.spec import task_sets_dir
+from slmlab.spec import shown, task_sets_dir
 
 DEFAULT = " (default: %(default)s)"  # appended to a help text: argparse fills in the option's default
 ARTIFACTS = Path("<artifacts>")  # stands for the artifacts tree in help texts (see slmlab.settings.artifacts_root)

@@ -81,11 +81,6 @@ def playbook_file(run: Path, epoch: int | None = None) -> Path:
     return Path(run) / (PLAYBOOK_FILE if epoch is None else f"playbook_epoch{epoch}.jsonl")
 
 
-def shown(path: Path) -> str:
-    """A path of the spec for a help text, built on ``Path("<artifacts>")``: ``<artifacts>/results/ace``."""
-    return Path(path).as_posix()
-
-
 # --- one run's settings ------------------------------------------------------------------------------------------
 CORE_COLUMNS = ("model_id", "task_name", "split", "domain", "mode", "sample_id", "gold", "pred", "latency_ms")
 DETAIL_COLUMNS = ("question", "context", "correct", "token_f1", "semantic")

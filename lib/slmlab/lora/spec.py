@@ -4,7 +4,6 @@ report, the demos, the grid and the CLI read it instead of repeating names."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -198,8 +197,3 @@ def comparison_figure(root: Path) -> Path:
 def benchmark_results(root: Path) -> Path:
     """``results/benchmarks/lora.json``: the training benchmark's same-run comparison."""
     return benchmark_file(root, BENCHMARK)
-
-
-def shown(folder_of: Callable[[Path], Path]) -> str:
-    """A folder as help texts show it: where ``folder_of`` puts it relative to the artifacts root (``data/``)."""
-    return f"{folder_of(Path()).as_posix()}/"

@@ -19,6 +19,7 @@ from slmlab.mcts import spec
 from slmlab.models.registry import DEFAULT_MODEL
 from slmlab.runlog import add_wandb_option
 from slmlab.settings import quick_mode
+from slmlab.spec import shown
 
 CONTROLLER_NAMES = spec.CONTROLLERS
 DEFAULT = " (default: %(default)s)"  # appended to a help text: argparse fills in the option's default
@@ -131,7 +132,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
         dest="run_dir",
         default=None,
         help="run folder: replay buffer, episodes, network, results "
-        f"(default: {spec.shown(spec.run_dir)} of the full or, with --quick, the quick artifacts tree)",
+        f"(default: {shown(spec.run_dir)} of the full or, with --quick, the quick artifacts tree)",
     )
     parser.add_argument("--qa", default=None, help="a task file in chapter 05's schema instead of the generated QA")
     parser.add_argument("--seed", type=int, help="run seed" + FROM_SETTINGS)
@@ -217,7 +218,7 @@ def _add_serve(commands) -> None:
         choices=CONTROLLER_NAMES,
         help="the policy that picks macro-actions" + DEFAULT,
     )
-    serve.add_argument("--network", default=None, help=f"mcts: a trained network (e.g. {spec.shown(spec.network_file)})")
+    serve.add_argument("--network", default=None, help=f"mcts: a trained network (e.g. {shown(spec.network_file)})")
     serve.add_argument(
         "--sims", dest="simulations", type=_positive, help=f"mcts: simulations per move (default: {spec.SIMULATIONS})"
     )

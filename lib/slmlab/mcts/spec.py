@@ -4,7 +4,6 @@ and the command line read it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from slmlab.spec import results_path
@@ -74,11 +73,6 @@ def network_dir(root: Path) -> Path:
 def network_file(root: Path) -> Path:
     """``results/mcts/network/network.pt``: the chapter's trained network (``slmlab serve --network``)."""
     return network_dir(root) / NETWORK_FILE
-
-
-def shown(path_of: Callable[[Path], Path]) -> str:
-    """One of the path functions above as a help text shows it: relative to an artifacts root (``results/mcts``)."""
-    return path_of(Path()).as_posix()
 
 
 COMPARISON_TABLE_FILE = "comparison.csv"  # the notebook's copy of the comparison, beside its figure

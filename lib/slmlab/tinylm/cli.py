@@ -16,6 +16,7 @@ from slmlab.io import save_table
 from slmlab.models import load_model
 from slmlab.runlog import add_wandb_option
 from slmlab.settings import artifacts_root, quick_mode
+from slmlab.spec import shown
 from slmlab.tinylm import spec
 from slmlab.tinylm.corpus import load_documents, write_corpus_folder
 from slmlab.tinylm.distributed import launch
@@ -197,7 +198,7 @@ def _default_corpus_dir(url: str) -> Path:
 
 def _default(path: Path) -> str:
     """The help text's note on a default folder or file of the artifacts tree."""
-    return f"(default: {spec.shown(path)})"
+    return f"(default: {shown(path)})"
 
 
 # --- the parser --------------------------------------------------------------------------------------

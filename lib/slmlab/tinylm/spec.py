@@ -62,11 +62,6 @@ def continuations_file(root: Path) -> Path:
     return results_dir(root) / CONTINUATIONS_FILE
 
 
-def shown(path: Path) -> str:
-    """A path of the artifacts tree as a help text shows it: ``shown(run_dir(Path()))`` is ``adapters/lm``."""
-    return path.as_posix()
-
-
 # --- settings -------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class CrawlConfig:
