@@ -43,9 +43,13 @@ VOLATILE = (
 )
 
 
+EXACT_VOLATILE = {"ms", "available"}  # short keys: a span's milliseconds; RAM still free
+SETS = {"target_modules"}  # PEFT writes a set: its order follows the process's hash seed
+
+
 def volatile(key: str, extra: tuple[str, ...]) -> bool:
     key = key.lower()
-    return any(part in key for part in (*VOLATILE, *extra))
+    return key in EXACT_VOLATILE or key.endswith("(gib)") and "available" in key or any(p in key for p in (*VOLATILE, *extra))
 
 
 def json_differences(before, after, extra: tuple[str, ...], where: str = "") -> Iterator[str]:
@@ -55,6 +59,9 @@ def json_differences(before, after, extra: tuple[str, ...], where: str = "") -> 
                 continue
             if key not in before or key not in after:
                 yield f"{where}{key}: only {'after' if key not in before else 'before'}"
+            elif key in SETS and isinstance(before[key], list) and isinstance(after[key], list):
+                if sorted(map(str, before[key])) != sorted(map(str, after[key])):
+                    yield f"{where}{key}: {sorted(before[key])} → {sorted(after[key])}"
             else:
                 yield from json_differences(before[key], after[key], extra, f"{where}{key}.")
     elif isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
