@@ -8,12 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from slmlab.mcts import spec
+from slmlab import mcts
+from slmlab.mcts import consistency, core, evaluate, learning, lm_env, runs, selfplay, spec
 from slmlab.mcts.controller import MCTSController
 from slmlab.mcts.evaluate import EvalSettings
 from slmlab.mcts.learning import train_network
 from slmlab.mcts.lm_env import EnvConfig
 from slmlab.mcts.macro import MacroState
+from slmlab.mcts.network import NetworkConfig
 from slmlab.mcts.runs import ChapterSettings, default_run_dir, long_run_dir
 from slmlab.mcts.selfplay import SearchSettings, SelfPlayConfig, network_metrics_path, network_path
 from slmlab.mcts.serve import CONTROLLERS, DEFAULT_BUDGET, ScriptedController, create_app
@@ -66,3 +68,26 @@ def test_the_command_line_loads_neither_torch_nor_fastapi():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=Path(__file__).parent
     )
     assert completed.returncode == 0 and completed.stdout.strip() == "[]", completed.stderr
+
+
+def test_the_chapters_settings_build_every_step_without_torch():
+    code = (
+        "import sys; from slmlab.mcts.spec import ChapterSettings; s = ChapterSettings.quick();"
+        " s.selfplay().search(0).mcts(), s.selfplay().env_config(), s.training(0), s.evaluation();"
+        " print(sorted(m for m in ('torch', 'numpy', 'pandas', 'fastapi') if m in sys.modules))"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=Path(__file__).parent
+    )
+    assert completed.returncode == 0 and completed.stdout.strip() == "[]", completed.stderr
+
+
+def test_the_moved_settings_stay_importable_from_their_old_modules():
+    old = [runs.ChapterSettings, selfplay.SelfPlayConfig, selfplay.SearchSettings, learning.TrainSettings, evaluate.EvalSettings]
+    old += [lm_env.EnvConfig, core.MCTSConfig, consistency.ConsistencySettings]
+    new = [spec.ChapterSettings, spec.SelfPlayConfig, spec.SearchSettings, spec.TrainSettings, spec.EvalSettings]
+    new += [spec.EnvConfig, spec.MCTSConfig, spec.ConsistencySettings]
+    assert old == new and learning.SCHEDULES == spec.SCHEDULES
+    assert (mcts.ChapterSettings, mcts.EvalSettings, mcts.EnvConfig) == (spec.ChapterSettings, spec.EvalSettings, spec.EnvConfig)
+    assert MacroState().max_resamples == EnvConfig().max_resamples == spec.MAX_RESAMPLES
+    assert SelfPlayConfig().hidden == NetworkConfig(feature_dim=1).hidden == spec.HIDDEN

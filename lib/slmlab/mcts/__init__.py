@@ -21,23 +21,22 @@ import lazy_loader
 __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submod_attrs={
-        "runs": ["ChapterSettings", "chapter_items", "default_run_dir", "evaluate_run", "long_run_dir", "run_chapter"],
+        "spec": ["ChapterSettings", "ConsistencySettings", "EnvConfig", "EvalSettings", "SearchSettings"],
+        "runs": ["chapter_items", "default_run_dir", "evaluate_run", "long_run_dir", "run_chapter"],
         "evaluate": [
             "METHODS",
-            "EvalSettings",
             "conclusion",
             "conclusion_figures",
             "evaluate_controllers",
             "summarize_evaluation",
         ],
-        "consistency": ["AnswerPool", "ConsistencySettings", "answer_key", "consistency_values", "majority_answer"],
+        "consistency": ["AnswerPool", "answer_key", "consistency_values", "majority_answer"],
         "features": ["FEATURE_NAMES", "state_features"],
-        "lm_env": ["EnvConfig", "LMEnvironment", "greedy_episode"],
+        "lm_env": ["LMEnvironment", "greedy_episode"],
         "macro": ["Macro", "MacroActionError", "MacroState"],
         "network": ["NetworkEvaluator", "load_network"],
         "selfplay": [
             "Featurizer",
-            "SearchSettings",
             "current_network",
             "episodes_done",
             "network_metrics_path",

@@ -1,8 +1,8 @@
 """Chapter 06 on the command line: ``slmlab mcts selfplay|train|evaluate|run`` and ``slmlab serve``.
 
 Defaults are the library's: the server's and the MCTS controller's from :mod:`slmlab.mcts.spec`; the run's sizes
-from :class:`slmlab.mcts.runs.ChapterSettings` (its quick sizes with ``--quick``), which loads torch, so the parser
-names it instead of printing its numbers, and an option left out is not passed on. Imported by ``slmlab`` at every
+from :class:`slmlab.mcts.spec.ChapterSettings` (its quick sizes with ``--quick``), so the parser names it instead of
+printing numbers that depend on the mode, and an option left out is not passed on. Imported by ``slmlab`` at every
 start, this module loads neither torch nor fastapi: each command imports what it runs.
 """
 
@@ -16,6 +16,7 @@ from pathlib import Path
 
 from slmlab import models
 from slmlab.mcts import spec
+from slmlab.mcts.spec import ChapterSettings
 from slmlab.models.registry import DEFAULT_MODEL
 from slmlab.runlog import add_wandb_option
 from slmlab.settings import quick_mode
@@ -55,10 +56,10 @@ def _given(args: argparse.Namespace, names) -> dict:
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
-def chapter_settings(args: argparse.Namespace):
-    """The :class:`~slmlab.mcts.runs.ChapterSettings` of a parsed ``slmlab mcts ...`` command line (the quick
+def chapter_settings(args: argparse.Namespace) -> ChapterSettings:
+    """The :class:`~slmlab.mcts.spec.ChapterSettings` of a parsed ``slmlab mcts ...`` command line (the quick
     sizes with ``--quick`` or ``SLMLAB_QUICK``, changed by the options given); also fills in the default run folder."""
-    from slmlab.mcts.runs import ChapterSettings, default_run_dir  # lazy: torch loads only when a command runs
+    from slmlab.mcts.runs import default_run_dir  # lazy: torch loads only when a command runs
 
     quick = quick_mode(True if args.quick else None)  # --quick, or SLMLAB_QUICK like every other command
     if args.run_dir is None:

@@ -24,30 +24,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from slmlab.mcts.qa import first_sentence
+from slmlab.mcts.spec import ConsistencySettings
 from slmlab.metrics import normalize_text
 
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
 SHARPNESS = 1.0  # the vote functions' default: a vote weighs the reply's geometric-mean token probability itself
-
-
-@dataclass(frozen=True)
-class ConsistencySettings:
-    """How a search uses agreement at test time: it stops once ``min_finished`` branches have finished and one
-    answer holds ``share`` of their votes, or once ``max_finished`` have finished whatever they say; each vote
-    weighs the model's likelihood of its reply to the power ``sharpness`` (see the module docstring; 0 counts
-    every vote alike)."""
-
-    min_finished: int = 3
-    share: float = 0.75
-    max_finished: int = 6
-    sharpness: float = 4.0
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.min_finished <= self.max_finished or not 0.0 < self.share <= 1.0 or not self.sharpness >= 0:
-            raise ValueError(
-                f"ConsistencySettings needs 1 <= min_finished <= max_finished, share in (0, 1] and sharpness >= 0, got {self}"
-            )
 
 
 def answer_key(text: str) -> str:

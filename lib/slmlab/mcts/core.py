@@ -19,6 +19,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from slmlab.mcts.spec import MCTSConfig
+
 Action = Hashable
 Policy = dict[Action, float]
 
@@ -56,39 +58,6 @@ class Evaluator(Protocol):
     """Priors over the legal actions and a value estimate, both for the player to move in ``state``."""
 
     def evaluate(self, state: Environment) -> tuple[Policy, float]: ...
-
-
-@dataclass(frozen=True)
-class MCTSConfig:
-    """Search size, the PUCT exploration schedule and the root's Dirichlet noise (AlphaZero defaults)."""
-
-    num_simulations: int = 64
-    c_init: float = 1.25
-    c_base: float = 19652
-    dirichlet_alpha: float = 0.3
-    dirichlet_fraction: float = 0.25  # weight of the noise in the root priors
-    seed: int = 0  # seeds the Dirichlet noise
-    # Leaves gathered per round: each simulation's path gets a virtual loss so the next one looks elsewhere,
-    # then the new states are stepped together (one batched forward pass where the environment has
-    # ``step_batch``). 1 is the plain one-leaf-at-a-time search.
-    parallel_leaves: int = 1
-    # Step every unstepped sibling of a new leaf in the same batch, so later visits find them ready.
-    expand_siblings: bool = False
-    virtual_loss: float = 1.0  # the value a pending visit counts as, against the player who chose it
-
-    def __post_init__(self) -> None:
-        checks = {
-            "num_simulations": isinstance(self.num_simulations, int) and self.num_simulations >= 1,
-            "c_init": self.c_init >= 0,
-            "c_base": self.c_base > 0,
-            "dirichlet_alpha": self.dirichlet_alpha > 0,
-            "dirichlet_fraction": 0 <= self.dirichlet_fraction <= 1,
-            "parallel_leaves": isinstance(self.parallel_leaves, int) and self.parallel_leaves >= 1,
-            "virtual_loss": self.virtual_loss >= 0,
-        }
-        for name, ok in checks.items():
-            if not ok:
-                raise ValueError(f"MCTSConfig.{name} is out of range: {getattr(self, name)!r}")
 
 
 @dataclass(eq=False)

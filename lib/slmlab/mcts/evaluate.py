@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -32,40 +31,18 @@ from tqdm.auto import tqdm
 
 from slmlab.generation import DecodingConfig
 from slmlab.io import atomic_write_text
-from slmlab.mcts.consistency import ConsistencySettings, answer_key, majority_answer
-from slmlab.mcts.lm_env import EnvConfig
+from slmlab.mcts.consistency import answer_key, majority_answer
 from slmlab.mcts.network import NetworkEvaluator, PolicyValueNet
 from slmlab.mcts.qa import qa_correct
 from slmlab.mcts.reward import RewardWeights, reply_mean_logprob, score_episode
-from slmlab.mcts.selfplay import Featurizer, SearchSettings, UniformEvaluator, search_episode
-from slmlab.mcts.spec import BEST_OF, BUDGET, PARALLEL_LEAVES, SIMULATIONS, SPAN_TOKENS
+from slmlab.mcts.selfplay import Featurizer, UniformEvaluator, search_episode
+from slmlab.mcts.spec import ConsistencySettings, EnvConfig, EvalSettings, SearchSettings
 from slmlab.tasks import TaskItem
 
 METHODS = ("greedy", "best-of-n", "majority-vote", "mcts")  # every method, in the order of the chapter's table
 BASE_METHODS = ("greedy", "best-of-n", "mcts")  # the library's default comparison; the chapter asks for METHODS
 COLUMNS = ["method", "sample_id", "question", "gold", "pred", "correct", "answer_tokens", "tokens_spent", "latency_ms", "actions"]
 VERIFIER_FREE = RewardWeights(exact=0.0, fluency=0.9, judge=0.0, brevity=0.1)
-
-
-@dataclass(frozen=True)
-class EvalSettings:
-    """The shared token budget and each method's knobs (``best_of`` samples for best-of-n and majority vote;
-    ``consistency`` for the search's test-time value, None for the verifier-free fluency reward instead)."""
-
-    budget: int = BUDGET
-    span_tokens: int = SPAN_TOKENS
-    best_of: int = BEST_OF
-    # sampling (best-of-n, majority vote) and the search's RESAMPLE; tuned on the self-play items (never the test
-    # items): at 0.3 best-of-n gained 10 points over greedy there; at 0.6 and 1.0 samples ramble and votes do worse
-    temperature: float = 0.3
-    simulations: int = SIMULATIONS
-    parallel_leaves: int = PARALLEL_LEAVES  # see SearchSettings.parallel_leaves
-    consistency: ConsistencySettings | None = ConsistencySettings()
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if min(self.budget, self.span_tokens, self.best_of, self.simulations, self.parallel_leaves) < 1 or self.temperature <= 0:
-            raise ValueError(f"EvalSettings needs budget, span_tokens, best_of, simulations >= 1 and temperature > 0: {self}")
 
 
 def _row(method: str, item: TaskItem, pred: str, answer_tokens: int, spent: int, latency_ms: float, actions: str = "") -> dict:

@@ -29,12 +29,12 @@ import torch
 from slmlab.checkpoints import OPTIMIZER_FILE, load_training_state, save_training_state
 from slmlab.mcts.network import PolicyValueNet, masked_log_policy, save_network
 from slmlab.mcts.replay import ReplayBuffer
-from slmlab.mcts.spec import NETWORK_FILE, network_dir
+from slmlab.mcts.spec import NETWORK_FILE, TrainSettings, network_dir
+from slmlab.mcts.spec import SCHEDULES as SCHEDULES  # kept importable here
 from slmlab.runlog import RUN_FILES, RunLog
 from slmlab.settings import artifacts_root
 from slmlab.trainloop import Checkpointing, train_loop
 
-SCHEDULES = ("cosine", "linear", "constant")
 # settings that only say how long to train or how often to save; any other difference forbids a resume
 _NOT_TRAJECTORY = ("steps", "schedule_steps", "checkpoint_every", "keep_checkpoints")
 _LOGGED = {
@@ -44,54 +44,6 @@ _LOGGED = {
     "lr": "lr",
     "grad_norm": "grad_norm",
 }  # metrics.jsonl key -> TensorBoard tag
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """Optimisation settings for :func:`train_network`.
-
-    ``steps`` is the global step to train up to (a resumed run only adds the missing ones). The learning
-    rate warms up linearly over ``warmup_steps``, then decays (``schedule``) to 0 at ``schedule_steps``
-    (default: ``steps``). To grow a run in stages — e.g. train between self-play rounds — set
-    ``schedule_steps`` to the final total and raise ``steps`` from call to call: every stage then follows
-    the one schedule, exactly as a single uninterrupted run would.
-    """
-
-    steps: int = 500
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    weight_decay: float = 1e-4
-    grad_clip: float = 1.0
-    warmup_steps: int = 20
-    schedule: str = "cosine"
-    schedule_steps: int | None = None
-    checkpoint_every: int = 100
-    keep_checkpoints: int = 2
-    seed: int = 0
-    value_weight: float = 1.0
-
-    def __post_init__(self) -> None:
-        checks = {
-            "steps": self.steps >= 0,
-            "batch_size": self.batch_size >= 1,
-            "learning_rate": self.learning_rate > 0,
-            "weight_decay": self.weight_decay >= 0,
-            "grad_clip": self.grad_clip > 0,
-            "warmup_steps": self.warmup_steps >= 0,
-            "schedule": self.schedule in SCHEDULES,
-            "schedule_steps": self.schedule_steps is None or self.schedule_steps >= self.steps,
-            "checkpoint_every": self.checkpoint_every >= 1,
-            "keep_checkpoints": self.keep_checkpoints >= 1,
-            "value_weight": self.value_weight >= 0,
-        }
-        for name, ok in checks.items():
-            if not ok:
-                raise ValueError(f"TrainSettings.{name} is out of range: {getattr(self, name)!r}")
-
-    @property
-    def horizon(self) -> int:
-        """The step at which the learning rate reaches the end of its decay."""
-        return self.schedule_steps if self.schedule_steps is not None else self.steps
 
 
 def lr_factor(settings: TrainSettings) -> Callable[[int], float]:

@@ -12,7 +12,7 @@ How each macro-action is carried out (the rules themselves live in :mod:`slmlab.
   at end of sequence (EOS). The EOS token itself is neither kept nor fed to the model.
 - ``RESAMPLE``: go back to the state before the last span (the cache is cropped) and decode it again at
   ``resample_temperature`` with seed ``seed + n`` for the episode's n-th resample (so resamples differ).
-- ``THINK_BEGIN`` / ``THINK_END``: feed the marker text (:attr:`EnvConfig.think_begin` / ``think_end``)
+- ``THINK_BEGIN`` / ``THINK_END``: feed the marker text (:attr:`~slmlab.mcts.spec.EnvConfig.think_begin` / ``think_end``)
   through the model, so the cache and the logits see it. Markers cost no budget and never show;
   thought spans never show in :attr:`LMEnvironment.visible_text` nor in :meth:`LMEnvironment.macro_trace`.
 - ``STOP``: nothing is decoded; the state is terminal and drops its cache.
@@ -57,7 +57,7 @@ from slmlab.errors import BackendError
 from slmlab.generation import Prompt, as_messages
 from slmlab.mcts.macro import Macro, MacroActionError, MacroState, Span, as_macro, trace_step
 from slmlab.mcts.reward import RewardWeights, score_episode
-from slmlab.mcts.spec import BUDGET, SPAN_TOKENS
+from slmlab.mcts.spec import EnvConfig
 
 PLAYER = 1  # the only player: values are never negated
 
@@ -65,43 +65,6 @@ if TYPE_CHECKING:
     from transformers import Cache
 
 RewardFn = Callable[["LMEnvironment"], float]
-
-
-@dataclass(frozen=True)
-class EnvConfig:
-    """How macro-actions are decoded.
-
-    ``continue_temperature`` 0 means greedy CONTINUE (the default, so a tree's CONTINUE children are
-    reproducible); RESAMPLE always samples, at ``resample_temperature``. The marker texts are fed to the
-    model on THINK_BEGIN / THINK_END; the defaults cue a small instruct model to reason, then to answer.
-    """
-
-    span_tokens: int = SPAN_TOKENS
-    budget: int = BUDGET
-    continue_temperature: float = 0.0
-    resample_temperature: float = 0.8
-    think_begin: str = "\nLet's think step by step.\n"
-    think_end: str = "\n\nAnswer:"
-    max_resamples: int = MacroState.max_resamples
-    early_stop: bool = False  # offer STOP before the model ends its reply (see the module docstring)
-    reuse_cache: bool = True
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        checks = {
-            "span_tokens": self.span_tokens >= 1,
-            "budget": self.budget >= 1,
-            "continue_temperature": self.continue_temperature >= 0,
-            "resample_temperature": self.resample_temperature > 0,
-            "think_begin": bool(self.think_begin),
-            "think_end": bool(self.think_end),
-            "max_resamples": self.max_resamples >= 0,
-        }
-        bad = [f"{name}={getattr(self, name)!r}" for name, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError(
-                f"Invalid EnvConfig: {', '.join(bad)} (spans, budget >= 1; resample temperature > 0; markers non-empty)"
-            )
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ from enum import Enum
 from typing import Any, Protocol, runtime_checkable
 
 from slmlab.errors import SlmLabError
-from slmlab.mcts.spec import BUDGET
+from slmlab.mcts.spec import BUDGET, MAX_RESAMPLES
 
 THOUGHT_PLACEHOLDER = "[thought hidden]"  # what a trace shows instead of a thought span's text
 
@@ -99,7 +99,7 @@ class MacroState:
     last_action: Macro | None = None
     resamples: int = 0  # RESAMPLEs in a row just now (reset by any other action)
     total_resamples: int = 0  # RESAMPLEs in the whole episode, for reports
-    max_resamples: int = 3  # cap on RESAMPLEs in a row
+    max_resamples: int = MAX_RESAMPLES  # cap on RESAMPLEs in a row
 
     def __post_init__(self) -> None:
         if self.budget < 1 or self.max_resamples < 0:

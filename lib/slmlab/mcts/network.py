@@ -23,6 +23,7 @@ from torch import nn
 from slmlab.io import atomic_write
 from slmlab.mcts.core import Action, Environment, Policy
 from slmlab.mcts.macro import MACROS
+from slmlab.mcts.spec import HIDDEN
 
 FORMAT = "slmlab.policy_value_net"
 VERSION = 1
@@ -35,7 +36,7 @@ class NetworkConfig:
     """The constructor arguments of :class:`PolicyValueNet`, saved with its weights."""
 
     feature_dim: int
-    hidden: int = 128
+    hidden: int = HIDDEN
     layers: int = 2
     num_actions: int = len(MACROS)
     dropout: float = 0.0

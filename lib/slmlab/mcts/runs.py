@@ -16,84 +16,20 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 
 from slmlab.io import atomic_write_json, atomic_write_text
 from slmlab.mcts import spec
-from slmlab.mcts.evaluate import BASE_METHODS, EvalSettings, evaluate_controllers, summarize_evaluation
-from slmlab.mcts.learning import TrainSettings
+from slmlab.mcts.evaluate import BASE_METHODS, evaluate_controllers, summarize_evaluation
 from slmlab.mcts.network import load_network
 from slmlab.mcts.qa import qa_split
-from slmlab.mcts.selfplay import SelfPlayConfig, current_network, episodes_done, network_path, self_play, train_round
+from slmlab.mcts.selfplay import current_network, episodes_done, network_path, self_play, train_round
+from slmlab.mcts.spec import ChapterSettings
 from slmlab.settings import artifacts_root
 from slmlab.tasks import TaskItem, load_task
-
-
-@dataclass(frozen=True)
-class ChapterSettings:
-    """Sizes of the chapter's run; :meth:`quick` shrinks them to a smoke run of a minute or two."""
-
-    n_train: int = 40
-    n_test: int = 30
-    rounds: int = 3
-    episodes_per_round: int = 12
-    steps_per_round: int = 150
-    batch_size: int = 32
-    simulations: int = spec.SIMULATIONS
-    parallel_leaves: int = spec.PARALLEL_LEAVES  # simulations per batched round of the search (see SearchSettings)
-    budget: int = spec.BUDGET
-    span_tokens: int = spec.SPAN_TOKENS
-    best_of: int = spec.BEST_OF
-    seed: int = 0
-
-    @classmethod
-    def quick(cls, seed: int = 0) -> ChapterSettings:
-        return cls(
-            n_train=4,
-            n_test=3,
-            rounds=1,
-            episodes_per_round=2,
-            steps_per_round=10,
-            batch_size=8,
-            simulations=2,
-            budget=16,
-            best_of=2,
-            seed=seed,
-        )
-
-    def selfplay(self) -> SelfPlayConfig:
-        return SelfPlayConfig(
-            span_tokens=self.span_tokens,
-            budget=self.budget,
-            simulations=self.simulations,
-            parallel_leaves=self.parallel_leaves,
-            seed=self.seed,
-        )
-
-    def training(self, round_index: int) -> TrainSettings:
-        """Round ``round_index`` (0-based) trains up to its share of one schedule over all rounds."""
-        total = self.rounds * self.steps_per_round
-        return TrainSettings(
-            steps=(round_index + 1) * self.steps_per_round,
-            schedule_steps=total,
-            batch_size=self.batch_size,
-            warmup_steps=min(20, total // 10),
-            checkpoint_every=self.steps_per_round,
-            seed=self.seed,
-        )
-
-    def evaluation(self) -> EvalSettings:
-        return EvalSettings(
-            budget=self.budget,
-            span_tokens=self.span_tokens,
-            best_of=self.best_of,
-            simulations=self.simulations,
-            parallel_leaves=self.parallel_leaves,
-            seed=self.seed,
-        )
 
 
 def _made(path: Path) -> Path:

@@ -4,7 +4,7 @@ the replay buffer with its visit-count policy and the episode's reward, and the 
 Entry points: :func:`search_episode` (one episode, used by self-play, the evaluation and the server's
 MCTS controller) and :func:`self_play` (many episodes into a run folder). A run folder holds:
 
-- ``config.json`` — the :class:`SelfPlayConfig` the folder was made with (a later call must match it);
+- ``config.json`` — the :class:`~slmlab.mcts.spec.SelfPlayConfig` the folder was made with (a later call must match it);
 - ``replay/`` — the :class:`~slmlab.mcts.replay.ReplayBuffer` (features, legality mask, policy, value);
 - ``episodes.jsonl`` — one line per finished episode: item, reward, correctness, actions, visible text,
   tokens, compute and seconds (thought text never: the trace shows a placeholder);
@@ -31,60 +31,30 @@ import torch
 from tqdm.auto import tqdm
 
 from slmlab.io import atomic_write_json
-from slmlab.mcts.consistency import AnswerPool, ConsistencySettings
-from slmlab.mcts.core import MCTS, Environment, MCTSConfig, Policy, search_tree, select_action, visit_policy
+from slmlab.mcts.consistency import AnswerPool
+from slmlab.mcts.core import MCTS, Environment, Policy, search_tree, select_action, visit_policy
 from slmlab.mcts.features import RunningStats, feature_dim, state_features
-from slmlab.mcts.learning import TrainReport, TrainSettings, train_network
-from slmlab.mcts.lm_env import EnvConfig, LMEnvironment, RewardFn
+from slmlab.mcts.learning import TrainReport, train_network
+from slmlab.mcts.lm_env import LMEnvironment, RewardFn
 from slmlab.mcts.macro import MACROS, Macro
-from slmlab.mcts.network import NetworkConfig, NetworkEvaluator, PolicyValueNet, load_network
+from slmlab.mcts.network import NetworkEvaluator, PolicyValueNet, load_network
 from slmlab.mcts.qa import qa_correct
 from slmlab.mcts.replay import ReplayBuffer
 from slmlab.mcts.reward import reply_mean_logprob
 from slmlab.mcts.spec import (
-    BUDGET,
     CONFIG_FILE,
     EPISODES_FILE,
     NETWORK_DIR,
     NETWORK_FILE,
-    PARALLEL_LEAVES,
     REPLAY_DIR,
-    SIMULATIONS,
-    SPAN_TOKENS,
+    ConsistencySettings,
+    EnvConfig,
+    SearchSettings,
+    SelfPlayConfig,
+    TrainSettings,
 )
 from slmlab.runlog import METRICS_FILE
 from slmlab.tasks import TaskItem
-
-
-@dataclass(frozen=True)
-class SearchSettings:
-    """How one episode is searched. While exploring (self-play) the first ``temperature_moves`` moves are
-    drawn from the visit counts at ``temperature`` and the root gets Dirichlet noise; otherwise (evaluation,
-    serving) the most visited action is played."""
-
-    simulations: int = SIMULATIONS
-    temperature: float = 1.0
-    temperature_moves: int = 3
-    tree_reuse: bool = True
-    parallel_leaves: int = PARALLEL_LEAVES  # simulations per batched round (see MCTSConfig.parallel_leaves); 1 = one at a time
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.simulations < 1 or self.temperature < 0 or self.temperature_moves < 0 or self.parallel_leaves < 1:
-            raise ValueError(
-                f"SearchSettings needs simulations >= 1, temperature >= 0, temperature_moves >= 0 and "
-                f"parallel_leaves >= 1, got {self.simulations}, {self.temperature}, "
-                f"{self.temperature_moves}, {self.parallel_leaves}"
-            )
-
-    def mcts(self) -> MCTSConfig:
-        """The search's settings: with several leaves per round, their siblings are stepped in the same batch."""
-        return MCTSConfig(
-            num_simulations=self.simulations,
-            seed=self.seed,
-            parallel_leaves=self.parallel_leaves,
-            expand_siblings=self.parallel_leaves > 1,
-        )
 
 
 class Featurizer:
@@ -196,7 +166,7 @@ def search_episode(
     consistency: ConsistencySettings | None = None,
 ) -> Episode:
     """Play one episode on ``item``: at each move search ``search.simulations`` simulations from the current
-    state, record the position, play an action (see :class:`SearchSettings`), until STOP.
+    state, record the position, play an action (see :class:`~slmlab.mcts.spec.SearchSettings`), until STOP.
 
     With ``use_gold`` the reward of finished episodes scores the answer against ``item.answer`` (self-play);
     without it the search never sees the gold answer (evaluation, serving): the default reward then falls
@@ -282,32 +252,6 @@ def _majority_end(pool: AnswerPool, state: LMEnvironment) -> LMEnvironment:
 
 
 # --- a self-play run folder -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class SelfPlayConfig:
-    """Everything that shapes the positions of a self-play folder (saved as ``config.json``)."""
-
-    span_tokens: int = SPAN_TOKENS
-    budget: int = BUDGET
-    simulations: int = SIMULATIONS
-    temperature_moves: int = SearchSettings.temperature_moves
-    replay_capacity: int = 20_000
-    hidden: int = NetworkConfig.hidden
-    early_stop: bool = EnvConfig.early_stop  # offer STOP before the model ends its reply
-    parallel_leaves: int = PARALLEL_LEAVES  # see SearchSettings.parallel_leaves
-    seed: int = 0
-
-    def env_config(self) -> EnvConfig:
-        return EnvConfig(span_tokens=self.span_tokens, budget=self.budget, early_stop=self.early_stop, seed=self.seed)
-
-    def search(self, episode: int) -> SearchSettings:
-        return SearchSettings(
-            simulations=self.simulations,
-            temperature_moves=self.temperature_moves,
-            parallel_leaves=self.parallel_leaves,
-            seed=self.seed + episode,
-        )
-
-
 # settings added after run folders were first written, with the value those folders were played with
 _EARLIER_DEFAULTS = {"parallel_leaves": 1}
 
