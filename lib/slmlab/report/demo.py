@@ -38,12 +38,7 @@ LEVERS = tuple(lever.KEY for lever in chapters.LEVERS)
 SHOWN, MISSING, UNREADABLE = "shown", "missing", "unreadable"
 FULL_COMMANDS = {lever.KEY: lever.RUN_COMMAND for lever in chapters.LEVERS}  # what makes each lever's files
 QUICK_COMMANDS = {lever.KEY: lever.QUICK_RUN_COMMAND for lever in chapters.LEVERS}  # the same at the quick sizes
-HERE = Path(".")  # the demo names files relative to the artifacts tree it reads
-
-
-def _in_tree(path: Path) -> str:
-    """A path a spec built under :data:`HERE`, as the demo names it (relative, forward slashes)."""
-    return path.as_posix()
+HERE = Path(".")  # the demo names files relative to the artifacts tree it reads (as spec.shown writes them)
 
 
 @dataclass(frozen=True)
@@ -175,7 +170,7 @@ def _paired(baseline: list[dict], improved: list[dict], key: Callable[[dict], ob
 
 
 # --- the levers --------------------------------------------------------------------------------------------------
-LORA_PREDICTIONS, LORA_COMPARISON = _in_tree(lora.predictions_file(HERE)), _in_tree(lora.comparison_file(HERE))
+LORA_PREDICTIONS, LORA_COMPARISON = core.shown(lora.predictions_file), core.shown(lora.comparison_file)
 
 
 def lora_show(root: Path, config: DemoConfig) -> LeverShow:
@@ -220,7 +215,7 @@ def lora_show(root: Path, config: DemoConfig) -> LeverShow:
     return LeverShow([LORA_PREDICTIONS, LORA_COMPARISON], score, examples)
 
 
-ACE_SUMMARIES = _in_tree(ace.run_dir(HERE, "*", "*", ace.ACE_MODE) / ace.SUMMARY_FILE)  # the pattern, for messages
+ACE_SUMMARIES = core.shown(ace.run_dir(HERE, "*", "*", ace.ACE_MODE) / ace.SUMMARY_FILE)  # the pattern, for messages
 
 
 def _ace_runs(root: Path) -> list[tuple[str, dict]]:
@@ -284,7 +279,7 @@ def ace_show(root: Path, config: DemoConfig) -> LeverShow:
     return LeverShow([results, featured], score, examples)
 
 
-MCTS_EVAL, MCTS_SUMMARY = _in_tree(mcts.eval_file(HERE)), _in_tree(mcts.summary_file(HERE))
+MCTS_EVAL, MCTS_SUMMARY = core.shown(mcts.eval_file), core.shown(mcts.summary_file)
 
 
 def mcts_show(root: Path, config: DemoConfig) -> LeverShow:
@@ -321,7 +316,7 @@ def mcts_show(root: Path, config: DemoConfig) -> LeverShow:
     return LeverShow([MCTS_EVAL, MCTS_SUMMARY], score, examples)
 
 
-LM_CONTINUATIONS, LM_EVAL = _in_tree(lm.continuations_file(HERE)), _in_tree(lm.eval_file(HERE))
+LM_CONTINUATIONS, LM_EVAL = core.shown(lm.continuations_file), core.shown(lm.eval_file)
 
 
 def _likeness(text: str, truth: str) -> float:
@@ -362,8 +357,8 @@ def lm_show(root: Path, config: DemoConfig) -> LeverShow:
     return LeverShow([LM_CONTINUATIONS, LM_EVAL], score, examples)
 
 
-RL_BEFORE, RL_AFTER = (_in_tree(rl.measurement_file(HERE, "heldout", stage)) for stage in ("before", "after"))
-RL_EVAL = _in_tree(rl.eval_file(HERE))
+RL_BEFORE, RL_AFTER = (core.shown(rl.measurement_file(HERE, "heldout", stage)) for stage in ("before", "after"))
+RL_EVAL = core.shown(rl.eval_file)
 
 
 def _task_prompt(task: str, family: str) -> str:
