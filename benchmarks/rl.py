@@ -6,7 +6,7 @@ else beside it: two cores are easily saturated). ``--only trl`` (or ``slmlab``) 
 
 Both sides get the same ``RLConfig`` (``tasks_per_step`` x ``samples_per_task`` completions per optimizer step, the
 same ``max_new_tokens``, temperature, top_p, learning rate, KL weight, clipping, LoRA and seed) and the same seeded
-subset of ``data/tasks/rl/train``; both score completions with the sandboxed reward of ``slmlab.rl.scoring``. Seconds
+subset of ``data/tasks/rl/train``; both score completions with the sandboxed reward of ``slmlab.execution.scoring``. Seconds
 are slmlab's wall time of its steps and the wall time of TRL's ``trainer.train()`` (model loading and evaluation left
 out on both sides; saving checkpoints is switched off on both). Each trained adapter, and the base model once, is then
 measured by greedy pass@1 on ``data/tasks/rl/heldout``.
@@ -24,11 +24,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from slmlab.environment import environment_report, peak_rss_mb
+from slmlab.execution.tasks import CodeTask, load_code_tasks
 from slmlab.io import atomic_write_json, created_now
 from slmlab.models import DEFAULT_MODEL, load_model
 from slmlab.rl.config import RLConfig
 from slmlab.rl.evaluate import PassAtOneSettings, pass_at_1
-from slmlab.rl.tasks import CodeTask, default_tasks_dir, load_code_tasks
+from slmlab.rl.tasks import default_tasks_dir
 from slmlab.rl.trl_runner import ALGORITHMS, train_with_trl
 from slmlab.settings import results_dir
 

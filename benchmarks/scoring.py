@@ -20,11 +20,11 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from slmlab.environment import environment_report, peak_rss_mb
+from slmlab.execution.checking import check_plan
+from slmlab.execution.sandbox import SandboxLimits, run_python
+from slmlab.execution.scoring import score_programs
+from slmlab.execution.tasks import CodeTask, load_humaneval
 from slmlab.io import atomic_write_json, created_now
-from slmlab.rl.checking import check_plan
-from slmlab.rl.sandbox import SandboxLimits, run_python
-from slmlab.rl.scoring import score_programs
-from slmlab.rl.tasks import CodeTask, load_humaneval
 from slmlab.settings import results_dir
 
 LIMITS = SandboxLimits()

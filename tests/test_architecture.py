@@ -18,7 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "lib" / "slmlab"
-CORE_SUBPACKAGES = {"slmlab.models", "slmlab.backends"}  # every other subpackage of slmlab is a chapter
+CORE_SUBPACKAGES = {"slmlab.models", "slmlab.backends", "slmlab.execution"}  # every other subpackage of slmlab is a chapter
 # The core modules that may import chapter code, and why:
 CORE_EXCEPTIONS = {
     "slmlab.cli": "the command line dispatches to every chapter's verbs",

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 from slmlab.cli import main
-from slmlab.rl.tasks import default_tasks_dir, generate_families, load_code_tasks
+from slmlab.execution.tasks import load_code_tasks
+from slmlab.rl.tasks import default_tasks_dir, generate_families
 
 
 def test_the_committed_task_sets_are_what_the_generator_writes():

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from slmlab.rl.evaluate import by_family, extract_code, pass_at_1, task_prompt
-from slmlab.rl.tasks import default_tasks_dir, load_code_tasks, load_humaneval
+from slmlab.execution.tasks import extract_code, load_code_tasks, load_humaneval, task_prompt
+from slmlab.rl.evaluate import by_family, pass_at_1
+from slmlab.rl.tasks import default_tasks_dir
 
 TASKS = {task.name: task for task in load_code_tasks(default_tasks_dir())}
 

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
+from slmlab.execution.tasks import CodeTask, TestCase
 from slmlab.rl.hints import HintConfig, HintSchedule, HintStateError, prompt_with_hint
-from slmlab.rl.tasks import CodeTask, TestCase
 
 HINTS = tuple(f"hint {i}" for i in range(10))
 

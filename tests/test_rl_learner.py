@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from slmlab.checkpoints import list_checkpoints
+from slmlab.execution.scoring import Score
 from slmlab.rl import learner as learner_module
 from slmlab.rl.config import RLConfig, RLConfigError
 from slmlab.rl.learner import Learner, Sample, sample_programs, token_terms, train_policy, truncate_attempts
 from slmlab.rl.policy import TinyPolicy, TinyPolicyConfig
-from slmlab.rl.scoring import Score
 from slmlab.rl.tasks import generate_families
 
 

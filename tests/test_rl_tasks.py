@@ -6,18 +6,17 @@ import json
 
 import pytest
 
-from slmlab.rl.scoring import score_programs
-from slmlab.rl.tasks import (
+from slmlab.execution.scoring import score_programs, validate_task, validate_tasks
+from slmlab.execution.tasks import (
     CodeTask,
     CodeTaskFileError,
     TaskNotFoundError,
     TestCase,
-    generate_families,
     load_code_tasks,
     load_humaneval,
-    validate_task,
     write_tasks,
 )
+from slmlab.rl.tasks import generate_families
 
 TASK = {
     "name": "add_three",
@@ -103,7 +102,7 @@ def test_list_file_and_stdio_task(tmp_path):
         "reference": "s = input()\nprint(s * 2)\n",
     }
     path = write(tmp_path / "pack.json", {"tasks": [TASK, stdio]})
-    tasks = load_code_tasks(path, validate=True)
+    tasks = validate_tasks(load_code_tasks(path))
     assert [t.kind for t in tasks] == ["function", "stdio"]
     assert tasks[0].tests == (TestCase([1], 4), TestCase([-3], 0)) and tasks[1].entry_point is None
     assert tasks[0].source == f"{path}#0"
@@ -150,7 +149,7 @@ def test_reference_that_fails_its_tests_is_refused(tmp_path):
     path = write(tmp_path / "wrong.json", row)
     assert load_code_tasks(tmp_path)  # loading alone does not run anything
     with pytest.raises(CodeTaskFileError) as error:
-        load_code_tasks(tmp_path, validate=True)
+        validate_tasks(load_code_tasks(tmp_path))
     assert error.value.field == "tests[1]" and str(path) in str(error.value) and "got 5" in str(error.value)
 
 
@@ -168,7 +167,7 @@ def test_a_check_task_needs_its_reference_and_a_check_that_fails_on_it_is_named(
     assert error.value.field == "reference" and "pair.json" in str(error.value)
     write(tmp_path / "pair.json", {**check, "reference": "def pair(x):\n    return [x, x]\n"})
     with pytest.raises(CodeTaskFileError) as error:
-        load_code_tasks(tmp_path, validate=True)
+        validate_tasks(load_code_tasks(tmp_path))
     assert error.value.field == "test_code" and "fails on the reference solution (error" in str(error.value)
     assert "AssertionError" in str(error.value)
 

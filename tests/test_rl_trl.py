@@ -7,9 +7,9 @@ import json
 
 import pytest
 
+from slmlab.execution.tasks import load_code_tasks, task_prompt
 from slmlab.rl.config import RLConfig
-from slmlab.rl.evaluate import task_prompt
-from slmlab.rl.tasks import default_tasks_dir, load_code_tasks
+from slmlab.rl.tasks import default_tasks_dir
 from slmlab.rl.trl_runner import TRLSetupError, code_reward, completion_text, task_dataset, train_with_trl, trl_config
 
 TASKS = load_code_tasks(default_tasks_dir() / "train")[:2]

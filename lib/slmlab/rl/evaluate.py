@@ -4,19 +4,16 @@ reply, the sandboxed score — per task and per family (the "before" and "after"
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from slmlab.execution.scoring import score_programs
+from slmlab.execution.tasks import CodeTask, extract_code, task_prompt
 from slmlab.generation import DecodingConfig
-from slmlab.rl.codetask import CodeTask
-from slmlab.rl.scoring import score_programs
 
 if TYPE_CHECKING:
     import pandas as pd
-
-_FENCE = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)(?:```|$)", re.DOTALL | re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -26,34 +23,6 @@ class PassAtOneSettings:
     max_new_tokens: int = 192
     batch_size: int = 16
     seed: int = 0
-
-
-def task_prompt(task: CodeTask, hint: str | None = None) -> str:
-    """The instruction the policy sees for ``task`` (a hint, when given, is appended as a last line)."""
-    if task.kind == "check":  # HumanEval: the prompt is the signature and docstring to complete
-        text = f"Complete this Python function.\n```python\n{task.prompt.rstrip()}\n```"
-    elif task.kind == "stdio":
-        text = f"{task.prompt}\nThe program reads standard input and prints the answer."
-    else:
-        text = task.prompt + (f"\nUse this signature: `{task.signature}`." if task.signature else "")
-    text += "\nReply with the complete code in one ```python block."
-    return text + (f"\nHint: {hint}" if hint else "")
-
-
-def extract_code(reply: str, task: CodeTask | None = None) -> str:
-    """The program in a model's reply: its first fenced code block, else the reply from its first ``def``/``import``
-    line, else the whole reply. For a HumanEval task whose reply lacks the function's ``def``, the prompt is put back
-    in front (the model continued the body)."""
-    match = _FENCE.search(reply)
-    if match:
-        code = match.group(1)
-    else:
-        start = re.search(r"^(def |import |from |class )", reply, re.MULTILINE)
-        code = reply[start.start() :] if start else reply
-    code = code.strip("\n") + "\n"
-    if task is not None and task.kind == "check" and task.entry_point and f"def {task.entry_point}(" not in code:
-        code = task.prompt + code
-    return code
 
 
 def pass_at_1(

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from slmlab.errors import SlmLabError
-from slmlab.rl.codetask import CodeTask
+from slmlab.execution.tasks import CodeTask
 from slmlab.rl.spec import HintConfig
 
 if TYPE_CHECKING:

@@ -20,15 +20,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from slmlab.checkpoints import load_training_state, save_training_state
+from slmlab.execution.fingerprint import FingerprintSet, fingerprint
+from slmlab.execution.scoring import RewardNormalizer, score_programs
+from slmlab.execution.tasks import CodeTask, extract_code, task_prompt
 from slmlab.io import atomic_write_folder, atomic_write_json, atomic_write_text, save_table
-from slmlab.rl.codetask import CodeTask
 from slmlab.rl.config import RLConfig
-from slmlab.rl.evaluate import PassAtOneSettings, extract_code, score_replies, task_prompt
-from slmlab.rl.fingerprint import FingerprintSet, fingerprint
+from slmlab.rl.evaluate import PassAtOneSettings, score_replies
 from slmlab.rl.hints import HintSchedule
 from slmlab.rl.monitor import ATTEMPTS_FILE, WeightChangeMonitor, attempt_records, attempts_frame, close_run_logger, run_logger
 from slmlab.rl.policy import build_policy
-from slmlab.rl.scoring import RewardNormalizer, score_programs
 from slmlab.rl.spec import ADAPTER, SUMMARY_FILE
 from slmlab.runlog import RunLog, read_metrics
 from slmlab.trainloop import Callback, Checkpointing, TrainState, stop_when, train_loop

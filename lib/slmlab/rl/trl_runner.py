@@ -14,12 +14,11 @@ from typing import Any
 from slmlab.adapters import quiet_peft_deprecation
 from slmlab.backends import torch_device
 from slmlab.errors import SlmLabError
+from slmlab.execution.scoring import score_programs
+from slmlab.execution.tasks import CodeTask, extract_code, task_prompt
 from slmlab.models import DEFAULT_MODEL, resolve_model
-from slmlab.rl.codetask import CodeTask
 from slmlab.rl.config import RLConfig, peft_lora_config
-from slmlab.rl.evaluate import extract_code, task_prompt
 from slmlab.rl.policy import load_base
-from slmlab.rl.scoring import score_programs
 from slmlab.rl.spec import ADAPTER
 
 ALGORITHMS = ("grpo", "rloo")

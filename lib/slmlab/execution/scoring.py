@@ -14,10 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from slmlab.rl.checking import MAX_ROUNDS, answers_of, check_plan, run_candidate, run_checker, same_as_reference
-from slmlab.rl.codetask import CodeTask
-from slmlab.rl.harness import decode_records, in_order, split_framed
-from slmlab.rl.sandbox import SandboxLimits, SandboxResult, run_python
+from slmlab.execution.checking import MAX_ROUNDS, answers_of, check_plan, run_candidate, run_checker, same_as_reference
+from slmlab.execution.harness import decode_records, in_order, split_framed
+from slmlab.execution.sandbox import SandboxLimits, SandboxResult, run_python
+from slmlab.execution.tasks import CodeTask, CodeTaskFileError
 
 # The reward of each outcome, worst to best (strictly ordered):
 # - "error": the task itself cannot judge (a check task without a reference, or whose check fails on it): 0.0, the
@@ -51,7 +51,7 @@ SOLUTION_FILE = "solution.py"
 # closures), so rebinding print, json.dumps or builtins does not change what it writes (at worst it breaks the
 # harness, which fails the run). stdio tasks: stdout of one run per test is compared in the parent.
 # Check tasks (HumanEval): no verdict is reached in the program's process. The program only answers calls there, and
-# the task's check runs in a process of its own on those answers (slmlab.rl.checking).
+# the task's check runs in a process of its own on those answers (slmlab.execution.checking).
 HARNESS_PRELUDE = r"""
 import builtins as _builtins
 import json as _json
@@ -416,3 +416,26 @@ class RewardNormalizer:
 
     def load_state_dict(self, state: dict) -> None:
         self.count, self.mean, self.m2 = int(state["count"]), float(state["mean"]), float(state["m2"])
+
+
+# --- task files ------------------------------------------------------------------------------------------------
+def validate_task(task: CodeTask) -> None:
+    """Refuse a task whose reference solution fails its own tests (names the file and the first failing test)."""
+    if task.reference is None:
+        return
+    score = score_program(task, task.reference)
+    if score.status == "passed":
+        return
+    failing = next((row for row in score.details.get("tests", []) if not row.get("passed")), None)
+    if task.kind == "check" or failing is None:
+        field, why = ("test_code" if task.kind == "check" else "tests"), score.details.get("note", score.status)
+    else:
+        field, why = f"tests[{failing['test']}]", failing.get("error") or f"got {failing.get('got')!r}"
+    raise CodeTaskFileError(task.source or task.name, field, f"fails on the reference solution ({score.status}: {why})")
+
+
+def validate_tasks(tasks: Sequence[CodeTask]) -> list[CodeTask]:
+    """``tasks`` after :func:`validate_task` accepted each of them (the first refusal is raised)."""
+    for task in tasks:
+        validate_task(task)
+    return list(tasks)

@@ -7,10 +7,10 @@ import statistics
 
 import pytest
 
-from slmlab.rl import scoring
-from slmlab.rl.sandbox import SandboxLimits
-from slmlab.rl.scoring import RewardNormalizer, Score, same_value, score_json, score_program, score_programs
-from slmlab.rl.tasks import CodeTask, TestCase
+from slmlab.execution import scoring
+from slmlab.execution.sandbox import SandboxLimits
+from slmlab.execution.scoring import RewardNormalizer, Score, same_value, score_json, score_program, score_programs
+from slmlab.execution.tasks import CodeTask, TestCase
 
 ADD_THREE = CodeTask(
     "add_three",

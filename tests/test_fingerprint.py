@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from slmlab.rl.fingerprint import FingerprintSet, fingerprint, normalize_code
+from slmlab.execution.fingerprint import FingerprintSet, fingerprint, normalize_code
 
 BASE = "def add_three(x):\n    return x + 3\n"
 VARIANTS = [

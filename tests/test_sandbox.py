@@ -18,8 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 import psutil
 import pytest
 
-from slmlab.rl import sandbox
-from slmlab.rl.sandbox import LAYERS_ENV, SandboxError, SandboxLimits, resolve_rlimits, run_python, sandbox_report
+from slmlab.execution import sandbox
+from slmlab.execution.sandbox import LAYERS_ENV, SandboxError, SandboxLimits, resolve_rlimits, run_python, sandbox_report
 
 FAST = SandboxLimits(cpu_seconds=1, wall_seconds=3.0, memory_mb=256, output_bytes=65_536)
 NEARLY_EMPTY_ENV = {"PATH", "HOME", "TMPDIR", "LANG", "PWD", "LC_CTYPE"}

@@ -7,12 +7,12 @@ import math
 
 import pytest
 
-from slmlab.rl import scoring
-from slmlab.rl.checking import CHECKER_FLOOR, check_plan, checker_limits, run_candidate
-from slmlab.rl.harness import typed_values
-from slmlab.rl.sandbox import SandboxLimits
-from slmlab.rl.scoring import score_program, score_programs
-from slmlab.rl.tasks import CodeTask, load_humaneval
+from slmlab.execution import scoring
+from slmlab.execution.checking import CHECKER_FLOOR, check_plan, checker_limits, run_candidate
+from slmlab.execution.harness import typed_values
+from slmlab.execution.sandbox import SandboxLimits
+from slmlab.execution.scoring import score_program, score_programs
+from slmlab.execution.tasks import CodeTask, load_humaneval
 
 
 def check_task(name: str, test_code: str, reference: str | None, entry_point: str = "f") -> CodeTask:

@@ -16,9 +16,9 @@ import json
 import threading
 from collections.abc import Sequence
 
-from slmlab.rl.codetask import CodeTask
-from slmlab.rl.harness import decode_records, harness_source, in_order, new_frame, split_framed, typed_values
-from slmlab.rl.sandbox import SandboxLimits, SandboxResult, run_python
+from slmlab.execution.harness import decode_records, harness_source, in_order, new_frame, split_framed, typed_values
+from slmlab.execution.sandbox import SandboxLimits, SandboxResult, run_python
+from slmlab.execution.tasks import CodeTask
 
 CHECK_SEED = 0  # `random` in the checker: a check that draws its inputs asks for the same calls in every process
 MAX_ROUNDS = 8  # verify rounds per program before the check's appetite for new calls counts as a task error
