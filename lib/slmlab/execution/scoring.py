@@ -11,13 +11,13 @@ import secrets
 import warnings
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from slmlab.execution.checking import MAX_ROUNDS, answers_of, check_plan, run_candidate, run_checker, same_as_reference
 from slmlab.execution.harness import decode_records, in_order, split_framed
 from slmlab.execution.sandbox import SandboxLimits, SandboxResult, run_python
-from slmlab.execution.tasks import CodeTask, CodeTaskFileError
+from slmlab.execution.tasks import CodeTask, CodeTaskFileError, TestCase
 
 # The reward of each outcome, worst to best (strictly ordered):
 # - "error": the task itself cannot judge (a check task without a reference, or whose check fails on it): 0.0, the
@@ -419,19 +419,32 @@ class RewardNormalizer:
 
 
 # --- task files ------------------------------------------------------------------------------------------------
+def _refusal(task: CodeTask, score: Score, field: str) -> CodeTaskFileError:
+    """The error naming ``task``'s first test (in ``field``) that its reference failed with ``score``."""
+    failing = next((row for row in score.details.get("tests", []) if not row.get("passed")), None)
+    why = score.details.get("note", score.status)
+    if task.kind == "check" or failing is None:
+        where = field
+    else:
+        where, test = f"{field}[{failing['test']}]", task.tests[failing["test"]]
+        outcome = failing.get("error") or (f"got {failing['got']!r}" if "got" in failing else why)
+        why = f"input {test.input!r}, expected {test.expected!r}, {outcome}"
+    return CodeTaskFileError(task.source or task.name, where, f"fails on the reference solution ({score.status}: {why})")
+
+
 def validate_task(task: CodeTask) -> None:
-    """Refuse a task whose reference solution fails its own tests (names the file and the first failing test)."""
+    """Refuse a task whose reference solution fails its own tests, or a check task's visible tests (names the file
+    and the first failing test: ``tests[i]``, ``test_code`` or ``visible_tests[i]``)."""
     if task.reference is None:
         return
     score = score_program(task, task.reference)
-    if score.status == "passed":
-        return
-    failing = next((row for row in score.details.get("tests", []) if not row.get("passed")), None)
-    if task.kind == "check" or failing is None:
-        field, why = ("test_code" if task.kind == "check" else "tests"), score.details.get("note", score.status)
-    else:
-        field, why = f"tests[{failing['test']}]", failing.get("error") or f"got {failing.get('got')!r}"
-    raise CodeTaskFileError(task.source or task.name, field, f"fails on the reference solution ({score.status}: {why})")
+    if score.status != "passed":
+        raise _refusal(task, score, "test_code" if task.kind == "check" else "tests")
+    visible = task.visible_task() if task.kind == "check" else None
+    if visible is not None:
+        score = score_program(visible, task.reference)
+        if score.status != "passed":
+            raise _refusal(visible, score, "visible_tests")
 
 
 def validate_tasks(tasks: Sequence[CodeTask]) -> list[CodeTask]:
@@ -439,3 +452,30 @@ def validate_tasks(tasks: Sequence[CodeTask]) -> list[CodeTask]:
     for task in tasks:
         validate_task(task)
     return list(tasks)
+
+
+@dataclass(frozen=True)
+class CheckedExamples:
+    tasks: list[CodeTask]  # the tasks given, each check task keeping only the visible tests its reference passes
+    dropped: dict[str, tuple[TestCase, ...]]  # task name -> the visible tests its reference fails
+
+    @property
+    def dropped_count(self) -> int:
+        return sum(len(tests) for tests in self.dropped.values())
+
+
+def checked_examples(tasks: Sequence[CodeTask], limits: SandboxLimits = SandboxLimits(), workers: int = 2) -> CheckedExamples:
+    """Run each check task's reference on its visible tests and drop those it fails (a few HumanEval docstrings
+    are wrong), so a wrong example neither misleads a solver nor makes the problem unusable. One sandbox run per
+    check task with visible tests and a reference; other tasks come back as they are."""
+    checked = [index for index, task in enumerate(tasks) if task.kind == "check" and task.examples and task.reference]
+    runs = [(tasks[index].visible_task(), tasks[index].reference) for index in checked]
+    result, dropped = list(tasks), {}
+    for index, score in zip(checked, score_programs(runs, limits, workers)):
+        task = tasks[index]
+        passed = {row["test"] for row in score.details.get("tests", []) if row.get("passed")}
+        failed = tuple(test for number, test in enumerate(task.examples) if number not in passed)
+        if failed:
+            dropped[task.name] = failed
+            result[index] = replace(task, examples=tuple(t for n, t in enumerate(task.examples) if n in passed))
+    return CheckedExamples(result, dropped)

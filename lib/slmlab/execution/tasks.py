@@ -1,16 +1,26 @@
 """Code tasks, the core's one format for them: a :class:`CodeTask` with its :class:`TestCase` rows, JSON task files
 loaded recursively and validated, HumanEval's 164 problems, and the prompt a model sees for a task and the program
-taken from its reply. Chapters 06 and 08 both read them; the scorer is :mod:`slmlab.execution.scoring`."""
+taken from its reply. Chapters 06 and 08 both read them; the scorer is :mod:`slmlab.execution.scoring`.
+
+Visible and hidden tests: a solver may run the *visible* tests while it works (a search checks its candidates on
+them); the final score counts only the *hidden* ones. A function or stdio task's first ``visible`` tests are visible
+and the rest hidden; ``tests`` stays the whole list, which chapter 08 scores on. Without a ``visible`` count a task
+shows :data:`VISIBLE_TESTS`, fewer when that would leave no test hidden. A check task (HumanEval) lists its visible
+tests apart, as function-style rows (``examples``, JSON ``visible_tests``; HumanEval's come from the docstring's
+examples), and its hidden test is the ``check()`` of ``test_code``. :meth:`CodeTask.visible_task` is what a solver
+may see and run, :meth:`CodeTask.hidden_task` what the final score runs."""
 
 from __future__ import annotations
 
+import ast
 import fnmatch
 import gzip
 import importlib.util
 import json
+import math
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +28,7 @@ from slmlab.errors import SlmLabError
 from slmlab.io import atomic_write_json
 from slmlab.spec import humaneval_file
 
+VISIBLE_TESTS = 2  # tests of a function or stdio task a solver may see, unless its file says how many
 _FENCE = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)(?:```|$)", re.DOTALL | re.IGNORECASE)
 
 
@@ -28,6 +39,11 @@ class TestCase:
     __test__ = False  # not a pytest test class
     input: Any
     expected: Any
+
+
+def default_visible(total: int) -> int:
+    """How many of ``total`` tests are visible when a task does not say: :data:`VISIBLE_TESTS`, keeping one hidden."""
+    return max(0, min(VISIBLE_TESTS, total - 1))
 
 
 @dataclass(frozen=True)
@@ -43,6 +59,50 @@ class CodeTask:
     reference: str | None = None
     family: str | None = None
     source: str = ""  # the file it came from, or how it was made
+    visible: int | None = None  # function, stdio: how many leading tests are visible (None: default_visible)
+    examples: tuple[TestCase, ...] = ()  # check: the visible tests, function-style (JSON "visible_tests")
+
+    def __post_init__(self) -> None:
+        if self.visible is not None and not 0 <= self.visible <= len(self.tests):
+            raise ValueError(f"task '{self.name}': visible={self.visible} for {len(self.tests)} tests")
+
+    @property
+    def visible_count(self) -> int:
+        """How many of ``tests`` are visible (0 for a check task, whose visible tests are its ``examples``)."""
+        if self.kind == "check":
+            return 0
+        return default_visible(len(self.tests)) if self.visible is None else self.visible
+
+    @property
+    def visible_tests(self) -> tuple[TestCase, ...]:
+        """The tests a solver may see and run: the first ``visible_count`` tests, or a check task's ``examples``."""
+        return self.examples if self.kind == "check" else self.tests[: self.visible_count]
+
+    def visible_task(self) -> CodeTask | None:
+        """A task holding only the visible tests (a check task's become a "function" task), with no test code,
+        reference or hints; None when nothing is visible. It is for running candidates: prompt a model with
+        :func:`task_prompt` of the task itself."""
+        tests = self.visible_tests
+        if not tests:
+            return None
+        return CodeTask(
+            name=self.name,
+            prompt=self.prompt,
+            kind="stdio" if self.kind == "stdio" else "function",
+            entry_point=self.entry_point,
+            signature=self.signature,
+            tests=tests,
+            test_code=None,
+            family=self.family,
+            source=self.source,
+            visible=len(tests),
+        )
+
+    def hidden_task(self) -> CodeTask:
+        """The task the final score runs: only the hidden tests (a check task keeps its check, without examples)."""
+        if self.kind == "check":
+            return replace(self, examples=())
+        return replace(self, tests=self.tests[self.visible_count :], visible=0)
 
     def to_dict(self) -> dict:
         row = {
@@ -51,7 +111,9 @@ class CodeTask:
             "kind": self.kind,
             "entry_point": self.entry_point,
             "signature": self.signature,
-            "tests": [{"input": t.input, "expected": t.expected} for t in self.tests],
+            "tests": _rows(self.tests),
+            "visible": self.visible,
+            "visible_tests": _rows(self.examples),
             "test_code": self.test_code,
             "hints": list(self.hints),
             "reference": self.reference,
@@ -60,13 +122,17 @@ class CodeTask:
         return {key: value for key, value in row.items() if value not in (None, []) or key == "tests"}
 
 
+def _rows(tests: Sequence[TestCase]) -> list[dict]:
+    return [{"input": test.input, "expected": test.expected} for test in tests]
+
+
 KINDS = ("function", "stdio", "check")
 REQUIRED = {
     "function": ("name", "prompt", "kind", "entry_point", "tests"),
     "stdio": ("name", "prompt", "kind", "tests"),
     "check": ("name", "prompt", "kind", "entry_point", "test_code", "reference"),
 }  # the checker learns the calls from it
-OPTIONAL = ("signature", "test_code", "hints", "reference", "family", "tests", "entry_point")
+OPTIONAL = ("signature", "test_code", "hints", "reference", "family", "tests", "entry_point", "visible", "visible_tests")
 GLOB_CHARS = "*?["
 
 
@@ -94,13 +160,10 @@ def _require(row: dict, key: str, kinds: type | tuple[type, ...], file: str, opt
     return row[key]
 
 
-def _tests(row: dict, kind: str, file: str) -> tuple[TestCase, ...]:
-    cases = _require(row, "tests", list, file, optional=kind == "check") or []
-    if kind != "check" and not cases:
-        raise CodeTaskFileError(file, "tests", "needs at least one test")
+def _test_rows(cases: list, kind: str, field: str, file: str) -> tuple[TestCase, ...]:
     tests = []
     for number, case in enumerate(cases):
-        where = f"tests[{number}]"
+        where = f"{field}[{number}]"
         if not isinstance(case, dict) or set(case) != {"input", "expected"}:
             raise CodeTaskFileError(file, where, "must be an object with exactly 'input' and 'expected'")
         if kind == "function" and not isinstance(case["input"], list):
@@ -109,6 +172,37 @@ def _tests(row: dict, kind: str, file: str) -> tuple[TestCase, ...]:
             raise CodeTaskFileError(file, where, "input and expected must be text for a stdio task")
         tests.append(TestCase(case["input"], case["expected"]))
     return tuple(tests)
+
+
+def _tests(row: dict, kind: str, file: str) -> tuple[TestCase, ...]:
+    cases = _require(row, "tests", list, file, optional=kind == "check") or []
+    if kind != "check" and not cases:
+        raise CodeTaskFileError(file, "tests", "needs at least one test")
+    return _test_rows(cases, kind, "tests", file)
+
+
+def _visible(row: dict, kind: str, tests: tuple[TestCase, ...], file: str) -> int | None:
+    """The ``visible`` count of a function or stdio task (None: not given); it must leave a hidden test."""
+    if row.get("visible") is None:
+        return None
+    if kind == "check":
+        raise CodeTaskFileError(file, "visible", "is for function and stdio tasks; a check task lists visible_tests")
+    count = row["visible"]
+    if type(count) is not int:
+        raise CodeTaskFileError(file, "visible", f"must be int, not {type(count).__name__}")
+    if count < 0:
+        raise CodeTaskFileError(file, "visible", f"must not be negative, not {count}")
+    if count >= len(tests):
+        raise CodeTaskFileError(file, "visible", f"{count} visible of {len(tests)} tests leaves no hidden test")
+    return count
+
+
+def _examples(row: dict, kind: str, file: str) -> tuple[TestCase, ...]:
+    """A check task's visible tests, function-style rows; other kinds show the first ``visible`` of their tests."""
+    cases = _require(row, "visible_tests", list, file, optional=True) or []
+    if cases and kind != "check":
+        raise CodeTaskFileError(file, "visible_tests", "is for check tasks; function and stdio tasks give a visible count")
+    return _test_rows(cases, "function", "visible_tests", file)
 
 
 def task_from_dict(row: Any, file: str | Path) -> CodeTask:
@@ -133,18 +227,21 @@ def task_from_dict(row: Any, file: str | Path) -> CodeTask:
     hints = _require(row, "hints", list, file, optional=True) or []
     if not all(isinstance(hint, str) for hint in hints):
         raise CodeTaskFileError(file, "hints", "must be a list of strings")
+    tests = _tests(row, kind, file)
     return CodeTask(
         name=name,
         prompt=prompt,
         kind=kind,
         entry_point=entry_point,
         signature=_require(row, "signature", str, file, optional=True),
-        tests=_tests(row, kind, file),
+        tests=tests,
         test_code=_require(row, "test_code", str, file, optional=kind != "check"),
         hints=tuple(hints),
         reference=_require(row, "reference", str, file, optional=True),
         family=_require(row, "family", str, file, optional=True),
         source=file,
+        visible=_visible(row, kind, tests, file),
+        examples=_examples(row, kind, file),
     )
 
 
@@ -238,7 +335,9 @@ def _def_line(prompt: str, entry_point: str) -> str | None:
 
 
 def load_humaneval() -> list[CodeTask]:
-    """HumanEval's 164 problems as "check" tasks; the reference is the prompt plus the canonical solution."""
+    """HumanEval's 164 problems as "check" tasks; the reference is the prompt plus the canonical solution, the visible
+    tests the docstring's examples (:func:`docstring_examples`; nothing is run here, so an example that the canonical
+    solution fails is still in: :func:`slmlab.execution.scoring.checked_examples` drops those)."""
     path = humaneval_path()
     with gzip.open(path, "rt", encoding="utf-8") as handle:
         rows = [json.loads(line) for line in handle if line.strip()]
@@ -254,9 +353,160 @@ def load_humaneval() -> list[CodeTask]:
             reference=row["prompt"] + row["canonical_solution"],
             family="humaneval",
             source=f"{path}#{number}",
+            examples=docstring_examples(row["prompt"], row["entry_point"]),
         )
         for number, row in enumerate(rows)
     ]
+
+
+def visible_test_count(tasks: Iterable[CodeTask]) -> dict[str, int]:
+    """How many tasks there are, how many of them have at least one visible test, and how many visible tests in all."""
+    counts = [len(task.visible_tests) for task in tasks]
+    return {"tasks": len(counts), "with_visible": sum(1 for count in counts if count), "visible_tests": sum(counts)}
+
+
+# --- examples in a docstring -------------------------------------------------------------------------------------
+# An example calls the entry point with literal arguments and gives a literal answer. The forms read:
+# - doctest: ">>> f(1, 2)" and the value on the next line(s), or ">>> f(1, 2) == 3" on one line;
+# - one line: "f(1, 2) == 3", also with "=>", "==>", "➞", "->", "=", "returns", "should return", "# =>", "# returns",
+#   the line perhaps opened by a bullet ("* ") or "for ";
+# - by parameter name: "For a = 1, b = 2 the output should be 3" ("the result should be"), and "Input: a = 1, b = 2"
+#   (or "Input: 1, 2") with "Output: 3" on the next line.
+# Calls of other functions, and arguments or answers that are not Python literals of plain JSON values (names,
+# expressions, sets, dicts keyed by non-strings), are skipped.
+_LINE_START = re.compile(r"^(?:[*-]\s+|for\s+)")
+_ANSWER = re.compile(r"^\s*(?:#\s*)?(?:==>|=>|==|➞|->|=|returns|should return)\s*(?P<value>.+)$")
+_FOR_NAMED = re.compile(r"^for\s+(?P<args>\w+\s*=.+?),?\s+the\s+(?:output|result)\s+should\s+be\s+(?P<value>.+)$", re.I)
+_INPUT, _OUTPUT = re.compile(r"^input:\s*(?P<args>.+)$", re.I), re.compile(r"^output:\s*(?P<value>.+)$", re.I)
+_NO_VALUE = object()  # a text that holds no literal (None is a value)
+_NOT_LITERAL = (ValueError, TypeError, SyntaxError, MemoryError, RecursionError)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as plain JSON data (tuples become lists), as the scorer compares it; ValueError when it is not."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict) and all(isinstance(key, str) for key in value):
+        return {key: _plain(item) for key, item in value.items()}
+    raise ValueError(f"{type(value).__name__} is not a plain JSON value")
+
+
+def _literal(text: str) -> Any:
+    """The literal in ``text``, allowing a trailing full stop or ``# comment``; :data:`_NO_VALUE` if there is none."""
+    text = text.strip()
+    for candidate in (text, text.partition("#")[0].strip()):
+        for attempt in ([candidate[:-1]] if candidate.endswith(".") else []) + [candidate]:
+            try:
+                return _plain(ast.literal_eval(attempt))
+            except _NOT_LITERAL:
+                continue
+    return _NO_VALUE
+
+
+@dataclass(frozen=True)
+class _Signature:
+    """The entry point's name and positional parameters (empty when the prompt does not define it readably)."""
+
+    name: str
+    parameters: tuple[str, ...] = ()
+    required: int = 0
+
+    @classmethod
+    def of(cls, prompt: str, entry_point: str) -> _Signature:
+        try:
+            tree = ast.parse(prompt)
+        except (SyntaxError, ValueError):
+            return cls(entry_point)
+        found = [node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == entry_point]
+        if not found:
+            return cls(entry_point)
+        arguments = found[0].args
+        names = tuple(arg.arg for arg in arguments.posonlyargs + arguments.args)
+        return cls(entry_point, names, len(names) - len(arguments.defaults))
+
+    def arguments(self, call: ast.Call) -> list | None:
+        """The call's literal arguments in parameter order (keywords placed by name); None when that fails."""
+        named = {keyword.arg: keyword.value for keyword in call.keywords}
+        rest = self.parameters[len(call.args) :]
+        if any(isinstance(arg, ast.Starred) for arg in call.args) or (named and set(named) != set(rest)):
+            return None
+        nodes = list(call.args) + [named[name] for name in rest if named]
+        if self.parameters and not self.required <= len(nodes) <= len(self.parameters):
+            return None
+        try:
+            return [_plain(ast.literal_eval(node)) for node in nodes]
+        except _NOT_LITERAL:
+            return None
+
+
+def _call(text: str, signature: _Signature) -> tuple[list, str] | None:
+    """The literal arguments of a call of the entry point that opens ``text``, and the text after the call."""
+    if not text.startswith(f"{signature.name}("):
+        return None
+    for end in (index + 1 for index, char in enumerate(text) if char == ")"):
+        try:
+            call = ast.parse(text[:end], mode="eval").body
+        except SyntaxError:
+            continue  # that ")" was inside an argument
+        arguments = signature.arguments(call) if isinstance(call, ast.Call) else None
+        return None if arguments is None else (arguments, text[end:])
+    return None
+
+
+def _example(arguments: tuple[list, str] | None, answer: str) -> TestCase | None:
+    value = _NO_VALUE if arguments is None else _literal(answer)
+    return None if value is _NO_VALUE else TestCase(arguments[0], value)
+
+
+def _doctest_example(statement: str, following: Sequence[str], signature: _Signature) -> TestCase | None:
+    """``>>> statement``'s example: a one-line answer after the call, else the first lines after it that read as a
+    literal, up to a blank line or the next ``>>>``."""
+    call = _call(statement, signature)
+    if call is None:
+        return None
+    if call[1].strip():
+        answer = _ANSWER.match(call[1])
+        return _example(call, answer["value"]) if answer else None
+    for count, line in enumerate(following[:20], start=1):  # an answer spans a few lines at most
+        if not line or line.startswith(">>>"):
+            break
+        example = _example(call, " ".join(following[:count]))
+        if example is not None:
+            return example
+    return None
+
+
+def _line_example(line: str, following: Sequence[str], signature: _Signature) -> TestCase | None:
+    """The example of one docstring line in any form but the doctest."""
+    named, given = _FOR_NAMED.match(line), _INPUT.match(line)
+    if named:
+        return _example(_call(f"{signature.name}({named['args']})", signature), named["value"])
+    if given:
+        output = _OUTPUT.match(next((text for text in following if text), ""))
+        return _example(_call(f"{signature.name}({given['args']})", signature), output["value"]) if output else None
+    call = _call(_LINE_START.sub("", line, count=1), signature)
+    answer = _ANSWER.match(call[1]) if call else None
+    return _example(call, answer["value"]) if answer else None
+
+
+def docstring_examples(prompt: str, entry_point: str) -> tuple[TestCase, ...]:
+    """The examples of ``entry_point`` written in ``prompt`` (the forms above) as function-style tests, in order,
+    without repeats. Nothing is run: an example may be wrong (see :func:`slmlab.execution.scoring.checked_examples`)."""
+    lines, signature = [line.strip() for line in prompt.splitlines()], _Signature.of(prompt, entry_point)
+    examples: dict[str, TestCase] = {}  # keyed by JSON text: TestCase equality takes True for 1
+    for number, line in enumerate(lines):
+        following = lines[number + 1 :]
+        if line.startswith(">>>"):
+            example = _doctest_example(line[3:].strip(), following, signature)
+        else:
+            example = _line_example(line, following, signature)
+        if example is not None:
+            examples.setdefault(json.dumps([example.input, example.expected]), example)
+    return tuple(examples.values())
 
 
 # --- prompts and replies ----------------------------------------------------------------------------------------

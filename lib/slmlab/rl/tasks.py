@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from slmlab.execution.tasks import CodeTask, TestCase
+from slmlab.execution.tasks import VISIBLE_TESTS, CodeTask, TestCase
 from slmlab.rl.spec import tasks_dir
 from slmlab.settings import project_root
 
@@ -566,6 +566,7 @@ def _function_task(member: _Member, family: str, rng: random.Random, source: str
         reference=f"def {call}:\n{member.body}\n",
         family=family,
         source=source,
+        visible=VISIBLE_TESTS,  # 5 tests: 2 a solver may see, 3 for the final score
     )
 
 
@@ -587,6 +588,7 @@ def _stdio_tasks(rng: random.Random, source: str) -> list[CodeTask]:
                 reference=f"n = int(input())\nprint({formula})\n",
                 family="stdio_arithmetic",
                 source=source,
+                visible=VISIBLE_TESTS,  # 3 tests: 2 visible, 1 hidden
             )
         )
     return tasks
