@@ -8,13 +8,13 @@ from dataclasses import replace
 
 import pytest
 
+from slmlab.execution.examples import docstring_examples
 from slmlab.execution.scoring import checked_examples, score_program, validate_task, validate_tasks
 from slmlab.execution.tasks import (
     VISIBLE_TESTS,
     CodeTask,
     CodeTaskFileError,
     TestCase,
-    docstring_examples,
     load_code_tasks,
     load_humaneval,
     read_task_file,
@@ -245,8 +245,12 @@ def area(w, h):
 '''
 
 
+def examples_of(prompt: str, entry_point: str) -> tuple[TestCase, ...]:
+    return tuple(TestCase(*pair) for pair in docstring_examples(prompt, entry_point))
+
+
 def test_docstring_examples_reads_the_common_forms_and_skips_the_rest():
-    examples = docstring_examples(PROMPT, "area")
+    examples = examples_of(PROMPT, "area")
     assert examples == (
         TestCase([2, 3], 6),
         TestCase([2, 2], 4),  # ">>> area(2, 2) == 4" on one line
@@ -266,13 +270,13 @@ def test_docstring_examples_reads_the_common_forms_and_skips_the_rest():
     # call inside an expression, an expression, a set and an int-keyed dict as answers, a parameter area lacks
     # (q), and the repeat of area(2, 3)
     assert [type(example.expected) for example in examples[6:8]] == [float, int]
-    assert docstring_examples(PROMPT, "helper") == (TestCase([1], 99), TestCase([2], 7))  # the whole prompt is read
-    assert docstring_examples("no examples here", "area") == ()
+    assert examples_of(PROMPT, "helper") == (TestCase([1], 99), TestCase([2], 7))  # the whole prompt is read
+    assert examples_of("no examples here", "area") == ()
 
 
 def test_docstring_examples_without_a_readable_definition_take_positional_calls_only():
     prompt = "Write area(w, h).\narea(2, 3) == 6\nFor w = 1, h = 1 the output should be 1\narea(w=2, h=2) == 4\n"
-    assert docstring_examples(prompt, "area") == (TestCase([2, 3], 6),)
+    assert examples_of(prompt, "area") == (TestCase([2, 3], 6),)
 
 
 def test_humaneval_examples_of_real_problems(humaneval):

@@ -16,7 +16,6 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
             "CodeTaskFileError",
             "TestCase",
             "VISIBLE_TESTS",
-            "docstring_examples",
             "extract_code",
             "load_code_tasks",
             "load_humaneval",
@@ -24,6 +23,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
             "visible_test_count",
             "write_tasks",
         ],
+        "examples": ["docstring_examples"],
         "sandbox": ["SandboxLimits", "SandboxResult", "run_python", "sandbox_report"],
         "scoring": [
             "CheckedExamples",
