@@ -34,7 +34,7 @@ def words(text: str) -> int:
 
 @pytest.fixture(scope="module")
 def embedder():
-    from slmlab.ace.embeddings import load_embedder
+    from slmlab.embeddings import load_embedder
 
     return load_embedder()
 

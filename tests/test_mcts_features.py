@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from slmlab.mcts.features import FEATURE_NAMES, RunningStats, feature_dim, logit_stats, state_features, topic_drift
+from slmlab.mcts.features import (
+    FEATURE_NAMES,
+    RunningStats,
+    default_embedder,
+    feature_dim,
+    logit_stats,
+    state_features,
+    topic_drift,
+)
 from slmlab.mcts.lm_env import EnvConfig, LMEnvironment
 from slmlab.mcts.macro import Macro
 
@@ -18,9 +26,7 @@ INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}
 
 @pytest.fixture(scope="module")
 def embedder():
-    from slmlab.ace.embeddings import load_embedder
-
-    return load_embedder()
+    return default_embedder()  # the packaged MiniLM the chapter's runs use
 
 
 @pytest.fixture(scope="module")

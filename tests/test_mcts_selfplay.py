@@ -238,16 +238,16 @@ def test_run_chapter_trains_evaluates_and_reuses_its_work(tiny_torch, tmp_path):
         span_tokens=3,
         best_of=2,
     )
-    summary = run_chapter(tiny_torch, tmp_path, settings, progress=False)
+    summary = run_chapter(tiny_torch, tmp_path, settings, progress=False, topic_drift=False)  # MiniLM: test_mcts_topic_drift
     assert summary["episodes"] == 2 and len(summary["mean_reward_by_round"]) == 2
     assert [row["method"] for row in summary["evaluation"]] == ["greedy", "best-of-n", "mcts"]
     metrics = [json.loads(line) for line in (tmp_path / "network" / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [1, 2, 3, 4, 5, 6] and all(np.isfinite(m["total_loss"]) for m in metrics)
     assert (tmp_path / "network" / "network.pt").is_file() and (tmp_path / "eval_summary.md").is_file()
     stamp = (tmp_path / "eval.csv").stat().st_mtime_ns
-    assert run_chapter(tiny_torch, tmp_path, settings, progress=False) == summary
+    assert run_chapter(tiny_torch, tmp_path, settings, progress=False, topic_drift=False) == summary
     assert (tmp_path / "eval.csv").stat().st_mtime_ns == stamp and len(episodes_done(tmp_path)) == 2
-    fewer = run_chapter(tiny_torch, tmp_path, dataclasses.replace(settings, n_test=1), progress=False)
+    fewer = run_chapter(tiny_torch, tmp_path, dataclasses.replace(settings, n_test=1), progress=False, topic_drift=False)
     assert [row["items"] for row in fewer["evaluation"]] == [1, 1, 1]  # other test items: evaluated again
 
 
@@ -285,6 +285,7 @@ def test_selfplay_command_debug_prints_one_reward(tiny_model_dir, tmp_path, caps
             "--budget",
             "6",
             "--debug",
+            "--no-topic-drift",
         ]
     )
     assert args.run(args) == 0
@@ -296,9 +297,9 @@ def test_selfplay_command_debug_prints_one_reward(tiny_model_dir, tmp_path, caps
 def test_train_and_evaluate_commands(tiny_model_dir, tmp_path, capsys):
     common = ["--model", str(tiny_model_dir), "--run", str(tmp_path), "--sims", "1", "--budget", "6"]
     for command in (
-        ["selfplay", "--episodes", "2"],
+        ["selfplay", "--episodes", "2", "--no-topic-drift"],
         ["train", "--steps", "10"],
-        ["evaluate", "--n-test", "2", "--methods", "greedy,mcts"],
+        ["evaluate", "--n-test", "2", "--methods", "greedy,mcts", "--no-topic-drift"],
     ):
         args = parser().parse_args(["mcts", *command, *common])
         assert args.run(args) == 0
@@ -339,7 +340,7 @@ def thinking_network(tiny_torch, tmp_path_factory):
 def test_mcts_controller_over_http_hides_its_thoughts(tiny_torch, thinking_network, caplog):
     from test_mcts_serve import serving  # the real-uvicorn helper
 
-    controller = MCTSController(tiny_torch, network=thinking_network, simulations=3, span_tokens=3)
+    controller = MCTSController(tiny_torch, network=thinking_network, simulations=3, span_tokens=3, topic_drift=False)
     thoughts = []
     import slmlab.mcts.controller as module
 
@@ -366,6 +367,19 @@ def test_mcts_controller_over_http_hides_its_thoughts(tiny_torch, thinking_netwo
         assert thought not in body["text"] and thought not in json.dumps(body["macro_trace"])
         assert thought not in caplog.text
     assert body["tokens"] <= 12 and "fed" not in body["macro_trace"][0]
+
+
+def test_the_served_controller_featurizes_with_minilm_unless_told_not_to(tiny_torch, thinking_network, monkeypatch):
+    import slmlab.mcts.controller as module
+
+    asked = []
+    monkeypatch.setattr(module, "topic_drift_embedder", lambda topic_drift: asked.append(topic_drift))
+    for topic_drift in (True, False):
+        controller = MCTSController(tiny_torch, network=thinking_network, simulations=1, topic_drift=topic_drift)
+        controller.run("Name a colour.", budget=4, seed=0)
+        assert controller.describe()["topic_drift"] is topic_drift
+    assert asked == [True, False]
+    assert MCTSController(tiny_torch).topic_drift is True  # the chapter's default, as self-play and evaluation
 
 
 def test_mcts_controller_without_a_network_uses_uniform_priors(tiny_torch):

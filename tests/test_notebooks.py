@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 CHECK_OUTPUT = "# NBVAL_CHECK_OUTPUT"
 QUICK_DEFAULT = "slmlab.quick_mode()"
-CORE_MODULES = {"slmlab", "slmlab.io", "slmlab.settings"}
+CORE_MODULES = {"slmlab", "slmlab.io", "slmlab.settings", "slmlab.execution"}  # execution: code tasks, sandbox, scorer
 CHAPTER_PACKAGES = {  # chapter number -> the slmlab entry points it may import (each also with its .views)
     "00": ("playground", "environment"),
     "01": ("lora",),

@@ -42,7 +42,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from slmlab.ace.curation import Curator, retrieve
-from slmlab.ace.embeddings import TextEmbedder, load_embedder
+from slmlab.embeddings import TextEmbedder, load_embedder
 from slmlab.ace.playbook import Playbook, read_playbook
 from slmlab.ace.roles import (
     GeneratorReply,

@@ -70,13 +70,14 @@ def chapter_settings(args: argparse.Namespace) -> ChapterSettings:
 
 # --- slmlab mcts ... ------------------------------------------------------------------------------------
 def _selfplay(args: argparse.Namespace) -> int:
-    from slmlab.mcts.runs import chapter_items  # lazy: torch loads only when a command runs
+    from slmlab.mcts.runs import chapter_items, topic_drift_embedder  # lazy: torch loads only when a command runs
     from slmlab.mcts.selfplay import self_play  # lazy: torch loads only when a command runs
 
     settings = chapter_settings(args)
     train_items, _ = chapter_items(settings, args.qa)
+    embedder = topic_drift_embedder(**_given(args, ("topic_drift",)))
     report = self_play(
-        _load(args), train_items, args.run_dir, args.episodes, settings.selfplay(), progress=not args.debug, log=print
+        _load(args), train_items, args.run_dir, args.episodes, settings.selfplay(), embedder, progress=not args.debug, log=print
     )
     if args.debug:
         for episode in report.episodes:
@@ -110,7 +111,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     settings = chapter_settings(args)
     _, test_items = chapter_items(settings, args.qa)
     methods = args.methods.split(",") if args.methods else list(METHODS)
-    frame = evaluate_run(_load(args), args.run_dir, settings, test_items, methods)
+    frame = evaluate_run(_load(args), args.run_dir, settings, test_items, methods, **_given(args, ("topic_drift",)))
     print(summarize_evaluation(frame).to_markdown(index=False))
     return 0
 
@@ -120,7 +121,7 @@ def _run(args: argparse.Namespace) -> int:
     from slmlab.mcts.runs import run_chapter  # lazy: torch loads only when a command runs
 
     settings = chapter_settings(args)
-    summary = run_chapter(_load(args), args.run_dir, settings, qa_file=args.qa, methods=METHODS)
+    summary = run_chapter(_load(args), args.run_dir, settings, qa_file=args.qa, methods=METHODS, **_given(args, ("topic_drift",)))
     print(Path(args.run_dir, spec.EVAL_SUMMARY_FILE).read_text(encoding="utf-8"))
     print(f"mean self-play reward by round: {summary['mean_reward_by_round']}")
     return 0
@@ -151,6 +152,17 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-test", type=_positive, help="held-out test items" + FROM_SETTINGS)
 
 
+def _topic_drift_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-topic-drift",
+        dest="topic_drift",
+        action="store_false",
+        default=None,  # left out: the library's default (MiniLM topic drift on)
+        help="leave the topic-drift feature 0 instead of embedding prompt and answer with the packaged MiniLM; "
+        "a run folder keeps the choice its self-play was made with",
+    )
+
+
 def add_mcts_commands(commands) -> None:
     """Register ``slmlab mcts ...`` and ``slmlab serve`` on the main parser's subcommands."""
     mcts = commands.add_parser("mcts", help="chapter 06: MCTS self-play, training and evaluation")
@@ -160,6 +172,7 @@ def add_mcts_commands(commands) -> None:
     _common(selfplay)
     selfplay.add_argument("--episodes", type=_positive, default=1, help="episodes to play" + DEFAULT)
     selfplay.add_argument("--debug", action="store_true", help="print each episode's question, answer and macro trace")
+    _topic_drift_option(selfplay)
     selfplay.set_defaults(run=_selfplay)
 
     train = sub.add_parser("train", help="train the policy-value network on the replay buffer")
@@ -174,6 +187,7 @@ def add_mcts_commands(commands) -> None:
         "--methods", default=None, help="comma-separated (default: every method of slmlab.mcts.evaluate.METHODS)"
     )
     evaluate.add_argument("--best-of", type=_positive, help="samples of best-of-n" + FROM_SETTINGS)
+    _topic_drift_option(evaluate)
     evaluate.set_defaults(run=_evaluate)
 
     run = sub.add_parser("run", help="the whole chapter: self-play rounds, training, evaluation")
@@ -183,6 +197,7 @@ def add_mcts_commands(commands) -> None:
     run.add_argument("--episodes-per-round", type=_positive, help="self-play episodes per round" + FROM_SETTINGS)
     run.add_argument("--steps-per-round", type=_positive, help="training steps per round" + FROM_SETTINGS)
     run.add_argument("--best-of", type=_positive, help="samples of best-of-n" + FROM_SETTINGS)
+    _topic_drift_option(run)
     run.set_defaults(run=_run)
 
     _add_serve(commands)
@@ -195,7 +210,8 @@ def _serve(args: argparse.Namespace) -> int:
     from slmlab.mcts.serve import CONTROLLERS, create_app  # lazy: fastapi loads for `slmlab serve` only
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    options = {"network": args.network, **_given(args, ("simulations",))} if args.controller == "mcts" else {}
+    mcts_options = {"network": args.network, "topic_drift": not args.no_topic_drift, **_given(args, ("simulations",))}
+    options = mcts_options if args.controller == "mcts" else {}
     # load before listening: a missing model is a one-line CLI error, not a failing first request
     backend = "torch" if args.controller == "mcts" else args.backend  # the search reuses transformers' KV cache
     controller = CONTROLLERS[args.controller](models.load_model(args.model, backend=backend), **options)
@@ -220,6 +236,11 @@ def _add_serve(commands) -> None:
         help="the policy that picks macro-actions" + DEFAULT,
     )
     serve.add_argument("--network", default=None, help=f"mcts: a trained network (e.g. {shown(spec.network_file)})")
+    serve.add_argument(
+        "--no-topic-drift",
+        action="store_true",
+        help="mcts: the network's run was made with --no-topic-drift (its features carry no MiniLM distance)",
+    )
     serve.add_argument(
         "--sims", dest="simulations", type=_positive, help=f"mcts: simulations per move (default: {spec.SIMULATIONS})"
     )

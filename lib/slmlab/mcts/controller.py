@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from slmlab.mcts.features import TOPIC_DRIFT, topic_drift_embedder
 from slmlab.mcts.lm_env import EnvConfig
 from slmlab.mcts.macro import ControllerResult
 from slmlab.mcts.network import NetworkEvaluator, load_network
@@ -21,10 +22,17 @@ from slmlab.tasks import TaskItem
 
 class MCTSController:
     """Answer a prompt by searching ``simulations`` simulations per macro-action (``network``: a file
-    written by :func:`~slmlab.mcts.network.save_network`, e.g. ``results/mcts/network/network.pt``)."""
+    written by :func:`~slmlab.mcts.network.save_network`, e.g. ``results/mcts/network/network.pt``). The network sees
+    the features its run was trained on: with ``topic_drift`` (the chapter's default) the packaged MiniLM's distance
+    between prompt and answer; pass False for a network from a run made with ``--no-topic-drift``."""
 
     def __init__(
-        self, model, network: str | Path | None = None, simulations: int = SIMULATIONS, span_tokens: int = SPAN_TOKENS
+        self,
+        model,
+        network: str | Path | None = None,
+        simulations: int = SIMULATIONS,
+        span_tokens: int = SPAN_TOKENS,
+        topic_drift: bool = TOPIC_DRIFT,
     ) -> None:
         if simulations < 1 or span_tokens < 1:
             raise ValueError(f"simulations and span_tokens must be >= 1, got {simulations}, {span_tokens}")
@@ -33,6 +41,7 @@ class MCTSController:
         self.net = load_network(self.network_path) if self.network_path is not None else None
         self.simulations = simulations
         self.span_tokens = span_tokens
+        self.topic_drift = topic_drift
 
     def describe(self) -> dict:
         """Controller, model and settings, for ``GET /health``."""
@@ -44,11 +53,12 @@ class MCTSController:
             "simulations": self.simulations,
             "span_tokens": self.span_tokens,
             "network": str(self.network_path) if self.network_path else None,
+            "topic_drift": self.topic_drift,
         }
 
     def run(self, prompt: str, budget: int, seed: int) -> ControllerResult:
         start = time.perf_counter()
-        featurizer = Featurizer()
+        featurizer = Featurizer(topic_drift_embedder(self.topic_drift) if self.net is not None else None)
         evaluator = NetworkEvaluator(self.net, featurizer) if self.net is not None else UniformEvaluator()
         item = TaskItem(id="request", question=prompt, answer="", domain="qa")
         episode = search_episode(

