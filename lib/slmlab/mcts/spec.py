@@ -4,10 +4,10 @@ the demos, the grid and the command line read it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from slmlab.spec import results_path
+from slmlab.spec import benchmark_file, results_path
 
 KEY = "mcts"
 NOTEBOOKS = ("06_mcts_controller",)
@@ -76,6 +76,40 @@ def network_dir(root: Path) -> Path:
 def network_file(root: Path) -> Path:
     """``results/mcts/network/network.pt``: the chapter's trained network (``slmlab serve --network``)."""
     return network_dir(root) / NETWORK_FILE
+
+
+# --- part two: search on code, valued by visible tests -----------------------------------------------------------
+CODE_DIR = "code"  # inside results/mcts: greedy, sampling + filtering and MCTS on code tasks
+CODE_RUNS_FILE = "runs.csv"  # one row per task set, model, task and method: hidden verdict, visible rate, tokens, program
+CODE_SUMMARY_FILE = "summary.csv"  # the comparison table (pass@1 on hidden tests, tokens, sandbox runs, latency, McNemar)
+CODE_RECORD_FILE = "comparison.json"  # the settings, the table and its generated reading
+CODE_BENCHMARK = "mcts_code"  # benchmarks/mcts_code.py: the search with and without its caches, and filtering
+CODE_METHODS = ("greedy", "filtering", "mcts")
+CODE_TASK_SETS = ("heldout", "humaneval")  # chapter 08's committed held-out tasks, HumanEval's 164 problems
+HELDOUT_GAIN_GOAL = 15  # points MCTS should add to greedy's hidden pass@1 on the held-out tasks (base model)
+HUMANEVAL_RATIO_GOAL = 2  # MCTS's hidden pass@1 on HumanEval should be this many times greedy's
+
+
+def code_dir(root: Path) -> Path:
+    """``results/mcts/code``: part two's comparison."""
+    return results_path(root, RESULTS, CODE_DIR)
+
+
+def code_runs_file(root: Path) -> Path:
+    return code_dir(root) / CODE_RUNS_FILE
+
+
+def code_summary_file(root: Path) -> Path:
+    return code_dir(root) / CODE_SUMMARY_FILE
+
+
+def code_record_file(root: Path) -> Path:
+    return code_dir(root) / CODE_RECORD_FILE
+
+
+def code_benchmark_file(root: Path) -> Path:
+    """``results/benchmarks/mcts_code.json``."""
+    return benchmark_file(root, CODE_BENCHMARK)
 
 
 COMPARISON_TABLE_FILE = "comparison.csv"  # the notebook's copy of the comparison, beside its figure
@@ -363,3 +397,71 @@ class ChapterSettings:
             parallel_leaves=self.parallel_leaves,
             seed=self.seed,
         )
+
+
+# --- part two's settings --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CodeSearchConfig:
+    """MCTS over lines of code (:mod:`slmlab.mcts.code`): the search's size, how a line is decoded and resampled, and
+    when the search may stop. A program is at most ``max_new_tokens`` long (chapter 08's greedy pass@1 uses the same)."""
+
+    simulations: int = 16
+    parallel_leaves: int = 2  # simulations per batched round (virtual loss); 1 = one at a time
+    line_tokens: int = 48  # most tokens in one line
+    max_new_tokens: int = 192
+    resample_temperature: float = 0.8
+    max_resamples: int = MAX_RESAMPLES  # resamples of one line
+    stop_when_solved: bool = True  # end the search once a program passes every visible test
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        checks = {
+            "simulations": self.simulations >= 1,
+            "parallel_leaves": self.parallel_leaves >= 1,
+            "line_tokens": self.line_tokens >= 1,
+            "max_new_tokens": self.max_new_tokens >= 1,
+            "resample_temperature": self.resample_temperature > 0,
+            "max_resamples": self.max_resamples >= 0,
+        }
+        bad = [f"{name}={getattr(self, name)!r}" for name, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"CodeSearchConfig is out of range: {', '.join(bad)}")
+
+    def quick(self) -> CodeSearchConfig:
+        return replace(self, simulations=6)
+
+    def mcts(self) -> MCTSConfig:
+        return MCTSConfig(
+            num_simulations=self.simulations,
+            parallel_leaves=self.parallel_leaves,
+            expand_siblings=False,
+            seed=self.seed,
+        )
+
+
+@dataclass(frozen=True)
+class CodeComparisonConfig:
+    """Part two's comparison: which task sets, how many tasks of each (0: all), the search, and the temperature of
+    sampling + filtering (which gets, per task, the tokens MCTS spent)."""
+
+    task_sets: tuple[str, ...] = CODE_TASK_SETS
+    heldout_limit: int = 0
+    humaneval_limit: int = 0
+    search: CodeSearchConfig = field(default_factory=CodeSearchConfig)
+    filter_temperature: float = 0.8
+    adapter: bool = True  # also with chapter 08's trained adapter, when its run left one
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.task_sets if name not in CODE_TASK_SETS]
+        if unknown or self.heldout_limit < 0 or self.humaneval_limit < 0 or self.filter_temperature <= 0:
+            raise ValueError(
+                f"CodeComparisonConfig needs task sets among {', '.join(CODE_TASK_SETS)}, limits >= 0 and a "
+                f"temperature > 0, got {self.task_sets}, {self.heldout_limit}, {self.humaneval_limit}, "
+                f"{self.filter_temperature}"
+            )
+
+    def quick(self) -> CodeComparisonConfig:
+        return replace(self, heldout_limit=6, humaneval_limit=3, search=self.search.quick())
+
+    def limit_of(self, task_set: str) -> int:
+        return self.heldout_limit if task_set == "heldout" else self.humaneval_limit
