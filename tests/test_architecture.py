@@ -363,7 +363,7 @@ LAZY_IMPORTS: dict[str, int] = {
     "slmlab.backends": 4,
     "slmlab.backends.torch_backend": 1,
     "slmlab.lora.training": 1,
-    "slmlab.mcts.cli": 9,
+    "slmlab.mcts.cli": 10,
     "slmlab.mcts.serve": 1,
     "slmlab.rl.cli": 2,
     "slmlab.rl.policy": 3,

@@ -11,10 +11,10 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from slmlab.embeddings import TextEmbedder
 from slmlab.ace.playbook import Bullet, DeltaOp, Playbook
 from slmlab.ace.spec import EXAMPLES as EXAMPLES  # the settings live in the chapter's spec; kept importable here
 from slmlab.ace.spec import CurationConfig as CurationConfig
+from slmlab.embeddings import TextEmbedder
 
 TokenCounter = Callable[[str], int]
 

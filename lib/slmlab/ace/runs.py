@@ -42,7 +42,6 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from slmlab.ace.curation import Curator, retrieve
-from slmlab.embeddings import TextEmbedder, load_embedder
 from slmlab.ace.playbook import Playbook, read_playbook
 from slmlab.ace.roles import (
     GeneratorReply,
@@ -69,6 +68,7 @@ from slmlab.ace.spec import (
 )
 from slmlab.ace.spec import run_dir as run_folder
 from slmlab.ace.tasks import transfer_path
+from slmlab.embeddings import TextEmbedder, load_embedder
 from slmlab.environment import peak_rss_mb
 from slmlab.errors import SlmLabError
 from slmlab.generation import DecodingConfig, Prompt

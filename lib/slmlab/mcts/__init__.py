@@ -10,6 +10,9 @@ episodes; :mod:`slmlab.mcts.consistency` is the test-time value without gold (se
 branches); :mod:`slmlab.mcts.evaluate` compares the controller with greedy, best-of-n and majority vote;
 :mod:`slmlab.mcts.runs` is the chapter's entry point (:func:`~slmlab.mcts.runs.run_chapter`);
 :mod:`slmlab.mcts.controller` and :mod:`slmlab.mcts.serve` put the controller behind HTTP.
+Part two searches code, where a checkable signal exists: :mod:`slmlab.mcts.code_env` steps a program line by line,
+:mod:`slmlab.mcts.code` searches it valued by the visible tests, and :mod:`slmlab.mcts.code_compare` measures greedy,
+sampling + filtering and MCTS on hidden tests (entry point: :func:`~slmlab.mcts.code_compare.compare_code`).
 
 The names below are the chapter's public entry points (``from slmlab.mcts import run_chapter``). Each is
 imported from its module on first use, so importing the package needs neither torch nor the HTTP server's
@@ -21,7 +24,24 @@ import lazy_loader
 __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submod_attrs={
-        "spec": ["ChapterSettings", "ConsistencySettings", "EnvConfig", "EvalSettings", "SearchSettings"],
+        "spec": [
+            "ChapterSettings",
+            "CodeComparisonConfig",
+            "CodeSearchConfig",
+            "ConsistencySettings",
+            "EnvConfig",
+            "EvalSettings",
+            "SearchSettings",
+        ],
+        "code": ["describe_tree", "filter_programs", "greedy_program", "search_program"],
+        "code_compare": [
+            "compare_code",
+            "comparison_reading",
+            "comparison_tasks",
+            "composed_table",
+            "notable_tasks",
+            "summarize_comparison",
+        ],
         "runs": ["chapter_items", "default_run_dir", "evaluate_run", "long_run_dir", "run_chapter"],
         "evaluate": [
             "METHODS",

@@ -16,10 +16,11 @@ from pathlib import Path
 
 from slmlab import models
 from slmlab.mcts import spec
-from slmlab.mcts.spec import ChapterSettings
+from slmlab.mcts.spec import ChapterSettings, CodeComparisonConfig
 from slmlab.models.registry import DEFAULT_MODEL
+from slmlab.rl import spec as rl_spec
 from slmlab.runlog import add_wandb_option
-from slmlab.settings import quick_mode
+from slmlab.settings import artifacts_root, quick_mode
 from slmlab.spec import shown
 
 CONTROLLER_NAMES = spec.CONTROLLERS
@@ -127,6 +128,43 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def code_comparison_config(args: argparse.Namespace) -> CodeComparisonConfig:
+    """The :class:`~slmlab.mcts.spec.CodeComparisonConfig` of ``slmlab mcts code``: its quick sizes with ``--quick``
+    (or ``SLMLAB_QUICK``), then the options given."""
+    base = CodeComparisonConfig().quick() if quick_mode(True if args.quick else None) else CodeComparisonConfig()
+    search = replace(base.search, **_given(args, ("simulations",)))
+    limits = {} if args.limit is None else {"heldout_limit": args.limit, "humaneval_limit": args.limit}
+    sets = {"task_sets": tuple(args.tasks.split(","))} if args.tasks else {}
+    return replace(base, search=search, adapter=not args.no_adapter, **limits, **sets)
+
+
+def _code(args: argparse.Namespace) -> int:
+    from slmlab.mcts.code_compare import compare_code  # lazy: torch loads only when a command runs
+
+    root = artifacts_root(quick_mode(True if args.quick else None))  # quick runs write the quick tree
+    record = compare_code(args.model, root, code_comparison_config(args), args.adapter)
+    print(record["reading"])
+    return 0
+
+
+def _add_code(sub) -> None:
+    code = sub.add_parser(
+        "code", help="part two: greedy vs sampling + filtering vs MCTS on code, valued by visible tests, scored on hidden"
+    )
+    code.add_argument("--model", default=DEFAULT_MODEL, help="model name" + DEFAULT)
+    code.add_argument("--quick", action="store_true", help="a few tasks and a smaller search (CodeComparisonConfig.quick)")
+    code.add_argument(
+        "--tasks", default=None, help=f"comma-separated task sets among {', '.join(spec.CODE_TASK_SETS)} (default: all)"
+    )
+    code.add_argument("--limit", type=_positive, default=None, help="the first N tasks of each set (default: all; quick: a few)")
+    code.add_argument(
+        "--sims", dest="simulations", type=_positive, help="search simulations per task (default: CodeSearchConfig)"
+    )
+    code.add_argument("--adapter", default=None, help=f"chapter 08's adapter (default: {shown(rl_spec.adapter_dir)})")
+    code.add_argument("--no-adapter", action="store_true", help="compare with the base model only")
+    code.set_defaults(run=_code)
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL, help="model name" + DEFAULT)
     parser.add_argument(
@@ -200,6 +238,7 @@ def add_mcts_commands(commands) -> None:
     _topic_drift_option(run)
     run.set_defaults(run=_run)
 
+    _add_code(sub)
     _add_serve(commands)
 
 
@@ -210,7 +249,7 @@ def _serve(args: argparse.Namespace) -> int:
     from slmlab.mcts.serve import CONTROLLERS, create_app  # lazy: fastapi loads for `slmlab serve` only
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    mcts_options = {"network": args.network, "topic_drift": not args.no_topic_drift, **_given(args, ("simulations",))}
+    mcts_options = {"network": args.network, **_given(args, ("simulations", "topic_drift"))}
     options = mcts_options if args.controller == "mcts" else {}
     # load before listening: a missing model is a one-line CLI error, not a failing first request
     backend = "torch" if args.controller == "mcts" else args.backend  # the search reuses transformers' KV cache
@@ -236,11 +275,7 @@ def _add_serve(commands) -> None:
         help="the policy that picks macro-actions" + DEFAULT,
     )
     serve.add_argument("--network", default=None, help=f"mcts: a trained network (e.g. {shown(spec.network_file)})")
-    serve.add_argument(
-        "--no-topic-drift",
-        action="store_true",
-        help="mcts: the network's run was made with --no-topic-drift (its features carry no MiniLM distance)",
-    )
+    _topic_drift_option(serve)  # mcts: a network from a run made with --no-topic-drift
     serve.add_argument(
         "--sims", dest="simulations", type=_positive, help=f"mcts: simulations per move (default: {spec.SIMULATIONS})"
     )

@@ -412,6 +412,8 @@ class CodeSearchConfig:
     resample_temperature: float = 0.8
     max_resamples: int = MAX_RESAMPLES  # resamples of one line
     stop_when_solved: bool = True  # end the search once a program passes every visible test
+    reuse_cache: bool = True  # a line starts from a fork of its parent's KV cache (off: the prefix is encoded again)
+    cache_scores: bool = True  # a program is run on the visible tests once, recognised by its fingerprint
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -461,7 +463,7 @@ class CodeComparisonConfig:
             )
 
     def quick(self) -> CodeComparisonConfig:
-        return replace(self, heldout_limit=6, humaneval_limit=3, search=self.search.quick())
+        return replace(self, heldout_limit=4, humaneval_limit=2, search=self.search.quick())
 
     def limit_of(self, task_set: str) -> int:
         return self.heldout_limit if task_set == "heldout" else self.humaneval_limit

@@ -3,7 +3,7 @@ curve of a long run from its folder), the controller comparison, the policy-valu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,13 @@ ACTION_COLOURS = {
     Macro.STOP.value: "#55a868",
 }
 
-METHOD_COLOURS = {"greedy": "#999999", "best-of-n": "#dd8452", "majority-vote": "#55a868", "mcts": "#4c72b0"}
+METHOD_COLOURS = {
+    "greedy": "#999999",
+    "best-of-n": "#dd8452",
+    "majority-vote": "#55a868",
+    "mcts": "#4c72b0",
+    "filtering": "#dd8452",
+}
 
 
 def _label(action) -> str:
@@ -55,9 +61,23 @@ def _layout(tree: dict) -> list[tuple[dict, float, int, tuple[float, int] | None
     return placed
 
 
-def plot_search_tree(tree: dict, ax=None, title: str | None = None):
-    """Draw :func:`~slmlab.mcts.core.search_tree`'s dict: one box per visited node (action, visits N, mean
-    value Q), edge width by visits, colour by macro-action. Returns the figure."""
+def _visits_and_value(node: dict) -> str:
+    return f"{_label(node['action'])}\nN={node['visits']}  Q={node['value']:+.2f}"
+
+
+def code_node_label(node: dict) -> str:
+    """A node of :func:`~slmlab.mcts.code.describe_tree`: its action, the line it wrote (shortened), its visits and
+    the visible-test pass rate of the program its value came from ("-" where none was run)."""
+    line = node.get("line", "").strip()
+    line = line if len(line) <= 22 else line[:21] + "…"
+    rate = node.get("rate")
+    shown = "-" if rate is None else f"{rate:.0%}"
+    return f"{_label(node['action'])}\n{line}\nN={node['visits']}  visible {shown}"
+
+
+def plot_search_tree(tree: dict, ax=None, title: str | None = None, label: Callable[[dict], str] = _visits_and_value):
+    """Draw :func:`~slmlab.mcts.core.search_tree`'s dict: one box per visited node (``label``: action, visits N, mean
+    value Q by default), edge width by visits, colour by macro-action. Returns the figure."""
     import matplotlib.pyplot as plt
 
     placed = _layout(tree)
@@ -75,7 +95,7 @@ def plot_search_tree(tree: dict, ax=None, title: str | None = None):
         ax.text(
             x,
             -d,
-            f"{action}\nN={node['visits']}  Q={node['value']:+.2f}",
+            label(node),
             ha="center",
             va="center",
             fontsize=8,
@@ -89,6 +109,14 @@ def plot_search_tree(tree: dict, ax=None, title: str | None = None):
     ax.set_title(title or "search tree (visited nodes; edge width ∝ visits; Q from the chooser's side)")
     ax.figure.tight_layout()
     return ax.figure
+
+
+def plot_code_tree(tree: dict, ax=None, title: str | None = None):
+    """Draw a search over lines of code (:func:`~slmlab.mcts.code.describe_tree`): each box the line its action wrote
+    and the visible-test pass rate that valued it."""
+    return plot_search_tree(
+        tree, ax, title or "search over lines (edge width ∝ visits; visible = share of visible tests passed)", code_node_label
+    )
 
 
 def trace_table(trace: Sequence[dict]) -> pd.DataFrame:
@@ -221,3 +249,29 @@ def plot_training(metrics_path: str | Path, ax=None, smooth: int = 1):
     ax.legend()
     ax.figure.tight_layout()
     return ax.figure
+
+
+def plot_code_comparison(summary: pd.DataFrame):
+    """Part two's table drawn: hidden-test pass@1 per method, grouped by task set and model (base, adapter), each bar
+    labelled with its tokens as a multiple of greedy's. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    groups = list(dict.fromkeys(zip(summary["task_set"], summary["model"])))
+    methods = list(dict.fromkeys(summary["method"]))
+    fig, ax = plt.subplots(figsize=(2.2 + 2.2 * len(groups), 3.4))
+    width = 0.8 / len(methods)
+    for index, method in enumerate(methods):
+        rows = summary[summary["method"] == method].set_index(["task_set", "model"]).reindex(groups)
+        xs = np.arange(len(groups)) + (index - (len(methods) - 1) / 2) * width
+        bars = ax.bar(xs, rows["pass_at_1"], width, label=method, color=METHOD_COLOURS.get(method, "#777777"))
+        for bar, ratio in zip(bars, rows["tokens_x_greedy"]):
+            ax.annotate(
+                f"{ratio:.1f}×", (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom", fontsize=7
+            )
+    ax.set_xticks(np.arange(len(groups)), [f"{task_set}\n{model}" for task_set, model in groups])
+    ax.set_ylabel("pass@1 on hidden tests (%)")
+    ax.set_ylim(0, 105)
+    ax.set_title("greedy vs sampling + filtering vs MCTS (label: tokens × greedy's)")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    return fig
