@@ -66,6 +66,7 @@ bench: setup
 	$(BIN)/python benchmarks/generation.py
 	$(BIN)/python benchmarks/lora.py
 	$(BIN)/python benchmarks/mcts.py
+	$(BIN)/python benchmarks/mcts_code.py
 	-$(BIN)/python benchmarks/backend_agreement.py  # needs slmlab[llamacpp] and chapter 04's data
 	$(BIN)/python benchmarks/lm.py
 	$(BIN)/python benchmarks/rl.py --steps 12

@@ -150,6 +150,25 @@ def scoring_rows(data: dict) -> Iterator[Row]:
         ]
 
 
+def mcts_code_rows(data: dict) -> Iterator[Row]:
+    rows, ratios, tasks = data["configurations"], data["ratios"], len(data["tasks"])
+    against = {
+        "no_kv_forks": f"{_num(ratios['seconds_no_kv_forks_over_cached'], 2)}× cached's seconds",
+        "no_score_cache": f"{_num(ratios['sandbox_runs_no_cache_over_cached'], 2)}× cached's sandbox runs",
+        "filtering": "same tokens as cached",
+    }
+    for name, row in rows.items():
+        yield [
+            "mcts_code",
+            f"{name}, {tasks} held-out tasks greedy fails",
+            f"{row['seconds']:.1f} s, {row['tokens']:,} tokens, {row['sandbox_runs']} sandbox runs",
+            against.get(name, ""),
+            "",
+            f"hidden tests: {row['hidden_passed']}/{tasks} solved",
+            "",
+        ]
+
+
 def agreement_rows(data: dict) -> Iterator[Row]:
     for name, row in data["models"].items():
         same = row["agreement"]
@@ -167,6 +186,7 @@ def agreement_rows(data: dict) -> Iterator[Row]:
 SOURCES: dict[str, Callable[[dict], Iterator[Row]]] = {
     "generation": generation_rows,
     "mcts": mcts_rows,
+    "mcts_code": mcts_code_rows,
     "agreement": agreement_rows,
     "lora": lora_rows,
     "lm": lm_rows,

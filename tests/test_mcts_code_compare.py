@@ -168,3 +168,39 @@ def test_the_views_draw_the_table_and_a_tree_with_visible_rates():
     assert code_node_label(leaf) == "resample\nreturn x + 8\nN=2  visible 100%"
     texts = [text.get_text() for text in plot_code_tree(tree).axes[0].texts]
     assert "root\n\nN=3  visible 50%" in texts and len(texts) == 2
+
+
+def test_the_command_line_builds_the_config_from_the_specs_defaults(monkeypatch):
+    from slmlab.cli import build_parser
+    from slmlab.mcts.cli import code_comparison_config
+
+    monkeypatch.delenv("SLMLAB_QUICK", raising=False)  # make test sets it; full mode is what this checks first
+    parse = build_parser().parse_args
+    full = code_comparison_config(parse(["mcts", "code"]))
+    assert full == CodeComparisonConfig()
+    quick = code_comparison_config(parse(["mcts", "code", "--quick"]))
+    assert quick == CodeComparisonConfig().quick()
+    given = code_comparison_config(parse(["mcts", "code", "--tasks", "humaneval", "--limit", "5", "--sims", "3", "--no-adapter"]))
+    assert given.task_sets == ("humaneval",) and (given.heldout_limit, given.humaneval_limit) == (5, 5)
+    assert given.search.simulations == 3 and given.adapter is False
+    with pytest.raises(ValueError, match="task sets"):
+        code_comparison_config(parse(["mcts", "code", "--tasks", "train"]))
+    monkeypatch.setenv("SLMLAB_QUICK", "1")
+    assert code_comparison_config(parse(["mcts", "code"])) == CodeComparisonConfig().quick()
+
+
+def test_tasks_without_visible_tests_are_counted_apart():
+    runs = _runs({"greedy": [False, True], "filtering": [False, True], "mcts": [True, True]}, dict.fromkeys(spec.CODE_METHODS, 5))
+    runs.loc[runs["task"] == "t0", "visible_tests"] = 0  # searched by likelihood
+    summary = summarize_comparison(runs).set_index("method")
+    assert summary.loc["mcts", "without_visible"] == 1 and summary.loc["mcts", "solved_without_visible"] == 1
+    assert summary.loc["greedy", "solved_without_visible"] == 0
+    reading = comparison_reading(summarize_comparison(runs))
+    assert "1 of these tasks have no visible test" in reading and "MCTS 1 of them" in reading
+
+
+def test_humaneval_examples_the_canonical_solution_fails_are_not_shown_to_the_search():
+    problems = {task.name: task for task in comparison_tasks("humaneval", 48)}
+    assert len(problems) == 48
+    median = problems["HumanEval/47"]  # its docstring says median([-10, 4, 6, 1000, 10, 20]) == 15.0; it is 8.0
+    assert median.examples and all(example.expected != 15.0 for example in median.examples)

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from slmlab.execution.scoring import score_program
+from slmlab.execution.scoring import checked_examples, score_program
 from slmlab.execution.tasks import CodeTask, load_code_tasks, load_humaneval
 from slmlab.io import atomic_write_json, save_table
 from slmlab.mcts import spec
@@ -35,13 +35,16 @@ BASE, ADAPTER = "base", "adapter"  # the two models compared: the frozen model, 
 
 
 def comparison_tasks(task_set: str, limit: int = 0) -> list[CodeTask]:
-    """Chapter 08's committed held-out tasks (``heldout``) or HumanEval's 164 problems (``humaneval``), the first
-    ``limit`` of them (0: all)."""
+    """Chapter 08's committed held-out tasks (``heldout``) or HumanEval's 164 problems (``humaneval``, their docstring
+    examples as visible tests, less those the canonical solution fails), the first ``limit`` of them (0: all)."""
     if task_set not in spec.CODE_TASK_SETS:
         raise ValueError(f"Unknown task set {task_set!r}; choose from {', '.join(spec.CODE_TASK_SETS)}.")
-    held_out = rl_spec.tasks_dir(project_root()) / rl_spec.HELD_OUT
-    tasks = load_humaneval() if task_set == "humaneval" else load_code_tasks(held_out)
-    return tasks[:limit] if limit else tasks
+    if task_set == "heldout":
+        tasks = load_code_tasks(rl_spec.tasks_dir(project_root()) / rl_spec.HELD_OUT)
+        return tasks[:limit] if limit else tasks
+    problems = load_humaneval()
+    # a few docstrings give a wrong example: the canonical solution decides which ones the search may see
+    return checked_examples(problems[:limit] if limit else problems).tasks
 
 
 @dataclass(frozen=True)
@@ -196,6 +199,8 @@ def summarize_comparison(runs: pd.DataFrame) -> pd.DataFrame:
                 "latency_p50_s": round(latency["p50"] / 1000, 2),
                 "latency_p95_s": round(latency["p95"] / 1000, 2),
                 "pseudo_correct": int(part["pseudo_correct"].sum()),
+                "without_visible": int((part["visible_tests"] == 0).sum()),
+                "solved_without_visible": int(part.loc[part["visible_tests"] == 0, "hidden_passed"].sum()),
                 "mcnemar_p_vs_mcts": math.nan if method == "mcts" else mcnemar_exact(mcts, _paired(group, method))["p"],
             }
             rows.append(row)
@@ -242,6 +247,12 @@ def comparison_reading(summary: pd.DataFrame) -> str:
             f"{filtering['mcnemar_p_vs_mcts']:.3g}. Pseudo-correct programs (all visible tests pass, a hidden one fails): "
             f"greedy {greedy['pseudo_correct']}, filtering {filtering['pseudo_correct']}, MCTS {mcts['pseudo_correct']}."
         )
+        if mcts["without_visible"]:
+            lines.append(
+                f"  {mcts['without_visible']} of these tasks have no visible test (searched with the model's likelihood as "
+                f"the value): greedy solves {greedy['solved_without_visible']}, filtering "
+                f"{filtering['solved_without_visible']}, MCTS {mcts['solved_without_visible']} of them."
+            )
         goal = _goal_line(task_set, model_name, figures)
         if goal:
             lines.append(f"  {goal}")

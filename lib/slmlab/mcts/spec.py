@@ -463,7 +463,7 @@ class CodeComparisonConfig:
             )
 
     def quick(self) -> CodeComparisonConfig:
-        return replace(self, heldout_limit=4, humaneval_limit=2, search=self.search.quick())
+        return replace(self, heldout_limit=4, humaneval_limit=1, search=self.search.quick())
 
     def limit_of(self, task_set: str) -> int:
         return self.heldout_limit if task_set == "heldout" else self.humaneval_limit
