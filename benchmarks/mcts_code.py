@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from dataclasses import asdict, replace
 
@@ -102,6 +103,8 @@ def main() -> None:
     rows["filtering"] = run_configuration(model, tasks, config, rows["cached"]["tokens_per_task"])
     report = {
         "created": created_now(),
+        "command": " ".join(["python benchmarks/mcts_code.py", *sys.argv[1:]]),
+        "quick": args.quick,
         "tasks": [task.name for task in tasks],
         "config": asdict(config),
         "configurations": rows,
