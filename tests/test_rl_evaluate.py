@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+from slmlab.execution.scoring import score_program
 from slmlab.execution.tasks import extract_code, load_code_tasks, load_humaneval, task_prompt
 from slmlab.rl.evaluate import by_family, pass_at_1
 from slmlab.rl.tasks import default_tasks_dir
@@ -20,6 +23,17 @@ def test_a_humaneval_body_without_its_def_gets_the_prompt_back():
     task = load_humaneval()[0]
     body = "    return any(abs(a - b) < threshold for i, a in enumerate(numbers) for b in numbers[i + 1:])\n"
     assert extract_code(body, task).startswith(task.prompt)
+
+
+def test_a_humaneval_function_written_again_gets_the_prompts_imports():
+    task = load_humaneval()[0]  # its prompt starts "from typing import List"
+    rewritten = "def has_close_elements(numbers: List[float], threshold: float) -> bool:\n    return False\n"
+    code = extract_code(f"```python\n{rewritten}```", task)
+    assert code == "from typing import List\n" + rewritten
+    assert extract_code(f"```python\nfrom typing import List\n{rewritten}```", task).count("import") == 1
+    without = score_program(task, rewritten)
+    assert without.status == "runtime_error" and "NameError" in json.dumps(without.details)  # List is not defined
+    assert score_program(task, code).status not in ("runtime_error", "error")  # it loads, and is judged
 
 
 def test_prompts_name_the_signature_and_ask_for_a_code_block():

@@ -380,7 +380,8 @@ def task_prompt(task: CodeTask, hint: str | None = None) -> str:
 def extract_code(reply: str, task: CodeTask | None = None) -> str:
     """The program in a model's reply: its first fenced code block, else the reply from its first ``def``/``import``
     line, else the whole reply. For a HumanEval task whose reply lacks the function's ``def``, the prompt is put back
-    in front (the model continued the body)."""
+    in front (the model continued the body); a reply that rewrote the function gets the prompt's imports it lacks (a
+    signature copied from the prompt names ``List`` from ``typing`` without importing it)."""
     match = _FENCE.search(reply)
     if match:
         code = match.group(1)
@@ -388,6 +389,14 @@ def extract_code(reply: str, task: CodeTask | None = None) -> str:
         start = re.search(r"^(def |import |from |class )", reply, re.MULTILINE)
         code = reply[start.start() :] if start else reply
     code = code.strip("\n") + "\n"
-    if task is not None and task.kind == "check" and task.entry_point and f"def {task.entry_point}(" not in code:
-        code = task.prompt + code
-    return code
+    if task is None or task.kind != "check" or not task.entry_point:
+        return code
+    if f"def {task.entry_point}(" not in code:
+        return task.prompt + code
+    missing = [line for line in _import_lines(task.prompt) if line not in code.splitlines()]
+    return "".join(f"{line}\n" for line in missing) + code
+
+
+def _import_lines(source: str) -> list[str]:
+    """The top-level ``import``/``from`` lines of ``source``, in order."""
+    return [line for line in source.splitlines() if line.startswith(("import ", "from "))]
