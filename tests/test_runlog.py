@@ -85,6 +85,8 @@ def test_offline_wandb_run_holds_the_same_scalars(tmp_path, monkeypatch):
     pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_INIT_TIMEOUT", "600")  # a loaded 2-core machine starts W&B's service slowly
+    monkeypatch.setenv("WANDB__SERVICE_WAIT", "600")
     monkeypatch.setenv("SLMLAB_WANDB", "1")
     drive(RunLog(tmp_path, LOGGED, tensorboard=False, eval_tag="loss/valid", config={"steps": 3}))
     runs = sorted((tmp_path / WANDB_DIR / "wandb").glob("offline-run-*"))
