@@ -30,10 +30,9 @@ from tabulate import tabulate
 
 import slmlab
 from slmlab.environment import environment_report
-from slmlab.execution.scoring import score_program
 from slmlab.io import atomic_write_json, created_now
 from slmlab.mcts.code import VisibleScorer, filter_programs, greedy_program, search_program
-from slmlab.mcts.code_compare import comparison_tasks
+from slmlab.mcts.code_compare import comparison_tasks, hidden_passed
 from slmlab.mcts.spec import CodeSearchConfig, code_benchmark_file
 from slmlab.settings import artifacts_root
 
@@ -56,10 +55,6 @@ def hard_tasks(model, config: CodeSearchConfig, count: int) -> list:
     return chosen
 
 
-def _hidden(task, code: str) -> bool:
-    return score_program(task.hidden_task(), code).status == "passed"
-
-
 def run_configuration(model, tasks: list, config: CodeSearchConfig, budgets: list[int] | None) -> dict:
     """One configuration over every task: seconds, tokens, sandbox runs and hidden passes (filtering when ``budgets``
     gives the tokens to spend per task)."""
@@ -74,7 +69,7 @@ def run_configuration(model, tasks: list, config: CodeSearchConfig, budgets: lis
         totals["tokens"] += result.tokens
         totals["tokens_per_task"].append(result.tokens)
         totals["sandbox_runs"] += result.sandbox_runs
-        totals["hidden_passed"] += _hidden(task, result.code)
+        totals["hidden_passed"] += hidden_passed(task, result.code)
     totals["seconds"] = round(totals["seconds"], 2)
     return totals
 

@@ -57,12 +57,17 @@ def _given(args: argparse.Namespace, names) -> dict:
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
+def _quick(args: argparse.Namespace) -> bool:
+    """--quick, or SLMLAB_QUICK like every other command."""
+    return quick_mode(True if args.quick else None)
+
+
 def chapter_settings(args: argparse.Namespace) -> ChapterSettings:
     """The :class:`~slmlab.mcts.spec.ChapterSettings` of a parsed ``slmlab mcts ...`` command line (the quick
     sizes with ``--quick`` or ``SLMLAB_QUICK``, changed by the options given); also fills in the default run folder."""
     from slmlab.mcts.runs import default_run_dir  # lazy: torch loads only when a command runs
 
-    quick = quick_mode(True if args.quick else None)  # --quick, or SLMLAB_QUICK like every other command
+    quick = _quick(args)
     if args.run_dir is None:
         args.run_dir = str(default_run_dir(quick=quick))
     base = ChapterSettings.quick() if quick else ChapterSettings()
@@ -131,7 +136,7 @@ def _run(args: argparse.Namespace) -> int:
 def code_comparison_config(args: argparse.Namespace) -> CodeComparisonConfig:
     """The :class:`~slmlab.mcts.spec.CodeComparisonConfig` of ``slmlab mcts code``: its quick sizes with ``--quick``
     (or ``SLMLAB_QUICK``), then the options given."""
-    base = CodeComparisonConfig().quick() if quick_mode(True if args.quick else None) else CodeComparisonConfig()
+    base = CodeComparisonConfig().quick() if _quick(args) else CodeComparisonConfig()
     search = replace(base.search, **_given(args, ("simulations",)))
     limits = {} if args.limit is None else {"heldout_limit": args.limit, "humaneval_limit": args.limit}
     sets = {"task_sets": tuple(args.tasks.split(","))} if args.tasks else {}
@@ -141,7 +146,7 @@ def code_comparison_config(args: argparse.Namespace) -> CodeComparisonConfig:
 def _code(args: argparse.Namespace) -> int:
     from slmlab.mcts.code_compare import compare_code  # lazy: torch loads only when a command runs
 
-    root = artifacts_root(quick_mode(True if args.quick else None))  # quick runs write the quick tree
+    root = artifacts_root(_quick(args))  # quick runs write the quick tree
     record = compare_code(args.model, root, code_comparison_config(args), args.adapter)
     print(record["reading"])
     return 0

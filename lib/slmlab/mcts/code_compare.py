@@ -19,7 +19,15 @@ from slmlab.execution.scoring import checked_examples, score_program
 from slmlab.execution.tasks import CodeTask, load_code_tasks, load_humaneval
 from slmlab.io import atomic_write_json, save_table
 from slmlab.mcts import spec
-from slmlab.mcts.code import CodeSearchResult, VisibleScorer, filter_programs, greedy_program, search_program
+from slmlab.mcts.code import (
+    LIKELIHOOD,
+    VISIBLE_TESTS,
+    CodeSearchResult,
+    VisibleScorer,
+    filter_programs,
+    greedy_program,
+    search_program,
+)
 from slmlab.mcts.spec import CODE_METHODS, CodeComparisonConfig
 from slmlab.metrics import latency_percentiles
 from slmlab.models import load_model
@@ -59,7 +67,8 @@ class MethodOutcome:
     value_source: str  # what valued the programs: "visible tests", or "likelihood" for a task without any
 
 
-def _hidden_passed(task: CodeTask, code: str) -> bool:
+def hidden_passed(task: CodeTask, code: str) -> bool:
+    """Whether ``code`` passes every hidden test of ``task`` (the final verdict; no method sees these tests)."""
     return score_program(task.hidden_task(), code).status == "passed"
 
 
@@ -68,19 +77,12 @@ def _greedy(model, task: CodeTask, visible: CodeTask | None, config: CodeCompari
     playout = greedy_program(model, task, config.search)
     scorer = VisibleScorer(visible)
     rate = scorer.rate(playout.code) if visible is not None else None
-    source = "visible tests" if visible is not None else "likelihood"
+    source = VISIBLE_TESTS if visible is not None else LIKELIHOOD
     return MethodOutcome(playout.code, rate, playout.tokens, scorer.runs, time.perf_counter() - start, source)
 
 
-def _filtering(model, task: CodeTask, visible: CodeTask | None, config: CodeComparisonConfig, tokens: int) -> MethodOutcome:
-    start = time.perf_counter()
-    best = filter_programs(model, task, visible, config.search, token_budget=tokens, temperature=config.filter_temperature)
-    return MethodOutcome(
-        best.code, best.visible_rate, best.tokens, best.sandbox_runs, time.perf_counter() - start, best.value_source
-    )
-
-
-def _mcts(result: CodeSearchResult) -> MethodOutcome:
+def _outcome(result: CodeSearchResult) -> MethodOutcome:
+    """What a search or sampling + filtering answered and spent."""
     return MethodOutcome(
         result.code, result.visible_rate, result.tokens, result.sandbox_runs, result.seconds, result.value_source
     )
@@ -90,17 +92,15 @@ def compare_task(model, task: CodeTask, config: CodeComparisonConfig) -> dict[st
     """The three methods on one task. MCTS runs first; sampling + filtering then gets the tokens MCTS spent on this task,
     so the two are compared at the same generated tokens (both stop early once a program passes every visible test)."""
     visible = task.visible_task()
-    searched = _mcts(search_program(model, task, visible, config.search))
-    return {
-        "greedy": _greedy(model, task, visible, config),
-        "filtering": _filtering(model, task, visible, config, max(searched.tokens, 1)),
-        "mcts": searched,
-    }
+    searched = _outcome(search_program(model, task, visible, config.search))
+    budget = max(searched.tokens, 1)
+    filtered = filter_programs(model, task, visible, config.search, token_budget=budget, temperature=config.filter_temperature)
+    return {"greedy": _greedy(model, task, visible, config), "filtering": _outcome(filtered), "mcts": searched}
 
 
 def _rows(task: CodeTask, task_set: str, model_name: str, outcomes: dict[str, MethodOutcome]) -> Iterable[dict]:
     for method, outcome in outcomes.items():
-        hidden = _hidden_passed(task, outcome.code)
+        hidden = hidden_passed(task, outcome.code)
         yield {
             "task_set": task_set,
             "model": model_name,
